@@ -1,0 +1,6 @@
+"""mindyolox: YOLOX object detection on MindSpore, numerically the official YOLOX 0.3.0."""
+__version__ = "0.1.0"
+
+from .models import build_model  # noqa: E402
+
+__all__ = ["build_model", "__version__"]

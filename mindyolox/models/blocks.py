@@ -1,0 +1,146 @@
+"""Building blocks of YOLOX, one-to-one with the official ``network_blocks.py``.
+
+Every block keeps the official attribute names so that MindSpore parameter names
+equal the official PyTorch names (BatchNorm ``weight/bias/running_mean/running_var``
+become ``gamma/beta/moving_mean/moving_variance``).
+
+All tensors are NCHW float32.
+"""
+from mindspore import nn, ops
+
+BN_EPS = 1e-3
+# PyTorch momentum 0.03 (new = 0.97 * old + 0.03 * batch) is MindSpore momentum 0.97.
+BN_MOMENTUM = 0.97
+
+
+def get_activation(name="silu"):
+    """Return the activation Cell for ``silu``, ``relu`` or ``lrelu`` (LeakyReLU 0.1)."""
+    if name == "silu":
+        return nn.SiLU()
+    if name == "relu":
+        return nn.ReLU()
+    if name == "lrelu":
+        return nn.LeakyReLU(0.1)
+    raise ValueError(f"unsupported activation '{name}' (use silu, relu or lrelu)")
+
+
+class BaseConv(nn.Cell):
+    """Conv2d (no bias, symmetric padding (k-1)//2) -> BatchNorm2d -> activation."""
+
+    def __init__(self, in_channels, out_channels, ksize, stride, groups=1, bias=False, act="silu"):
+        super().__init__()
+        pad = (ksize - 1) // 2
+        self.conv = nn.Conv2d(in_channels, out_channels, ksize, stride, pad_mode="pad",
+                              padding=pad, group=groups, has_bias=bias)
+        self.bn = nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self.act = get_activation(act)
+
+    def construct(self, x):
+        return self.act(self.bn(self.conv(x)))
+
+
+class DWConv(nn.Cell):
+    """Depthwise ``ksize`` conv (``dconv``) followed by a pointwise 1x1 conv (``pconv``)."""
+
+    def __init__(self, in_channels, out_channels, ksize, stride=1, act="silu"):
+        super().__init__()
+        self.dconv = BaseConv(in_channels, in_channels, ksize, stride, groups=in_channels, act=act)
+        self.pconv = BaseConv(in_channels, out_channels, 1, 1, act=act)
+
+    def construct(self, x):
+        return self.pconv(self.dconv(x))
+
+
+def conv_class(depthwise):
+    """The 3x3 conv type used by CSPDarknet/PAFPN/head: DWConv when ``depthwise``."""
+    return DWConv if depthwise else BaseConv
+
+
+class Bottleneck(nn.Cell):
+    """1x1 conv to ``out*expansion`` channels, 3x3 conv back, residual add when shapes allow."""
+
+    def __init__(self, in_channels, out_channels, shortcut=True, expansion=0.5,
+                 depthwise=False, act="silu"):
+        super().__init__()
+        hidden = int(out_channels * expansion)
+        self.conv1 = BaseConv(in_channels, hidden, 1, 1, act=act)
+        self.conv2 = conv_class(depthwise)(hidden, out_channels, 3, 1, act=act)
+        self.use_add = shortcut and in_channels == out_channels
+
+    def construct(self, x):
+        y = self.conv2(self.conv1(x))
+        if self.use_add:
+            y = y + x
+        return y
+
+
+class ResLayer(nn.Cell):
+    """Darknet-53 residual layer: 1x1 to half the channels, 3x3 back, add (LeakyReLU)."""
+
+    def __init__(self, in_channels):
+        super().__init__()
+        mid = in_channels // 2
+        self.layer1 = BaseConv(in_channels, mid, 1, 1, act="lrelu")
+        self.layer2 = BaseConv(mid, in_channels, 3, 1, act="lrelu")
+
+    def construct(self, x):
+        return x + self.layer2(self.layer1(x))
+
+
+class SPPBottleneck(nn.Cell):
+    """Spatial pyramid pooling: 1x1 conv, concat of max pools (5, 9, 13; stride 1), 1x1 conv."""
+
+    def __init__(self, in_channels, out_channels, kernel_sizes=(5, 9, 13), activation="silu"):
+        super().__init__()
+        hidden = in_channels // 2
+        self.conv1 = BaseConv(in_channels, hidden, 1, 1, act=activation)
+        # stride 1 with an odd kernel: 'same' pads k//2 on every side, as the official padding=k//2.
+        self.m = nn.CellList([nn.MaxPool2d(kernel_size=k, stride=1, pad_mode="same")
+                              for k in kernel_sizes])
+        self.conv2 = BaseConv(hidden * (len(kernel_sizes) + 1), out_channels, 1, 1, act=activation)
+
+    def construct(self, x):
+        x = self.conv1(x)
+        feats = [x]
+        for pool in self.m:
+            feats.append(pool(x))
+        return self.conv2(ops.concat(feats, 1))
+
+
+class CSPLayer(nn.Cell):
+    """CSP bottleneck with three convs (YOLOv5 C3): two 1x1 branches, ``n`` Bottlenecks on one."""
+
+    def __init__(self, in_channels, out_channels, n=1, shortcut=True, expansion=0.5,
+                 depthwise=False, act="silu"):
+        super().__init__()
+        hidden = int(out_channels * expansion)
+        self.conv1 = BaseConv(in_channels, hidden, 1, 1, act=act)
+        self.conv2 = BaseConv(in_channels, hidden, 1, 1, act=act)
+        self.conv3 = BaseConv(2 * hidden, out_channels, 1, 1, act=act)
+        self.m = nn.SequentialCell([Bottleneck(hidden, hidden, shortcut, 1.0, depthwise, act=act)
+                                    for _ in range(n)])
+
+    def construct(self, x):
+        x1 = self.m(self.conv1(x))
+        x2 = self.conv2(x)
+        return self.conv3(ops.concat((x1, x2), 1))
+
+
+class Focus(nn.Cell):
+    """Space-to-depth [B,C,H,W] -> [B,4C,H/2,W/2] (order TL, BL, TR, BR), then a BaseConv."""
+
+    def __init__(self, in_channels, out_channels, ksize=1, stride=1, act="silu"):
+        super().__init__()
+        self.conv = BaseConv(in_channels * 4, out_channels, ksize, stride, act=act)
+
+    def construct(self, x):
+        top_left = x[:, :, ::2, ::2]
+        top_right = x[:, :, ::2, 1::2]
+        bot_left = x[:, :, 1::2, ::2]
+        bot_right = x[:, :, 1::2, 1::2]
+        return self.conv(ops.concat((top_left, bot_left, top_right, bot_right), 1))
+
+
+def upsample2x(x):
+    """Nearest-neighbour 2x upsampling [B,C,H,W] -> [B,C,2H,2W] (exact, as nn.Upsample)."""
+    return x.repeat(2, axis=2).repeat(2, axis=3)

@@ -1,0 +1,35 @@
+"""Shared test fixtures.
+
+Reference data lives in ``../shared`` beside the project root (``MINDYOLOX_SHARED``
+overrides it). Tests that need it fail, never skip, when it is missing.
+"""
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MINDYOLOX_SHARED", ROOT.parent / "shared"))
+
+
+def shared_path(*parts):
+    """Path inside the shared reference folder; raises (test fails) when absent."""
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        raise FileNotFoundError(
+            f"reference data {p} not found: put ../shared beside the project or set MINDYOLOX_SHARED")
+    return p
+
+
+def load_npz(*parts):
+    with np.load(shared_path(*parts)) as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _mindspore_cpu():
+    import mindspore as ms
+    ms.set_device("CPU")
+    ms.set_context(mode=ms.GRAPH_MODE)
+    yield
