@@ -1,0 +1,1 @@
+"""mindyolox test-suite (a package so tests can import shared helpers from .conftest)."""
