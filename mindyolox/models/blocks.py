@@ -143,4 +143,6 @@ class Focus(nn.Cell):
 
 def upsample2x(x):
     """Nearest-neighbour 2x upsampling [B,C,H,W] -> [B,C,2H,2W] (exact, as nn.Upsample)."""
-    return x.repeat(2, axis=2).repeat(2, axis=3)
+    b, c, h, w = x.shape
+    x = ops.broadcast_to(x.reshape(b, c, h, 1, w, 1), (b, c, h, 2, w, 2))
+    return x.reshape(b, c, h * 2, w * 2)
