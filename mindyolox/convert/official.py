@@ -32,27 +32,3 @@ def mindyolox_to_official(name):
         return f"{prefix}.{_BN_SUFFIX_BACK[leaf]}"
     return name
 
-
-def assign_state_dict(model, arrays):
-    """Copy ``{mindyolox name: numpy array}`` into ``model``'s parameters (float32).
-
-    Returns ``(missing, unexpected, shape_mismatch)``: names of the model absent from
-    ``arrays``, names of ``arrays`` absent from the model, and ``(name, ours, theirs)``
-    shape triples. Nothing is copied for mismatched names.
-    """
-    import numpy as np
-    from mindspore import Tensor
-
-    params = {p.name: p for p in model.get_parameters()}
-    missing = sorted(set(params) - set(arrays))
-    unexpected = sorted(set(arrays) - set(params))
-    mismatch = []
-    for name, value in arrays.items():
-        p = params.get(name)
-        if p is None:
-            continue
-        if tuple(p.shape) != tuple(value.shape):
-            mismatch.append((name, tuple(p.shape), tuple(value.shape)))
-            continue
-        p.set_data(Tensor(np.ascontiguousarray(value, dtype=np.float32)))
-    return missing, unexpected, mismatch

@@ -141,8 +141,10 @@ class Focus(nn.Cell):
         return self.conv(ops.concat((top_left, bot_left, top_right, bot_right), 1))
 
 
-def upsample2x(x):
+class Upsample2x(nn.Cell):
     """Nearest-neighbour 2x upsampling [B,C,H,W] -> [B,C,2H,2W] (exact, as nn.Upsample)."""
-    b, c, h, w = x.shape
-    x = ops.broadcast_to(x.reshape(b, c, h, 1, w, 1), (b, c, h, 2, w, 2))
-    return x.reshape(b, c, h * 2, w * 2)
+
+    def construct(self, x):
+        b, c, h, w = x.shape
+        x = ops.broadcast_to(x.reshape(b, c, h, 1, w, 1), (b, c, h, 2, w, 2))
+        return x.reshape(b, c, h * 2, w * 2)

@@ -5,7 +5,7 @@ we keep that nesting so parameter names stay one-to-one.
 """
 from mindspore import nn, ops
 
-from .blocks import BaseConv, CSPLayer, conv_class, upsample2x
+from .blocks import BaseConv, CSPLayer, Upsample2x, conv_class
 from .darknet import CSPDarknet, Darknet
 
 
@@ -20,6 +20,7 @@ class PAFPN(nn.Cell):
                  act="silu"):
         super().__init__()
         self.backbone = CSPDarknet(depth, width, depthwise=depthwise, act=act)
+        self.upsample = Upsample2x()
         conv = conv_class(depthwise)
         c0, c1, c2 = (int(c * width) for c in in_channels)
         n = round(3 * depth)
@@ -35,9 +36,9 @@ class PAFPN(nn.Cell):
     def construct(self, x):
         x2, x1, x0 = self.backbone(x)
         fpn_out0 = self.lateral_conv0(x0)
-        f_out0 = self.C3_p4(ops.concat((upsample2x(fpn_out0), x1), 1))
+        f_out0 = self.C3_p4(ops.concat((self.upsample(fpn_out0), x1), 1))
         fpn_out1 = self.reduce_conv1(f_out0)
-        pan_out2 = self.C3_p3(ops.concat((upsample2x(fpn_out1), x2), 1))
+        pan_out2 = self.C3_p3(ops.concat((self.upsample(fpn_out1), x2), 1))
         pan_out1 = self.C3_n3(ops.concat((self.bu_conv2(pan_out2), fpn_out1), 1))
         pan_out0 = self.C3_n4(ops.concat((self.bu_conv1(pan_out1), fpn_out0), 1))
         return pan_out2, pan_out1, pan_out0
@@ -59,6 +60,7 @@ class YOLOFPN(nn.Cell):
     def __init__(self, depth=53):
         super().__init__()
         self.backbone = Darknet(depth)
+        self.upsample = Upsample2x()
         self.out1_cbl = _cbl(512, 256, 1)
         self.out1 = _embedding([256, 512], 512 + 256)
         self.out2_cbl = _cbl(256, 128, 1)
@@ -66,6 +68,6 @@ class YOLOFPN(nn.Cell):
 
     def construct(self, x):
         x2, x1, x0 = self.backbone(x)
-        out_dark4 = self.out1(ops.concat((upsample2x(self.out1_cbl(x0)), x1), 1))
-        out_dark3 = self.out2(ops.concat((upsample2x(self.out2_cbl(out_dark4)), x2), 1))
+        out_dark4 = self.out1(ops.concat((self.upsample(self.out1_cbl(x0)), x1), 1))
+        out_dark3 = self.out2(ops.concat((self.upsample(self.out2_cbl(out_dark4)), x2), 1))
         return out_dark3, out_dark4, x0
