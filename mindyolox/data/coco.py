@@ -1,0 +1,155 @@
+"""COCO-format detection dataset (instances JSON + image folder), as the official
+``yolox/data/datasets/coco.py`` reads it.
+
+- Images in JSON order (pycocotools ``getImgIds()``); images without annotations are kept
+  (negatives); file names are taken from ``file_name`` (any name, numeric or not).
+- Category ids are mapped to contiguous classes ``0..C-1`` by sorted id:
+  ``class_ids[c]`` is the JSON category id of class ``c`` (use it when writing detections
+  for COCO evaluation), ``class_names[c]`` its name.
+- Crowd annotations (``iscrowd=1``) are left out, as the official ``getAnnIds(iscrowd=False)``.
+- Boxes ``[x, y, w, h]`` become ``(x1, y1, x2, y2)`` clipped to the image; boxes with zero or
+  negative size (before or after clipping) or zero ``area`` are dropped; both are counted in
+  ``stats`` and logged once. (The official code clips ``x1`` before adding ``w``, which only
+  differs for boxes starting left of/above the image: none in COCO.)
+"""
+import contextlib
+import io
+import json
+import os
+from collections import defaultdict
+from numbers import Number
+
+import numpy as np
+
+from ..errors import DataError
+from .base import DetectionDataset
+
+__all__ = ["COCODataset"]
+
+_IMAGE_KEYS = ("id", "file_name", "height", "width")
+_ANN_KEYS = ("image_id", "category_id", "bbox")
+
+
+class COCODataset(DetectionDataset):
+    """COCO instances dataset.
+
+    Args:
+        ann_file: path of the instances JSON.
+        image_dir: folder holding the images named by ``file_name``.
+        name: label used in messages (default: the JSON file name).
+
+    Attributes (besides :class:`DetectionDataset`'s): ``coco`` (a ``pycocotools.coco.COCO``
+    built from the same JSON, for ``COCOeval``), ``class_ids`` (sorted JSON category ids).
+    """
+
+    def __init__(self, ann_file, image_dir, name=None):
+        super().__init__(name or os.path.basename(str(ann_file)))
+        self.ann_file, self.image_dir = str(ann_file), str(image_dir)
+        data = _read_json(self.ann_file)
+        self._validate(data)
+        self.coco = _make_coco(data)
+
+        cats = {c["id"]: c for c in data["categories"]}
+        self.class_ids = sorted(cats)
+        self.class_names = tuple(str(cats[i].get("name", i)) for i in self.class_ids)
+        cat_to_class = {cid: c for c, cid in enumerate(self.class_ids)}
+
+        per_image = defaultdict(list)
+        for ann in data["annotations"]:
+            per_image[ann["image_id"]].append(ann)
+        known_images = {im["id"] for im in data["images"]}
+        orphans = sum(len(v) for k, v in per_image.items() if k not in known_images)
+        if orphans:
+            self.stats["annotations_of_unknown_images_ignored"] += orphans
+
+        for im in data["images"]:
+            h, w = int(im["height"]), int(im["width"])
+            boxes, classes = [], []
+            for ann in per_image.get(im["id"], ()):
+                if ann.get("iscrowd", 0):
+                    self.stats["crowd_boxes_ignored"] += 1
+                    continue
+                box = self._clean_box(ann, w, h)
+                if box is not None:
+                    boxes.append(box)
+                    classes.append(cat_to_class[ann["category_id"]])
+            self.ids.append(im["id"])
+            self.paths.append(os.path.join(self.image_dir, str(im["file_name"])))
+            self.sizes.append((h, w))
+            self.boxes.append(np.asarray(boxes, dtype=np.float32).reshape(-1, 4))
+            self.classes.append(np.asarray(classes, dtype=np.int64))
+            if not boxes:
+                self.stats["images_without_boxes"] += 1
+        self.log_stats()
+
+    def _clean_box(self, ann, width, height):
+        x, y, bw, bh = (float(v) for v in ann["bbox"])
+        if bw <= 0 or bh <= 0 or ("area" in ann and float(ann["area"]) <= 0):
+            self.stats["boxes_dropped_zero_size"] += 1
+            return None
+        x1, y1 = max(0.0, x), max(0.0, y)
+        x2, y2 = min(float(width), x + bw), min(float(height), y + bh)
+        if x2 <= x1 or y2 <= y1:
+            self.stats["boxes_dropped_outside_image"] += 1
+            return None
+        if (x1, y1, x2, y2) != (x, y, x + bw, y + bh):
+            self.stats["boxes_clipped_to_image"] += 1
+        return [x1, y1, x2, y2]
+
+    def _validate(self, data):
+        where = self.ann_file
+        if not isinstance(data, dict):
+            raise DataError(f"annotation file {where}: expected a JSON object with 'images', "
+                            f"'annotations', 'categories', got {type(data).__name__}")
+        missing = [k for k in ("images", "annotations", "categories") if k not in data]
+        if missing:
+            raise DataError(f"annotation file {where}: missing required key(s) {missing}")
+        for k in ("images", "annotations", "categories"):
+            if not isinstance(data[k], list):
+                raise DataError(f"annotation file {where}: '{k}' must be a list, "
+                                f"got {type(data[k]).__name__}")
+        for i, im in enumerate(data["images"]):
+            lack = [k for k in _IMAGE_KEYS if not isinstance(im, dict) or k not in im]
+            if lack:
+                raise DataError(f"annotation file {where}: images[{i}] lacks {lack}")
+        for i, c in enumerate(data["categories"]):
+            if not isinstance(c, dict) or "id" not in c:
+                raise DataError(f"annotation file {where}: categories[{i}] lacks 'id'")
+        known = {c["id"] for c in data["categories"]}
+        unknown = {}
+        for i, ann in enumerate(data["annotations"]):
+            lack = [k for k in _ANN_KEYS if not isinstance(ann, dict) or k not in ann]
+            if lack:
+                raise DataError(f"annotation file {where}: annotations[{i}] "
+                                f"(id {ann.get('id') if isinstance(ann, dict) else None}) lacks {lack}")
+            bbox = ann["bbox"]
+            if (not isinstance(bbox, (list, tuple)) or len(bbox) != 4
+                    or not all(isinstance(v, Number) and np.isfinite(v) for v in bbox)):
+                raise DataError(f"annotation file {where}: annotations[{i}] (id {ann.get('id')}) "
+                                f"has bbox {bbox!r}, expected 4 finite numbers [x, y, w, h]")
+            if ann["category_id"] not in known:
+                unknown.setdefault(ann["category_id"], ann.get("id", i))
+        if unknown:
+            listed = ", ".join(f"{c!r} (e.g. annotation id {a})" for c, a in sorted(
+                unknown.items(), key=lambda kv: str(kv[0]))[:10])
+            raise DataError(f"annotation file {where}: category ids not in 'categories': {listed}")
+
+
+def _read_json(path):
+    if not os.path.isfile(path):
+        raise DataError(f"annotation file {path} not found")
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"annotation file {path} is not valid JSON ({e})") from None
+
+
+def _make_coco(data):
+    """A pycocotools COCO index over ``data`` without re-reading the file (quietly)."""
+    from pycocotools.coco import COCO
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco

@@ -1,0 +1,267 @@
+"""``mindspore.dataset`` loaders for training and evaluation.
+
+Training (:func:`create_train_loader`)
+    A ``GeneratorDataset`` over :class:`TrainSource` with an :class:`EpochSampler`, then
+    ``batch(drop_remainder=True)`` and a cast of the images to float32. Columns:
+    ``images`` float32 ``[B, 3, S, S']`` (BGR 0..255) and ``labels`` float32
+    ``[B, max_labels, 5]`` ``(class, cx, cy, w, h)`` in input pixels, zero rows = padding.
+
+    - Determinism: every random draw of a sample comes from
+      ``np.random.default_rng([seed, epoch, image index])``; the epoch's permutation from
+      ``[seed, epoch]``. The output is the same for any ``num_workers`` (0 = in-process,
+      1..n = Python worker processes).
+    - Epochs: the sampler hands the workers ``epoch * samples_per_epoch + position``, so
+      workers know the epoch without any shared state (``start_epoch`` for resuming).
+      Mosaic/MixUp are off from ``no_aug_epoch`` on (the official last 15 epochs; the
+      switch is part of the pipeline, so it also works in data-sink mode).
+    - Multiscale: one size per block of ``interval`` steps (official: 10), the same on every
+      rank (it depends on the global step only): ``32 * randint(lo, hi)`` for the height
+      (``lo, hi`` = ``data.random_size`` or ``input_size/32 -+ multiscale_range``), the width
+      keeping the recipe's aspect ratio; block 0 uses ``input_size`` as the official trainer
+      does. Samples are produced at that size directly (no resize of a finished batch).
+    - Sharding: rank ``r`` of ``world`` takes ``perm[r::world]`` of each epoch's permutation,
+      truncated so every rank has the same number of full batches.
+
+Evaluation (:func:`create_eval_loader`)
+    Columns ``images`` float32 ``[B, 3, H, W]`` (``preproc``), ``index`` int32 ``[B]`` (dataset
+    index; -1 = padding of the last batch or an unreadable image: ignore the row),
+    ``orig_hw`` int32 ``[B, 2]`` and ``ratio`` float32 ``[B]`` (divide boxes by it).
+"""
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DataError
+from .base import DetectionDataset, EventLog, logger
+from .coco import COCODataset
+from .mosaic import MosaicMixup
+from .transforms import letterbox
+from .voc import VOCDataset
+
+__all__ = [
+    "build_dataset", "TrainSource", "EpochSampler", "multiscale_range", "size_for_step",
+    "create_train_loader", "create_eval_loader", "Loader",
+]
+
+
+# ----------------------------------------------------------------------------- datasets
+def build_dataset(data_cfg, split="train"):
+    """The dataset named by a recipe's ``data`` section (dict-like) for ``split`` ``"train"``
+    or ``"val"``: COCO (``data_dir/train_ann`` + ``data_dir/train_images``) or VOC
+    (``data_dir`` + ``train_split``, classes from ``data.classes``)."""
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    fmt = str(data_cfg["format"]).lower()
+    data_dir = str(data_cfg["data_dir"])
+    if fmt == "coco":
+        ann = os.path.join(data_dir, str(data_cfg[f"{split}_ann"]))
+        images = os.path.join(data_dir, str(data_cfg[f"{split}_images"]))
+        if not os.path.isdir(images):
+            raise DataError(f"image folder {images} not found (data.data_dir / data.{split}_images)")
+        return COCODataset(ann, images)
+    if fmt == "voc":
+        return VOCDataset(data_dir, data_cfg[f"{split}_split"], list(data_cfg["classes"]) or None)
+    raise DataError(f"data.format must be 'coco' or 'voc', got {fmt!r}")
+
+
+# ----------------------------------------------------------------------------- multiscale
+def multiscale_range(data_cfg):
+    """``(lo, hi)`` size factors (x32, inclusive) of multiscale training, or ``None`` when off."""
+    rs = list(data_cfg.get("random_size") or [])
+    if rs:
+        if len(rs) != 2 or int(rs[0]) > int(rs[1]) or int(rs[0]) < 1:
+            raise DataError(f"data.random_size must be [min, max] with 1 <= min <= max, got {rs}")
+        return int(rs[0]), int(rs[1])
+    m = int(data_cfg.get("multiscale_range", 0))
+    if m <= 0:
+        return None
+    base = int(data_cfg["input_size"][0] / 32)
+    if base - m < 1:
+        raise DataError(f"data.multiscale_range={m} too large for input_size {data_cfg['input_size']}")
+    return base - m, base + m
+
+
+def size_for_step(step, input_size, ms_range, seed, interval=10):
+    """Input ``(H, W)`` of global training step ``step`` (see the module doc)."""
+    block = int(step) // int(interval)
+    if ms_range is None or block == 0:
+        return int(input_size[0]), int(input_size[1])
+    factor = input_size[1] / input_size[0]
+    s = int(np.random.default_rng([int(seed), 0x5CA1E, block]).integers(ms_range[0], ms_range[1] + 1))
+    return 32 * s, 32 * int(s * factor)
+
+
+# ----------------------------------------------------------------------------- training source
+class TrainSource:
+    """Random-access source for ``GeneratorDataset``: key ``epoch * samples_per_epoch + pos``
+    -> ``(image uint8 [3, H, W], labels float32 [max_labels, 5])``."""
+
+    def __init__(self, builder, batch_size, seed=0, rank=0, world_size=1, ms_range=None,
+                 interval=10, no_aug_epoch=None):
+        self.builder = builder
+        self.batch_size = int(batch_size)
+        self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
+        self.ms_range, self.interval = ms_range, int(interval)
+        self.no_aug_epoch = no_aug_epoch
+        n = len(builder.dataset)
+        self.steps_per_epoch = (n // self.world_size) // self.batch_size
+        if self.steps_per_epoch == 0:
+            raise DataError(f"dataset {builder.dataset.name} has {n} images, fewer than one batch "
+                            f"({self.batch_size} per device x {self.world_size} devices)")
+        self.samples_per_epoch = self.steps_per_epoch * self.batch_size
+        self._perm_epoch, self._perm = None, None
+
+    def __len__(self):
+        return self.samples_per_epoch
+
+    def indices(self, epoch):
+        """Dataset indices this rank visits in ``epoch``, in order (``samples_per_epoch``)."""
+        if self._perm_epoch != epoch:
+            perm = np.random.default_rng([self.seed, int(epoch)]).permutation(len(self.builder.dataset))
+            self._perm = perm[self.rank::self.world_size][:self.samples_per_epoch]
+            self._perm_epoch = epoch
+        return self._perm
+
+    def size(self, epoch, pos):
+        step = epoch * self.steps_per_epoch + pos // self.batch_size
+        return size_for_step(step, self.builder.input_size, self.ms_range, self.seed, self.interval)
+
+    def __getitem__(self, key):
+        epoch, pos = divmod(int(key), self.samples_per_epoch)
+        index = int(self.indices(epoch)[pos])
+        rng = np.random.default_rng([self.seed, epoch, index])
+        mosaic = self.no_aug_epoch is None or epoch < self.no_aug_epoch
+        return self.builder.sample(index, self.size(epoch, pos), rng, mosaic=mosaic)
+
+
+def _sampler_base():
+    import mindspore.dataset as ds
+    return ds.Sampler
+
+
+class EpochSampler(_sampler_base()):
+    """Yields ``epoch * n + i`` for ``i`` in ``0..n-1``, ``epoch`` counting up from
+    ``start_epoch`` each time MindSpore starts an epoch."""
+
+    def __init__(self, samples_per_epoch, start_epoch=0):
+        self.n = int(samples_per_epoch)
+        self.epoch = int(start_epoch)
+        super().__init__()
+
+    def __iter__(self):
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        base = epoch * self.n
+        return iter(range(base, base + self.n))
+
+    def __len__(self):
+        return self.n
+
+
+@dataclass
+class Loader:
+    """What the loaders return. ``ms_dataset`` is the ``mindspore.dataset`` pipeline
+    (iterate with ``create_tuple_iterator`` / ``create_dict_iterator`` or feed ``Model.train``);
+    ``dataset`` the :class:`DetectionDataset`; ``events.summary()`` the skipped images and
+    dropped labels counted so far (all worker processes)."""
+    ms_dataset: object
+    dataset: DetectionDataset
+    steps_per_epoch: int
+    batch_size: int
+    events: EventLog
+    source: object = None
+
+    def __iter__(self):
+        """One epoch of numpy tuples (convenience for tools and tests)."""
+        return self.ms_dataset.create_tuple_iterator(num_epochs=1, output_numpy=True)
+
+
+def _generator(source, columns, num_workers, sampler):
+    import mindspore.dataset as ds
+    workers = int(num_workers)
+    return ds.GeneratorDataset(
+        source, column_names=columns, sampler=sampler,
+        num_parallel_workers=max(1, workers), python_multiprocessing=workers >= 1)
+
+
+def create_train_loader(data_cfg, aug_cfg, train_cfg, rank=0, world_size=1, start_epoch=0,
+                        num_workers=None, dataset=None, interval=10, mosaic=True):
+    """Training loader from the recipe sections ``data``, ``aug`` and ``train`` (dict-like).
+
+    ``train.batch_size`` is the total over ``world_size`` devices; each rank gets
+    ``batch_size // world_size`` per step. ``num_workers`` overrides ``data.num_workers``
+    (0 = in-process). ``mosaic=False`` disables Mosaic/MixUp for every epoch; otherwise they
+    stop at epoch ``train.max_epoch - train.no_aug_epochs``. ``dataset`` reuses an already
+    built dataset. Returns a :class:`Loader`.
+    """
+    import mindspore as ms
+    import mindspore.dataset as ds
+
+    world_size = int(world_size)
+    if int(train_cfg["batch_size"]) % world_size:
+        raise DataError(f"train.batch_size={train_cfg['batch_size']} is not divisible by "
+                        f"{world_size} devices")
+    batch = int(train_cfg["batch_size"]) // world_size
+    dataset = dataset if dataset is not None else build_dataset(data_cfg, "train")
+    input_size = tuple(int(v) for v in data_cfg["input_size"])
+    if data_cfg.get("cache", False):
+        dataset.cache_images(input_size)
+    builder = MosaicMixup(dataset, input_size, aug_cfg, int(data_cfg["max_labels"]))
+    no_aug_epoch = 0 if not mosaic else max(0, int(train_cfg["max_epoch"]) - int(train_cfg["no_aug_epochs"]))
+    seed = int(train_cfg.get("seed", 0))
+    source = TrainSource(builder, batch, seed=seed, rank=rank, world_size=world_size,
+                         ms_range=multiscale_range(data_cfg), interval=interval, no_aug_epoch=no_aug_epoch)
+    ds.config.set_seed(seed)
+    workers = int(data_cfg["num_workers"] if num_workers is None else num_workers)
+    pipe = _generator(source, ["images", "labels"], workers,
+                      EpochSampler(source.samples_per_epoch, start_epoch))
+    pipe = pipe.batch(batch, drop_remainder=True)
+    pipe = pipe.map(operations=ds.transforms.TypeCast(ms.float32), input_columns=["images"])
+    logger.info("train loader: %s, %d steps/epoch of %d on rank %d/%d, %d workers, multiscale %s",
+                dataset, source.steps_per_epoch, batch, rank, world_size, workers, source.ms_range)
+    return Loader(pipe, dataset, source.steps_per_epoch, batch, dataset.events, source)
+
+
+# ----------------------------------------------------------------------------- evaluation
+class EvalSource:
+    """Key ``k`` -> ``(image uint8 [3, H, W], index int32, orig_hw int32 [2], ratio float32)``
+    for rank-local position ``k`` (``-1`` index for padding / unreadable images)."""
+
+    def __init__(self, dataset, test_size, batch_size, rank=0, world_size=1):
+        self.dataset = dataset
+        self.test_size = (int(test_size[0]), int(test_size[1]))
+        self.indices = list(range(int(rank), len(dataset), int(world_size)))
+        per_rank = -(-len(dataset) // int(world_size))
+        self.steps = max(1, -(-per_rank // int(batch_size)))
+        self.total = self.steps * int(batch_size)
+
+    def __len__(self):
+        return self.total
+
+    def __getitem__(self, k):
+        k = int(k)
+        index = self.indices[k] if k < len(self.indices) else -1
+        img = self.dataset.read_image(index) if index >= 0 else None
+        if img is None:
+            blank = np.full((3,) + self.test_size, 114, dtype=np.uint8)
+            return blank, np.int32(-1), np.zeros(2, np.int32), np.float32(1.0)
+        canvas, r = letterbox(img, self.test_size)
+        h, w = self.dataset.orig_size(index)
+        return (np.ascontiguousarray(canvas.transpose(2, 0, 1)), np.int32(index),
+                np.array([h, w], np.int32), np.float32(r))
+
+
+def create_eval_loader(data_cfg, batch_size, rank=0, world_size=1, num_workers=None, dataset=None):
+    """Evaluation loader over the ``val`` split at ``data.test_size`` (see the module doc).
+    Every rank yields the same number of batches. Returns a :class:`Loader`."""
+    import mindspore as ms
+    import mindspore.dataset as ds
+
+    dataset = dataset if dataset is not None else build_dataset(data_cfg, "val")
+    source = EvalSource(dataset, data_cfg["test_size"], batch_size, rank, world_size)
+    workers = int(data_cfg["num_workers"] if num_workers is None else num_workers)
+    pipe = _generator(source, ["images", "index", "orig_hw", "ratio"], workers,
+                      ds.SequentialSampler())
+    pipe = pipe.batch(int(batch_size), drop_remainder=True)
+    pipe = pipe.map(operations=ds.transforms.TypeCast(ms.float32), input_columns=["images"])
+    return Loader(pipe, dataset, source.steps, int(batch_size), dataset.events, source)

@@ -1,0 +1,66 @@
+"""Draw augmented training samples (what the model is fed) with their boxes and class names.
+
+    python tools/visualize_dataset.py --config configs/yolox-s.yaml --n 8 -o samples.png
+    python tools/visualize_dataset.py --config configs/yolox-s.yaml --no-aug data.data_dir=../shared/data/coco16
+
+Samples are built exactly as the training loader builds them (Mosaic, affine, MixUp, HSV,
+flip at the recipe's input size, seed ``train.seed``), but in-process, one by one.
+"""
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without install
+
+import numpy as np  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from mindyolox.config import load_config  # noqa: E402
+from mindyolox.data.loader import build_dataset  # noqa: E402
+from mindyolox.data.mosaic import MosaicMixup  # noqa: E402
+from mindyolox.data.transforms import cxcywh2xyxy  # noqa: E402
+from mindyolox.utils.cli import add_config_args, run_cli  # noqa: E402
+from mindyolox.utils.visualize import draw_boxes, make_grid, save_image  # noqa: E402
+
+
+def render_samples(data_cfg, aug_cfg, seed=0, n=8, mosaic=True, split="train", dataset=None):
+    """``n`` augmented samples drawn with boxes + names: list of BGR uint8 ``[H, W, 3]``."""
+    dataset = dataset if dataset is not None else build_dataset(data_cfg, split)
+    size = tuple(int(v) for v in data_cfg["input_size"])
+    builder = MosaicMixup(dataset, size, aug_cfg, int(data_cfg["max_labels"]))
+    order = np.random.default_rng([int(seed), 0]).permutation(len(dataset))
+    out = []
+    for k in tqdm(range(n), desc="samples", unit="img", leave=False):
+        index = int(order[k % len(order)])
+        image, labels = builder.sample(index, size, np.random.default_rng([int(seed), 0, index, k]),
+                                       mosaic=mosaic)
+        valid = labels[:, 3] > 0
+        boxes = cxcywh2xyxy(labels[valid, 1:5])
+        img = np.ascontiguousarray(image.transpose(1, 2, 0))
+        out.append(draw_boxes(img, boxes, labels[valid, 0].astype(int), class_names=dataset.class_names))
+    return out, dataset
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_config_args(parser)
+    parser.add_argument("--n", type=int, default=8, help="number of samples (default 8)")
+    parser.add_argument("-o", "--output", default="samples.png", help="PNG to write")
+    parser.add_argument("--cols", type=int, default=4, help="grid columns")
+    parser.add_argument("--no-aug", action="store_true", help="samples of the no-aug epochs (no mosaic/mixup)")
+    parser.add_argument("--split", choices=["train", "val"], default="train")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    cfg = load_config(args.config, args.overrides)
+    images, dataset = render_samples(cfg["data"], cfg["aug"], cfg["train"]["seed"], args.n,
+                                     mosaic=not args.no_aug, split=args.split)
+    save_image(args.output, make_grid(images, args.cols))
+    s = dataset.events.summary()
+    print(f"wrote {args.output}: {len(images)} samples of {dataset} at "
+          f"{cfg['data']['input_size'][0]}x{cfg['data']['input_size'][1]} "
+          f"(skipped images: {s['bad_images']}, labels dropped for max_labels: {s['dropped_labels']})")
+
+
+if __name__ == "__main__":
+    run_cli(main)
