@@ -8,6 +8,8 @@ All tensors are NCHW float32.
 """
 from mindspore import nn, ops
 
+from .batchnorm import BatchNorm2d
+
 BN_EPS = 1e-3
 # PyTorch momentum 0.03 (new = 0.97 * old + 0.03 * batch) is MindSpore momentum 0.97.
 BN_MOMENTUM = 0.97
@@ -32,7 +34,7 @@ class BaseConv(nn.Cell):
         pad = (ksize - 1) // 2
         self.conv = nn.Conv2d(in_channels, out_channels, ksize, stride, pad_mode="pad",
                               padding=pad, group=groups, has_bias=bias)
-        self.bn = nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self.bn = BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)
         self.act = get_activation(act)
 
     def construct(self, x):

@@ -29,11 +29,12 @@ import mindspore as ms
 from mindspore import nn
 
 from mindyolox.models import Upsample2x
+from mindyolox.models.batchnorm import BatchNorm2d
 
 PROFILE_SIZE = 64  # the official tool profiles at 64x64 and scales to the requested size
 
 _CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, BatchNorm2d)
 
 
 def _bn_moving_stats(model):

@@ -1,0 +1,179 @@
+"""SimOTA label assignment (official YOLOX 0.3.0 rules) on dense static tensors.
+
+Shapes: B images, G = ``max_labels`` ground-truth slots (padding included), A anchors,
+C classes. Everything is [B, G, A] or smaller; the class cost is obtained by gathering the
+predicted probability of each ground truth's class, so no [B, G, A, C] tensor exists.
+
+Rules (official ``get_in_boxes_info`` / ``get_assignments`` / ``dynamic_k_matching``):
+
+* anchor centre = (grid + 0.5) * stride; candidate anchors of an image = anchors whose
+  centre is strictly inside some gt box OR strictly within 2.5 strides (per axis) of its
+  centre ("in box or centre"). Only candidates take part in the matching.
+* cost[g, a] = sum_c BCE(sqrt(sigmoid(cls_c) * sigmoid(obj)), onehot(c_g)) (logs clamped at
+  -100 like ``F.binary_cross_entropy``) + 3 * -log(IoU + 1e-8)
+  + 1e5 * not(in box AND in centre of g).
+* dynamic_k[g] = max(1, int(sum of the top min(10, #candidates) IoUs of g)); gt g takes
+  its dynamic_k lowest-cost candidates.
+* an anchor taken by several gts goes to the gt of lowest cost (first on ties).
+* padding rows (row index >= number of rows whose sum is > 0, as in the official
+  ``nlabel``) are ignored everywhere.
+
+The whole assignment is wrapped in ``ops.stop_gradient``.
+"""
+from mindspore import nn, ops
+from mindspore import dtype as mstype
+
+from ..utils.boxes import pairwise_iou_cxcywh
+
+CENTER_RADIUS = 2.5
+TOPK_IOU = 10
+OUTSIDE_COST = 100000.0
+IOU_COST_WEIGHT = 3.0
+# cost given to anchors that are no candidate (or padding gts): above any real cost
+# (real costs stay below ~2e5: 1e5 penalty + 3 * 18.4 + 80 * 100).
+_EXCLUDED = 1e10
+
+
+def gt_valid_mask(labels):
+    """Official ``nlabel`` rule: [B, G, 5] labels -> [B, G] bool, True for the first
+    ``count(row sum > 0)`` rows of each image."""
+    nlabel = (labels.sum(2) > 0).astype(mstype.int32).sum(1, keepdims=True)  # [B, 1]
+    slots = ops.arange(labels.shape[1], dtype=mstype.int32).expand_dims(0)   # [1, G]
+    return slots < nlabel
+
+
+def candidate_masks(gt_boxes, gt_valid, grids, strides):
+    """In-box / in-centre tests of every anchor against every gt.
+
+    Args:
+        gt_boxes: [B, G, 4] cxcywh px. gt_valid: [B, G] bool.
+        grids: [A, 2] (x, y) cell index per anchor. strides: [A] px.
+    Returns:
+        in_both [B, G, A] bool (in box AND in centre region of g, valid g only) and
+        candidate [B, A] bool (in box OR in centre region of some valid g).
+    """
+    xy_px = grids * strides.expand_dims(1)
+    half_stride = 0.5 * strides
+    cx = (xy_px[:, 0] + half_stride).reshape(1, 1, -1)   # [1, 1, A]
+    cy = (xy_px[:, 1] + half_stride).reshape(1, 1, -1)
+    gx = gt_boxes[..., 0:1]                              # [B, G, 1]
+    gy = gt_boxes[..., 1:2]
+    hw = 0.5 * gt_boxes[..., 2:3]
+    hh = 0.5 * gt_boxes[..., 3:4]
+    in_box = ops.minimum(ops.minimum(cx - (gx - hw), (gx + hw) - cx),
+                         ops.minimum(cy - (gy - hh), (gy + hh) - cy)) > 0.0
+    radius = (CENTER_RADIUS * strides).reshape(1, 1, -1)
+    in_ctr = ops.minimum(ops.minimum(cx - (gx - radius), (gx + radius) - cx),
+                         ops.minimum(cy - (gy - radius), (gy + radius) - cy)) > 0.0
+    valid = gt_valid.expand_dims(2)
+    in_both = ops.logical_and(ops.logical_and(in_box, in_ctr), valid)
+    in_any = ops.logical_and(ops.logical_or(in_box, in_ctr), valid)
+    candidate = in_any.any(1)
+    return in_both, candidate
+
+
+def _bce_log(x):
+    """max(log(x), -100): the clamped log of ``F.binary_cross_entropy``."""
+    return ops.maximum(ops.log(x), -100.0)
+
+
+def class_cost(cls_logits, obj_logits, gt_classes):
+    """Pairwise class cost without a [B, G, A, C] tensor.
+
+    cost[b, g, a] = sum_c BCE(p[b, a, c], c == c_g) with p = sqrt(sigmoid(cls) * sigmoid(obj))
+                  = S[b, a] - neg[b, a, c_g] + pos[b, a, c_g],
+    S = sum_c -log(1 - p_c), neg = -log(1 - p), pos = -log(p) (logs clamped at -100).
+
+    Args:
+        cls_logits: [B, A, C]; obj_logits: [B, A]; gt_classes: [B, G] int32 in [0, C).
+    Returns:
+        [B, G, A] float32.
+    """
+    prob = ops.sqrt(ops.sigmoid(cls_logits) * ops.sigmoid(obj_logits).expand_dims(2))  # [B,A,C]
+    neg_all = -_bce_log(1.0 - prob)                                               # [B,A,C]
+    total_neg = neg_all.sum(2).expand_dims(1)                                     # [B,1,A]
+    b, g = gt_classes.shape
+    a = prob.shape[1]
+    index = ops.broadcast_to(gt_classes.expand_dims(2), (b, g, a))                # [B,G,A]
+    prob_g = ops.gather_elements(prob.transpose(0, 2, 1), 1, index)               # [B,G,A]
+    return total_neg + _bce_log(1.0 - prob_g) - _bce_log(prob_g)
+
+
+def _take_along_g(values, index):
+    """values [B, G, A], index [B, A] int32 -> values[b, index[b, a], a] as [B, A]."""
+    return ops.gather_elements(values, 1, index.expand_dims(1)).squeeze(1)
+
+
+class SimOTAAssigner(nn.Cell):
+    """Dense, static-shape SimOTA (official YOLOX 0.3.0).
+
+    Inputs:
+        boxes: [B, A, 4] decoded predictions cxcywh px.
+        obj_logits: [B, A] objectness logits. cls_logits: [B, A, C] class logits.
+        grids: [A, 2] (x, y) cell index of each anchor. strides: [A] stride px.
+        gt_boxes: [B, G, 4] cxcywh px. gt_classes: [B, G] int32. gt_valid: [B, G] bool.
+    Returns a dict (all stop-gradient):
+        fg_mask [B, A] bool; matched_gt [B, A] int32 (gt slot, -1 for background);
+        matched_classes [B, A] int32 (0 for background); matched_ious [B, A] float32 IoU
+        between the prediction and its gt (0 for background); num_fg [B] int32;
+        dynamic_ks [B, G] int32 (0 for padding slots); candidate [B, A] bool;
+        in_both [B, G, A] bool; cost [B, G, A] float32 and ious [B, G, A] float32 (valid
+        on candidate anchors of valid gts).
+    """
+
+    def __init__(self, num_classes):
+        super().__init__()
+        self.num_classes = num_classes
+
+    def construct(self, boxes, obj_logits, cls_logits, grids, strides, gt_boxes, gt_classes,
+                  gt_valid):
+        boxes = ops.stop_gradient(boxes)
+        obj_logits = ops.stop_gradient(obj_logits)
+        cls_logits = ops.stop_gradient(cls_logits)
+        num_anchors = boxes.shape[1]
+        in_both, candidate = candidate_masks(gt_boxes, gt_valid, grids, strides)
+        ious = pairwise_iou_cxcywh(gt_boxes, boxes)                                # [B,G,A]
+        cost = (class_cost(cls_logits, obj_logits, gt_classes)
+                + IOU_COST_WEIGHT * -ops.log(ious + 1e-8)
+                + OUTSIDE_COST * ops.logical_not(in_both).astype(mstype.float32))
+        usable = ops.logical_and(candidate.expand_dims(1), gt_valid.expand_dims(2))  # [B,G,A]
+
+        # dynamic k: sum of the top-10 candidate IoUs (non-candidates count as IoU 0).
+        k_max = min(TOPK_IOU, num_anchors)
+        cand_ious = ops.where(usable, ious, ops.zeros_like(ious))
+        top_ious, _ = ops.topk(cand_ious, k_max)
+        dynamic_ks = ops.maximum(ops.floor(top_ious.sum(2)), 1.0).astype(mstype.int32)
+        dynamic_ks = dynamic_ks * gt_valid.astype(mstype.int32)                     # [B,G]
+
+        # each gt takes its dynamic_k lowest-cost candidates (dynamic_k <= 10 <= k_max).
+        masked_cost = ops.where(usable, cost, ops.full_like(cost, _EXCLUDED))
+        _, order = ops.topk(-masked_cost, k_max)                                    # [B,G,K]
+        ranks = ops.arange(k_max, dtype=mstype.int32).reshape(1, 1, -1)
+        take = (ranks < dynamic_ks.expand_dims(2)).astype(mstype.float32)
+        matching = ops.tensor_scatter_elements(ops.zeros_like(cost), order, take, axis=2)
+        matching = matching * usable.astype(mstype.float32)                         # [B,G,A]
+
+        # conflicts: an anchor matched by several gts goes to the lowest-cost gt.
+        n_match = matching.sum(1)                                                   # [B,A]
+        # (only candidate anchors can be claimed twice; there masked_cost = cost for valid gts)
+        best_gt = ops.argmin(masked_cost, 1).astype(mstype.int32)                   # [B,A]
+        only_gt = ops.argmax(matching, 1).astype(mstype.int32)
+        assigned = ops.where(n_match > 1.0, best_gt, only_gt)
+        fg_mask = n_match > 0.0
+        matched_gt = ops.where(fg_mask, assigned, ops.full_like(assigned, -1))
+        matched_ious = _take_along_g(ious, assigned) * fg_mask.astype(mstype.float32)
+        gathered_cls = ops.gather_elements(gt_classes, 1, assigned)
+        matched_classes = gathered_cls * fg_mask.astype(mstype.int32)
+        out = {
+            "fg_mask": fg_mask,
+            "matched_gt": matched_gt,
+            "matched_classes": matched_classes,
+            "matched_ious": matched_ious,
+            "num_fg": fg_mask.astype(mstype.int32).sum(1),
+            "dynamic_ks": dynamic_ks,
+            "candidate": candidate,
+            "in_both": in_both,
+            "cost": cost,
+            "ious": ious,
+        }
+        return out
