@@ -1,1 +1,23 @@
+"""Engine: evaluation and prediction (the training step, optimizer/LR/EMA and checkpoints
+come with the trainer).
 
+Public surface:
+
+- :func:`evaluate` (model, dataset or eval Loader -> dict of metrics), :class:`COCOEvaluator`,
+  :class:`VOCEvaluator` (build once, call ``.evaluate(model)`` every N epochs: the loader is
+  reused and the model, a GRAPH_MODE Cell, compiles once);
+- :func:`run_inference` (model over an eval loader -> detections in original pixels + timing);
+- :mod:`voc_eval` (``voc_ap``, ``voc_map``: the official VOC metrics);
+- :mod:`predictor` (``Predictor``, ``run_prediction``: images / folders / videos, shared by
+  ``predict.py`` and ``deploy/infer.py``); :mod:`runtime` (``build_and_load``, ``setup_mindspore``).
+"""
+from .evaluator import (COCO_STAT_NAMES, COCOEvaluator, VOCEvaluator, evaluate, format_per_class_table,
+                        format_timing, run_inference)
+from .predictor import COCO_CLASSES, Predictor, class_names_for, run_prediction
+from .runtime import build_and_load, parse_img_size, setup_mindspore
+from .voc_eval import voc_ap, voc_eval_class, voc_map
+
+__all__ = ["COCO_STAT_NAMES", "COCOEvaluator", "VOCEvaluator", "evaluate", "run_inference",
+           "format_per_class_table", "format_timing", "voc_ap", "voc_eval_class", "voc_map",
+           "COCO_CLASSES", "Predictor", "class_names_for", "run_prediction",
+           "build_and_load", "parse_img_size", "setup_mindspore"]

@@ -25,12 +25,16 @@ def draw_boxes(img, boxes, classes, scores=None, class_names=None, thickness=2):
 
     img: BGR uint8 ``[H, W, 3]``; boxes: ``[N, 4]`` xyxy pixels; classes: ``[N]`` class ids;
     scores: optional ``[N]`` in 0..1; class_names: sequence indexed by class id.
+    Boxes are drawn in ascending score order so the most confident labels end up on top.
     """
     out = np.ascontiguousarray(img, dtype=np.uint8).copy()
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     classes = np.asarray(classes).reshape(-1).astype(np.int64)
     font, fscale = cv2.FONT_HERSHEY_SIMPLEX, max(0.35, min(out.shape[:2]) / 900)
-    for k, (box, c) in enumerate(zip(boxes, classes)):
+    order = np.argsort(np.asarray(scores).reshape(-1), kind="stable") if scores is not None \
+        else range(len(boxes))
+    for k in order:
+        box, c = boxes[k], classes[k]
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         color = class_color(c)
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness)

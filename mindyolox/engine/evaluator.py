@@ -1,0 +1,324 @@
+"""COCO and VOC evaluation of a YOLOX model, as the official 0.3.0 ``COCOEvaluator`` /
+``VOCEvaluator`` do it.
+
+Pipeline per batch: letterboxed images ``[B, 3, H, W]`` (``mindyolox.data`` eval loader) ->
+the model in eval mode (decoded ``[B, A, 5+C]``) -> :func:`mindyolox.utils.postprocess.postprocess`
+(``score = obj * cls >= conf``, NMS) -> boxes divided by the letterbox ratio
+``r = min(H / h, W / w)`` (``h, w`` from the annotation file) -> COCO: xyxy -> xywh, class id
+-> category id through ``dataset.class_ids``, pycocotools ``COCOeval`` (bbox); VOC: per-class
+AP (``voc_eval.py``) at IoU 0.5:0.95, 11-point (VOC07) and area (VOC10+) metrics.
+
+The model is called directly (a ``Cell``: in GRAPH_MODE it is compiled on the first batch and
+re-used for every later batch and every later call with the same input shape), so the
+trainer can call :func:`evaluate` every N epochs on the same (EMA) model without recompiling.
+The last batch is padded to the full batch size by the loader (padding rows are ignored),
+so one shape -- one compilation -- serves a whole dataset.
+
+Results (a dict, see :func:`evaluate`) use fractions in [0, 1] like ``COCOeval.stats``; the
+printed tables use percent, like the official logs.
+"""
+import contextlib
+import copy
+import io
+import json
+import os
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from ..errors import DataError
+from ..utils.postprocess import postprocess
+from .voc_eval import voc_map
+
+__all__ = ["COCO_STAT_NAMES", "COCOEvaluator", "VOCEvaluator", "evaluate", "run_inference",
+           "format_per_class_table", "format_timing"]
+
+COCO_STAT_NAMES = (
+    "AP50_95", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",
+    "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large",
+)
+
+
+def _model_num_classes(model):
+    head = getattr(model, "head", None)
+    return int(getattr(head, "num_classes", getattr(model, "num_classes", -1)))
+
+
+def _as_loader(data, img_size, batch_size, num_workers):
+    """A ``mindyolox.data.Loader`` from a loader (returned as is) or a dataset."""
+    from ..data import DetectionDataset, Loader, create_eval_loader
+    if isinstance(data, Loader):
+        return data
+    if not isinstance(data, DetectionDataset):
+        raise TypeError(f"evaluate() needs a mindyolox DetectionDataset or eval Loader, got {type(data).__name__}")
+    if img_size is None:
+        raise ValueError("evaluate(): img_size (h, w) is required when a dataset is given")
+    size = [int(img_size[0]), int(img_size[1])]
+    # mindspore.dataset refuses more parallel workers than CPU cores (recipes default to 4)
+    workers = max(0, min(int(num_workers), os.cpu_count() or 1))
+    return create_eval_loader({"test_size": size, "num_workers": workers}, int(batch_size), dataset=data)
+
+
+def run_inference(model, loader, conf=0.01, nms=0.65, class_agnostic=False, progress=True, desc="eval"):
+    """Run ``model`` over an eval loader and postprocess.
+
+    Returns ``(results, timing)``: ``results`` is a list of ``(dataset_index, dets [K, 7] in
+    ORIGINAL image pixels (x1, y1, x2, y2, obj, cls_conf, cls))`` for every readable image;
+    ``timing`` has ``forward_ms`` / ``nms_ms`` per image (batches after the first, which
+    includes graph compilation; a single batch is timed on a second call), ``first_batch_s``, ``images``,
+    ``total_s``, ``images_per_s`` (end to end, loading included, first batch excluded).
+    """
+    import mindspore as ms
+    head = getattr(model, "head", None)
+    if head is not None and not getattr(head, "decode_in_inference", True):
+        raise ValueError("evaluation needs decoded outputs: the model's head has decode_in_inference=False "
+                         "(an export model); build one with decode_in_inference=True")
+    dataset = loader.dataset
+    h_in, w_in = loader.source.test_size
+    was_training = model.training
+    model.set_train(False)
+    results = []
+    fwd_s = nms_s = 0.0
+    timed_images = 0
+    first_batch_s = 0.0
+    first_images = 0
+    t_start = time.perf_counter()
+    t_after_first = None
+    n_images = 0
+    bar = tqdm(total=loader.steps_per_epoch, desc=desc, unit="batch", disable=not progress,
+               dynamic_ncols=True, leave=False)
+    try:
+        for step, (images, index, _orig_hw, _ratio) in enumerate(loader):
+            t0 = time.perf_counter()
+            out = model(ms.Tensor(images)).asnumpy()
+            t1 = time.perf_counter()
+            valid = np.flatnonzero(index >= 0)
+            dets = postprocess(out[valid], conf, nms, class_agnostic)
+            t2 = time.perf_counter()
+            for k, d in zip(valid, dets):
+                i = int(index[k])
+                h, w = dataset.orig_size(i)
+                scale = min(h_in / float(h), w_in / float(w))
+                d = d.copy()
+                d[:, :4] /= np.float32(scale)
+                results.append((i, d))
+            n_images += len(valid)
+            if step == 0:
+                first_batch_s = time.perf_counter() - t_start
+                first_images = len(valid)
+                t_after_first = time.perf_counter()
+                if loader.steps_per_epoch == 1:   # time a second, compiled call of the only batch
+                    t0 = time.perf_counter()
+                    out = model(ms.Tensor(images)).asnumpy()
+                    t1 = time.perf_counter()
+                    postprocess(out[valid], conf, nms, class_agnostic)
+                    fwd_s, nms_s, timed_images = t1 - t0, time.perf_counter() - t1, len(valid)
+            else:
+                fwd_s += t1 - t0
+                nms_s += t2 - t1
+                timed_images += len(valid)
+            bar.update(1)
+    finally:
+        bar.close()
+        model.set_train(was_training)
+    total = time.perf_counter() - t_start
+    rest = time.perf_counter() - t_after_first if t_after_first else 0.0
+    per = max(timed_images, 1)
+    timing = {
+        "forward_ms": 1000.0 * fwd_s / per, "nms_ms": 1000.0 * nms_s / per,
+        "first_batch_s": first_batch_s, "images": n_images, "total_s": total,
+        # one batch only: its compiled forward + NMS (no loading) stands for the throughput
+        "images_per_s": ((n_images - first_images) / rest if loader.steps_per_epoch > 1 and rest > 0
+                         else timed_images / max(fwd_s + nms_s, 1e-9)),
+    }
+    return results, timing
+
+
+def format_timing(t):
+    """One line: forward / NMS ms per image and end-to-end images/s."""
+    return (f"forward {t['forward_ms']:.2f} ms/img, NMS {t['nms_ms']:.2f} ms/img, "
+            f"inference {t['forward_ms'] + t['nms_ms']:.2f} ms/img, {t['images_per_s']:.2f} images/s "
+            f"end to end ({t['images']} images, first batch incl. compilation {t['first_batch_s']:.1f} s)")
+
+
+def format_per_class_table(names, values, title="AP", columns=6):
+    """Official-style per-class table: ``columns`` cells per row (name, value pairs), percent."""
+    pairs = [(str(n), "nan" if v is None or np.isnan(v) else f"{100.0 * v:.3f}") for n, v in zip(names, values)]
+    per_row = max(1, columns // 2)
+    wn = max([len("class")] + [len(p[0]) for p in pairs])
+    wv = max([len(title)] + [len(p[1]) for p in pairs])
+    head = " | ".join(f"{'class':<{wn}} | {title:>{wv}}" for _ in range(min(per_row, len(pairs))))
+    lines = [f"| {head} |", "|" + "|".join("-" * (len(seg) + 2) for seg in head.split(" | ")) + "|"]
+    for r in range(0, len(pairs), per_row):
+        cells = [f"{n:<{wn}} | {v:>{wv}}" for n, v in pairs[r:r + per_row]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+class COCOEvaluator:
+    """COCO bbox evaluation of a model on a :class:`~mindyolox.data.COCODataset`.
+
+    Args:
+        data: the dataset or an eval ``Loader`` (``create_eval_loader``) over it.
+        img_size: ``(h, w)`` input size (ignored when a Loader is given: its size is used).
+        batch_size, num_workers: of the loader built for a dataset.
+        conf, nms, class_agnostic: postprocess settings (official eval: 0.01 / 0.65 / False).
+    """
+
+    def __init__(self, data, img_size=None, batch_size=8, conf=0.01, nms=0.65,
+                 class_agnostic=False, num_workers=0):
+        self.loader = _as_loader(data, img_size, batch_size, num_workers)
+        self.dataset = self.loader.dataset
+        if getattr(self.dataset, "coco", None) is None:
+            raise DataError(f"{self.dataset.name}: COCO evaluation needs a COCO dataset (use VOCEvaluator)")
+        self.conf, self.nms, self.class_agnostic = float(conf), float(nms), bool(class_agnostic)
+
+    def to_coco_json(self, results):
+        """Detections as COCO result dicts ``{"image_id", "category_id", "bbox": [x, y, w, h]
+        original pixels, "score": obj * cls_conf, "segmentation": []}``."""
+        ids = self.dataset.class_ids
+        out = []
+        for i, d in results:
+            if not len(d):
+                continue
+            xywh = d[:, :4].copy()
+            xywh[:, 2:] = d[:, 2:4] - d[:, 0:2]
+            scores = d[:, 4] * d[:, 5]
+            img_id = self.dataset.image_id(i)
+            for k in range(len(d)):
+                out.append({"image_id": img_id, "category_id": ids[int(d[k, 6])],
+                            "bbox": xywh[k].tolist(), "score": scores[k].item(), "segmentation": []})
+        return out
+
+    def evaluate(self, model, progress=True, det_file=None):
+        """Evaluate ``model``; returns the dict described in :func:`evaluate`."""
+        n_model = _model_num_classes(model)
+        if n_model >= 0 and n_model != len(self.dataset.class_ids):
+            raise DataError(f"{self.dataset.name} has {len(self.dataset.class_ids)} categories but the model "
+                            f"predicts {n_model} classes (set model.num_classes)")
+        results, timing = run_inference(model, self.loader, self.conf, self.nms, self.class_agnostic,
+                                        progress, desc=f"eval {self.dataset.name}")
+        dets = self.to_coco_json(results)
+        if det_file:
+            os.makedirs(os.path.dirname(os.path.abspath(det_file)), exist_ok=True)
+            with open(det_file, "w") as f:
+                json.dump(dets, f)
+        stats = [0.0] * 12
+        per_class_ap = [float("nan")] * len(self.dataset.class_ids)
+        per_class_ar = list(per_class_ap)
+        summary = "no detections: every COCO stat is 0"
+        if dets:
+            from pycocotools.cocoeval import COCOeval
+            buf = io.StringIO()
+            with contextlib.redirect_stdout(buf):
+                coco_dt = self.dataset.coco.loadRes(copy.deepcopy(dets))
+                ev = COCOeval(self.dataset.coco, coco_dt, "bbox")
+                ev.evaluate()
+                ev.accumulate()
+            buf = io.StringIO()
+            with contextlib.redirect_stdout(buf):
+                ev.summarize()
+            summary = buf.getvalue().rstrip()
+            stats = [float(s) for s in ev.stats]
+            prec = ev.eval["precision"]     # [T, R, K, area, maxDets]
+            rec = ev.eval["recall"]         # [T, K, area, maxDets]
+            for k in range(len(self.dataset.class_ids)):
+                p = prec[:, :, k, 0, -1]
+                p = p[p > -1]
+                per_class_ap[k] = float(np.mean(p)) if p.size else float("nan")
+                r = rec[:, k, 0, -1]
+                r = r[r > -1]
+                per_class_ar[k] = float(np.mean(r)) if r.size else float("nan")
+        names = list(self.dataset.class_names)
+        skipped = self.dataset.events.bad_images()
+        return {
+            "AP50_95": stats[0], "AP50": stats[1], "stats": stats,
+            "stat_names": list(COCO_STAT_NAMES),
+            "per_class_AP": dict(zip(names, per_class_ap)),
+            "per_class_AR": dict(zip(names, per_class_ar)),
+            "timing": timing, "num_images": len(self.dataset), "num_detections": len(dets),
+            "skipped_images": [p for p, _ in skipped],
+            "settings": {"conf": self.conf, "nms": self.nms, "class_agnostic": self.class_agnostic,
+                         "img_size": list(self.loader.source.test_size),
+                         "batch_size": self.loader.batch_size},
+            "summary": summary,
+            "per_class_table": format_per_class_table(names, per_class_ap, "AP"),
+        }
+
+
+class VOCEvaluator:
+    """Pascal VOC mAP of a model on a :class:`~mindyolox.data.VOCDataset`; same args as
+    :class:`COCOEvaluator`. Reports AP at IoU 0.5:0.95 (area metric), AP50 (area) and AP50
+    with the VOC2007 11-point metric."""
+
+    IOU_THRS = tuple(np.round(np.linspace(0.5, 0.95, 10), 2))
+
+    def __init__(self, data, img_size=None, batch_size=8, conf=0.01, nms=0.65,
+                 class_agnostic=False, num_workers=0):
+        self.loader = _as_loader(data, img_size, batch_size, num_workers)
+        self.dataset = self.loader.dataset
+        self.conf, self.nms, self.class_agnostic = float(conf), float(nms), bool(class_agnostic)
+
+    def evaluate(self, model, progress=True, det_file=None):
+        n_model = _model_num_classes(model)
+        if n_model >= 0 and n_model != self.dataset.num_classes:
+            raise DataError(f"{self.dataset.name} has {self.dataset.num_classes} classes but the model "
+                            f"predicts {n_model} (set model.num_classes)")
+        results, timing = run_inference(model, self.loader, self.conf, self.nms, self.class_agnostic,
+                                        progress, desc="eval VOC")
+        ds = self.dataset
+        dets = [(ds.image_id(i), int(r[6]), float(r[4] * r[5]), r[:4].astype(np.float64))
+                for i, d in results for r in d]
+        gt = {ds.image_id(i): (ds.boxes[i], ds.classes[i], ds.difficult[i]) for i in range(len(ds))}
+        area = voc_map(dets, gt, ds.num_classes, self.IOU_THRS, use_07_metric=False)
+        v07 = voc_map(dets, gt, ds.num_classes, (0.5,), use_07_metric=True)
+        ap50_95 = float(np.mean(list(area["per_iou"].values())))
+        ap50 = area["per_iou"][0.5]
+        if det_file:
+            os.makedirs(os.path.dirname(os.path.abspath(det_file)), exist_ok=True)
+            with open(det_file, "w") as f:
+                json.dump([{"image_id": k, "class": ds.class_names[c], "class_id": c, "score": s,
+                            "bbox_xyxy": b.tolist()} for k, c, s, b in dets], f)
+        names = list(ds.class_names)
+        per_class = area["per_class"][0]
+        summary = "\n".join([
+            f"VOC mAP (area, VOC2010+) @[IoU=0.50:0.95] = {ap50_95:.4f}",
+            f"VOC mAP (area, VOC2010+) @[IoU=0.50]      = {ap50:.4f}",
+            f"VOC mAP (11-point, VOC07) @[IoU=0.50]     = {v07['per_iou'][0.5]:.4f}",
+        ])
+        return {
+            "AP50_95": ap50_95, "AP50": ap50, "AP50_voc07": v07["per_iou"][0.5],
+            "stats": [ap50_95, ap50, v07["per_iou"][0.5]],
+            "stat_names": ["AP50_95", "AP50", "AP50_voc07"],
+            "per_iou_AP": {str(k): v for k, v in area["per_iou"].items()},
+            "per_class_AP": dict(zip(names, per_class)),
+            "timing": timing, "num_images": len(ds), "num_detections": len(dets),
+            "skipped_images": [p for p, _ in ds.events.bad_images()],
+            "settings": {"conf": self.conf, "nms": self.nms, "class_agnostic": self.class_agnostic,
+                         "img_size": list(self.loader.source.test_size),
+                         "batch_size": self.loader.batch_size},
+            "summary": summary,
+            "per_class_table": format_per_class_table(names, per_class, "AP50"),
+        }
+
+
+def evaluate(model, data, img_size=None, batch_size=8, conf=0.01, nms=0.65, class_agnostic=False,
+             num_workers=0, progress=True, det_file=None):
+    """Evaluate ``model`` (a YOLOX Cell; eval mode is set for the run and restored after) on
+    ``data`` (a COCO/VOC dataset or an eval Loader from ``create_eval_loader``).
+
+    Returns a dict: ``AP50_95``, ``AP50`` (fractions), ``stats`` (COCO: the 12 ``COCOeval``
+    stats; VOC: ``[AP50_95, AP50, AP50_voc07]``), ``stat_names``, ``per_class_AP`` (name ->
+    fraction, NaN for a class without ground truth), ``timing`` (see :func:`run_inference`),
+    ``num_images``, ``num_detections``, ``skipped_images`` (unreadable files), ``settings``,
+    ``summary`` (printable text) and ``per_class_table`` (printable, percent).
+
+    For repeated calls (trainer), build a :class:`COCOEvaluator` / :class:`VOCEvaluator` once
+    and call its ``evaluate(model)``: the loader is reused and the model compiles once.
+    """
+    from ..data import Loader
+    ds = data.dataset if isinstance(data, Loader) else data
+    cls = COCOEvaluator if getattr(ds, "coco", None) is not None else VOCEvaluator
+    ev = cls(data, img_size, batch_size, conf, nms, class_agnostic, num_workers)
+    return ev.evaluate(model, progress=progress, det_file=det_file)

@@ -1,0 +1,60 @@
+"""Small helpers shared by the evaluation / prediction / deployment CLIs."""
+import os
+
+from ..errors import MindYOLOXError, WeightsError
+
+__all__ = ["parse_img_size", "take_back_overrides", "setup_mindspore", "build_and_load"]
+
+
+def parse_img_size(values, flag="--img-size", multiple=32):
+    """``[S]`` or ``[H, W]`` (strings or ints) -> ``(H, W)`` positive ints (pixels), each a
+    multiple of ``multiple`` (the largest stride: the neck's up/down-sampled maps must align)."""
+    try:
+        v = [int(x) for x in values]
+    except (TypeError, ValueError):
+        raise MindYOLOXError(f"{flag}: expected one int or two ints (h w), got {values}") from None
+    if len(v) == 1:
+        v = v * 2
+    if len(v) != 2 or min(v) <= 0:
+        raise MindYOLOXError(f"{flag}: expected one positive int or two (h w), got {values}")
+    if multiple and (v[0] % multiple or v[1] % multiple):
+        raise MindYOLOXError(f"{flag}: {v[0]}x{v[1]} is not a multiple of {multiple} "
+                             f"(e.g. {max(multiple, round(v[0] / multiple) * multiple)})")
+    return v[0], v[1]
+
+
+def take_back_overrides(args):
+    """``--img-size`` (``nargs="+"``) also swallows ``key=value`` overrides written after the
+    sizes: move them back to ``args.overrides``; leaves ``args.img_size`` with the sizes only."""
+    if getattr(args, "img_size", None):
+        args.overrides = [v for v in args.img_size if "=" in v] + list(getattr(args, "overrides", []))
+        args.img_size = [v for v in args.img_size if "=" not in v] or None
+    return args
+
+
+def setup_mindspore(device=None):
+    """GRAPH_MODE on ``device`` (CPU / GPU / Ascend; None keeps MindSpore's default target)."""
+    import mindspore as ms
+    if device:
+        try:
+            ms.set_device(device)
+        except (ValueError, RuntimeError) as e:
+            raise MindYOLOXError(f"--device {device}: {str(e).splitlines()[0]}") from None
+    ms.set_context(mode=ms.GRAPH_MODE)
+
+
+def build_and_load(cfg, weights, decode_in_inference=True):
+    """Model of recipe ``cfg`` with ``weights`` loaded, in eval mode; returns ``(model, report)``.
+
+    Raises WeightsError (one line) when the file is missing or does not fit the model.
+    ``decode_in_inference=False`` makes the head return raw boxes (for export); it is set
+    before the first call, as graph mode freezes it at compile time.
+    """
+    from .. import build_model, load_weights
+    if not os.path.isfile(str(weights)):
+        raise WeightsError(f"weights file not found: {weights}")
+    model = build_model(cfg)
+    report = load_weights(model, weights)
+    model.head.decode_in_inference = bool(decode_in_inference)
+    model.set_train(False)
+    return model, report

@@ -1,0 +1,106 @@
+"""MindIR export: raw outputs equal the Cell's; infer.py detections equal predict.py's;
+batch and size come from the flags."""
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from mindyolox import build_model, load_config, load_weights
+from mindyolox.data import preproc
+
+from .conftest import ROOT, SHARED
+
+WEIGHTS = SHARED / "weights" / "yolox_nano.pth"
+DOG = SHARED / "data" / "images" / "dog.jpg"
+
+
+def _script(path, *args):
+    return subprocess.run([sys.executable, str(ROOT / path), *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    p = _script("deploy/export.py", "--config", "configs/yolox-nano.yaml", "--weights", WEIGHTS,
+                "--format", "MINDIR", "--batch", 1, "--img-size", 416, "--output", out / "nano")
+    assert p.returncode == 0, p.stderr
+    return out
+
+
+def test_mindir_raw_outputs_equal_cell(exported):
+    import mindspore as ms
+    from mindspore import nn
+    meta = json.loads((exported / "nano.json").read_text())
+    assert meta["input_shape"] == [1, 3, 416, 416] and meta["outputs"] == "raw"
+    x, _ = preproc(cv2.imread(str(DOG)), (416, 416))
+    x = ms.Tensor(x[None])
+    model = build_model(load_config(ROOT / "configs" / "yolox-nano.yaml"))
+    load_weights(model, WEIGHTS)
+    model.head.decode_in_inference = False
+    model.set_train(False)
+    cell = model(x).asnumpy()
+    graph = nn.GraphCell(ms.load(str(exported / "nano.mindir")))(x).asnumpy()
+    assert graph.shape == cell.shape == (1, 3549, 85)
+    assert np.abs(graph - cell).max() <= 1e-4
+    # raw: box part is (dx, dy, log w, log h), not pixels; scores are probabilities
+    assert np.abs(cell[..., :4]).max() < 50 and 0 <= cell[..., 4:].min() and cell[..., 4:].max() <= 1
+
+
+def test_infer_equals_predict(exported, tmp_path):
+    pi = _script("deploy/infer.py", "--mindir", exported / "nano.mindir", "--source", DOG,
+                 "--save-dir", tmp_path / "infer", "--backend", "mindspore")
+    assert pi.returncode == 0, pi.stderr
+    pp = _script("predict.py", "--config", "configs/yolox-nano.yaml", "--weights", WEIGHTS,
+                 "--img-size", 416, "--source", DOG, "--save-dir", tmp_path / "predict")
+    assert pp.returncode == 0, pp.stderr
+    a = json.loads((tmp_path / "infer" / "dog.json").read_text())["detections"]
+    b = json.loads((tmp_path / "predict" / "dog.json").read_text())["detections"]
+    assert len(a) == len(b) >= 3
+    assert [d["class_id"] for d in a] == [d["class_id"] for d in b]
+    np.testing.assert_allclose([d["bbox"] for d in a], [d["bbox"] for d in b], atol=1e-3)
+    np.testing.assert_allclose([d["score"] for d in a], [d["score"] for d in b], atol=1e-5)
+    assert (tmp_path / "infer" / "dog.jpg").is_file()
+
+
+def test_batch_and_size_come_from_flags(tmp_path):
+    import mindspore as ms
+    from mindspore import nn
+    p = _script("deploy/export.py", "--config", "configs/yolox-nano.yaml", "--weights", WEIGHTS,
+                "--batch", 2, "--img-size", 320, 256, "--output", tmp_path / "b2")
+    assert p.returncode == 0, p.stderr
+    assert json.loads((tmp_path / "b2.json").read_text())["input_shape"] == [2, 3, 320, 256]
+    out = nn.GraphCell(ms.load(str(tmp_path / "b2.mindir")))(ms.Tensor(np.zeros((2, 3, 320, 256), np.float32)))
+    assert out.shape == (2, 40 * 32 + 20 * 16 + 10 * 8, 85)
+
+
+@pytest.mark.parametrize("case", ["no_batch", "bad_size", "missing_weights", "missing_mindir", "not_mindir"])
+def test_errors_are_one_line(case, tmp_path):
+    if case == "no_batch":
+        p = _script("deploy/export.py", "--config", "configs/yolox-nano.yaml", "--weights", WEIGHTS,
+                    "--img-size", 416)
+        assert p.returncode == 2 and "--batch" in p.stderr   # argparse: required flag
+        return
+    if case == "bad_size":
+        p = _script("deploy/export.py", "--config", "configs/yolox-nano.yaml", "--weights", WEIGHTS,
+                    "--batch", 1, "--img-size", 400, "--output", tmp_path / "m")
+        expect = "not a multiple of 32"
+    elif case == "missing_weights":
+        p = _script("deploy/export.py", "--config", "configs/yolox-nano.yaml", "--weights", tmp_path / "x.ckpt",
+                    "--batch", 1, "--img-size", 416, "--output", tmp_path / "m")
+        expect = "not found"
+    elif case == "missing_mindir":
+        p = _script("deploy/infer.py", "--mindir", tmp_path / "none.mindir", "--source", DOG)
+        expect = "not found"
+    else:
+        bad = tmp_path / "bad.mindir"
+        bad.write_bytes(b"not a graph")
+        p = _script("deploy/infer.py", "--mindir", bad, "--img-size", 416, "--source", DOG,
+                    "--backend", "mindspore")
+        expect = "not a loadable MindIR"
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and expect in lines[0], p.stderr
