@@ -49,11 +49,14 @@ __all__ = [
 def build_dataset(data_cfg, split="train"):
     """The dataset named by a recipe's ``data`` section (dict-like) for ``split`` ``"train"``
     or ``"val"``: COCO (``data_dir/train_ann`` + ``data_dir/train_images``) or VOC
-    (``data_dir`` + ``train_split``, classes from ``data.classes``)."""
+    (``data_dir`` + ``train_split``, classes from ``data.classes``). ``data_dir`` of the form
+    ``demo:<dir>`` is the built-in synthetic COCO dataset, generated into ``<dir>`` on first
+    use (:mod:`mindyolox.data.demo`)."""
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    from .demo import resolve_data_dir  # here: `python -m mindyolox.data.demo` imports this package first
     fmt = str(data_cfg["format"]).lower()
-    data_dir = str(data_cfg["data_dir"])
+    data_dir = resolve_data_dir(data_cfg["data_dir"])
     if fmt == "coco":
         ann = os.path.join(data_dir, str(data_cfg[f"{split}_ann"]))
         images = os.path.join(data_dir, str(data_cfg[f"{split}_images"]))
@@ -128,7 +131,13 @@ class TrainSource:
         return size_for_step(step, self.builder.input_size, self.ms_range, self.seed, self.interval)
 
     def __getitem__(self, key):
-        epoch, pos = divmod(int(key), self.samples_per_epoch)
+        key = int(key)
+        if key < 0:  # a placeholder (EpochSampler start_pos): right shape, not computed
+            epoch, pos = divmod(-key - 1, self.samples_per_epoch)
+            h, w = self.size(epoch, pos)
+            return (np.zeros((3, h, w), np.uint8),
+                    np.zeros((self.builder.max_labels, 5), np.float32))
+        epoch, pos = divmod(key, self.samples_per_epoch)
         index = int(self.indices(epoch)[pos])
         rng = np.random.default_rng([self.seed, epoch, index])
         mosaic = self.no_aug_epoch is None or epoch < self.no_aug_epoch
@@ -142,17 +151,22 @@ def _sampler_base():
 
 class EpochSampler(_sampler_base()):
     """Yields ``epoch * n + i`` for ``i`` in ``0..n-1``, ``epoch`` counting up from
-    ``start_epoch`` each time MindSpore starts an epoch."""
+    ``start_epoch`` each time MindSpore starts an epoch. ``start_pos`` (resuming mid-epoch):
+    the first ``start_pos`` keys of the first epoch are placeholders ``-(key) - 1`` that
+    :class:`TrainSource` answers with blank samples of the right shape without decoding or
+    augmenting anything (MindSpore requires every epoch to have the full length)."""
 
-    def __init__(self, samples_per_epoch, start_epoch=0):
+    def __init__(self, samples_per_epoch, start_epoch=0, start_pos=0):
         self.n = int(samples_per_epoch)
         self.epoch = int(start_epoch)
+        self.start_pos = int(start_pos)
         super().__init__()
 
     def __iter__(self):
         epoch, self.epoch = self.epoch, self.epoch + 1
         base = epoch * self.n
-        return iter(range(base, base + self.n))
+        first, self.start_pos = self.start_pos, 0
+        return iter([-k - 1 for k in range(base, base + first)] + list(range(base + first, base + self.n)))
 
     def __len__(self):
         return self.n
@@ -185,14 +199,17 @@ def _generator(source, columns, num_workers, sampler):
 
 
 def create_train_loader(data_cfg, aug_cfg, train_cfg, rank=0, world_size=1, start_epoch=0,
-                        num_workers=None, dataset=None, interval=10, mosaic=True):
+                        num_workers=None, dataset=None, interval=10, mosaic=True, start_iter=0):
     """Training loader from the recipe sections ``data``, ``aug`` and ``train`` (dict-like).
 
     ``train.batch_size`` is the total over ``world_size`` devices; each rank gets
     ``batch_size // world_size`` per step. ``num_workers`` overrides ``data.num_workers``
     (0 = in-process). ``mosaic=False`` disables Mosaic/MixUp for every epoch; otherwise they
     stop at epoch ``train.max_epoch - train.no_aug_epochs``. ``dataset`` reuses an already
-    built dataset. Returns a :class:`Loader`.
+    built dataset. ``start_iter`` (resuming mid-epoch): the first ``start_iter`` batches of
+    epoch ``start_epoch`` are blank placeholders (zeros, right shapes, nearly free) that the
+    caller discards; the batches after them are exactly those an uninterrupted run produces.
+    Returns a :class:`Loader`.
     """
     import mindspore as ms
     import mindspore.dataset as ds
@@ -211,10 +228,13 @@ def create_train_loader(data_cfg, aug_cfg, train_cfg, rank=0, world_size=1, star
     seed = int(train_cfg.get("seed", 0))
     source = TrainSource(builder, batch, seed=seed, rank=rank, world_size=world_size,
                          ms_range=multiscale_range(data_cfg), interval=interval, no_aug_epoch=no_aug_epoch)
+    if not 0 <= int(start_iter) < source.steps_per_epoch:
+        raise DataError(f"start_iter={start_iter} outside the epoch's {source.steps_per_epoch} steps")
     ds.config.set_seed(seed)
     workers = int(data_cfg["num_workers"] if num_workers is None else num_workers)
     pipe = _generator(source, ["images", "labels"], workers,
-                      EpochSampler(source.samples_per_epoch, start_epoch))
+                      EpochSampler(source.samples_per_epoch, start_epoch,
+                                   int(start_iter) * batch))
     pipe = pipe.batch(batch, drop_remainder=True)
     pipe = pipe.map(operations=ds.transforms.TypeCast(ms.float32), input_columns=["images"])
     logger.info("train loader: %s, %d steps/epoch of %d on rank %d/%d, %d workers, multiscale %s",

@@ -1,0 +1,111 @@
+"""Train-step benchmark: first-step compile time, median step time and peak host memory of
+the compiled YOLOX train step (forward, SimOTA loss, backward, SGD, EMA) in GRAPH_MODE.
+
+    python bench/bench_train.py                      # yolox-s: 320 batch 4 and 640 batch 2
+    python bench/bench_train.py --cases s:320:4 nano:416:8 --steps 10
+
+Each case runs in its own subprocess so its peak memory (``ru_maxrss``) is its own. Inputs
+are synthetic letterboxed-looking images (uniform 0..255) with 8 boxes per image, so the
+figures measure the step, not the data pipeline. Targets (this project, 2-core CPU):
+compile <= 20 s (yolox-s), 320 b4 step <= 1.5 x 0.75 s (official PyTorch ~0.75 s),
+640 b2 peak memory <= 5 GB.
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+TARGETS = {"compile_s": 20.0, "step_320_b4_s": 1.5 * 0.75, "peak_640_b2_gb": 5.0}
+
+
+def run_case(variant, size, batch, steps, device):
+    import mindspore as ms
+    import numpy as np
+    from mindspore import Tensor
+
+    from mindyolox import build_model, load_config
+    from mindyolox.engine.ema import ModelEMA
+    from mindyolox.engine.optimizer import build_optimizer
+    from mindyolox.engine.train_step import TrainStep
+    from mindyolox.losses import YOLOXLoss, YOLOXWithLoss
+
+    ms.set_device(device)
+    ms.set_context(mode=ms.GRAPH_MODE)
+    cfg = load_config(os.path.join(ROOT, "configs", f"yolox-{variant}.yaml"), [])
+    ms.set_seed(0)
+    model, ema_model = build_model(cfg), build_model(cfg)
+    model.set_train(True)
+    net = YOLOXWithLoss(model, YOLOXLoss(int(cfg.model.num_classes)))
+    opt = build_optimizer(model, cfg.train)
+    step = TrainStep(net, opt, ModelEMA(model, ema_model), loss_scale=str(cfg.train.loss_scale))
+    step.set_lr(0.01 / 64 * batch)
+    rng = np.random.default_rng(0)
+    images = Tensor(rng.uniform(0, 255, (batch, 3, size, size)).astype(np.float32))
+    labels = np.zeros((batch, int(cfg.data.max_labels), 5), np.float32)
+    for b in range(batch):
+        wh = rng.uniform(0.05, 0.5, (8, 2)) * size
+        cxy = rng.uniform(0.25, 0.75, (8, 2)) * size
+        labels[b, :8] = np.concatenate([rng.integers(0, 80, (8, 1)), cxy, wh], 1)
+    labels = Tensor(labels)
+    t0 = time.perf_counter()
+    out = step(images, labels)
+    float(out[0].asnumpy())
+    compile_s = time.perf_counter() - t0
+    times = []
+    for i in range(steps):
+        t0 = time.perf_counter()
+        out = step(images, labels)
+        float(out[0].asnumpy())
+        times.append(time.perf_counter() - t0)
+        print(f"  {variant} {size} b{batch}: step {i + 1}/{steps} {times[-1] * 1e3:.0f} ms", file=sys.stderr)
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+    return {"variant": variant, "size": size, "batch": batch, "compile_s": compile_s,
+            "median_step_s": float(np.median(times)), "min_step_s": float(np.min(times)),
+            "peak_mem_gb": peak_gb, "steps": steps, "loss": float(out[0].asnumpy())}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--cases", nargs="+", default=["s:320:4", "s:640:2"], help="variant:size:batch")
+    p.add_argument("--steps", type=int, default=8, help="timed steps after the compile step")
+    p.add_argument("--device", default="CPU")
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.one:
+        v, s, b = args.one.split(":")
+        print("RESULT " + json.dumps(run_case(v, int(s), int(b), args.steps, args.device)))
+        return 0
+    results = []
+    for case in args.cases:
+        try:
+            v, s, b = case.split(":")
+            int(s), int(b)
+        except ValueError:
+            print(f"error: --cases expects variant:size:batch (e.g. s:320:4), got {case!r}", file=sys.stderr)
+            return 2
+        print(f"running {case} ...", file=sys.stderr)
+        proc = subprocess.run([sys.executable, __file__, "--one", case, "--steps", str(args.steps),
+                               "--device", args.device], capture_output=True, text=True)
+        lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+        if proc.returncode != 0 or not lines:
+            print(f"error: case {case} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
+            return 1
+        results.append(json.loads(lines[-1][7:]))
+    print(f"{'case':<16}{'compile s':>10}{'median step s':>15}{'min step s':>12}{'peak GB':>9}")
+    for r in results:
+        print(f"yolox-{r['variant']} {r['size']} b{r['batch']:<4}{r['compile_s']:>9.1f}{r['median_step_s']:>15.3f}"
+              f"{r['min_step_s']:>12.3f}{r['peak_mem_gb']:>9.2f}")
+    print(f"targets: compile <= {TARGETS['compile_s']:.0f} s (yolox-s); 320 b4 step <= {TARGETS['step_320_b4_s']:.3f} s "
+          f"(1.5 x official PyTorch 0.75 s); 640 b2 peak <= {TARGETS['peak_640_b2_gb']:.0f} GB")
+    print("JSON " + json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

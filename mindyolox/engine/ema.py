@@ -1,0 +1,66 @@
+"""Exponential moving average of the model, updated inside the compiled train step.
+
+Official ``yolox/utils/ema.py`` (``ModelEMA``): after every iteration ``updates += 1``,
+``d = decay * (1 - exp(-updates / 2000))`` and for every floating-point entry of the state
+dict -- trainable weights AND BatchNorm running mean/var -- ``ema = d * ema + (1 - d) * model``.
+The EMA starts as a copy of the model (``updates = 0``).
+
+Here the EMA weights are the parameters of a second model instance (``ema_model``, the same
+architecture, names prefixed ``ema.``), so evaluation runs ``ema_model`` directly and a
+training checkpoint stores them under ``ema.<name>``. ``updates`` is a Parameter so that
+resuming restores it exactly.
+"""
+import numpy as np
+from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
+from mindspore import dtype as mstype
+
+__all__ = ["ModelEMA", "ema_decay"]
+
+_ema_update = ops.MultitypeFuncGraph("ema_update")
+
+
+@_ema_update.register("Tensor", "Tensor", "Tensor")
+def _ema_update_impl(weight, ema, value):
+    # ema + (1 - d) * (value - ema) == d * ema + (1 - d) * value, one fused kernel
+    return ops.assign(ema, ops.lerp(ema, ops.stop_gradient(value), weight))
+
+
+def ema_decay(updates, decay=0.9998, tau=2000.0):
+    """The official decay after ``updates`` updates: ``decay * (1 - exp(-updates / tau))``."""
+    return decay * (1.0 - np.exp(-float(updates) / tau))
+
+
+class ModelEMA(nn.Cell):
+    """EMA of every float parameter of ``model`` (BN moving statistics included).
+
+    Args:
+        model: the trained Cell; ema_model: a Cell of the same architecture whose parameters
+        become the EMA (they are overwritten with ``model``'s values and renamed ``ema.*``;
+        keep ``ema_model`` yourself to evaluate it).
+        decay: 0.9998 (official); tau: 2000 iterations; updates: initial update count.
+    ``construct()`` performs one update and returns the decay used (scalar float32).
+    """
+
+    def __init__(self, model, ema_model, decay=0.9998, tau=2000.0, updates=0):
+        super().__init__()
+        src = [p for _, p in model.parameters_and_names()]
+        dst_named = list(ema_model.parameters_and_names())
+        names = [n for n, _ in model.parameters_and_names()]
+        if [n for n, _ in dst_named] != names:
+            raise ValueError("ModelEMA: ema_model does not have the model's parameters")
+        ema_model.update_parameters_name("ema.")
+        for (_, e), p in zip(dst_named, src):
+            e.set_data(p.data.copy())
+            e.requires_grad = False
+        self.src = ParameterTuple(src)
+        self.ema = ParameterTuple([e for _, e in dst_named])
+        self.decay, self.tau = float(decay), float(tau)
+        self.updates = Parameter(Tensor(float(updates), mstype.float32), name="ema_updates", requires_grad=False)
+        self.hyper_map = ops.HyperMap()
+
+    def construct(self):
+        updates = self.updates + 1.0
+        d = self.decay * (1.0 - ops.exp(-updates / self.tau))
+        ops.assign(self.updates, updates)
+        self.hyper_map(ops.partial(_ema_update, 1.0 - d), self.ema, self.src)
+        return d

@@ -1,0 +1,103 @@
+"""Learning-rate schedules, evaluated per iteration on the host (official ``yolox/utils/lr_scheduler.py``).
+
+The official trainer builds SGD with ``lr = warmup_lr`` and, after the step of global
+iteration ``i`` (``epoch * iters_per_epoch + iter``), sets the lr to ``f(i + 1)``; so global
+iteration ``k`` runs with ``f(k)`` (``f(0) = warmup_lr``). :meth:`LRSchedule.__call__` returns
+exactly that value for ``k``.
+
+``yoloxwarmcos`` (the YOLOX default), with ``base = basic_lr_per_img * total batch size``,
+``W = iters_per_epoch * warmup_epochs``, ``T = iters_per_epoch * max_epoch``,
+``N = iters_per_epoch * no_aug_epochs``, ``min_lr = base * min_lr_ratio``::
+
+    k <= W        : (base - warmup_lr) * (k / W) ** 2 + warmup_lr          (quadratic warmup)
+    k >= T - N    : min_lr                                                (flat no-aug tail)
+    otherwise     : min_lr + 0.5 * (base - min_lr) * (1 + cos(pi * (k - W) / (T - W - N)))
+
+``warmcos`` (linear warmup then cosine to 0 over ``T - W``) and ``cos`` are also provided.
+Units: learning rates in the optimizer's units (per-step SGD step size); ``k`` in iterations.
+"""
+import math
+
+from ..errors import ConfigError
+
+__all__ = ["yolox_warm_cos_lr", "warm_cos_lr", "cos_lr", "LRSchedule", "build_lr_schedule", "SCHEDULERS"]
+
+
+def yolox_warm_cos_lr(lr, min_lr_ratio, total_iters, warmup_total_iters, warmup_lr_start, no_aug_iter, iters):
+    """The official ``yoloxwarmcos`` value at iteration ``iters`` (see the module doc)."""
+    min_lr = lr * min_lr_ratio
+    if iters <= warmup_total_iters:
+        if warmup_total_iters == 0:
+            return lr
+        return (lr - warmup_lr_start) * (iters / float(warmup_total_iters)) ** 2 + warmup_lr_start
+    if iters >= total_iters - no_aug_iter:
+        return min_lr
+    span = total_iters - warmup_total_iters - no_aug_iter
+    return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * (iters - warmup_total_iters) / span))
+
+
+def warm_cos_lr(lr, total_iters, warmup_total_iters, warmup_lr_start, iters):
+    """Official ``warmcos``: linear warmup over ``warmup_total_iters``, then cosine to 0."""
+    if iters <= warmup_total_iters:
+        if warmup_total_iters == 0:
+            return lr
+        return (lr - warmup_lr_start) * iters / float(warmup_total_iters) + warmup_lr_start
+    return lr * 0.5 * (1.0 + math.cos(math.pi * (iters - warmup_total_iters) / (total_iters - warmup_total_iters)))
+
+
+def cos_lr(lr, total_iters, iters):
+    """Official ``cos``: cosine from ``lr`` to 0 over ``total_iters``."""
+    return lr * 0.5 * (1.0 + math.cos(math.pi * iters / total_iters))
+
+
+SCHEDULERS = ("yoloxwarmcos", "warmcos", "cos")
+
+
+class LRSchedule:
+    """Per-iteration schedule: ``schedule(k)`` is the lr of global iteration ``k`` (0-based).
+
+    Args:
+        name: ``yoloxwarmcos`` | ``warmcos`` | ``cos``.
+        lr: peak lr (``basic_lr_per_img * total batch size``).
+        iters_per_epoch, max_epoch, warmup_epochs, no_aug_epochs: in iterations / epochs.
+        warmup_lr: lr at iteration 0; min_lr_ratio: final lr as a fraction of ``lr``.
+    """
+
+    def __init__(self, name, lr, iters_per_epoch, max_epoch, warmup_epochs=5, warmup_lr=0.0,
+                 no_aug_epochs=15, min_lr_ratio=0.05):
+        if name not in SCHEDULERS:
+            raise ConfigError(f"train.scheduler: unknown scheduler '{name}' (use {', '.join(SCHEDULERS)})")
+        if iters_per_epoch <= 0 or max_epoch <= 0:
+            raise ConfigError(f"LR schedule needs iters_per_epoch > 0 and train.max_epoch > 0, "
+                              f"got {iters_per_epoch} and {max_epoch}")
+        if name == "yoloxwarmcos" and warmup_epochs + no_aug_epochs >= max_epoch:
+            raise ConfigError(f"train.warmup_epochs ({warmup_epochs}) + train.no_aug_epochs ({no_aug_epochs}) "
+                              f"must be smaller than train.max_epoch ({max_epoch})")
+        self.name, self.lr = name, float(lr)
+        self.iters_per_epoch, self.max_epoch = int(iters_per_epoch), int(max_epoch)
+        self.total_iters = self.iters_per_epoch * self.max_epoch
+        self.warmup_iters = int(round(self.iters_per_epoch * warmup_epochs))
+        self.no_aug_iters = self.iters_per_epoch * int(no_aug_epochs)
+        self.warmup_lr, self.min_lr_ratio = float(warmup_lr), float(min_lr_ratio)
+
+    def __call__(self, k):
+        k = int(k)
+        if self.name == "yoloxwarmcos":
+            return yolox_warm_cos_lr(self.lr, self.min_lr_ratio, self.total_iters, self.warmup_iters,
+                                     self.warmup_lr, self.no_aug_iters, k)
+        if self.name == "warmcos":
+            return warm_cos_lr(self.lr, self.total_iters, self.warmup_iters, self.warmup_lr, k)
+        return cos_lr(self.lr, self.total_iters, k)
+
+    def __repr__(self):
+        return (f"LRSchedule({self.name}, lr={self.lr:g}, {self.iters_per_epoch} it/epoch x {self.max_epoch}, "
+                f"warmup {self.warmup_iters} it from {self.warmup_lr:g}, no-aug {self.no_aug_iters} it, "
+                f"min {self.min_lr_ratio:g}x)")
+
+
+def build_lr_schedule(train_cfg, iters_per_epoch):
+    """The schedule of a recipe's ``train`` section: peak lr = basic_lr_per_img x batch_size (total)."""
+    lr = float(train_cfg["basic_lr_per_img"]) * int(train_cfg["batch_size"])
+    return LRSchedule(str(train_cfg["scheduler"]), lr, iters_per_epoch, int(train_cfg["max_epoch"]),
+                      warmup_epochs=float(train_cfg["warmup_epochs"]), warmup_lr=float(train_cfg["warmup_lr"]),
+                      no_aug_epochs=int(train_cfg["no_aug_epochs"]), min_lr_ratio=float(train_cfg["min_lr_ratio"]))
