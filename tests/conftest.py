@@ -33,3 +33,18 @@ def _mindspore_cpu():
     ms.set_device("CPU")
     ms.set_context(mode=ms.GRAPH_MODE)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _restore_compile_cache_env():
+    """MindSpore's compile-cache switches are process-global environment variables; a test
+    that enables them must not make later tests' graphs go through the cache (graphs with
+    Python-executed nodes cannot be cached and then fail to compile)."""
+    keys = ("MS_COMPILER_CACHE_ENABLE", "MS_COMPILER_CACHE_PATH")
+    saved = {k: os.environ.get(k) for k in keys}
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

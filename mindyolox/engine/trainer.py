@@ -39,6 +39,8 @@ __all__ = ["Trainer", "TrainingDiverged", "TrainHook"]
 LOSS_NAMES = ("total", "iou", "obj", "cls", "l1", "num_fg")
 
 
+_CACHE_ENV = ("MS_COMPILER_CACHE_ENABLE", "MS_COMPILER_CACHE_PATH")
+
 class TrainingDiverged(MindYOLOXError):
     """The loss became NaN/Inf; the last good checkpoint is kept."""
 
@@ -131,7 +133,10 @@ class Trainer:
         try:
             self.train_in_epoch()
         finally:
-            self.after_train()
+            try:
+                self.after_train()
+            finally:
+                self._restore_env()
         return self.status
 
     def train_in_epoch(self):
@@ -351,11 +356,22 @@ class Trainer:
                 "config": json.loads(json.dumps(self.cfg, default=str)), "time": time.time()}
 
     # ================================================================== setup pieces
+    def _restore_env(self):
+        for key, value in getattr(self, "_env_saved", {}).items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._env_saved = {}
+
     def _setup_runtime(self):
         import mindspore as ms
         if self.compile_cache:
-            os.environ.setdefault("MS_COMPILER_CACHE_ENABLE", "1")
-            os.environ.setdefault("MS_COMPILER_CACHE_PATH", str(self.compile_cache))
+            # process-global MindSpore switches: set for this run, restored by train() so that
+            # later compiles in the same process (tests, notebooks) do not inherit them
+            self._env_saved = {k: os.environ.get(k) for k in _CACHE_ENV}
+            os.environ["MS_COMPILER_CACHE_ENABLE"] = "1"
+            os.environ["MS_COMPILER_CACHE_PATH"] = str(self.compile_cache)
         if self.distributed:
             from mindspore.communication import get_group_size, get_rank, init
             try:
