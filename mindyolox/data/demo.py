@@ -44,6 +44,8 @@ CLASSES = ("circle", "square", "triangle", "star", "hexagon", "cross")
 DEMO_PREFIX = "demo:"
 MANIFEST = "demo_manifest.json"
 _SPLIT_CODE = {"train": 1, "val": 2}
+# settings that change how images are drawn (the CLI sets only counts and seed)
+_DRAWING_KEYS = ("sizes", "min_size", "max_objects", "jpeg_quality")
 
 
 class DemoSpec:
@@ -51,8 +53,8 @@ class DemoSpec:
     independently); shapes are ``min_size`` px up to half the shorter side; ``max_objects``
     shapes at most per image (at least one)."""
 
-    def __init__(self, num_train=500, num_val=200, seed=0, sizes=(256, 288, 320),
-                 min_size=12, max_objects=8, jpeg_quality=92):
+    def __init__(self, num_train=500, num_val=200, seed=0, sizes=(160, 192, 224),
+                 min_size=12, max_objects=6, jpeg_quality=92):
         self.num_train, self.num_val, self.seed = int(num_train), int(num_val), int(seed)
         self.sizes = tuple(int(s) for s in sizes)
         self.min_size, self.max_objects = int(min_size), int(max_objects)
@@ -273,8 +275,9 @@ def generate(out_dir, spec=None, progress=True):
 
 def ensure_demo(out_dir, spec=None, progress=True):
     """``out_dir`` holding a demo dataset: reused when it has a manifest of this generator
-    version (any size or seed, e.g. one made by the CLI), generated with ``spec`` (default:
-    :class:`DemoSpec`) when ``out_dir`` is missing or empty, an error otherwise."""
+    version and drawing settings (any number of images or seed, e.g. one made by the CLI),
+    generated with ``spec`` (default: :class:`DemoSpec`) when ``out_dir`` is missing or empty,
+    an error otherwise."""
     out_dir = os.path.abspath(os.path.expanduser(str(out_dir)))
     manifest = os.path.join(out_dir, MANIFEST)
     if os.path.isfile(manifest):
@@ -286,6 +289,11 @@ def ensure_demo(out_dir, spec=None, progress=True):
         if have.get("version") != VERSION or have.get("classes") != list(CLASSES):
             raise DataError(f"{out_dir} holds a demo dataset of generator version {have.get('version')} "
                             f"(this is version {VERSION}); remove the folder to regenerate it")
+        want = DemoSpec().as_dict()
+        stale = [k for k in _DRAWING_KEYS if have.get(k) != want[k]]
+        if stale:
+            raise DataError(f"{out_dir} holds a demo dataset drawn with other settings ({', '.join(stale)}); "
+                            f"remove the folder to regenerate it")
         return out_dir
     if os.path.isdir(out_dir) and os.listdir(out_dir):
         raise DataError(f"{out_dir} is not a demo dataset (no {MANIFEST}); point data.data_dir "
