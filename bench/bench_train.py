@@ -37,6 +37,8 @@ def run_case(variant, size, batch, steps, device):
 
     ms.set_device(device)
     ms.set_context(mode=ms.GRAPH_MODE)
+    if os.environ.get("JIT_LEVEL"):
+        ms.set_context(jit_config={"jit_level": os.environ["JIT_LEVEL"]})
     cfg = load_config(os.path.join(ROOT, "configs", f"yolox-{variant}.yaml"), [])
     ms.set_seed(0)
     model, ema_model = build_model(cfg), build_model(cfg)

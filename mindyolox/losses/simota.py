@@ -60,11 +60,13 @@ def candidate_masks(gt_boxes, gt_valid, grids, strides):
     gy = gt_boxes[..., 1:2]
     hw = 0.5 * gt_boxes[..., 2:3]
     hh = 0.5 * gt_boxes[..., 3:4]
-    in_box = ops.minimum(ops.minimum(cx - (gx - hw), (gx + hw) - cx),
-                         ops.minimum(cy - (gy - hh), (gy + hh) - cy)) > 0.0
+    # official: min(cx - left, right - cx, cy - top, bottom - cy) > 0, i.e. (IEEE: a - b > 0
+    # exactly when a > b) four strict comparisons; no broadcast Minimum (slow on CPU)
+    in_box = ops.logical_and(ops.logical_and(cx > gx - hw, cx < gx + hw),
+                             ops.logical_and(cy > gy - hh, cy < gy + hh))
     radius = (CENTER_RADIUS * strides).reshape(1, 1, -1)
-    in_ctr = ops.minimum(ops.minimum(cx - (gx - radius), (gx + radius) - cx),
-                         ops.minimum(cy - (gy - radius), (gy + radius) - cy)) > 0.0
+    in_ctr = ops.logical_and(ops.logical_and(cx > gx - radius, cx < gx + radius),
+                             ops.logical_and(cy > gy - radius, cy < gy + radius))
     valid = gt_valid.expand_dims(2)
     in_both = ops.logical_and(ops.logical_and(in_box, in_ctr), valid)
     in_any = ops.logical_and(ops.logical_or(in_box, in_ctr), valid)

@@ -9,6 +9,7 @@ All tensors are NCHW float32.
 from mindspore import nn, ops
 
 from .batchnorm import BatchNorm2d
+from .conv import Conv2d
 
 BN_EPS = 1e-3
 # PyTorch momentum 0.03 (new = 0.97 * old + 0.03 * batch) is MindSpore momentum 0.97.
@@ -32,8 +33,7 @@ class BaseConv(nn.Cell):
     def __init__(self, in_channels, out_channels, ksize, stride, groups=1, bias=False, act="silu"):
         super().__init__()
         pad = (ksize - 1) // 2
-        self.conv = nn.Conv2d(in_channels, out_channels, ksize, stride, pad_mode="pad",
-                              padding=pad, group=groups, has_bias=bias)
+        self.conv = Conv2d(in_channels, out_channels, ksize, stride, padding=pad, group=groups, has_bias=bias)
         self.bn = BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)
         self.act = get_activation(act)
 

@@ -1,8 +1,10 @@
 """Build a YOLOX Cell from the ``model`` section of a recipe.
 
 ``model`` keys: ``backbone`` (``cspdarknet`` -> PAFPN neck, or ``darknet53`` -> YOLOv3 FPN),
-``depth``, ``width``, ``act``, ``depthwise``, ``num_classes``, ``in_channels``, ``strides``.
+``depth``, ``width``, ``act``, ``depthwise``, ``num_classes``, ``in_channels``, ``strides``,
+``exact_bn`` (train-mode BatchNorm kernel, see :mod:`mindyolox.models.batchnorm`).
 """
+from .batchnorm import set_exact_batchnorm
 from .head import YOLOXHead
 from .necks import PAFPN, YOLOFPN
 from .yolox import YOLOX
@@ -31,4 +33,6 @@ def build_model(cfg):
         head = YOLOXHead(num_classes, 1.0, strides, (128, 256, 512), act="lrelu")
     else:
         raise ValueError(f"model.backbone: unknown backbone '{name}' (use cspdarknet or darknet53)")
-    return YOLOX(neck, head)
+    model = YOLOX(neck, head)
+    set_exact_batchnorm(model, bool(_get(m, "exact_bn", False)))
+    return model

@@ -7,6 +7,34 @@ YOLOX 0.3.0 ``bboxes_iou(..., xyxy=False)`` (pairwise IoU used by SimOTA) and ``
 from mindspore import ops
 
 
+def _tile_to(x, shape):
+    """``x`` repeated along its size-1 axes to ``shape`` (same rank)."""
+    reps = []
+    for have, want in zip(x.shape, shape):
+        reps.append(want // have)
+    return ops.tile(x, tuple(reps))
+
+
+def bcast_minimum(a, b):
+    """``ops.minimum`` of two tensors of the same rank that broadcast against each other.
+
+    MindSpore 2.10's CPU Minimum/Maximum kernels are ~30x slower on broadcast operands than
+    on equal shapes (310 ms vs 9 ms for [8, 120, 1] vs [1, 1, 8400]); tiling both operands
+    first costs one copy each (17 ms in all). Gradients are those of ``ops.minimum``."""
+    shape = []
+    for p, q in zip(a.shape, b.shape):
+        shape.append(max(p, q))
+    return ops.minimum(_tile_to(a, shape), _tile_to(b, shape))
+
+
+def bcast_maximum(a, b):
+    """``ops.maximum`` of broadcasting operands, see :func:`bcast_minimum`."""
+    shape = []
+    for p, q in zip(a.shape, b.shape):
+        shape.append(max(p, q))
+    return ops.maximum(_tile_to(a, shape), _tile_to(b, shape))
+
+
 def _corners(boxes):
     """(top-left, bottom-right) corners [..., 2] of cxcywh boxes [..., 4]."""
     half = boxes[..., 2:4] / 2
@@ -27,10 +55,10 @@ def pairwise_iou_cxcywh(boxes_a, boxes_b):
     a_tl, a_br = _corners(boxes_a)
     b_tl, b_br = _corners(boxes_b)
     # per axis on [B, G, A] (no [B, G, A, 2] intermediates): overlap extent w, h
-    w = ops.minimum(a_br[..., 0:1], b_br[..., 0].expand_dims(1)) - \
-        ops.maximum(a_tl[..., 0:1], b_tl[..., 0].expand_dims(1))
-    h = ops.minimum(a_br[..., 1:2], b_br[..., 1].expand_dims(1)) - \
-        ops.maximum(a_tl[..., 1:2], b_tl[..., 1].expand_dims(1))
+    w = bcast_minimum(a_br[..., 0:1], b_br[..., 0].expand_dims(1)) - \
+        bcast_maximum(a_tl[..., 0:1], b_tl[..., 0].expand_dims(1))
+    h = bcast_minimum(a_br[..., 1:2], b_br[..., 1].expand_dims(1)) - \
+        bcast_maximum(a_tl[..., 1:2], b_tl[..., 1].expand_dims(1))
     overlap = ops.logical_and(w > 0, h > 0).astype(w.dtype)
     inter = w * h * overlap
     area_a = (boxes_a[..., 2] * boxes_a[..., 3]).expand_dims(2)
