@@ -291,7 +291,7 @@ _CHOICES = {
     "model.act": ("silu", "relu", "lrelu"),
     "data.format": ("coco", "voc"),
     "train.amp_level": ("O0", "O1", "O2", "O3"),
-    "train.loss_scale": ("none", "static", "dynamic"),
+    "train.loss_scale": ("auto", "none", "static", "dynamic"),
 }
 _UNIT_INTERVAL = ("aug.mosaic_prob", "aug.mixup_prob", "aug.hsv_prob", "aug.flip_prob",
                   "aug.translate", "train.min_lr_ratio", "train.ema_decay", "train.momentum",

@@ -13,8 +13,10 @@ every ``bias`` do not. BN moving statistics are not trainable and not optimised.
     buf = momentum * buf + d         (buf starts at 0, so the first buf = d as in torch)
     p  -= lr * (d + momentum * buf)  if nesterov   else   p -= lr * buf
 
-It runs on the fused ``ops.SGD`` kernel (dampening 0; its weight decay is left at 0 and
-applied here, so the decay can be switched off for a skipped step). ``ops.ApplyMomentum``
+It runs on the fused ``ops.SGD`` kernel (dampening 0): one kernel with the recipe's weight
+decay for the decayed parameters and one without for the rest, or, when a call overrides
+momentum / weight decay (the train step's branch-free skip of an overflowed step), the
+decay added here and the kernel's left at 0. ``ops.ApplyMomentum``
 is not used: its CPU kernel ignores ``use_nesterov``. ``lr`` is a scalar float32 Tensor
 argument of ``construct``, so a compiled train step takes a new lr every iteration without
 recompiling.
@@ -37,6 +39,13 @@ def _decay_grad_impl(decay, weight_decay, param, grad):
 
 @_apply_momentum.register("Function", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor")
 def _apply_momentum_impl(opt, lr, momentum, grad, param, moment, stat):
+    return opt(param, grad, lr, moment, momentum, stat)
+
+
+@_apply_momentum.register("Function", "Function", "Tensor", "Tensor", "Bool", "Tensor", "Tensor", "Tensor", "Tensor")
+def _apply_momentum_decay_impl(opt_decay, opt, lr, momentum, decay, grad, param, moment, stat):
+    if decay:
+        return opt_decay(param, grad, lr, moment, momentum, stat)
     return opt(param, grad, lr, moment, momentum, stat)
 
 
@@ -80,6 +89,7 @@ class SGD(nn.Cell):
         self.weight_decay = Tensor(float(weight_decay), mstype.float32)
         self.momentum = Tensor(float(momentum), mstype.float32)
         self.opt = ops.SGD(dampening=0.0, weight_decay=0.0, nesterov=bool(nesterov))
+        self.opt_decay = ops.SGD(dampening=0.0, weight_decay=float(weight_decay), nesterov=bool(nesterov))
         self.hyper_map = ops.HyperMap()
         self.num_decay = sum(self.decay_flags)
 
@@ -88,6 +98,9 @@ class SGD(nn.Cell):
         this call; with momentum 1, lr 0, weight decay 0 and zero gradients the call leaves
         every parameter and buffer exactly unchanged (how the train step skips an
         overflowed step without graph control flow)."""
+        if momentum is None and weight_decay is None:
+            return self.hyper_map(ops.partial(_apply_momentum, self.opt_decay, self.opt, lr, self.momentum),
+                                  self.decay_flags, grads, self.params, self.moments, self.stats)
         if momentum is None:
             momentum = self.momentum
         if weight_decay is None:

@@ -508,13 +508,13 @@ class Trainer:
     def _build_step(self):
         from .ema import ModelEMA
         from .optimizer import build_optimizer
-        from .train_step import TrainStep
+        from .train_step import TrainStep, resolve_loss_scale
         t = self.tcfg
         self.optimizer = build_optimizer(self.model, t)
         ema = None
         if self.ema_model is not None:
             ema = ModelEMA(self.model, self.ema_model, decay=float(t.ema_decay))
-        loss_scale = str(t.loss_scale)
+        loss_scale = resolve_loss_scale(str(t.loss_scale), self.amp_level)
         self.step = TrainStep(self.net, self.optimizer, ema, loss_scale=loss_scale,
                               scale_value=float(t.loss_scale_value), distributed=self.distributed,
                               group_size=self.world_size)
@@ -644,7 +644,7 @@ def check_config(cfg):
     t = cfg.train
     if int(t.batch_size) <= 0:
         raise ConfigError(f"train.batch_size must be positive, got {t.batch_size}")
-    if str(t.loss_scale) not in ("none", "static", "dynamic"):
-        raise ConfigError(f"train.loss_scale must be none, static or dynamic, got {t.loss_scale!r}")
+    if str(t.loss_scale) not in ("auto", "none", "static", "dynamic"):
+        raise ConfigError(f"train.loss_scale must be auto, none, static or dynamic, got {t.loss_scale!r}")
     if str(t.amp_level) not in ("O0", "O1", "O2", "O3"):
         raise ConfigError(f"train.amp_level must be O0, O1, O2 or O3, got {t.amp_level!r}")

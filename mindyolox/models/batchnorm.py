@@ -8,11 +8,13 @@ normalisation the biased one, as PyTorch does. Eval mode uses the fused inferenc
 Train mode, statistics per channel over [B, H, W]:
 
 * ``exact = False`` (default, ``model.exact_bn: false``): MindSpore's fused training kernel
-  fed with the input minus its stop-gradient batch mean. The kernel computes the variance in
-  one pass (E[x^2] - E[x]^2 in float32), which loses precision when a channel's mean is large
-  next to its spread (at mean 100, std 1 the output is off by 2e-5); centring first makes
-  the forward match the two-pass result (and shifts change neither the output nor the
-  gradient of a batch norm). The running mean gets the centre added back. Its backward
+  fed with the input minus the running mean (a constant: shifts change neither the output
+  nor the gradient of a batch norm). The kernel computes the variance in one pass
+  (E[x^2] - E[x]^2 in float32), which loses precision when a channel's mean is large next
+  to its spread (at mean 100, std 1 the output is off by 2e-5); centred on the running mean,
+  which tracks the batch mean after the first ~100 steps (and at once with trained
+  weights), it matches the two-pass result. The running mean gets the centre added back.
+  Its backward
   kernel sums over B*H*W in float32 less carefully than PyTorch: parameter gradients of a
   YOLOX network differ from the official ones by up to ~3e-3 relative (4x the float32 floor
   of one-ULP input noise), which is irrelevant for SGD and 1.4x faster per train step.
@@ -47,10 +49,11 @@ class BatchNorm2d(nn.Cell):
         if not self.training:
             return self.infer(x, self.gamma, self.beta, self.moving_mean, self.moving_variance)[0]
         if not self.exact:
-            centre = ops.stop_gradient(x.mean(axis=(0, 2, 3), keep_dims=True))
-            y = self.fused(x - centre, self.gamma, self.beta, self.moving_mean, self.moving_variance)[0]
-            # the kernel updated moving_mean with the mean of (x - centre): add the centre's share
-            return ops.depend(y, ops.assign_add(self.moving_mean, centre.reshape(-1) * (1.0 - self.momentum)))
+            centre = ops.stop_gradient(self.moving_mean * 1.0)   # read before the kernel updates it
+            y = self.fused(x - centre.reshape(1, -1, 1, 1), self.gamma, self.beta, self.moving_mean,
+                           self.moving_variance)[0]
+            # the kernel moved moving_mean towards mean(x - centre): add the centre's share back
+            return ops.depend(y, ops.assign_add(self.moving_mean, centre * (1.0 - self.momentum)))
         b, c, h, w = x.shape
         n = b * h * w
         mean = x.mean(axis=(0, 2, 3), keep_dims=True)
