@@ -62,18 +62,21 @@ class Conv2d(nn.Conv2d):
         self.gemm = ops.Conv2D(out_channels, 1)
 
     def construct(self, x):
+        y = self.convolve(x, self.weight)
+        if self.has_bias:
+            y = ops.bias_add(y, self.bias)
+        return y
+
+    def convolve(self, x, weight):
+        """The convolution of ``x`` with ``weight`` (this layer's geometry), without bias."""
         if not self.im2col:
-            return super().construct(x)
+            return self.conv2d(x, weight)
         b, c, h, w = x.shape
         kk = self.k * self.k
         ho = (h + 2 * self.p - self.k) // self.s + 1
         wo = (w + 2 * self.p - self.k) // self.s + 1
         if self.depthwise:
             cols = self.unfold(x)                                  # [B, C, k*k, Ho*Wo]
-            y = (cols * self.weight.reshape(1, c, kk, 1)).sum(2).reshape(b, c, ho, wo)
-        else:
-            cols = self.unfold(x).reshape(b, c * kk, ho, wo)       # channel index c*k*k + i*k + j
-            y = self.gemm(cols, self.weight.reshape(self.weight.shape[0], c * kk, 1, 1))
-        if self.has_bias:
-            y = ops.bias_add(y, self.bias)
-        return y
+            return (cols * weight.reshape(1, c, kk, 1)).sum(2).reshape(b, c, ho, wo)
+        cols = self.unfold(x).reshape(b, c * kk, ho, wo)           # channel index c*k*k + i*k + j
+        return self.gemm(cols, weight.reshape(weight.shape[0], c * kk, 1, 1))
