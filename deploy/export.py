@@ -12,6 +12,11 @@ The exported graph takes ``float32 [batch, 3, H, W]`` (BGR, 0..255, letterboxed 
 them. The input shape comes only from ``--batch`` and ``--img-size`` (both required), never
 from the recipe. Beside ``<output>.mindir`` a ``<output>.json`` records the input shape,
 strides, class names and that outputs are raw, for ``deploy/infer.py``.
+
+Convolutions are exported as standard ``Conv2D`` ops (``--conv native``, the default), which
+ONNX, MindSpore Lite and Ascend/GPU run with their own kernels. ``--conv im2col`` exports the
+CPU formulation mindyolox trains with (``Im2Col`` + 1x1 GEMM, see mindyolox/models/conv.py):
+several times faster when the MindIR is run by MindSpore itself on a CPU, not portable.
 """
 import argparse
 import json
@@ -63,6 +68,9 @@ def main(argv=None):
     parser.add_argument("--img-size", nargs="+", required=True, help="input size: S or H W")
     parser.add_argument("--output", help="output path without suffix "
                                          "(default runs/export/<recipe>_<H>x<W>_b<batch>)")
+    parser.add_argument("--conv", default="native", choices=("native", "im2col"),
+                        help="convolution ops in the graph: native Conv2D (portable, default) or "
+                             "im2col (fast with MindSpore on CPU)")
     parser.add_argument("--device", default=None, help="CPU | GPU | Ascend (default: MindSpore's)")
     args = take_back_overrides(parser.parse_args(argv))
     if args.batch <= 0:
@@ -78,13 +86,15 @@ def main(argv=None):
         if output.lower().endswith(suffix):
             output = output[: -len(suffix)]
     setup_mindspore(args.device)
+    from mindyolox.models.conv import set_conv_impl
+    set_conv_impl(args.conv)
     model, rep = build_and_load(cfg, args.weights, decode_in_inference=False)
     print(rep.summary())
     path = export_model(model, args.batch, img_size, output, args.format)
     meta = {"format": args.format, "input_shape": [args.batch, 3, img_size[0], img_size[1]],
             "input": "float32 BGR 0..255, letterboxed (mindyolox.data.preproc), NCHW",
             "outputs": "raw", "output_rows": "dx, dy, log w, log h, sigmoid(obj), sigmoid(cls) x C",
-            "strides": [int(s) for s in cfg.model.strides], "num_classes": int(cfg.model.num_classes),
+            "conv": args.conv, "strides": [int(s) for s in cfg.model.strides], "num_classes": int(cfg.model.num_classes),
             "class_names": list(class_names_for(cfg)), "config": str(args.config),
             "weights": str(args.weights)}
     with open(output + ".json", "w") as f:

@@ -36,6 +36,9 @@ def test_mindir_raw_outputs_equal_cell(exported):
     from mindspore import nn
     meta = json.loads((exported / "nano.json").read_text())
     assert meta["input_shape"] == [1, 3, 416, 416] and meta["outputs"] == "raw"
+    # portable by default: standard Conv2D ops, not the CPU Im2Col formulation of the Cell
+    blob = (exported / "nano.mindir").read_bytes()
+    assert meta["conv"] == "native" and b"Conv2D" in blob and b"Im2Col" not in blob
     x, _ = preproc(cv2.imread(str(DOG)), (416, 416))
     x = ms.Tensor(x[None])
     model = build_model(load_config(ROOT / "configs" / "yolox-nano.yaml"))

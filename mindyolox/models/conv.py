@@ -22,20 +22,37 @@ calls of a compiled graph on MindSpore 2.10 CPU, and Python slicing (``StridedSl
 20x slower than ``ops.slice``.)
 
 The fast path is chosen when the cell is built on a CPU target; GPU/Ascend keep the vendor
-kernels. ``MINDYOLOX_CONV=native`` (or ``im2col``) forces one or the other.
+kernels. ``set_conv_impl("native" | "im2col")`` (before building) or the environment variable
+``MINDYOLOX_CONV`` forces one; ``deploy/export.py`` builds with ``native`` so that exported
+graphs hold standard ``Conv2D`` ops (ONNX, MindSpore Lite, Ascend).
 """
 import os
 
 import mindspore as ms
 from mindspore import nn, ops
 
-__all__ = ["Conv2d", "conv_impl"]
+__all__ = ["Conv2d", "conv_impl", "set_conv_impl"]
+
+IMPLS = ("native", "im2col")
+_forced = None
+
+
+def set_conv_impl(name=None):
+    """Force the implementation of convolutions built from now on (``native``, ``im2col``;
+    None: back to the default)."""
+    global _forced
+    if name is not None and name not in IMPLS:
+        raise ValueError(f"conv implementation must be one of {IMPLS}, got {name!r}")
+    _forced = name
 
 
 def conv_impl():
-    """``im2col`` (CPU default) or ``native`` (other targets, or ``MINDYOLOX_CONV``)."""
+    """``im2col`` (CPU default) or ``native`` (other targets), unless forced by
+    :func:`set_conv_impl` or ``MINDYOLOX_CONV``."""
+    if _forced is not None:
+        return _forced
     forced = os.environ.get("MINDYOLOX_CONV", "").strip().lower()
-    if forced in ("native", "im2col"):
+    if forced in IMPLS:
         return forced
     if forced:
         raise ValueError(f"MINDYOLOX_CONV must be 'native' or 'im2col', got {forced!r}")
