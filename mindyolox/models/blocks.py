@@ -45,7 +45,7 @@ class BaseConv(nn.Cell):
         if self.training:
             return self.act(self.bn(self.conv(x)))
         bn = self.bn
-        scale = bn.gamma * ops.rsqrt(bn.moving_variance + bn.eps)
+        scale = bn.gamma / ops.sqrt(bn.moving_variance + bn.eps)   # (no Rsqrt in ONNX export)
         mean = bn.moving_mean - self.conv.bias if self.conv.has_bias else bn.moving_mean
         y = self.conv.convolve(x, self.conv.weight * scale.reshape(-1, 1, 1, 1))
         return self.act(ops.bias_add(y, bn.beta - mean * scale))
