@@ -8,9 +8,9 @@ MindSpore 2.10 on CPU runs a k x k (k > 1) convolution through oneDNN's referenc
 * dense (``group == 1``): ``Im2Col`` -- the k*k taps of every output position as channels,
   ``[B, C*k*k, Ho, Wo]`` in the (c, i, j) order of a flattened weight -- then one 1x1 conv
   with the weight viewed as ``[O, C*k*k, 1, 1]`` (25x faster forward and backward);
-* depthwise (``group == C == O``): ``Im2Col`` columns ``[B, C, k*k, Ho*Wo]`` times the
-  weight ``[C, k*k]``, summed over the taps (5-20x faster than the native kernel with its
-  backward).
+* depthwise (``group == C == O``): ``Im2Col`` columns ``[B, C, k*k, Ho*Wo]`` multiplied
+  per channel by the weight row ``[1, k*k]`` (a batched GEMM; 5-20x faster than the native
+  kernel with its backward).
 
 Parameters, their names (``weight`` ``[O, C/group, k, k]``, ``bias`` ``[O]``), shapes and
 initialisation are ``nn.Conv2d``'s, so checkpoints, weight import, weight decay and FLOP
@@ -94,6 +94,8 @@ class Conv2d(nn.Conv2d):
         wo = (w + 2 * self.p - self.k) // self.s + 1
         if self.depthwise:
             cols = self.unfold(x)                                  # [B, C, k*k, Ho*Wo]
-            return (cols * weight.reshape(1, c, kk, 1)).sum(2).reshape(b, c, ho, wo)
+            # per channel a [1, k*k] x [k*k, Ho*Wo] product: batched GEMMs, 3x faster than
+            # multiply + reduce over the tap axis (and their backward 1.5x)
+            return ops.matmul(weight.reshape(1, c, 1, kk), cols).reshape(b, c, ho, wo)
         cols = self.unfold(x).reshape(b, c * kk, ho, wo)           # channel index c*k*k + i*k + j
         return self.gemm(cols, weight.reshape(weight.shape[0], c * kk, 1, 1))
