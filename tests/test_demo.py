@@ -9,7 +9,7 @@ import pytest
 
 from mindyolox.config import load_config
 from mindyolox.data import COCODataset, build_dataset
-from mindyolox.data.demo import CLASSES, DemoSpec, draw_image, ensure_demo, generate, resolve_data_dir
+from mindyolox.data.demo import CLASSES, MIN_VISIBLE, DemoSpec, draw_image, ensure_demo, generate, resolve_data_dir
 from mindyolox.errors import DataError
 from tests.conftest import ROOT
 
@@ -37,7 +37,7 @@ def test_boxes_frame_the_drawn_shapes():
         assert img.dtype == np.uint8 and img.ndim == 3 and img.shape == bg.shape
         h, w = img.shape[:2]
         assert 160 <= h <= 224 and 160 <= w <= 224
-        assert 1 <= len(objects) <= 6
+        assert 1 <= len(objects) <= DemoSpec().max_objects
         changed = np.abs(img.astype(int) - bg.astype(int)).max(2) > 25
         inside = np.zeros((h, w), bool)
         for o in objects:
@@ -57,21 +57,39 @@ def test_boxes_frame_the_drawn_shapes():
             classes.add(o["class"])
         assert not (changed & ~inside).any(), f"image {i}: drawn pixels outside every box"
     assert classes == set(range(len(CLASSES)))
-    assert min(sizes) <= 16 and max(sizes) >= 80  # small and large shapes
+    assert min(sizes) <= 32 and max(sizes) >= 80  # small and large shapes
 
 
-def test_occluded_shapes_stay_at_least_half_visible():
-    overlapping = 0
+def test_occluded_shapes_stay_mostly_visible():
+    """Shapes do overlap, and an occluded one keeps at least MIN_VISIBLE of the pixels it
+    has when drawn alone (its box is then still most of the way filled)."""
+    overlapping, occluded = 0, 0
     for i in range(40):
         _, objects = draw_image(0, "val", i)
         for k, o in enumerate(objects):
-            later = [p for p in objects[k + 1:]]
+            assert MIN_VISIBLE * o["full_area"] <= o["area"] <= o["full_area"]
+            occluded += o["area"] < o["full_area"]
             x, y, bw, bh = o["bbox"]
-            for p in later:
+            for p in objects[k + 1:]:
                 px, py, pw, ph = p["bbox"]
                 if px < x + bw and x < px + pw and py < y + bh and y < py + ph:
                     overlapping += 1
-    assert overlapping >= 5  # the dataset does have overlapping / occluded shapes
+                    assert (o["mask"] & p["mask"]).sum() == 0  # each pixel belongs to one shape
+    assert overlapping >= 5 and occluded >= 3  # the dataset does have occluded shapes
+
+
+def test_ring_has_a_hole_showing_the_background():
+    ring = CLASSES.index("ring")
+    for i in range(60):
+        img, objects = draw_image(0, "train", i)
+        for o in objects:
+            x, y, bw, bh = o["bbox"]
+            if o["class"] == ring and bw >= 30 and not o["mask"][y:y + bh, x:x + bw].all():
+                # the box centre is background (hole) unless another shape was drawn there
+                assert not o["mask"][y + bh // 2, x + bw // 2]
+                assert o["area"] < 0.8 * np.pi * bw * bh / 4  # a disc minus the hole
+                return
+    pytest.fail("no ring of 30 px or more in 60 images")
 
 
 def test_generate_writes_a_coco_dataset_identical_across_runs(tmp_path):

@@ -7,9 +7,9 @@ in a scratch working directory that links to the project's scripts, with ``HOME`
 into it (so ``~/.cache/mindyolox/demo`` is scratch too) and a short schedule:
 
 - the demo dataset is pre-made small with the generator CLI (48 train / 16 val images), which
-  ``data.data_dir: demo:~/.cache/mindyolox/demo`` then uses instead of generating 500/200;
+  ``data.data_dir: demo:~/.cache/mindyolox/demo`` then uses instead of generating 1500/200;
 - ``train.py`` commands get ``train.max_epoch=2 train.warmup_epochs=0 train.no_aug_epochs=1 --no-progress``
-  appended (one Mosaic epoch, one no-aug epoch with L1, then the evaluation).
+  appended (one epoch with augmentation, one no-aug epoch with L1, then the evaluation).
 
 The helpers here are shared with ``tests/test_readme.py``; the quickstart runs once per
 pytest session (a marker file in the session's temp folder), whichever test needs it first.
@@ -241,7 +241,7 @@ def test_quickstart_test_py_reports_coco_metrics(qs):
     assert all(d["category_id"] in range(1, 7) and len(d["bbox"]) == 4 and d["score"] >= 0.01 for d in dets)
     if n_det:  # 12 training steps may leave every score under test.conf
         assert "Average Precision  (AP) @[ IoU=0.50      | area=   all | maxDets=100 ]" in out
-        for name in ("circle", "square", "triangle", "star", "hexagon", "cross"):
+        for name in ("circle", "square", "triangle", "star", "ring", "cross"):
             assert name in out, f"per-class table lacks {name}"
 
 
@@ -258,7 +258,7 @@ def test_quickstart_predict_writes_annotated_image_and_json(qs):
     for d in dets:
         x1, y1, x2, y2 = d["bbox"]
         assert -1 <= x1 < x2 <= w + 1 and -1 <= y1 < y2 <= h + 1
-        assert d["class_name"] in ("circle", "square", "triangle", "star", "hexagon", "cross")
+        assert d["class_name"] in ("circle", "square", "triangle", "star", "ring", "cross")
         assert 0.25 <= d["score"] <= 1.0
     if dets:  # boxes were drawn: the annotated image differs from the source
         assert np.abs(img.astype(int) - src.astype(int)).max() > 50
@@ -270,8 +270,8 @@ def test_quickstart_export_and_infer(qs):
     mindir = work / "runs/export/yolox-nano-demo.mindir"
     assert mindir.is_file() and mindir.stat().st_size > 500_000
     meta = json.loads((work / "runs/export/yolox-nano-demo.json").read_text())
-    assert meta["input_shape"] == [1, 3, 192, 192]
-    assert meta["class_names"] == ["circle", "square", "triangle", "star", "hexagon", "cross"]
+    assert meta["input_shape"] == [1, 3, 160, 160]
+    assert meta["class_names"] == ["circle", "square", "triangle", "star", "ring", "cross"]
     _record(records, "deploy/infer.py")
     infer = json.loads((work / "runs/infer/demo/000001.json").read_text())["detections"]
     pred = json.loads((work / "runs/predict/demo/000001.json").read_text())["detections"]

@@ -1,11 +1,16 @@
 """The built-in demo dataset: a deterministic synthetic detection dataset in COCO format.
 
-Six shape classes (``circle``, ``square``, ``triangle``, ``star``, ``hexagon``, ``cross``)
+Six shape classes (``circle``, ``square``, ``triangle``, ``star``, ``ring``, ``cross``)
 drawn on textured backgrounds (smooth colour fields, stripes / checkers / grids, pixel
 noise) with varied size (``min_size`` px to half the shorter image side, log-uniform),
 colour, aspect ratio (0.7..1.4), rotation and overlap. Later shapes occlude earlier ones;
-a placement is rejected when it would leave an earlier shape less than half visible, so
-every drawn shape is labelled. Boxes are the tight extent of each shape's *visible* pixels
+a placement is rejected when it would leave an earlier shape less than ``MIN_VISIBLE``
+(70 %) visible, so every drawn shape is labelled and still recognisable.
+
+Version 2 (the quickstart's dataset) chose its defaults so that YOLOX-nano learns it from
+scratch in minutes on a CPU: shapes of at least 24 px (at 12 px a hexagon and a circle, or
+a small star and a square, are barely distinguishable even for a person; version 1 had 12 px
+shapes and hexagons), at most 4 shapes per image, occluded shapes at least 70 % visible. Boxes are the tight extent of each shape's *visible* pixels
 (the COCO convention), ``area`` its visible pixel count.
 
 Layout written under ``out_dir`` (the COCO layout the recipes expect)::
@@ -39,8 +44,9 @@ from ..errors import DataError
 __all__ = ["CLASSES", "DEMO_PREFIX", "VERSION", "DemoSpec", "draw_image", "generate",
            "ensure_demo", "resolve_data_dir"]
 
-VERSION = 1
-CLASSES = ("circle", "square", "triangle", "star", "hexagon", "cross")
+VERSION = 2
+CLASSES = ("circle", "square", "triangle", "star", "ring", "cross")
+MIN_VISIBLE = 0.7  # an occluded shape keeps at least this share of its pixels
 DEMO_PREFIX = "demo:"
 MANIFEST = "demo_manifest.json"
 _SPLIT_CODE = {"train": 1, "val": 2}
@@ -53,8 +59,8 @@ class DemoSpec:
     independently); shapes are ``min_size`` px up to half the shorter side; ``max_objects``
     shapes at most per image (at least one)."""
 
-    def __init__(self, num_train=500, num_val=200, seed=0, sizes=(160, 192, 224),
-                 min_size=12, max_objects=6, jpeg_quality=92):
+    def __init__(self, num_train=1500, num_val=200, seed=0, sizes=(160, 192, 224),
+                 min_size=24, max_objects=4, jpeg_quality=92):
         self.num_train, self.num_val, self.seed = int(num_train), int(num_val), int(seed)
         self.sizes = tuple(int(s) for s in sizes)
         self.min_size, self.max_objects = int(min_size), int(max_objects)
@@ -76,44 +82,46 @@ class DemoSpec:
 
 # ----------------------------------------------------------------------------- shapes
 def _template(cls):
-    """Outline of class ``cls`` as float64 ``[N, 2]`` points in the unit box [-1, 1]^2."""
+    """Outline of class ``cls``: a list of float64 ``[N, 2]`` contours in the unit box
+    [-1, 1]^2, the first the outer one (a ring has a second contour, its hole: filled
+    even-odd, the hole shows the background)."""
     name = CLASSES[cls]
+    circle = np.stack([np.cos(np.linspace(0, 2 * np.pi, 48, endpoint=False)),
+                       np.sin(np.linspace(0, 2 * np.pi, 48, endpoint=False))], 1)
     if name == "circle":
-        t = np.linspace(0, 2 * np.pi, 48, endpoint=False)
-        return np.stack([np.cos(t), np.sin(t)], 1)
+        return [circle]
+    if name == "ring":
+        return [circle, 0.5 * circle[::-1]]
     if name == "square":
-        return np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], np.float64)
+        return [np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], np.float64)]
     if name == "triangle":
-        return np.array([[0, -1], [1, 1], [-1, 1]], np.float64)
+        return [np.array([[0, -1], [1, 1], [-1, 1]], np.float64)]
     if name == "star":
         t = -np.pi / 2 + np.arange(10) * np.pi / 5
         r = np.where(np.arange(10) % 2 == 0, 1.0, 0.42)
-        return np.stack([r * np.cos(t), r * np.sin(t)], 1)
-    if name == "hexagon":
-        t = np.arange(6) * np.pi / 3
-        return np.stack([np.cos(t), np.sin(t)], 1)
+        return [np.stack([r * np.cos(t), r * np.sin(t)], 1)]
     # cross: a plus sign with arms a third of the width
     a = 1.0 / 3.0
-    return np.array([[-a, -1], [a, -1], [a, -a], [1, -a], [1, a], [a, a], [a, 1], [-a, 1],
-                     [-a, a], [-1, a], [-1, -a], [-a, -a]], np.float64)
+    return [np.array([[-a, -1], [a, -1], [a, -a], [1, -a], [1, a], [a, a], [a, 1], [-a, 1],
+                      [-a, a], [-1, a], [-1, -a], [-a, -a]], np.float64)]
 
 
 _TEMPLATES = [_template(c) for c in range(len(CLASSES))]
 
 
 def _shape_points(rng, cls, size, hw):
-    """Integer polygon ``[N, 2]`` (x, y pixels) of one randomly placed shape whose longer
-    side is about ``size`` px, fully inside an image of ``hw`` = (H, W)."""
+    """Integer contours (list of ``[N, 2]``, x, y pixels) of one randomly placed shape whose
+    longer side is about ``size`` px, fully inside an image of ``hw`` = (H, W)."""
     h, w = hw
     aspect = float(np.exp(rng.uniform(np.log(0.7), np.log(1.4))))
     sx, sy = size / 2 * np.sqrt(aspect), size / 2 / np.sqrt(aspect)
     angle = np.deg2rad(rng.uniform(-45, 45))
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    pts = (_TEMPLATES[cls] * [sx, sy]) @ rot.T
-    lo, hi = pts.min(0), pts.max(0)
+    contours = [(c * [sx, sy]) @ rot.T for c in _TEMPLATES[cls]]
+    lo, hi = contours[0].min(0), contours[0].max(0)
     cx = rng.uniform(-lo[0], w - 1 - hi[0]) if w - 1 - hi[0] > -lo[0] else w / 2
     cy = rng.uniform(-lo[1], h - 1 - hi[1]) if h - 1 - hi[1] > -lo[1] else h / 2
-    return np.round(pts + [cx, cy]).astype(np.int32)
+    return [np.round(c + [cx, cy]).astype(np.int32) for c in contours]
 
 
 # ----------------------------------------------------------------------------- images
@@ -166,7 +174,8 @@ def draw_image(seed, split, index, spec=None, background_only=False):
     Returns ``(image uint8 [H, W, 3] BGR, objects)`` where each object is a dict with
     ``class`` (0..5), ``bbox`` (x, y, w, h) in pixels (tight extent of the visible pixels,
     inclusive-exclusive: a shape covering columns 10..19 has x=10, w=10), ``area`` (visible
-    pixels) and ``mask`` (bool ``[H, W]``, the visible pixels). ``background_only``: the
+    pixels), ``full_area`` (its pixels before later shapes covered part of it) and ``mask``
+    (bool ``[H, W]``, the visible pixels). ``background_only``: the
     same image before any shape is drawn (no objects), for checking what the shapes changed.
     """
     import cv2
@@ -187,19 +196,19 @@ def draw_image(seed, split, index, spec=None, background_only=False):
         size = float(np.exp(rng.uniform(np.log(spec.min_size), np.log(max_size))))
         pts = _shape_points(rng, cls, size, hw)
         mask = np.zeros(hw, np.uint8)
-        cv2.fillPoly(mask, [pts], 1)
+        cv2.fillPoly(mask, pts, 1)
         inside = mask.astype(bool)
         if inside.sum() < 0.25 * spec.min_size ** 2:
             continue
-        # reject a placement that leaves an earlier shape less than half visible
+        # reject a placement that leaves an earlier shape less than MIN_VISIBLE visible
         covered = np.bincount(owner[inside & (owner >= 0)], minlength=len(classes))
         visible = np.array([np.count_nonzero(owner == k) for k in range(len(classes))])
-        if len(classes) and np.any((visible - covered) < 0.5 * np.asarray(full_area)):
+        if len(classes) and np.any((visible - covered) < MIN_VISIBLE * np.asarray(full_area)):
             continue
         colour = _object_colour(rng, bg_v)
-        cv2.fillPoly(img, [pts], colour, lineType=cv2.LINE_AA)
+        cv2.fillPoly(img, pts, colour, lineType=cv2.LINE_AA)
         if rng.random() < 0.3:  # an outline of another colour
-            cv2.polylines(img, [pts], True, _object_colour(rng, bg_v), 1, cv2.LINE_AA)
+            cv2.polylines(img, pts, True, _object_colour(rng, bg_v), 1, cv2.LINE_AA)
         owner[inside] = len(classes)
         classes.append(cls)
         full_area.append(int(inside.sum()))
@@ -209,7 +218,7 @@ def draw_image(seed, split, index, spec=None, background_only=False):
         ys, xs = np.nonzero(vis)
         x0, y0, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
         objects.append({"class": cls, "bbox": [int(x0), int(y0), int(x1 - x0), int(y1 - y0)],
-                        "area": int(vis.sum()), "mask": vis})
+                        "area": int(vis.sum()), "full_area": full_area[k], "mask": vis})
     return img, objects
 
 
