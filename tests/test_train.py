@@ -97,6 +97,8 @@ def test_ema_matches_official_update_including_bn_stats():
         for n, p in model.parameters_and_names():
             ref[n] = d * ref[n] + (1 - d) * p.asnumpy()
     assert float(ema.updates.asnumpy()) == 3.0
+    short = ModelEMA(_Tiny(), _Tiny(), decay=0.995, tau=100.0)  # a short run's faster ramp
+    assert float(short().asnumpy()) == pytest.approx(0.995 * (1 - math.exp(-1 / 100)), rel=1e-5)
     for n, e in ema_model.parameters_and_names():
         np.testing.assert_allclose(e.asnumpy(), ref[n], rtol=1e-5, atol=1e-6, err_msg=n)
     assert any("moving_mean" in n for n, _ in ema_model.parameters_and_names())
@@ -165,7 +167,7 @@ def test_nano_300_iterations_learns_and_ema_evaluates(tmp_path, compile_cache):
     # (no augmentation): the cheapest run that shows learning.
     cfg = coco16_cfg("train.basic_lr_per_img=0.005", "aug.mosaic_prob=0.0", "aug.hsv_prob=0.0",
                      "aug.flip_prob=0.0", "aug.degrees=0.0", "aug.translate=0.0", "aug.shear=0.0",
-                     max_epoch=300)
+                     "train.ema_decay=0.999", "train.ema_tau=500.0", max_epoch=300)
     rec = _Recorder()
     tr = Trainer(cfg, run_dir=tmp_path / "run", max_iters=300, num_workers=1, hooks=[rec],
                  progress=False, compile_cache=compile_cache)
@@ -180,6 +182,7 @@ def test_nano_300_iterations_learns_and_ema_evaluates(tmp_path, compile_cache):
     res = tr.evaluate_and_save()
     assert 0.0 <= res["AP50_95"] <= 1.0 and len(res["stats"]) == 12
     assert float(tr.step.ema.updates.asnumpy()) == 300.0
+    assert (tr.step.ema.decay, tr.step.ema.tau) == (0.999, 500.0)  # the recipe's EMA settings
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in records if r["type"] == "train"]
     assert [r["step"] for r in train] == list(range(300))

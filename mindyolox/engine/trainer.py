@@ -513,7 +513,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, t)
         ema = None
         if self.ema_model is not None:
-            ema = ModelEMA(self.model, self.ema_model, decay=float(t.ema_decay))
+            ema = ModelEMA(self.model, self.ema_model, decay=float(t.ema_decay), tau=float(t.ema_tau))
         loss_scale = resolve_loss_scale(str(t.loss_scale), self.amp_level)
         self.step = TrainStep(self.net, self.optimizer, ema, loss_scale=loss_scale,
                               scale_value=float(t.loss_scale_value), distributed=self.distributed,
