@@ -10,8 +10,12 @@ a placement is rejected when it would leave an earlier shape less than ``MIN_VIS
 Version 2 (the quickstart's dataset) chose its defaults so that YOLOX-nano learns it from
 scratch in minutes on a CPU: shapes of at least 24 px (at 12 px a hexagon and a circle, or
 a small star and a square, are barely distinguishable even for a person; version 1 had 12 px
-shapes and hexagons), at most 4 shapes per image, occluded shapes at least 70 % visible. Boxes are the tight extent of each shape's *visible* pixels
-(the COCO convention), ``area`` its visible pixel count.
+shapes and hexagons), at most 4 shapes per image, occluded shapes at least 70 % visible,
+1500 training images (the same 1860 training steps reached AP50 71 % on 500 images, which
+they overfit, and 84 % on 1500).
+
+Boxes are the tight extent of each shape's *visible* pixels (the COCO convention), ``area``
+its visible pixel count.
 
 Layout written under ``out_dir`` (the COCO layout the recipes expect)::
 
@@ -41,7 +45,7 @@ import numpy as np
 
 from ..errors import DataError
 
-__all__ = ["CLASSES", "DEMO_PREFIX", "VERSION", "DemoSpec", "draw_image", "generate",
+__all__ = ["CLASSES", "DEMO_PREFIX", "MIN_VISIBLE", "VERSION", "DemoSpec", "draw_image", "generate",
            "ensure_demo", "resolve_data_dir"]
 
 VERSION = 2
