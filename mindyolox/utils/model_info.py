@@ -29,7 +29,7 @@ import mindspore as ms
 from mindspore import nn
 
 from mindyolox.models import Upsample2x
-from mindyolox.models.blocks import BaseConv
+from mindyolox.models.blocks import bn_unfolded
 from mindyolox.models.batchnorm import BatchNorm2d
 
 PROFILE_SIZE = 64  # the official tool profiles at 64x64 and scales to the requested size
@@ -112,11 +112,8 @@ def profile_ops(model, img_size=PROFILE_SIZE):
         if is_leaf and not isinstance(cell, _CONV_TYPES + _BN_TYPES) \
                 and any(True for _ in cell.get_parameters(expand=False)):
             raise ValueError(f"count_flops: no FLOP rule for layer '{name}' ({type(cell).__name__})")
-    handles, unfolded = [], []
+    handles = []
     for _, cell in model.cells_and_names():
-        if isinstance(cell, BaseConv):
-            cell.fold_bn = False          # eval mode would fuse BN into the conv weights
-            unfolded.append(cell)
         if isinstance(cell, _CONV_TYPES):
             handles.append(cell.register_forward_hook(conv_hook))
         elif isinstance(cell, _BN_TYPES):
@@ -127,13 +124,11 @@ def profile_ops(model, img_size=PROFILE_SIZE):
     was_training = model.training
     model.set_train(False)
     try:
-        with _pynative():
+        with _pynative(), bn_unfolded(model):  # eval mode would fold BN into the convs
             model(ms.Tensor(np.zeros((1, 3, h, w), np.float32)))
     finally:
         for handle in handles:
             handle.remove()
-        for cell in unfolded:
-            del cell.fold_bn              # back to the class default
         model.set_train(was_training)
     return ops
 
