@@ -90,8 +90,8 @@ def _template(cls):
     [-1, 1]^2, the first the outer one (a ring has a second contour, its hole: filled
     even-odd, the hole shows the background)."""
     name = CLASSES[cls]
-    circle = np.stack([np.cos(np.linspace(0, 2 * np.pi, 48, endpoint=False)),
-                       np.sin(np.linspace(0, 2 * np.pi, 48, endpoint=False))], 1)
+    t = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+    circle = np.stack([np.cos(t), np.sin(t)], 1)
     if name == "circle":
         return [circle]
     if name == "ring":
