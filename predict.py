@@ -32,6 +32,8 @@ def add_predict_args(parser):
     parser.add_argument("--save-dir", default="runs/predict", help="output folder (default runs/predict)")
     parser.add_argument("--no-save", action="store_true", help="write nothing, print detections only")
     parser.add_argument("--device", default=None, help="CPU | GPU | Ascend (default: MindSpore's)")
+    parser.add_argument("--half", action="store_true",
+                        help="float16 inference (mixed precision O2: BatchNorm and outputs in float32)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -76,7 +78,7 @@ def main(argv=None):
     from mindyolox.engine.predictor import Predictor, class_names_for, list_source, run_prediction
     list_source(args.source)  # fail on a bad --source before building the model
     setup_mindspore(args.device)
-    model, rep = build_and_load(cfg, args.weights)
+    model, rep = build_and_load(cfg, args.weights, half=args.half)
     print(rep.summary())
 
     import mindspore as ms

@@ -53,6 +53,8 @@ def main(argv=None):
     parser.add_argument("--det-out", help="detections JSON path (default <save-dir>/detections.json)")
     parser.add_argument("--json-out", help="write the metrics as JSON here")
     parser.add_argument("--device", default=None, help="CPU | GPU | Ascend (default: MindSpore's)")
+    parser.add_argument("--half", action="store_true",
+                        help="float16 inference (mixed precision O2: BatchNorm and outputs in float32)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = take_back_overrides(parser.parse_args(argv))
 
@@ -85,7 +87,7 @@ def main(argv=None):
         raise DataError(f"{dataset.name}: no images to evaluate")
 
     setup_mindspore(args.device)
-    model, report = build_and_load(cfg, args.weights)
+    model, report = build_and_load(cfg, args.weights, half=args.half)
     print(report.summary())
 
     from mindyolox.engine import evaluate, format_timing

@@ -56,8 +56,10 @@ def main(argv=None):
     cfg = load_config(args.config, args.overrides)
     check_config(cfg)
     setup_mindspore(args.device)
+    from mindyolox.options import resolve_options
+    options = resolve_options(cfg)
     name = args.name or Path(args.config).stem
-    trainer = Trainer(cfg, run_dir=args.run_dir, name=name, resume=args.resume, exist_ok=args.exist_ok,
+    trainer = Trainer(cfg, options, run_dir=args.run_dir, name=name, resume=args.resume, exist_ok=args.exist_ok,
                       weights=args.weights, distributed=args.distributed, data_sink=args.data_sink,
                       num_workers=args.workers, max_iters=args.max_iters, evaluate=not args.no_eval,
                       progress=not args.no_progress, compile_cache=args.compile_cache)

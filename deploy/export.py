@@ -86,15 +86,15 @@ def main(argv=None):
         if output.lower().endswith(suffix):
             output = output[: -len(suffix)]
     setup_mindspore(args.device)
-    from mindyolox.models.conv import set_conv_impl
-    set_conv_impl(args.conv)
-    model, rep = build_and_load(cfg, args.weights, decode_in_inference=False)
+    from mindyolox.options import resolve_options
+    options = resolve_options(cfg, conv=args.conv, amp_level="O0")
+    model, rep = build_and_load(cfg, args.weights, options, decode_in_inference=False)
     print(rep.summary())
     path = export_model(model, args.batch, img_size, output, args.format)
     meta = {"format": args.format, "input_shape": [args.batch, 3, img_size[0], img_size[1]],
             "input": "float32 BGR 0..255, letterboxed (mindyolox.data.preproc), NCHW",
             "outputs": "raw", "output_rows": "dx, dy, log w, log h, sigmoid(obj), sigmoid(cls) x C",
-            "conv": args.conv, "strides": [int(s) for s in cfg.model.strides], "num_classes": int(cfg.model.num_classes),
+            "conv": args.conv, "options": options.to_dict(), "strides": [int(s) for s in cfg.model.strides], "num_classes": int(cfg.model.num_classes),
             "class_names": list(class_names_for(cfg)), "config": str(args.config),
             "weights": str(args.weights)}
     with open(output + ".json", "w") as f:

@@ -292,6 +292,9 @@ _CHOICES = {
     "data.format": ("coco", "voc"),
     "train.amp_level": ("O0", "O1", "O2", "O3"),
     "train.loss_scale": ("auto", "none", "static", "dynamic"),
+    "runtime.device": ("auto", "CPU", "GPU", "Ascend"),
+    "runtime.conv": ("auto", "native", "im2col"),
+    "runtime.decode_exp": ("auto", "float64", "float32"),
 }
 _UNIT_INTERVAL = ("aug.mosaic_prob", "aug.mixup_prob", "aug.hsv_prob", "aug.flip_prob",
                   "aug.translate", "train.min_lr_ratio", "train.ema_decay", "train.momentum",

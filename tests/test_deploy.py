@@ -10,7 +10,7 @@ import pytest
 
 from mindyolox import build_model, load_config, load_weights
 from mindyolox.data import preproc
-from mindyolox.models.conv import set_conv_impl
+from mindyolox.options import DeviceOptions
 
 from .conftest import ROOT, SHARED
 
@@ -44,14 +44,12 @@ def test_mindir_raw_outputs_equal_cell(exported):
     x = ms.Tensor(x[None])
     graph = nn.GraphCell(ms.load(str(exported / "nano.mindir")))(x).asnumpy()
 
+    assert meta["options"]["conv"] == "native" and meta["options"]["amp_level"] == "O0"
+
     def raw_outputs(conv):
-        set_conv_impl(conv)
-        try:
-            model = build_model(load_config(ROOT / "configs" / "yolox-nano.yaml"))
-        finally:
-            set_conv_impl(None)
+        model = build_model(load_config(ROOT / "configs" / "yolox-nano.yaml"), DeviceOptions(conv=conv),
+                            decode_in_inference=False)
         load_weights(model, WEIGHTS)
-        model.head.decode_in_inference = False
         model.set_train(False)
         return model(x).asnumpy()
 

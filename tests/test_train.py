@@ -194,14 +194,15 @@ def test_nano_300_iterations_learns_and_ema_evaluates(tmp_path, compile_cache):
 
 
 class _Explode(TrainHook):
-    """After step 2, save a good checkpoint, then make the lr absurd so the loss goes NaN."""
+    """After step 2, save a good checkpoint, then poison a weight so the loss goes NaN."""
 
     def after_iter(self, trainer):
         if trainer.progress_in_iter == 2:
             trainer.iter += 1
             trainer.save("last", trainer._meta())
             trainer.iter -= 1
-            trainer.lr_schedule = lambda k: 1e30
+            w = trainer.model.head.obj_preds[0].weight
+            w.set_data(Tensor(np.full(w.shape, np.nan, np.float32)))
 
 
 def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tmp_path, compile_cache):

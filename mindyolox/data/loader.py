@@ -1,7 +1,7 @@
 """``mindspore.dataset`` loaders for training and evaluation.
 
 Training (:func:`create_train_loader`)
-    A ``GeneratorDataset`` over :class:`TrainSource` with an :class:`EpochSampler`, then
+    A ``GeneratorDataset`` over :class:`TrainSource` with a :class:`TrainSampler`, then
     ``batch(drop_remainder=True)`` and a cast of the images to float32. Columns:
     ``images`` float32 ``[B, 3, S, S']`` (BGR 0..255) and ``labels`` float32
     ``[B, max_labels, 5]`` ``(class, cx, cy, w, h)`` in input pixels, zero rows = padding.
@@ -11,7 +11,8 @@ Training (:func:`create_train_loader`)
       ``[seed, epoch]``. The output is the same for any ``num_workers`` (0 = in-process,
       1..n = Python worker processes).
     - Epochs: the sampler hands the workers ``epoch * samples_per_epoch + position``, so
-      workers know the epoch without any shared state (``start_epoch`` for resuming).
+      workers know the epoch without any shared state; all training epochs from
+      ``(start_epoch, start_iter)`` on form one MindSpore epoch (resuming starts there).
       Mosaic/MixUp are off from ``no_aug_epoch`` on (the official last 15 epochs; the
       switch is part of the pipeline, so it also works in data-sink mode).
     - Multiscale: one size per block of ``interval`` steps (official: 10), the same on every
@@ -40,7 +41,7 @@ from .transforms import letterbox
 from .voc import VOCDataset
 
 __all__ = [
-    "build_dataset", "TrainSource", "EpochSampler", "multiscale_range", "size_for_step",
+    "build_dataset", "TrainSource", "TrainSampler", "multiscale_range", "size_for_step",
     "create_train_loader", "create_eval_loader", "Loader",
 ]
 
@@ -130,13 +131,14 @@ class TrainSource:
         step = epoch * self.steps_per_epoch + pos // self.batch_size
         return size_for_step(step, self.builder.input_size, self.ms_range, self.seed, self.interval)
 
+    def sizes(self, start_step, end_step):
+        """The distinct input sizes ``(h, w)`` of global steps ``[start_step, end_step)``."""
+        blocks = range(int(start_step) // self.interval, -(-int(end_step) // self.interval))
+        return sorted({size_for_step(k * self.interval, self.builder.input_size, self.ms_range, self.seed,
+                                     self.interval) for k in blocks})
+
     def __getitem__(self, key):
         key = int(key)
-        if key < 0:  # a placeholder (EpochSampler start_pos): right shape, not computed
-            epoch, pos = divmod(-key - 1, self.samples_per_epoch)
-            h, w = self.size(epoch, pos)
-            return (np.zeros((3, h, w), np.uint8),
-                    np.zeros((self.builder.max_labels, 5), np.float32))
         epoch, pos = divmod(key, self.samples_per_epoch)
         index = int(self.indices(epoch)[pos])
         rng = np.random.default_rng([self.seed, epoch, index])
@@ -149,27 +151,40 @@ def _sampler_base():
     return ds.Sampler
 
 
-class EpochSampler(_sampler_base()):
-    """Yields ``epoch * n + i`` for ``i`` in ``0..n-1``, ``epoch`` counting up from
-    ``start_epoch`` each time MindSpore starts an epoch. ``start_pos`` (resuming mid-epoch):
-    the first ``start_pos`` keys of the first epoch are placeholders ``-(key) - 1`` that
-    :class:`TrainSource` answers with blank samples of the right shape without decoding or
-    augmenting anything (MindSpore requires every epoch to have the full length)."""
+class TrainSampler(_sampler_base()):
+    """Keys ``epoch * n + pos`` of the batches from ``(start_epoch, start_pos)`` up to the end
+    of ``end_epoch - 1``, in training order, as ONE MindSpore epoch (so a run of many
+    training epochs is one pass: no pipeline restart per epoch, and a resumed run starts at
+    its first unconsumed sample -- nothing is fed that the step must discard).
 
-    def __init__(self, samples_per_epoch, start_epoch=0, start_pos=0):
-        self.n = int(samples_per_epoch)
-        self.epoch = int(start_epoch)
-        self.start_pos = int(start_pos)
+    ``size_filter`` (``(h, w)``): only the keys of global steps trained at that input size
+    (one pipeline per multiscale size, see :func:`create_train_loader` ``split_sizes``).
+    ``source`` gives ``steps_per_epoch``, ``batch_size`` and the size of each step."""
+
+    def __init__(self, source, start_epoch=0, start_pos=0, end_epoch=None, size_filter=None):
+        self.source = source
+        self.n = int(source.samples_per_epoch)
+        self.start = int(start_epoch) * self.n + int(start_pos)
+        self.end = (int(end_epoch) if end_epoch is not None else int(start_epoch) + 1) * self.n
+        self.size_filter = tuple(size_filter) if size_filter is not None else None
         super().__init__()
 
     def __iter__(self):
-        epoch, self.epoch = self.epoch, self.epoch + 1
-        base = epoch * self.n
-        first, self.start_pos = self.start_pos, 0
-        return iter([-k - 1 for k in range(base, base + first)] + list(range(base + first, base + self.n)))
+        if self.size_filter is None:
+            return iter(range(self.start, self.end))
+        return self._filtered()
+
+    def _filtered(self):
+        b = self.source.batch_size
+        for first in range(self.start, self.end, b):
+            epoch, pos = divmod(first, self.n)
+            if self.source.size(epoch, pos) == self.size_filter:
+                yield from range(first, first + b)
 
     def __len__(self):
-        return self.n
+        if self.size_filter is None:
+            return self.end - self.start
+        return sum(1 for _ in self._filtered())
 
 
 @dataclass
@@ -177,13 +192,15 @@ class Loader:
     """What the loaders return. ``ms_dataset`` is the ``mindspore.dataset`` pipeline
     (iterate with ``create_tuple_iterator`` / ``create_dict_iterator`` or feed ``Model.train``);
     ``dataset`` the :class:`DetectionDataset`; ``events.summary()`` the skipped images and
-    dropped labels counted so far (all worker processes)."""
+    dropped labels counted so far (all worker processes). ``by_size`` (training with
+    ``split_sizes``): ``{(h, w): pipeline}`` with the batches of each input size, in order."""
     ms_dataset: object
     dataset: DetectionDataset
     steps_per_epoch: int
     batch_size: int
     events: EventLog
     source: object = None
+    by_size: dict = None
 
     def __iter__(self):
         """One epoch of numpy tuples (convenience for tools and tests)."""
@@ -199,16 +216,19 @@ def _generator(source, columns, num_workers, sampler):
 
 
 def create_train_loader(data_cfg, aug_cfg, train_cfg, rank=0, world_size=1, start_epoch=0,
-                        num_workers=None, dataset=None, interval=10, mosaic=True, start_iter=0):
+                        num_workers=None, dataset=None, interval=10, mosaic=True, start_iter=0,
+                        end_epoch=None, split_sizes=False):
     """Training loader from the recipe sections ``data``, ``aug`` and ``train`` (dict-like).
 
     ``train.batch_size`` is the total over ``world_size`` devices; each rank gets
     ``batch_size // world_size`` per step. ``num_workers`` overrides ``data.num_workers``
     (0 = in-process). ``mosaic=False`` disables Mosaic/MixUp for every epoch; otherwise they
     stop at epoch ``train.max_epoch - train.no_aug_epochs``. ``dataset`` reuses an already
-    built dataset. ``start_iter`` (resuming mid-epoch): the first ``start_iter`` batches of
-    epoch ``start_epoch`` are blank placeholders (zeros, right shapes, nearly free) that the
-    caller discards; the batches after them are exactly those an uninterrupted run produces.
+    built dataset. The pipeline yields the batches of epochs ``start_epoch`` .. ``end_epoch - 1``
+    (default: one epoch) as one MindSpore epoch, starting at batch ``start_iter`` of
+    ``start_epoch`` (resuming mid-epoch: exactly the batches an uninterrupted run produces
+    from there on). ``split_sizes``: also one pipeline per multiscale input size
+    (``Loader.by_size``; data sink needs one shape per queue), the workers shared out.
     Returns a :class:`Loader`.
     """
     import mindspore as ms
@@ -232,14 +252,22 @@ def create_train_loader(data_cfg, aug_cfg, train_cfg, rank=0, world_size=1, star
         raise DataError(f"start_iter={start_iter} outside the epoch's {source.steps_per_epoch} steps")
     ds.config.set_seed(seed)
     workers = int(data_cfg["num_workers"] if num_workers is None else num_workers)
-    pipe = _generator(source, ["images", "labels"], workers,
-                      EpochSampler(source.samples_per_epoch, start_epoch,
-                                   int(start_iter) * batch))
-    pipe = pipe.batch(batch, drop_remainder=True)
-    pipe = pipe.map(operations=ds.transforms.TypeCast(ms.float32), input_columns=["images"])
+    end_epoch = int(end_epoch) if end_epoch is not None else int(start_epoch) + 1
+
+    def pipeline(size_filter, n_workers):
+        sampler = TrainSampler(source, start_epoch, int(start_iter) * batch, end_epoch, size_filter)
+        pipe = _generator(source, ["images", "labels"], n_workers, sampler).batch(batch, drop_remainder=True)
+        return pipe.map(operations=ds.transforms.TypeCast(ms.float32), input_columns=["images"])
+
+    by_size = None
+    if split_sizes:
+        spe = source.steps_per_epoch
+        sizes = source.sizes(int(start_epoch) * spe + int(start_iter), end_epoch * spe)
+        by_size = {s: pipeline(s, max(1, workers // len(sizes)) if workers else 0) for s in sizes}
     logger.info("train loader: %s, %d steps/epoch of %d on rank %d/%d, %d workers, multiscale %s",
                 dataset, source.steps_per_epoch, batch, rank, world_size, workers, source.ms_range)
-    return Loader(pipe, dataset, source.steps_per_epoch, batch, dataset.events, source)
+    return Loader(pipeline(None, workers), dataset, source.steps_per_epoch, batch, dataset.events, source,
+                  by_size)
 
 
 # ----------------------------------------------------------------------------- evaluation

@@ -18,9 +18,13 @@ Units: learning rates in the optimizer's units (per-step SGD step size); ``k`` i
 """
 import math
 
+from mindspore import dtype as mstype
+from mindspore import nn, ops
+
 from ..errors import ConfigError
 
-__all__ = ["yolox_warm_cos_lr", "warm_cos_lr", "cos_lr", "LRSchedule", "build_lr_schedule", "SCHEDULERS"]
+__all__ = ["yolox_warm_cos_lr", "warm_cos_lr", "cos_lr", "LRSchedule", "build_lr_schedule", "SCHEDULERS",
+           "ScheduleCell"]
 
 
 def yolox_warm_cos_lr(lr, min_lr_ratio, total_iters, warmup_total_iters, warmup_lr_start, no_aug_iter, iters):
@@ -89,6 +93,11 @@ class LRSchedule:
             return warm_cos_lr(self.lr, self.total_iters, self.warmup_iters, self.warmup_lr, k)
         return cos_lr(self.lr, self.total_iters, k)
 
+    def graph(self):
+        """This schedule as a Cell for the compiled train step: ``cell(k)`` (int32 scalar
+        Tensor) -> float32 lr, the same values as ``self(k)`` to float32 rounding."""
+        return ScheduleCell(self)
+
     def __repr__(self):
         return (f"LRSchedule({self.name}, lr={self.lr:g}, {self.iters_per_epoch} it/epoch x {self.max_epoch}, "
                 f"warmup {self.warmup_iters} it from {self.warmup_lr:g}, no-aug {self.no_aug_iters} it, "
@@ -101,3 +110,33 @@ def build_lr_schedule(train_cfg, iters_per_epoch):
     return LRSchedule(str(train_cfg["scheduler"]), lr, iters_per_epoch, int(train_cfg["max_epoch"]),
                       warmup_epochs=float(train_cfg["warmup_epochs"]), warmup_lr=float(train_cfg["warmup_lr"]),
                       no_aug_epochs=int(train_cfg["no_aug_epochs"]), min_lr_ratio=float(train_cfg["min_lr_ratio"]))
+
+
+class ScheduleCell(nn.Cell):
+    """:class:`LRSchedule` computed inside a graph (the formulas of the module doc, branch-free
+    with ``select``): ``construct(k)`` int32 scalar global iteration -> float32 scalar lr."""
+
+    def __init__(self, schedule):
+        super().__init__()
+        s = schedule
+        self.name = s.name
+        self.lr, self.warmup_lr = s.lr, s.warmup_lr
+        self.min_lr = s.lr * s.min_lr_ratio
+        self.total, self.warmup, self.no_aug = float(s.total_iters), float(s.warmup_iters), float(s.no_aug_iters)
+
+    def construct(self, k):
+        k = k.astype(mstype.float32)
+        if self.name == "cos":
+            return self.lr * 0.5 * (1.0 + ops.cos(math.pi * k / self.total))
+        if self.warmup > 0:
+            frac = k / self.warmup
+            warm = (self.lr - self.warmup_lr) * (frac * frac if self.name == "yoloxwarmcos" else frac) + self.warmup_lr
+        else:
+            warm = k * 0.0 + self.lr
+        if self.name == "yoloxwarmcos":
+            span = self.total - self.warmup - self.no_aug
+            cos = self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + ops.cos(math.pi * (k - self.warmup) / span))
+            tail = ops.select(k >= self.total - self.no_aug, k * 0.0 + self.min_lr, cos)
+        else:
+            tail = self.lr * 0.5 * (1.0 + ops.cos(math.pi * (k - self.warmup) / (self.total - self.warmup)))
+        return ops.select(k <= self.warmup, warm, tail)

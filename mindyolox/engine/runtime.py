@@ -43,18 +43,25 @@ def setup_mindspore(device=None):
     ms.set_context(mode=ms.GRAPH_MODE)
 
 
-def build_and_load(cfg, weights, decode_in_inference=True):
+def build_and_load(cfg, weights, options=None, decode_in_inference=True, half=False):
     """Model of recipe ``cfg`` with ``weights`` loaded, in eval mode; returns ``(model, report)``.
 
-    Raises WeightsError (one line) when the file is missing or does not fit the model.
-    ``decode_in_inference=False`` makes the head return raw boxes (for export); it is set
-    before the first call, as graph mode freezes it at compile time.
+    ``options``: :class:`~mindyolox.options.DeviceOptions` (None: resolved from the recipe
+    and the current device, with amp level O2 when ``half`` else O0). ``half`` (``--half``):
+    float16 inference, the network :func:`~mindyolox.engine.amp.mixed_precision` returns for
+    O2 (BatchNorm a float32 cell, float32 outputs). ``decode_in_inference=False`` makes the
+    head return raw boxes (for export). Raises WeightsError (one line) when the file is
+    missing or does not fit the model.
     """
     from .. import build_model, load_weights
+    from ..options import resolve_options
+    from .amp import mixed_precision
     if not os.path.isfile(str(weights)):
         raise WeightsError(f"weights file not found: {weights}")
-    model = build_model(cfg)
+    if options is None:
+        options = resolve_options(cfg, amp_level="O2" if half else "O0")
+    model = build_model(cfg, options, decode_in_inference=decode_in_inference)
     report = load_weights(model, weights)
-    model.head.decode_in_inference = bool(decode_in_inference)
-    model.set_train(False)
-    return model, report
+    net = mixed_precision(model, options.amp_level)
+    net.set_train(False)
+    return net, report

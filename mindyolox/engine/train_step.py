@@ -18,19 +18,33 @@ whole ``construct`` is one compiled graph). Per call, for a batch ``images`` flo
 5. SGD with ``lr`` (official order: optimizer then EMA; the EMA update runs every step like
    the official ``ModelEMA.update`` after ``scaler.step``).
 
-``lr`` and ``use_l1`` are Parameters of the cell (``set_lr`` / ``set_use_l1``): changing them
-does not recompile, and the same cell works in data-sink mode, where the dataset supplies
-only images and labels. A new input shape (multiscale) compiles one more graph, cached by
-MindSpore per shape; ``compiled_graphs`` counts them.
+Device-resident state, so that a run of steps needs nothing from the host:
 
-Returns ``(total, iou, obj, cls, l1, num_fg, finite, scale)``: the loss terms (unscaled
-float32 scalars), ``finite`` bool scalar (False = step skipped) and the loss scale used.
+* ``global_step`` (int32 Parameter) counts calls; with an ``lr_schedule``
+  (:class:`~mindyolox.engine.lr.LRSchedule`) the step's lr is ``schedule(global_step)``
+  computed in the graph (the host sets ``global_step`` once, when training starts or
+  resumes); without one, the ``lr`` Parameter (``set_lr``) is used.
+* ``stats`` (float32 Parameter ``[9]``): sums since the last :meth:`read_stats` of the six
+  loss terms, of skipped (overflow) steps and of steps, then the current loss scale. The
+  trainer reads it once per ``print_interval`` (one device-to-host copy) and resets it.
+
+``use_l1`` is a Parameter too (``set_use_l1``, once per epoch). None of these recompile, and
+the same cell works in data-sink mode, where the dataset supplies only images and labels. A
+new input shape (multiscale) compiles one more graph, cached by MindSpore per shape;
+``compiled_graphs`` counts them.
+
+Returns ``(total, iou, obj, cls, l1, num_fg, finite, scale, lr)``: the loss terms (unscaled
+float32 scalars), ``finite`` bool scalar (False = step skipped), the loss scale and the lr used.
 """
+import numpy as np
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore import dtype as mstype
 
-__all__ = ["TrainStep", "ScaledLoss", "LOSS_SCALES", "resolve_loss_scale"]
+__all__ = ["TrainStep", "ScaledLoss", "LOSS_SCALES", "resolve_loss_scale", "STAT_NAMES"]
+
+# what TrainStep.stats holds: sums of the loss terms, skipped steps and steps; the last scale
+STAT_NAMES = ("total", "iou", "obj", "cls", "l1", "num_fg", "skipped", "steps", "scale")
 
 LOSS_SCALES = ("none", "static", "dynamic")
 
@@ -74,10 +88,12 @@ class TrainStep(nn.Cell):
         scale_factor, scale_window: dynamic-scaling growth factor and good-step window.
         distributed: average gradients over ``group_size`` ranks (``mindspore.communication``
         must be initialised).
+        lr_schedule: :class:`~mindyolox.engine.lr.LRSchedule` evaluated in the graph at
+        ``global_step`` (None: the ``lr`` Parameter, see ``set_lr``).
     """
 
     def __init__(self, net_with_loss, optimizer, ema=None, loss_scale="none", scale_value=65536.0,
-                 scale_factor=2.0, scale_window=2000, distributed=False, group_size=1):
+                 scale_factor=2.0, scale_window=2000, distributed=False, group_size=1, lr_schedule=None):
         super().__init__(auto_prefix=False)
         if loss_scale not in LOSS_SCALES:
             raise ValueError(f"loss_scale must be one of {LOSS_SCALES}, got {loss_scale!r}")
@@ -95,6 +111,10 @@ class TrainStep(nn.Cell):
         self.overflows = Parameter(Tensor(0, mstype.int32), name="state.overflows", requires_grad=False)
         self.lr = Parameter(Tensor(0.0, mstype.float32), name="state.lr", requires_grad=False)
         self.use_l1 = Parameter(Tensor(0.0, mstype.float32), name="state.use_l1", requires_grad=False)
+        self.global_step = Parameter(Tensor(0, mstype.int32), name="state.global_step", requires_grad=False)
+        self.stats = Parameter(Tensor(np.zeros(len(STAT_NAMES), np.float32)), name="state.stats",
+                               requires_grad=False)
+        self.lr_fn = lr_schedule.graph() if lr_schedule is not None else None
         self.scale_factor = float(scale_factor)
         self.scale_window = int(scale_window)
         self.distributed = bool(distributed)
@@ -107,6 +127,17 @@ class TrainStep(nn.Cell):
         """Learning rate of the next call (float, no recompilation)."""
         self.lr.set_data(Tensor(float(lr), mstype.float32))
 
+    def set_global_step(self, k):
+        """The global iteration of the next call (the lr schedule's ``k``)."""
+        self.global_step.set_data(Tensor(int(k), mstype.int32))
+
+    def read_stats(self, reset=True):
+        """The ``stats`` sums as a dict (``STAT_NAMES``; one device-to-host copy), then zeroed."""
+        values = self.stats.asnumpy().astype(np.float64)
+        if reset:
+            self.stats.set_data(Tensor(np.zeros(len(STAT_NAMES), np.float32)))
+        return dict(zip(STAT_NAMES, values.tolist()))
+
     def set_use_l1(self, on):
         """Switch the L1 loss term on/off for the next calls (no recompilation)."""
         self.use_l1.set_data(Tensor(1.0 if on else 0.0, mstype.float32))
@@ -117,20 +148,31 @@ class TrainStep(nn.Cell):
         return len(self.compile_cache)
 
     # ------------------------------------------------------------------ the graph
+    def _record(self, terms, finite, scale):
+        """Add this step's loss terms, skip flag and count to ``stats``; store the scale."""
+        inc = ops.stack(terms + (1.0 - finite.astype(mstype.float32), ops.ones((), mstype.float32)))
+        return ops.assign(self.stats, ops.concat((self.stats[:8] + inc, scale.reshape(1))))
+
     def construct(self, images, labels):
         scale = self.scale * 1.0
+        k = self.global_step * 1
+        step_lr = self.lr_fn(k) if self.lr_fn is not None else self.lr * 1.0
+        ops.assign_add(self.global_step, ops.ones((), mstype.int32))
         (_, total, iou, obj, cls, l1, num_fg), grads = self.grad_fn(images, labels, self.use_l1, scale)
+        terms = (total, iou, obj, cls, l1, num_fg)
         if self.distributed:
             grads = self.reducer(grads)
         if not self.check_overflow:
-            self.optimizer(grads, self.lr)
+            self.optimizer(grads, step_lr)
+            finite = ops.ones((), mstype.bool_)
+            self._record(terms, finite, scale)
             if self.use_ema:
                 self.ema()
-            return total, iou, obj, cls, l1, num_fg, ops.ones((), mstype.bool_), scale
+            return total, iou, obj, cls, l1, num_fg, finite, scale, step_lr
         finite = ms.amp.all_finite(grads)
         # skip without graph control flow: zero grads, lr 0, momentum 1 leave all state as is
         grads = self.hyper_map(ops.partial(_unscale, finite, 1.0 / scale), grads)
-        lr = ops.select(finite, self.lr, ops.zeros_like(self.lr))
+        lr = ops.select(finite, step_lr, ops.zeros_like(step_lr))
         momentum = ops.select(finite, self.optimizer.momentum, ops.ones_like(self.optimizer.momentum))
         weight_decay = ops.select(finite, self.optimizer.weight_decay, ops.zeros_like(self.optimizer.weight_decay))
         self.optimizer(grads, lr, momentum, weight_decay)
@@ -142,6 +184,7 @@ class TrainStep(nn.Cell):
                                    ops.maximum(scale / self.scale_factor, 1.0))
             ops.assign(self.scale, new_scale)
             ops.assign(self.good_steps, ops.select(grow, ops.zeros_like(good), good))
+        self._record(terms, finite, scale)
         if self.use_ema:
             self.ema()
-        return total, iou, obj, cls, l1, num_fg, finite, scale
+        return total, iou, obj, cls, l1, num_fg, finite, scale, step_lr

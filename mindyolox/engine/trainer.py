@@ -10,6 +10,17 @@ Run directory ``<train.output_dir>/<name>`` (rank 0 writes, other ranks only tra
   lr, loss terms, ms/step, data ms, memory), per evaluation (``type: eval``), and run events;
 * ``train_log.txt`` (the log lines), ``config.yaml`` (resolved recipe), ``curves.png``.
 
+The parts (model, EMA model, loader, optimizer, compiled step, evaluator) come from
+:func:`~mindyolox.engine.builder.build_training`; this class runs the loop around them.
+
+The loop is device-resident: steps run in chunks (:class:`~mindyolox.engine.feeder.StepFeeder`)
+that end at a multiscale size change (every ``data.multiscale_interval`` global steps), a log
+line (``train.print_interval``), the epoch end or ``max_iters``; inside a chunk the host sends
+nothing (the lr comes from the step's counter) and reads nothing. The loss terms are summed on
+the device and read once per log line (``host_reads`` counts every device-to-host read), which
+is also when a NaN/Inf loss is noticed. Hooks ``before_iter`` / ``after_iter`` run once per
+chunk, ``iter`` being its last iteration; ``last`` holds the means of the last logged window.
+
 Iteration semantics: global step ``k = epoch * steps_per_epoch + iter`` runs with
 ``lr = schedule(k)`` (the official ``update_lr(progress + 1)`` after each step); epochs
 ``>= max_epoch - no_aug_epochs`` run without Mosaic/MixUp (the loader) and with the L1 term
@@ -32,11 +43,11 @@ import numpy as np
 
 from ..errors import ConfigError, MindYOLOXError
 from .checkpoint import load_training_state, read_meta, rng_state, save_training_state, set_rng_state
-from .lr import build_lr_schedule
 
 __all__ = ["Trainer", "TrainingDiverged", "TrainHook"]
 
 LOSS_NAMES = ("total", "iou", "obj", "cls", "l1", "num_fg")
+PARTS = ("model", "net", "ema_model", "loader", "lr_schedule", "optimizer", "step", "evaluator")
 
 
 _CACHE_ENV = ("MS_COMPILER_CACHE_ENABLE", "MS_COMPILER_CACHE_PATH")
@@ -90,13 +101,16 @@ class Trainer:
 
     Args:
         cfg: the loaded recipe (``mindyolox.load_config``).
+        options: :class:`~mindyolox.options.DeviceOptions` (None: resolved from the recipe and
+            MindSpore's device target when training starts).
         run_dir: output folder (default ``<train.output_dir>/<name>``); name: run name.
         resume: False, True (``run_dir/last.ckpt``) or a checkpoint path.
         exist_ok: allow writing into an existing non-empty run directory without resuming.
         weights: ``.ckpt``/``.pth``/``.npz`` to fine-tune from (class layers re-initialised
             when ``num_classes`` differs).
         distributed: data parallel over the ``msrun`` workers (communication initialised here).
-        data_sink: use ``mindspore.data_sink`` (Ascend/GPU; on CPU it falls back with a message).
+        data_sink: ``mindspore.data_sink`` per input size (Ascend/GPU; on CPU it falls back to
+            the dataset iterator with a message).
         num_workers: data workers (default ``data.num_workers`` capped at the CPU count).
         max_iters: stop after this many iterations in this process (tests, benchmarks);
             the LR schedule still follows ``max_epoch``.
@@ -105,11 +119,12 @@ class Trainer:
             graph cache folder (None: off).
     """
 
-    def __init__(self, cfg, run_dir=None, name=None, resume=False, exist_ok=False, weights=None,
+    def __init__(self, cfg, options=None, run_dir=None, name=None, resume=False, exist_ok=False, weights=None,
                  distributed=False, data_sink=False, num_workers=None, max_iters=None, evaluate=True,
                  hooks=(), progress=True, compile_cache=None):
         self.cfg = cfg
         self.tcfg = cfg.train
+        self.options = options
         name = name or str(cfg.get("name", "") or "exp")
         self.run_dir = Path(run_dir) if run_dir else Path(str(self.tcfg.output_dir)) / name
         self.resume, self.exist_ok, self.weights = resume, exist_ok, weights
@@ -122,7 +137,7 @@ class Trainer:
         self.stop_signal = None
         self.status = "running"
         self.iters_done = 0
-        self.history = []
+        self.host_reads = 0
         self.logger = logging.getLogger("mindyolox.train")
 
     # ================================================================== run
@@ -155,17 +170,21 @@ class Trainer:
         bar = self._bar(first)
         self.iter = first
         while self.iter < self.steps_per_epoch:
+            n = self._chunk_length()
             self.before_iter()
-            self.train_one_iter()
+            self.train_chunk(n)
             self.after_iter()
             if bar is not None:
-                bar.update(1)
+                bar.update(n)
                 bar.set_postfix_str(f"loss {self.last['total']:.2f} lr {self.last['lr']:.2e}")
+            done = self.max_iters is not None and self.iters_done >= self.max_iters
+            if self.stop_signal is not None or done:
+                self._log_window()  # the steps since the last log line
             self.iter += 1
             if self.stop_signal is not None:
                 self._stop_on_signal()
                 break
-            if self.max_iters is not None and self.iters_done >= self.max_iters:
+            if done:
                 self.status = "stopped"
                 self.save("last", self._meta())
                 self.log(f"stopped after {self.iters_done} iterations (max_iters); saved {self.run_dir / 'last.ckpt'}")
@@ -178,69 +197,72 @@ class Trainer:
         """Global step of the current iteration: ``epoch * steps_per_epoch + iter``."""
         return self.epoch * self.steps_per_epoch + self.iter
 
-    # ================================================================== one iteration
-    def train_one_iter(self):
-        t0 = time.perf_counter()
-        if self.sink_fn is None:
-            images, labels = next(self.data_iter)
-            t1 = time.perf_counter()
-            k = self.progress_in_iter
-            lr = self.lr_schedule(k)
-            self.step.set_lr(lr)
-            out = self.step(images, labels)
-            size = tuple(images.shape[2:])
-        else:
-            t1 = time.perf_counter()
-            k = self.progress_in_iter
-            lr = self.lr_schedule(k)
-            self.step.set_lr(lr)
-            out = self.sink_fn()
-            size = None
-        vals = [float(o.asnumpy()) for o in out[:6]]
-        t2 = time.perf_counter()
-        compiled = size is not None and size not in self.sizes_seen
-        if compiled:
-            self.sizes_seen[size] = t2 - t1
-            self.log(f"compiled the train step for input {size[0]}x{size[1]} in {t2 - t1:.1f} s "
+    # ================================================================== one chunk
+    def _chunk_length(self):
+        """Steps from ``iter`` to the next multiscale change, log line, epoch end or max_iters."""
+        k, it = self.progress_in_iter, self.iter
+        pi = max(1, int(self.tcfg.print_interval))
+        n = min(self.interval - k % self.interval, pi - it % pi, self.steps_per_epoch - it)
+        if self.max_iters is not None:
+            n = min(n, self.max_iters - self.iters_done)
+        return max(1, n)
+
+    def train_chunk(self, n):
+        """Run ``n`` steps from ``iter`` (one input size); ``iter`` ends on the last of them."""
+        size = self.loader.source.size(self.epoch, self.iter * self.per_device_batch)
+        data_s = 0.0
+        if size not in self.sizes_seen:  # the first step of a size compiles its graph: time it
+            t0 = time.perf_counter()
+            data_s += self.feeder.run(1, size)
+            self.step.stats.asnumpy()  # wait for it
+            self.host_reads += 1
+            self.sizes_seen[size] = time.perf_counter() - t0
+            self._win["compile_s"] += self.sizes_seen[size]
+            self.log(f"compiled the train step for input {size[0]}x{size[1]} in {self.sizes_seen[size]:.1f} s "
                      f"({len(self.sizes_seen)} size(s) so far)")
-        self.iters_done += 1
-        rec = dict(zip(LOSS_NAMES, vals))
-        rec.update(lr=lr, step=k, epoch=self.epoch + 1, iter=self.iter + 1, finite=bool(out[6].asnumpy()),
-                   scale=float(out[7].asnumpy()), step_ms=1e3 * (t2 - t1), data_ms=1e3 * (t1 - t0),
-                   size=list(size) if size else None, compiled=compiled)
-        self.last = rec
-        if not math.isfinite(rec["total"]):
-            self.status = "diverged"
-            ck = self.run_dir / "last.ckpt"
-            msg = (f"loss is {rec['total']} at epoch {self.epoch + 1} iter {self.iter + 1} (step {k}, lr {lr:.3g}); "
-                   f"stopping. The last good checkpoint is kept: "
-                   f"{ck if ck.exists() else 'none written yet'}. Lower the lr or check the data.")
-            self.event("diverged", message=msg)
-            raise TrainingDiverged(msg)
-        if not rec["finite"]:
-            self.overflow_steps += 1
-        self._window.append(rec)
+            n -= 1
+            self.iters_done += 1
+            self.iter += 1
+        if n > 0:
+            data_s += self.feeder.run(n, size)
+            self.iters_done += n
+            self.iter += n
+        self.iter -= 1
+        self._win["data_s"] += data_s
+        self._win["size"] = size
 
     # ================================================================== hooks
     def before_train(self):
         import mindspore as ms
         self._setup_runtime()
         cfg, t = self.cfg, self.tcfg
+        self.max_epoch = int(t.max_epoch)
+        meta = self._read_resume_meta()
         if self.rank == 0:
             self._prepare_run_dir()
         self._setup_logging()
         ms.set_seed(int(t.seed))
         np.random.seed(int(t.seed))
-        self.max_epoch = int(t.max_epoch)
-        self._build_model()
-        meta = self._resume_or_load()
-        self._build_data()
-        self.lr_schedule = build_lr_schedule(t, self.steps_per_epoch)
+        from .builder import build_training
+        sink = self.data_sink and self.options.device != "CPU"
+        if self.data_sink and not sink:
+            self.log("--data-sink: MindSpore refuses data sink on CPU; the same chunked loop runs through "
+                     "the dataset iterator")
+        parts = build_training(cfg, self.options, rank=self.rank, world_size=self.world_size,
+                               distributed=self.distributed, start_epoch=self.start_epoch, start_iter=self.start_iter,
+                               num_workers=self.num_workers, weights=None if meta else self.weights,
+                               evaluate=self.do_eval, split_sizes=sink)
+        for name in PARTS:
+            setattr(self, name, getattr(parts, name))
+        self._log_weights_report(parts.weights_report)
+        self.steps_per_epoch = self.loader.steps_per_epoch
+        self.per_device_batch = self.loader.batch_size
+        self.interval = self.loader.source.interval
+        if self.start_iter >= self.steps_per_epoch:
+            raise MindYOLOXError(f"checkpoint iteration {self.start_iter} >= {self.steps_per_epoch} steps per "
+                                 "epoch: the dataset or batch size changed since the checkpoint")
         if self.max_epoch - int(t.no_aug_epochs) <= 0:
             self.log("note: no_aug_epochs >= max_epoch: the whole run is without Mosaic/MixUp, with L1")
-        self._build_step()
-        if self.sink_fn is None:
-            self._start_data_iter()
         if meta is not None:
             load_training_state(self.resume_path, self.model, self.step, self.ema_model, self.optimizer)
             if "rng" in meta:
@@ -248,32 +270,36 @@ class Trainer:
             self.log(f"resumed from {self.resume_path}: epoch {self.start_epoch + 1} iter {self.start_iter + 1} "
                      f"(step {self.start_epoch * self.steps_per_epoch + self.start_iter}), best AP {100 * self.best_ap:.2f}")
         elif self.distributed:
-            self._broadcast_initial_weights()
-        self.evaluator = self._build_evaluator() if self.do_eval and self.rank == 0 else None
+            from .distributed import broadcast_initial_weights
+            broadcast_initial_weights(self.model, self.ema_model, self.rank, self.world_size)
+        from .feeder import StepFeeder
+        self.feeder = StepFeeder(self.step, self.loader, sink=sink)
         self.sizes_seen = {}
         self.overflow_steps = 0
-        self._window = []
+        self._new_window()
         self.last = {"total": float("nan"), "lr": 0.0}
         self.t_start = time.perf_counter()
         self._install_signals()
         self.log(f"training {self.max_epoch} epochs x {self.steps_per_epoch} iterations "
-                 f"(batch {self.per_device_batch} x {self.world_size} device(s)), {self.lr_schedule}")
-        self.event("start", start_epoch=self.start_epoch, start_iter=self.start_iter)
+                 f"(batch {self.per_device_batch} x {self.world_size} device(s)), {self.lr_schedule}; "
+                 f"{self.options.describe()}{', data sink' if sink else ''}")
+        self.event("start", start_epoch=self.start_epoch, start_iter=self.start_iter, options=self.options.to_dict())
         for h in self.hooks:
             h.before_train(self)
 
     def after_train(self):
         self._restore_signals()
         if self.distributed and self.status in ("finished", "stopped"):
-            self.all_reduce_norm()
+            from .distributed import all_reduce_norm
+            all_reduce_norm(self.model, self.world_size)
         for h in self.hooks:
             h.after_train(self)
         if self.rank == 0 and hasattr(self, "metrics_path") and self.metrics_path.exists():
             from .plots import plot_training_curves
             png = plot_training_curves(self.metrics_path, self.run_dir / "curves.png")
             self.log(f"{self.status}: {self.iters_done} iterations in {time.perf_counter() - self.t_start:.0f} s, "
-                     f"best AP50:95 {100 * self.best_ap:.2f}, {self.overflow_steps} overflow-skipped steps; "
-                     f"curves: {png}")
+                     f"best AP50:95 {100 * self.best_ap:.2f}, {self.overflow_steps} overflow-skipped steps, "
+                     f"{self.host_reads} device reads; curves: {png}")
         self.event("end", status=self.status)
 
     def before_epoch(self):
@@ -300,7 +326,8 @@ class Trainer:
         due = ei > 0 and (ep % ei == 0 or self.epoch >= no_aug_from or ep == self.max_epoch)
         if self.do_eval and due:
             if self.distributed:
-                self.all_reduce_norm()
+                from .distributed import all_reduce_norm
+                all_reduce_norm(self.model, self.world_size)
             self.evaluate_and_save()
 
     def before_iter(self):
@@ -308,11 +335,11 @@ class Trainer:
             h.before_iter(self)
 
     def after_iter(self):
-        for h in self.hooks:
-            h.after_iter(self)
         pi = max(1, int(self.tcfg.print_interval))
         if (self.iter + 1) % pi == 0 or self.iter + 1 == self.steps_per_epoch:
             self._log_window()
+        for h in self.hooks:
+            h.after_iter(self)
 
     # ================================================================== evaluation / checkpoints
     def evaluate_and_save(self):
@@ -353,6 +380,7 @@ class Trainer:
         return {"epoch": epoch, "iter": it, "global_step": epoch * self.steps_per_epoch + it,
                 "steps_per_epoch": self.steps_per_epoch, "world_size": self.world_size,
                 "best_ap": self.best_ap, "last_ap": self.last_ap, "rng": rng_state(),
+                "options": self.options.to_dict(),
                 "config": json.loads(json.dumps(self.cfg, default=str)), "time": time.time()}
 
     # ================================================================== setup pieces
@@ -365,7 +393,6 @@ class Trainer:
         self._env_saved = {}
 
     def _setup_runtime(self):
-        import mindspore as ms
         if self.compile_cache:
             # process-global MindSpore switches: set for this run, restored by train() so that
             # later compiles in the same process (tests, notebooks) do not inherit them
@@ -373,18 +400,41 @@ class Trainer:
             os.environ["MS_COMPILER_CACHE_ENABLE"] = "1"
             os.environ["MS_COMPILER_CACHE_PATH"] = str(self.compile_cache)
         if self.distributed:
-            from mindspore.communication import get_group_size, get_rank, init
-            try:
-                init()
-            except RuntimeError as e:
-                raise MindYOLOXError("--distributed: could not initialise communication (launch with "
-                                     f"msrun --worker_num=N --local_worker_num=N train.py ...): "
-                                     f"{str(e).strip().splitlines()[0]}") from None
-            self.rank, self.world_size = get_rank(), get_group_size()
-            ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
-                                         device_num=self.world_size)
-        self.device = ms.get_context("device_target")
-        self.sink_fn = None
+            from .distributed import init_data_parallel
+            self.rank, self.world_size = init_data_parallel()
+        if self.options is None:
+            from ..options import resolve_options
+            self.options = resolve_options(self.cfg)
+
+    def _read_resume_meta(self):
+        """Resume metadata (or None); sets the start position and the best AP so far."""
+        self.start_epoch, self.start_iter = 0, 0
+        if not self.resume:
+            return None
+        self.resume_path = Path(self.run_dir / "last.ckpt" if self.resume is True else self.resume)
+        meta = read_meta(self.resume_path)
+        self.start_epoch, self.start_iter = int(meta["epoch"]), int(meta["iter"])
+        self.best_ap = float(meta.get("best_ap", 0.0))
+        self.last_ap = meta.get("last_ap")
+        if self.start_epoch >= self.max_epoch:
+            raise MindYOLOXError(f"{self.resume_path}: the run already finished ({self.start_epoch} of "
+                                 f"{self.max_epoch} epochs); raise train.max_epoch to train longer")
+        self._resume_notes = []
+        if int(meta.get("world_size", self.world_size)) != self.world_size:
+            self._resume_notes.append(f"note: checkpoint written with {meta['world_size']} devices, "
+                                      f"resuming on {self.world_size}")
+        return meta
+
+    def _log_weights_report(self, report):
+        for note in getattr(self, "_resume_notes", []):
+            self.log(note)
+        if report is None:
+            return
+        cls_layers = [n for n, _, _ in report.mismatched if n.startswith("head.cls_preds.")]
+        if cls_layers:
+            self.log(f"fine-tuning: num_classes differs from {self.weights}, the head's class layers "
+                     f"({len(cls_layers)} tensors) keep their fresh initialisation")
+        self.log(report.summary())
 
     def _prepare_run_dir(self):
         d = self.run_dir
@@ -428,155 +478,6 @@ class Trainer:
         """A ``type: event`` record in metrics.jsonl."""
         self._write_jsonl({"type": "event", "event": kind, "time": time.time(), **fields})
 
-    def _build_model(self):
-        import mindspore as ms
-        from .. import build_model
-        from ..losses import YOLOXLoss, YOLOXWithLoss
-        cfg = self.cfg
-        self.model = build_model(cfg)
-        self.ema_model = build_model(cfg) if bool(self.tcfg.ema) else None
-        self.model.set_train(True)
-        self.amp_level = str(self.tcfg.amp_level)
-        if self.amp_level != "O0":
-            if self.device == "CPU":
-                self.log(f"train.amp_level={self.amp_level} is not used on CPU: training in float32 (O0)")
-                self.amp_level = "O0"
-            else:
-                ms.amp.auto_mixed_precision(self.model, self.amp_level)
-        self.net = YOLOXWithLoss(self.model, YOLOXLoss(int(cfg.model.num_classes)))
-
-    def _resume_or_load(self):
-        """Resume metadata (or None); loads fine-tuning weights."""
-        self.start_epoch, self.start_iter = 0, 0
-        if self.resume:
-            self.resume_path = Path(self.run_dir / "last.ckpt" if self.resume is True else self.resume)
-            meta = read_meta(self.resume_path)
-            self.start_epoch, self.start_iter = int(meta["epoch"]), int(meta["iter"])
-            self.best_ap = float(meta.get("best_ap", 0.0))
-            self.last_ap = meta.get("last_ap")
-            if int(meta.get("world_size", self.world_size)) != self.world_size:
-                self.log(f"note: checkpoint written with {meta['world_size']} devices, resuming on {self.world_size}")
-            if self.start_epoch >= self.max_epoch:
-                raise MindYOLOXError(f"{self.resume_path}: the run already finished ({self.start_epoch} of "
-                                     f"{self.max_epoch} epochs); raise train.max_epoch to train longer")
-            return meta
-        if self.weights:
-            from .. import load_weights
-            report = load_weights(self.model, self.weights, strict=False, skip_mismatched=True)
-            cls_layers = [n for n, _, _ in report.mismatched if n.startswith("head.cls_preds.")]
-            if cls_layers:
-                self.log(f"fine-tuning: num_classes differs from {self.weights}, the head's class layers "
-                         f"({len(cls_layers)} tensors) keep their fresh initialisation")
-            other = [n for n, _, _ in report.mismatched if not n.startswith("head.cls_preds.")]
-            if other or report.missing:
-                raise MindYOLOXError(f"--weights {self.weights} does not fit the model: {report.summary()}")
-            self.log(report.summary())
-        return None
-
-    def _build_data(self):
-        from ..data.loader import create_train_loader
-        t = self.tcfg
-        workers = self.num_workers
-        if workers is None:
-            workers = min(int(self.cfg.data.num_workers), os.cpu_count() or 1)
-        self.loader = create_train_loader(self.cfg.data, self.cfg.aug, t, rank=self.rank,
-                                          world_size=self.world_size, start_epoch=self.start_epoch,
-                                          num_workers=workers, start_iter=self.start_iter)
-        self.steps_per_epoch = self.loader.steps_per_epoch
-        self.per_device_batch = self.loader.batch_size
-        if self.start_iter >= self.steps_per_epoch:
-            raise MindYOLOXError(f"checkpoint iteration {self.start_iter} >= {self.steps_per_epoch} steps per "
-                                 "epoch: the dataset or batch size changed since the checkpoint")
-
-    def _start_data_iter(self):
-        """``self.data_iter``: ``next()`` gives ``(images, labels)`` Tensors across epoch boundaries."""
-        raw = self.loader.ms_dataset.create_tuple_iterator(num_epochs=self.max_epoch - self.start_epoch,
-                                                           do_copy=False)
-
-        def gen():
-            while True:
-                got = False
-                for item in raw:
-                    got = True
-                    yield item
-                if not got:
-                    return
-        self.data_iter = gen()
-        for _ in range(self.start_iter):  # placeholders of the resumed epoch (see create_train_loader)
-            next(self.data_iter)
-
-    def _build_step(self):
-        from .ema import ModelEMA
-        from .optimizer import build_optimizer
-        from .train_step import TrainStep, resolve_loss_scale
-        t = self.tcfg
-        self.optimizer = build_optimizer(self.model, t)
-        ema = None
-        if self.ema_model is not None:
-            ema = ModelEMA(self.model, self.ema_model, decay=float(t.ema_decay), tau=float(t.ema_tau))
-        loss_scale = resolve_loss_scale(str(t.loss_scale), self.amp_level)
-        self.step = TrainStep(self.net, self.optimizer, ema, loss_scale=loss_scale,
-                              scale_value=float(t.loss_scale_value), distributed=self.distributed,
-                              group_size=self.world_size)
-        if self.data_sink:
-            if self.device == "CPU":
-                self.log("--data-sink: MindSpore refuses data sink on CPU; running without sink")
-            else:
-                import mindspore as ms
-                self.sink_fn = ms.data_sink(self.step, self.loader.ms_dataset, sink_size=1)
-                self.log("data sink on: one step per sink call")
-
-    def _build_evaluator(self):
-        from ..data.loader import build_dataset
-        from .evaluator import COCOEvaluator, VOCEvaluator
-        try:
-            ds = build_dataset(self.cfg.data, "val")
-        except MindYOLOXError as e:
-            raise MindYOLOXError(f"evaluation dataset: {e} (set data.val_ann / data.val_images, or pass --no-eval)") from None
-        cls = COCOEvaluator if getattr(ds, "coco", None) is not None else VOCEvaluator
-        tc = self.cfg.test
-        return cls(ds, tuple(self.cfg.data.test_size), int(tc.batch_size), float(tc.conf), float(tc.nms),
-                   bool(tc.class_agnostic), 0)
-
-    # ================================================================== distributed helpers
-    def _flat_all_reduce(self, params, mean):
-        """All-reduce (sum or mean over ranks) the values of ``params`` through one flat tensor."""
-        import mindspore as ms
-        from mindspore import nn, ops
-        arrays = [p.asnumpy().astype(np.float32).ravel() for p in params]
-        flat = np.concatenate(arrays) if arrays else np.zeros(1, np.float32)
-
-        class _AR(nn.Cell):
-            def __init__(self):
-                super().__init__()
-                self.ar = ops.AllReduce()
-
-            def construct(self, x):
-                return self.ar(x)
-        out = _AR()(ms.Tensor(flat)).asnumpy()
-        if mean:
-            out = out / self.world_size
-        pos = 0
-        for p, a in zip(params, arrays):
-            p.set_data(ms.Tensor(out[pos:pos + a.size].reshape(p.shape), dtype=p.dtype))
-            pos += a.size
-
-    def _broadcast_initial_weights(self):
-        """Every rank starts from rank 0's weights (sum of rank-0-masked values)."""
-        params = [p for _, p in self.model.parameters_and_names()]
-        if self.rank != 0:
-            for p in params:
-                p.set_data(p.data * 0)
-        self._flat_all_reduce(params, mean=False)
-        if self.ema_model is not None:
-            for (_, e), p in zip(self.ema_model.parameters_and_names(), params):
-                e.set_data(p.data.copy())
-
-    def all_reduce_norm(self):
-        """Average the BN moving statistics over ranks (official ``all_reduce_norm``)."""
-        params = [p for n, p in self.model.parameters_and_names() if "moving_" in n]
-        self._flat_all_reduce(params, mean=True)
-
     # ================================================================== logging
     def _bar(self, first):
         if not self.progress or self.rank != 0:
@@ -585,30 +486,43 @@ class Trainer:
         return tqdm(total=self.steps_per_epoch, initial=first, desc=f"epoch {self.epoch + 1}/{self.max_epoch}",
                     leave=False, dynamic_ncols=True, file=sys.stderr)
 
+    def _new_window(self):
+        self._win = {"t0": time.perf_counter(), "data_s": 0.0, "compile_s": 0.0, "size": None}
+
     def _log_window(self):
-        w = self._window
-        if not w:
+        """Read the step's device-side sums (one read), log their means, check for NaN/Inf."""
+        stats = self.step.read_stats()
+        self.host_reads += 1
+        n = int(round(stats["steps"]))
+        if n == 0:
             return
-        avg = {k: float(np.mean([r[k] for r in w])) for k in LOSS_NAMES}
-        # steps that compiled a graph (first step of a new input size) are left out of the timing
-        times = [r["step_ms"] for r in w if not r["compiled"]] or [w[-1]["step_ms"]]
-        step_ms = float(np.median(times))
-        data_ms = float(np.mean([r["data_ms"] for r in w]))
+        w, k = self._win, self.progress_in_iter
+        wall = time.perf_counter() - w["t0"] - w["compile_s"]
+        rec = {name: stats[name] / n for name in LOSS_NAMES}
+        rec.update(epoch=self.epoch + 1, iter=self.iter + 1, step=k, steps=n, lr=self.lr_schedule(k),
+                   skipped=int(round(stats["skipped"])), scale=stats["scale"],
+                   step_ms=1e3 * max(wall - w["data_s"], 0.0) / n, data_ms=1e3 * w["data_s"] / n,
+                   size=list(w["size"]) if w["size"] else None)
+        self.last = rec
+        self.overflow_steps += rec["skipped"]
+        self._new_window()
+        if not math.isfinite(rec["total"]):
+            self.status = "diverged"
+            ck = self.run_dir / "last.ckpt"
+            msg = (f"loss is {rec['total']} in the {n} step(s) up to epoch {self.epoch + 1} iter {self.iter + 1} "
+                   f"(step {k}, lr {rec['lr']:.3g}); stopping. The last good checkpoint is kept: "
+                   f"{ck if ck.exists() else 'none written yet'}. Lower the lr or check the data.")
+            self.event("diverged", message=msg)
+            raise TrainingDiverged(msg)
         total_steps = self.max_epoch * self.steps_per_epoch
-        done = self.progress_in_iter + 1
-        eta = (total_steps - done) * (step_ms + data_ms) / 1e3
+        eta = (total_steps - k - 1) * (rec["step_ms"] + rec["data_ms"]) / 1e3
         cur, peak = _rss_gb()
-        last = w[-1]
-        self.log(f"epoch {last['epoch']}/{self.max_epoch} iter {last['iter']}/{self.steps_per_epoch} "
-                 f"lr {last['lr']:.3e} | total {avg['total']:.3f} iou {avg['iou']:.3f} obj {avg['obj']:.3f} "
-                 f"cls {avg['cls']:.3f} l1 {avg['l1']:.3f} fg {avg['num_fg']:.2f} | {step_ms:.0f} ms/step "
-                 f"data {data_ms:.0f} ms | size {last['size'][0] if last['size'] else '-'} | "
+        self.log(f"epoch {rec['epoch']}/{self.max_epoch} iter {rec['iter']}/{self.steps_per_epoch} "
+                 f"lr {rec['lr']:.3e} | total {rec['total']:.3f} iou {rec['iou']:.3f} obj {rec['obj']:.3f} "
+                 f"cls {rec['cls']:.3f} l1 {rec['l1']:.3f} fg {rec['num_fg']:.2f} | {rec['step_ms']:.0f} ms/step "
+                 f"data {rec['data_ms']:.0f} ms | size {rec['size'][0] if rec['size'] else '-'} | "
                  f"ETA {_fmt_eta(eta)} | mem {cur:.2f} GB (peak {peak:.2f})")
-        for r in w:
-            self._write_jsonl({"type": "train", **{k: r[k] for k in ("epoch", "iter", "step", "lr", *LOSS_NAMES,
-                                                                         "step_ms", "data_ms", "finite", "scale", "size", "compiled")},
-                               "mem_gb": cur})
-        self._window = []
+        self._write_jsonl({"type": "train", **rec, "mem_gb": cur})
 
     # ================================================================== signals
     def _install_signals(self):
@@ -630,7 +544,6 @@ class Trainer:
             signal.signal(sig, h)
 
     def _stop_on_signal(self):
-        self._log_window()
         meta = self._meta()
         path = self.save("last", meta)
         self.status = "interrupted"

@@ -34,14 +34,15 @@ class BaseConv(nn.Cell):
 
     In eval mode the BatchNorm is folded into the convolution (weight * gamma / sqrt(var +
     eps), bias beta - mean * that scale), computed from the current parameters in the graph:
-    the same function with one kernel less per layer (15% of a CPU forward). Inside
-    :func:`bn_unfolded` ``conv`` and ``bn`` run as separate cells in eval mode too (the FLOP
-    counter needs their per-layer hooks to fire)."""
-
-    fold_bn = True
+    the same function with one kernel less per layer (15% of a CPU forward). ``fold_bn``
+    (per instance, set by ``build_model`` from ``DeviceOptions.fold_bn``; off under mixed
+    precision, where BN stays a float32 cell) switches it; inside :func:`bn_unfolded` ``conv``
+    and ``bn`` run as separate cells in eval mode too (the FLOP counter needs their per-layer
+    hooks to fire)."""
 
     def __init__(self, in_channels, out_channels, ksize, stride, groups=1, bias=False, act="silu"):
         super().__init__()
+        self.fold_bn = True
         pad = (ksize - 1) // 2
         self.conv = Conv2d(in_channels, out_channels, ksize, stride, padding=pad, group=groups, has_bias=bias)
         self.bn = BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)
@@ -61,14 +62,14 @@ class BaseConv(nn.Cell):
 def bn_unfolded(model):
     """Within the block, every :class:`BaseConv` of ``model`` calls its ``conv`` and ``bn``
     cells separately in eval mode (same outputs up to float rounding)."""
-    convs = [c for _, c in model.cells_and_names() if isinstance(c, BaseConv)]
-    for c in convs:
+    convs = [(c, c.fold_bn) for _, c in model.cells_and_names() if isinstance(c, BaseConv)]
+    for c, _ in convs:
         c.fold_bn = False
     try:
         yield model
     finally:
-        for c in convs:
-            del c.fold_bn  # back to the class default
+        for c, fold in convs:
+            c.fold_bn = fold
 
 
 class DWConv(nn.Cell):

@@ -21,42 +21,16 @@ whoever changes this: in GRAPH_MODE the gradient of ``ops.pad`` accumulates over
 calls of a compiled graph on MindSpore 2.10 CPU, and Python slicing (``StridedSlice``) is
 20x slower than ``ops.slice``.)
 
-The fast path is chosen when the cell is built on a CPU target; GPU/Ascend keep the vendor
-kernels. ``set_conv_impl("native" | "im2col")`` (before building) or the environment variable
-``MINDYOLOX_CONV`` forces one; ``deploy/export.py`` builds with ``native`` so that exported
-graphs hold standard ``Conv2D`` ops (ONNX, MindSpore Lite, Ascend).
+The implementation is a per-layer choice made when the model is built: ``impl`` of the
+constructor (default ``native``), set for a whole model by :func:`mindyolox.build_model` from
+``DeviceOptions.conv`` (``im2col`` on CPU, ``native`` on GPU/Ascend and for export, so that
+exported graphs hold standard ``Conv2D`` ops for ONNX, MindSpore Lite and Ascend).
 """
-import os
-
-import mindspore as ms
 from mindspore import nn, ops
 
-__all__ = ["Conv2d", "conv_impl", "set_conv_impl"]
+__all__ = ["Conv2d", "IMPLS"]
 
 IMPLS = ("native", "im2col")
-_forced = None
-
-
-def set_conv_impl(name=None):
-    """Force the implementation of convolutions built from now on (``native``, ``im2col``;
-    None: back to the default)."""
-    global _forced
-    if name is not None and name not in IMPLS:
-        raise ValueError(f"conv implementation must be one of {IMPLS}, got {name!r}")
-    _forced = name
-
-
-def conv_impl():
-    """``im2col`` (CPU default) or ``native`` (other targets), unless forced by
-    :func:`set_conv_impl` or ``MINDYOLOX_CONV``."""
-    if _forced is not None:
-        return _forced
-    forced = os.environ.get("MINDYOLOX_CONV", "").strip().lower()
-    if forced in IMPLS:
-        return forced
-    if forced:
-        raise ValueError(f"MINDYOLOX_CONV must be 'native' or 'im2col', got {forced!r}")
-    return "im2col" if ms.get_context("device_target") == "CPU" else "native"
 
 
 class Conv2d(nn.Conv2d):
@@ -64,24 +38,38 @@ class Conv2d(nn.Conv2d):
     convolutions through ``Im2Col`` (see the module doc) on CPU.
 
     Input [B, C, H, W] float32, output [B, O, Ho, Wo], Ho = (H + 2 padding - k) // stride + 1.
+    ``cast_output`` (None, or a MindSpore float type set by mixed precision O1): the dtype the
+    output is cast to (a float16 layer handing float32 to the float32 rest of the network).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, group=1,
-                 has_bias=False, **kwargs):
+                 has_bias=False, impl="native", **kwargs):
         super().__init__(in_channels, out_channels, kernel_size, stride, pad_mode="pad", padding=padding,
                          group=group, has_bias=has_bias, **kwargs)
         if self.kernel_size[0] != self.kernel_size[1] or self.stride[0] != self.stride[1]:
             raise ValueError("Conv2d: square kernels and strides only")
         self.k, self.s, self.p = int(self.kernel_size[0]), int(self.stride[0]), int(padding)
         self.depthwise = group == in_channels == out_channels and group > 1
-        self.im2col = conv_impl() == "im2col" and self.k > 1 and (group == 1 or self.depthwise)
         self.unfold = ops.Im2Col(ksizes=self.k, strides=self.s, dilations=1, pads=self.p)
         self.gemm = ops.Conv2D(out_channels, 1)
+        self.cast_output = None
+        self.use_impl(impl)
+
+    def use_impl(self, impl):
+        """``native`` or ``im2col`` for this layer (before its first call compiles a graph);
+        1x1 and grouped (non-depthwise) convolutions always run natively."""
+        if impl not in IMPLS:
+            raise ValueError(f"conv implementation must be one of {IMPLS}, got {impl!r}")
+        self.im2col = impl == "im2col" and self.k > 1 and (self.group == 1 or self.depthwise)
 
     def construct(self, x):
-        y = self.convolve(x, self.weight)
+        # the parameters take x's dtype: under to_float(float16) MindSpore casts the inputs,
+        # but not a Parameter handed on to another method (convolve)
+        y = self.convolve(x, self.weight.astype(x.dtype))
         if self.has_bias:
-            y = ops.bias_add(y, self.bias)
+            y = ops.bias_add(y, self.bias.astype(y.dtype))
+        if self.cast_output is not None:
+            y = y.astype(self.cast_output)
         return y
 
     def convolve(self, x, weight):

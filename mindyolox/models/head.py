@@ -9,12 +9,12 @@ A = sum(H_k * W_k) (2100 at 320, 8400 at 640).
 """
 import math
 
-import mindspore as ms
 from mindspore import nn, ops
 from mindspore import dtype as mstype
 from mindspore.common.initializer import Constant
 
 from .blocks import BaseConv, conv_class
+from .conv import Conv2d
 
 PRIOR_PROB = 0.01
 
@@ -34,20 +34,24 @@ class YOLOXHead(nn.Cell):
     Eval mode (``set_train(False)``): [B, A, 5 + num_classes] rows
     (cx, cy, w, h in input pixels, sigmoid(obj), sigmoid(cls)...); with
     ``decode_in_inference = False`` the box part stays raw (dx, dy, log w, log h).
+    ``decode_exp`` (``float32`` | ``float64``) is the dtype of the size decode's ``exp``
+    (``DeviceOptions.decode_exp``: float64 on CPU, whose float32 exp is ~5e-6 relative off).
+    Both are per-instance choices made before the first eval call compiles the graph
+    (:func:`mindyolox.build_model`).
     Train mode: ``(raw [B, A, 5+C], grids [A, 2], strides [A])`` where raw holds the raw box
     regression, the obj logit and the class logits, grids the (x, y) cell of each anchor and
     strides its stride in pixels; the loss decodes from these.
     """
 
     def __init__(self, num_classes, width=1.0, strides=(8, 16, 32), in_channels=(256, 512, 1024),
-                 act="silu", depthwise=False):
+                 act="silu", depthwise=False, decode_in_inference=True, decode_exp="float32"):
         super().__init__()
         self.num_classes = num_classes
         self.strides = tuple(strides)
-        self.decode_in_inference = True
-        # MindSpore's float32 exp on CPU has ~5e-6 relative error (1e-3 px on a 200 px box);
-        # decoding sizes through float64 there costs A*2 elements and matches PyTorch.
-        self.exp_in_float64 = ms.get_context("device_target") == "CPU"
+        self.decode_in_inference = bool(decode_in_inference)
+        if decode_exp not in ("float32", "float64"):
+            raise ValueError(f"decode_exp must be float32 or float64, got {decode_exp!r}")
+        self.exp_in_float64 = decode_exp == "float64"
         conv = conv_class(depthwise)
         hidden = int(256 * width)
         bias = -math.log((1 - PRIOR_PROB) / PRIOR_PROB)
@@ -63,10 +67,10 @@ class YOLOXHead(nn.Cell):
                                                      conv(hidden, hidden, 3, 1, act=act)]))
             self.reg_convs.append(nn.SequentialCell([conv(hidden, hidden, 3, 1, act=act),
                                                      conv(hidden, hidden, 3, 1, act=act)]))
-            self.cls_preds.append(nn.Conv2d(hidden, num_classes, 1, 1, has_bias=True,
+            self.cls_preds.append(Conv2d(hidden, num_classes, 1, 1, has_bias=True,
                                             bias_init=Constant(bias)))
-            self.reg_preds.append(nn.Conv2d(hidden, 4, 1, 1, has_bias=True))
-            self.obj_preds.append(nn.Conv2d(hidden, 1, 1, 1, has_bias=True,
+            self.reg_preds.append(Conv2d(hidden, 4, 1, 1, has_bias=True))
+            self.obj_preds.append(Conv2d(hidden, 1, 1, 1, has_bias=True,
                                             bias_init=Constant(bias)))
 
     def construct(self, feats):

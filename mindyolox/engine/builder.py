@@ -1,0 +1,96 @@
+"""Build everything a training run needs from a recipe (the role of the official
+``Exp.get_model / get_data_loader / get_optimizer / get_lr_scheduler / get_evaluator``).
+
+:func:`build_training` returns a :class:`TrainParts`; the :class:`~mindyolox.engine.trainer.Trainer`
+only runs the loop, hooks, checkpoints and logging around them.
+"""
+import os
+from dataclasses import dataclass
+
+from ..errors import MindYOLOXError
+
+__all__ = ["TrainParts", "build_training", "build_evaluator"]
+
+
+@dataclass
+class TrainParts:
+    """``model``: the trained YOLOX Cell (float32 parameters); ``net``: what the step calls
+    (``model`` under mixed precision, :func:`~mindyolox.engine.amp.mixed_precision`);
+    ``ema_model``: float32 EMA copy or None; ``loader``: training
+    :class:`~mindyolox.data.loader.Loader` (all epochs from the start point as one stream);
+    ``lr_schedule``: host :class:`~mindyolox.engine.lr.LRSchedule` (the step computes the same
+    values in its graph); ``optimizer``, ``step``: :class:`~mindyolox.engine.train_step.TrainStep`;
+    ``evaluator`` (rank 0 with evaluation) or None; ``weights_report``: fine-tuning load report."""
+    options: object
+    model: object
+    net: object
+    ema_model: object
+    loader: object
+    lr_schedule: object
+    optimizer: object
+    step: object
+    evaluator: object = None
+    weights_report: object = None
+
+
+def _load_finetune_weights(model, weights):
+    from .. import load_weights
+    report = load_weights(model, weights, strict=False, skip_mismatched=True)
+    other = [n for n, _, _ in report.mismatched if not n.startswith("head.cls_preds.")]
+    if other or report.missing:
+        raise MindYOLOXError(f"--weights {weights} does not fit the model: {report.summary()}")
+    return report
+
+
+def build_evaluator(cfg):
+    """COCO or VOC evaluator over the recipe's val split at ``data.test_size``."""
+    from ..data.loader import build_dataset
+    from .evaluator import COCOEvaluator, VOCEvaluator
+    try:
+        ds = build_dataset(cfg.data, "val")
+    except MindYOLOXError as e:
+        raise MindYOLOXError(f"evaluation dataset: {e} (set data.val_ann / data.val_images, or pass --no-eval)") from None
+    cls = COCOEvaluator if getattr(ds, "coco", None) is not None else VOCEvaluator
+    tc = cfg.test
+    return cls(ds, tuple(cfg.data.test_size), int(tc.batch_size), float(tc.conf), float(tc.nms),
+               bool(tc.class_agnostic), 0)
+
+
+def build_training(cfg, options, *, rank=0, world_size=1, distributed=False, start_epoch=0, start_iter=0,
+                   num_workers=None, weights=None, evaluate=True, split_sizes=False):
+    """All parts of a training run of recipe ``cfg`` under ``options``
+    (:class:`~mindyolox.options.DeviceOptions`).
+
+    ``start_epoch`` / ``start_iter``: where the data stream starts (resuming);
+    ``weights``: fine-tuning weights loaded into the model before the EMA copies it (the
+    head's class layers keep their initialisation when ``num_classes`` differs);
+    ``split_sizes``: one data pipeline per input size as well (data sink).
+    """
+    from .. import build_model
+    from ..data.loader import create_train_loader
+    from ..losses import YOLOXLoss, YOLOXWithLoss
+    from .amp import mixed_precision
+    from .ema import ModelEMA
+    from .lr import build_lr_schedule
+    from .optimizer import build_optimizer
+    from .train_step import TrainStep, resolve_loss_scale
+
+    t = cfg.train
+    model = build_model(cfg, options)
+    report = _load_finetune_weights(model, weights) if weights else None
+    ema_model = build_model(cfg, options) if bool(t.ema) else None
+    model.set_train(True)
+    net = YOLOXWithLoss(mixed_precision(model, options.amp_level), YOLOXLoss(int(cfg.model.num_classes)))
+    workers = num_workers if num_workers is not None else min(int(cfg.data.num_workers), os.cpu_count() or 1)
+    loader = create_train_loader(cfg.data, cfg.aug, t, rank=rank, world_size=world_size, start_epoch=start_epoch,
+                                 num_workers=workers, start_iter=start_iter, end_epoch=int(t.max_epoch),
+                                 split_sizes=split_sizes)
+    lr_schedule = build_lr_schedule(t, loader.steps_per_epoch)
+    optimizer = build_optimizer(model, t)
+    ema = ModelEMA(model, ema_model, decay=float(t.ema_decay), tau=float(t.ema_tau)) if ema_model is not None else None
+    step = TrainStep(net, optimizer, ema, loss_scale=resolve_loss_scale(str(t.loss_scale), options.amp_level),
+                     scale_value=float(t.loss_scale_value), distributed=distributed, group_size=world_size,
+                     lr_schedule=lr_schedule)
+    step.set_global_step(start_epoch * loader.steps_per_epoch + start_iter)
+    evaluator = build_evaluator(cfg) if evaluate and rank == 0 else None
+    return TrainParts(options, model, net, ema_model, loader, lr_schedule, optimizer, step, evaluator, report)

@@ -1,0 +1,76 @@
+"""Feeding the compiled train step: runs of ``n`` steps of one input size with no host read.
+
+:class:`StepFeeder` is what the trainer calls once per chunk (a run of steps ending at a
+multiscale size change, a log line, an epoch end or ``max_iters``); it never reads anything
+back from the device, so the only host round trips are the trainer's ``read_stats`` once per
+``print_interval`` and the first step of a new input size (timed for the compile log line).
+
+* ``sink=False`` (CPU, or no ``--data-sink``): batches come from the loader's stream iterator
+  (``next``), each ``step(images, labels)`` is one graph launch.
+* ``sink=True`` (Ascend/GPU): one ``mindspore.data_sink(step, pipeline, sink_size=1)`` per
+  input size over the loader's per-size pipelines (``Loader.by_size``): a device queue holds
+  only one shape, which MindSpore's GetNext requires (its shape-change handling exists on
+  Ascend only, and only for ``sink_size=1``). A chunk of ``n`` steps is ``n`` calls of that
+  size's sink function: no host data transfer, lr, or read between them. (MindSpore 2.10's
+  ``data_sink`` without a ``jit_config`` runs ``sink_size`` launches in a Python loop as
+  well, so this costs nothing against ``sink_size=n``; and it allows chunks of any length.)
+"""
+import time
+
+__all__ = ["StepFeeder"]
+
+
+class StepFeeder:
+    """Run the train ``step`` over a :class:`~mindyolox.data.loader.Loader`'s batches.
+
+    ``run(n, size)`` launches ``n`` steps whose batches have input size ``size`` ``(h, w)``
+    and returns the seconds spent waiting for data (0 with sink). ``per_size``: use the
+    loader's per-size pipelines even without sink (tests: the same batches as one stream).
+    """
+
+    def __init__(self, step, loader, sink=False, per_size=False):
+        self.step = step
+        self.sink = bool(sink)
+        self._iters, self._sinks, self._stream = {}, {}, None
+        if self.sink or per_size:
+            if not loader.by_size:
+                raise ValueError("StepFeeder: sink / per_size needs a loader built with split_sizes=True")
+            self.by_size = loader.by_size
+        else:
+            self.by_size = None
+            self._stream = loader.ms_dataset.create_tuple_iterator(num_epochs=1, do_copy=False)
+
+    def _source(self, size):
+        if self.by_size is None:
+            return self._stream
+        if size not in self.by_size:
+            raise ValueError(f"StepFeeder: no pipeline for input size {size} (sizes {sorted(self.by_size)})")
+        if size not in self._iters:
+            self._iters[size] = self.by_size[size].create_tuple_iterator(num_epochs=1, do_copy=False)
+        return self._iters[size]
+
+    def _sink_fn(self, size):
+        if size not in self._sinks:
+            import mindspore as ms
+            self._sinks[size] = ms.data_sink(self.step, self.by_size[size], sink_size=1)
+        return self._sinks[size]
+
+    def run(self, n, size):
+        if self.sink:
+            fn = self._sink_fn(tuple(size))
+            for _ in range(int(n)):
+                fn()
+            return 0.0
+        source = self._source(tuple(size))
+        data_s = 0.0
+        for _ in range(int(n)):
+            t0 = time.perf_counter()
+            try:
+                images, labels = next(source)
+            except StopIteration:
+                raise RuntimeError("the training data stream ended before the schedule did") from None
+            data_s += time.perf_counter() - t0
+            if tuple(images.shape[2:]) != tuple(size):
+                raise RuntimeError(f"batch of size {tuple(images.shape[2:])} where the schedule expects {tuple(size)}")
+            self.step(images, labels)
+        return data_s

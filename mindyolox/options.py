@@ -1,0 +1,106 @@
+"""Device choices, decided once and passed explicitly: :class:`DeviceOptions`.
+
+Everything that depends on where a model runs is resolved here, from the recipe's
+``runtime`` section plus command-line flags, *before* any model is built, and then handed
+to :func:`mindyolox.build_model`, the trainer and the exporter. Nothing else reads the
+device target or an environment variable to pick a kernel, so a model built for one set of
+options never changes behaviour because the process's device changed later, and two models
+built in one process with different options behave differently as asked.
+
+Fields (all plain values; ``to_dict`` goes into checkpoint metadata and the export JSON):
+
+``device``        ``CPU`` | ``GPU`` | ``Ascend`` -- the target the options were resolved for.
+``conv``          ``im2col`` (k x k convolutions as Im2Col + GEMM, the fast path on CPU, where
+                  MindSpore 2.10 runs oneDNN's reference kernel) | ``native`` (``Conv2D``;
+                  GPU/Ascend, and portable MindIR/ONNX export). ``auto``: im2col on CPU.
+``decode_exp``    ``float64`` | ``float32``: dtype of the ``exp`` of the box-size decode in
+                  eval mode. MindSpore's float32 exp on CPU is ~5e-6 relative off PyTorch's
+                  (1e-3 px on a 200 px box); float64 costs 2 x A elements. ``auto``: float64 on CPU.
+``fold_bn``       eval-mode BatchNorm folded into the convolution (one kernel less per layer).
+                  Forced off under mixed precision, where BN must stay a float32 cell.
+``amp_level``     ``O0`` (float32) | ``O1`` | ``O2`` | ``O3`` (see :mod:`mindyolox.engine.amp`).
+"""
+from dataclasses import asdict, dataclass
+
+from .errors import ConfigError
+
+__all__ = ["DeviceOptions", "resolve_options", "DEVICES", "CONV_IMPLS", "AMP_LEVELS"]
+
+DEVICES = ("CPU", "GPU", "Ascend")
+CONV_IMPLS = ("native", "im2col")
+DECODE_EXP = ("float64", "float32")
+AMP_LEVELS = ("O0", "O1", "O2", "O3")
+
+
+@dataclass(frozen=True)
+class DeviceOptions:
+    """Resolved device choices (see the module doc); build with :func:`resolve_options`."""
+    device: str = "CPU"
+    conv: str = "native"
+    decode_exp: str = "float32"
+    fold_bn: bool = True
+    amp_level: str = "O0"
+
+    def __post_init__(self):
+        for name, value, allowed in (("device", self.device, DEVICES), ("conv", self.conv, CONV_IMPLS),
+                                     ("decode_exp", self.decode_exp, DECODE_EXP),
+                                     ("amp_level", self.amp_level, AMP_LEVELS)):
+            if value not in allowed:
+                raise ConfigError(f"runtime option {name} must be one of {', '.join(allowed)}, got {value!r}")
+
+    @property
+    def mixed_precision(self):
+        return self.amp_level != "O0"
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        """Options written by :meth:`to_dict` (unknown keys ignored, missing ones default)."""
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        return cls(**known)
+
+    def describe(self):
+        return (f"device {self.device}, conv {self.conv}, decode exp {self.decode_exp}, "
+                f"BN folding {'on' if self.fold_bn else 'off'}, amp {self.amp_level}")
+
+
+def _section(cfg):
+    if cfg is None:
+        return {}
+    rt = cfg.get("runtime", None) if hasattr(cfg, "get") else None
+    return rt or {}
+
+
+def resolve_options(cfg=None, device=None, conv=None, amp_level=None, decode_exp=None, fold_bn=None):
+    """:class:`DeviceOptions` from the recipe ``cfg`` (its ``runtime`` section and
+    ``train.amp_level``) and explicit arguments (command-line flags), which win.
+
+    ``device`` None/``auto``: ``runtime.device``, else MindSpore's current target (call after
+    ``mindspore.set_device``). ``auto`` values of ``conv`` / ``decode_exp`` follow the device.
+    ``amp_level`` None: ``train.amp_level`` of the recipe (O0 when absent).
+    """
+    rt = _section(cfg)
+
+    def pick(arg, key, default="auto"):
+        value = arg if arg is not None else rt.get(key, default)
+        return str(value) if not isinstance(value, bool) else value
+
+    device = pick(device, "device")
+    if device == "auto":
+        import mindspore as ms
+        device = ms.get_context("device_target")
+    if device not in DEVICES:
+        raise ConfigError(f"runtime.device / --device must be auto, {', '.join(DEVICES)}; got {device!r}")
+    conv = pick(conv, "conv")
+    if conv == "auto":
+        conv = "im2col" if device == "CPU" else "native"
+    decode_exp = pick(decode_exp, "decode_exp")
+    if decode_exp == "auto":
+        decode_exp = "float64" if device == "CPU" else "float32"
+    if amp_level is None:
+        train = cfg.get("train", {}) if cfg is not None and hasattr(cfg, "get") else {}
+        amp_level = str(train.get("amp_level", "O0")) if train else "O0"
+    fold = bool(pick(fold_bn, "fold_bn", True)) and amp_level == "O0"
+    return DeviceOptions(device=device, conv=conv, decode_exp=decode_exp, fold_bn=fold, amp_level=str(amp_level))
