@@ -14,7 +14,7 @@ The parts (model, EMA model, loader, optimizer, compiled step, evaluator) come f
 :func:`~mindyolox.engine.builder.build_training`; this class runs the loop around them.
 
 The loop is device-resident: steps run in chunks (:class:`~mindyolox.engine.feeder.StepFeeder`)
-that end at a multiscale size change (every ``data.multiscale_interval`` global steps), a log
+that end at a multiscale size change (every 10 global steps, the official interval), a log
 line (``train.print_interval``), the epoch end or ``max_iters``; inside a chunk the host sends
 nothing (the lr comes from the step's counter) and reads nothing. The loss terms are summed on
 the device and read once per log line (``host_reads`` counts every device-to-host read), which

@@ -1,0 +1,108 @@
+"""The device-resident loop: the lr computed in the graph equals the host schedule at every
+step; chunked runs (K steps per host call, loss summed on the device, one read per log
+line) give the losses of the per-step loop; per-size pipelines (data sink) hold exactly the
+batches of the single stream; a resumed stream starts at its first unconsumed batch."""
+import json
+
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import Tensor
+
+from mindyolox.data.loader import create_train_loader
+from mindyolox.engine.ema import ModelEMA
+from mindyolox.engine.lr import LRSchedule
+from mindyolox.engine.optimizer import SGD, param_groups
+from mindyolox.engine.train_step import TrainStep
+from mindyolox.engine.trainer import Trainer
+
+from .test_train import _Tiny, _TinyLoss, coco16_cfg
+
+
+@pytest.mark.parametrize("name", ["yoloxwarmcos", "warmcos", "cos"])
+def test_graph_lr_equals_host_schedule_every_step(name):
+    sched = LRSchedule(name, 0.02, iters_per_epoch=5, max_epoch=8, warmup_epochs=2, warmup_lr=0.001,
+                       no_aug_epochs=2, min_lr_ratio=0.05)
+    model = _Tiny()
+    model.set_train(True)
+    decay, no_decay = param_groups(model)
+    opt = SGD(decay + no_decay, [True] * len(decay) + [False] * len(no_decay))
+    step = TrainStep(_TinyLoss(model), opt, ModelEMA(model, _Tiny()), lr_schedule=sched)
+    x = Tensor(np.random.default_rng(0).normal(size=(2, 2, 4, 4)).astype(np.float32))
+    y = Tensor(np.ones((2, 3, 4, 4), np.float32))
+    got = [float(step(x, y)[8].asnumpy()) for _ in range(sched.total_iters)]
+    want = [sched(k) for k in range(sched.total_iters)]
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-9)
+    stats = step.read_stats()
+    assert stats["steps"] == sched.total_iters and float(step.stats.asnumpy()[7]) == 0.0  # read resets
+    step.set_global_step(17)  # resuming sets the counter once
+    assert float(step(x, y)[8].asnumpy()) == pytest.approx(sched(17), rel=2e-6)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("ms_compile_cache_loop")
+
+
+def _records(run):
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()
+            if json.loads(x)["type"] == "train"]
+
+
+def test_chunked_loop_gives_the_per_step_losses(tmp_path, cache):
+    runs = {}
+    for pi in (1, 10):  # print_interval 1: a read per step; 10: chunks of 10, one read each
+        cfg = coco16_cfg(f"train.print_interval={pi}", "train.no_aug_epochs=1", max_epoch=5)
+        tr = Trainer(cfg, run_dir=tmp_path / f"p{pi}", max_iters=30, num_workers=0, progress=False,
+                     evaluate=False, compile_cache=cache)
+        assert tr.train() == "stopped"
+        runs[pi] = tr
+    per_step, chunked = _records(tmp_path / "p1"), _records(tmp_path / "p10")
+    assert [r["step"] for r in per_step] == list(range(30))
+    # coco16 / batch 2 = 8 steps per epoch: a log line at each epoch end and at the stop
+    # (chunks also end at steps 9 and 19, the 10-step size blocks, without a read)
+    ends = [r["step"] for r in chunked]
+    assert ends == [7, 15, 23, 29]
+    start = 0
+    for r in chunked:
+        window = per_step[start:r["step"] + 1]
+        assert r["steps"] == len(window)
+        for term in ("total", "iou", "obj", "cls", "num_fg"):
+            assert r[term] == pytest.approx(np.mean([w[term] for w in window]), rel=1e-4, abs=1e-6), (term, ends)
+        start = r["step"] + 1
+    # host round trips: one read per log line (+ one sync timing the compile), no lr sets
+    assert runs[10].host_reads == len(chunked) + 1
+    assert runs[1].host_reads >= 30
+
+
+def test_per_size_pipelines_hold_the_stream_batches():
+    cfg = coco16_cfg("data.random_size=[2,4]", size=96)
+    kw = dict(rank=0, world_size=1, num_workers=0, interval=2, end_epoch=2)
+    ld = create_train_loader(cfg.data, cfg.aug, cfg.train, split_sizes=True, **kw)
+    src = ld.source
+    stream = list(ld.ms_dataset.create_tuple_iterator(num_epochs=1, output_numpy=True))
+    assert len(stream) == 2 * ld.steps_per_epoch
+    sizes = [src.size(k // ld.steps_per_epoch, (k % ld.steps_per_epoch) * ld.batch_size) for k in range(len(stream))]
+    assert len(set(sizes)) > 1 and set(ld.by_size) == set(sizes)
+    iters = {s: p.create_tuple_iterator(num_epochs=1, output_numpy=True) for s, p in ld.by_size.items()}
+    for k, (images, labels) in enumerate(stream):
+        img_s, lab_s = next(iters[sizes[k]])
+        assert images.shape[2:] == sizes[k]
+        np.testing.assert_array_equal(img_s, images, err_msg=f"step {k}")
+        np.testing.assert_array_equal(lab_s, labels)
+    for it in iters.values():  # nothing left over in any size's queue
+        with pytest.raises(StopIteration):
+            next(it)
+
+
+def test_resumed_stream_starts_at_the_first_unconsumed_batch():
+    cfg = coco16_cfg(size=96)
+    full = list(create_train_loader(cfg.data, cfg.aug, cfg.train, num_workers=0, start_epoch=1, end_epoch=2)
+                .ms_dataset.create_tuple_iterator(num_epochs=1, output_numpy=True))
+    resumed = list(create_train_loader(cfg.data, cfg.aug, cfg.train, num_workers=0, start_epoch=1, start_iter=3,
+                                       end_epoch=2).ms_dataset.create_tuple_iterator(num_epochs=1, output_numpy=True))
+    assert len(resumed) == len(full) - 3
+    for (a, la), (b, lb) in zip(full[3:], resumed):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(la, lb)
+    assert np.abs(resumed[0][0]).max() > 0  # a real batch, not a blank placeholder
