@@ -3,6 +3,7 @@ the compiled YOLOX train step (forward, SimOTA loss, backward, SGD, EMA) in GRAP
 
     python bench/bench_train.py                      # yolox-s: 320 batch 4 and 640 batch 2
     python bench/bench_train.py --cases s:320:4 nano:416:8 --steps 10
+    python bench/bench_train.py --loop --steps 40    # host round trips of the trainer's loop
 
 Each case runs in its own subprocess so its peak memory (``ru_maxrss``) is its own. Inputs
 are synthetic letterboxed-looking images (uniform 0..255) with 8 boxes per image, so the
@@ -72,14 +73,55 @@ def run_case(variant, size, batch, steps, device, warmup=3):
             "peak_mem_gb": peak_gb, "steps": steps, "loss": float(out[0].asnumpy())}
 
 
+def run_loop(steps, device):
+    """The Trainer's loop (nano, demo data at 160, batch 8, print_interval 10) for ``steps``
+    iterations: device-to-host reads and host lr sets per step."""
+    import tempfile
+
+    import mindspore as ms
+
+    from mindyolox import load_config
+    from mindyolox.engine.trainer import TrainHook, Trainer
+    ms.set_device(device)
+    ms.set_context(mode=ms.GRAPH_MODE)
+    work = tempfile.mkdtemp(prefix="bench_loop_")
+
+    class CountLrSets(TrainHook):
+        calls = 0
+
+        def before_train(self, tr):
+            original = tr.step.set_lr
+
+            def counted(lr):
+                CountLrSets.calls += 1
+                return original(lr)
+            tr.step.set_lr = counted
+
+    cfg = load_config(os.path.join(ROOT, "configs", "demo", "yolox-nano-demo.yaml"),
+                      [f"data.data_dir=demo:{work}/demo", "train.print_interval=10"])
+    tr = Trainer(cfg, run_dir=os.path.join(work, "run"), max_iters=steps, num_workers=1, progress=False,
+                 evaluate=False, hooks=[CountLrSets()])
+    tr.train()
+    return {"steps": tr.iters_done, "reads": tr.host_reads, "lr_sets": CountLrSets.calls,
+            "reads_per_step": tr.host_reads / tr.iters_done, "lr_sets_per_step": CountLrSets.calls / tr.iters_done}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--cases", nargs="+", default=["s:320:4", "s:640:2"], help="variant:size:batch")
     p.add_argument("--steps", type=int, default=8, help="timed steps (after the compile step and --warmup)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps after the compile step")
     p.add_argument("--device", default="CPU")
+    p.add_argument("--loop", action="store_true", help="measure the trainer loop's host round trips instead")
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.loop:
+        r = run_loop(args.steps, args.device)
+        print(f"trainer loop, {r['steps']} steps (chunks of <= 10, a log line every 10): device reads "
+              f"{r['reads']} ({r['reads_per_step']:.3f}/step, incl. one compile sync), host lr sets "
+              f"{r['lr_sets']} ({r['lr_sets_per_step']:.3f}/step)")
+        print("JSON " + json.dumps(r))
+        return 0
     if args.one:
         v, s, b = args.one.split(":")
         print("RESULT " + json.dumps(run_case(v, int(s), int(b), args.steps, args.device, args.warmup)))

@@ -115,6 +115,7 @@ class TrainSource:
                             f"({self.batch_size} per device x {self.world_size} devices)")
         self.samples_per_epoch = self.steps_per_epoch * self.batch_size
         self._perm_epoch, self._perm = None, None
+        self._block_size = {}
 
     def __len__(self):
         return self.samples_per_epoch
@@ -128,14 +129,19 @@ class TrainSource:
         return self._perm
 
     def size(self, epoch, pos):
-        step = epoch * self.steps_per_epoch + pos // self.batch_size
-        return size_for_step(step, self.builder.input_size, self.ms_range, self.seed, self.interval)
+        """Input ``(h, w)`` of sample position ``pos`` of ``epoch`` (cached per size block)."""
+        block = (epoch * self.steps_per_epoch + pos // self.batch_size) // self.interval
+        if block not in self._block_size:
+            self._block_size[block] = size_for_step(block * self.interval, self.builder.input_size,
+                                                    self.ms_range, self.seed, self.interval)
+        return self._block_size[block]
 
     def sizes(self, start_step, end_step):
         """The distinct input sizes ``(h, w)`` of global steps ``[start_step, end_step)``."""
-        blocks = range(int(start_step) // self.interval, -(-int(end_step) // self.interval))
-        return sorted({size_for_step(k * self.interval, self.builder.input_size, self.ms_range, self.seed,
-                                     self.interval) for k in blocks})
+        spe = self.steps_per_epoch
+        return sorted({self.size(k // spe, (k % spe) * self.batch_size)
+                       for k in range(int(start_step), int(end_step), self.interval)} |
+                      {self.size((end_step - 1) // spe, ((end_step - 1) % spe) * self.batch_size)})
 
     def __getitem__(self, key):
         key = int(key)
@@ -155,7 +161,8 @@ class TrainSampler(_sampler_base()):
     """Keys ``epoch * n + pos`` of the batches from ``(start_epoch, start_pos)`` up to the end
     of ``end_epoch - 1``, in training order, as ONE MindSpore epoch (so a run of many
     training epochs is one pass: no pipeline restart per epoch, and a resumed run starts at
-    its first unconsumed sample -- nothing is fed that the step must discard).
+    its first unconsumed sample -- nothing is fed that the step must discard). A further
+    MindSpore epoch continues with the next ``end_epoch - start_epoch`` training epochs.
 
     ``size_filter`` (``(h, w)``): only the keys of global steps trained at that input size
     (one pipeline per multiscale size, see :func:`create_train_loader` ``split_sizes``).
@@ -164,27 +171,35 @@ class TrainSampler(_sampler_base()):
     def __init__(self, source, start_epoch=0, start_pos=0, end_epoch=None, size_filter=None):
         self.source = source
         self.n = int(source.samples_per_epoch)
-        self.start = int(start_epoch) * self.n + int(start_pos)
-        self.end = (int(end_epoch) if end_epoch is not None else int(start_epoch) + 1) * self.n
+        self.start_epoch, self.start_pos = int(start_epoch), int(start_pos)
+        self.span = (int(end_epoch) if end_epoch is not None else self.start_epoch + 1) - self.start_epoch
         self.size_filter = tuple(size_filter) if size_filter is not None else None
+        self.passes = 0
         super().__init__()
 
-    def __iter__(self):
-        if self.size_filter is None:
-            return iter(range(self.start, self.end))
-        return self._filtered()
+    def _range(self, p):
+        first = (self.start_epoch + p * self.span) * self.n + (self.start_pos if p == 0 else 0)
+        return first, (self.start_epoch + (p + 1) * self.span) * self.n
 
-    def _filtered(self):
+    def __iter__(self):
+        start, end = self._range(self.passes)
+        self.passes += 1
+        if self.size_filter is None:
+            return iter(range(start, end))
+        return self._filtered(start, end)
+
+    def _filtered(self, start, end):
         b = self.source.batch_size
-        for first in range(self.start, self.end, b):
+        for first in range(start, end, b):
             epoch, pos = divmod(first, self.n)
             if self.source.size(epoch, pos) == self.size_filter:
                 yield from range(first, first + b)
 
     def __len__(self):
+        start, end = self._range(0)
         if self.size_filter is None:
-            return self.end - self.start
-        return sum(1 for _ in self._filtered())
+            return end - start
+        return sum(1 for _ in self._filtered(start, end))
 
 
 @dataclass
