@@ -210,6 +210,7 @@ class Trainer:
     def train_chunk(self, n):
         """Run ``n`` steps from ``iter`` (one input size); ``iter`` ends on the last of them."""
         size = self.loader.source.size(self.epoch, self.iter * self.per_device_batch)
+        self._win["steps"] += n
         data_s = 0.0
         if size not in self.sizes_seen:  # the first step of a size compiles its graph: time it
             t0 = time.perf_counter()
@@ -487,10 +488,12 @@ class Trainer:
                     leave=False, dynamic_ncols=True, file=sys.stderr)
 
     def _new_window(self):
-        self._win = {"t0": time.perf_counter(), "data_s": 0.0, "compile_s": 0.0, "size": None}
+        self._win = {"t0": time.perf_counter(), "data_s": 0.0, "compile_s": 0.0, "size": None, "steps": 0}
 
     def _log_window(self):
         """Read the step's device-side sums (one read), log their means, check for NaN/Inf."""
+        if self._win["steps"] == 0:  # nothing ran since the last read
+            return
         stats = self.step.read_stats()
         self.host_reads += 1
         n = int(round(stats["steps"]))
