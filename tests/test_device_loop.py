@@ -4,7 +4,6 @@ line) give the losses of the per-step loop; per-size pipelines (data sink) hold 
 batches of the single stream; a resumed stream starts at its first unconsumed batch."""
 import json
 
-import mindspore as ms
 import numpy as np
 import pytest
 from mindspore import Tensor

@@ -30,10 +30,8 @@ loss-scale state and RNG, and the loader starts at that batch (``start_iter``), 
 run reproduces an uninterrupted one.
 """
 import json
-import logging
 import math
 import os
-import resource
 import signal
 import sys
 import time
@@ -43,6 +41,7 @@ import numpy as np
 
 from ..errors import ConfigError, MindYOLOXError
 from .checkpoint import load_training_state, read_meta, rng_state, save_training_state, set_rng_state
+from .run_log import fmt_eta, rss_gb
 
 __all__ = ["Trainer", "TrainingDiverged", "TrainHook"]
 
@@ -76,24 +75,6 @@ class TrainHook:
 
     def after_iter(self, trainer):
         pass
-
-
-def _rss_gb():
-    """(current, peak) resident memory of this process in GB."""
-    try:
-        import psutil
-        cur = psutil.Process().memory_info().rss / 1e9
-    except ImportError:
-        cur = float("nan")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
-    return cur, peak
-
-
-def _fmt_eta(seconds):
-    seconds = int(max(0, seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}"
 
 
 class Trainer:
@@ -138,7 +119,6 @@ class Trainer:
         self.status = "running"
         self.iters_done = 0
         self.host_reads = 0
-        self.logger = logging.getLogger("mindyolox.train")
 
     # ================================================================== run
     def train(self):
@@ -358,7 +338,7 @@ class Trainer:
         self.best_ap = max(self.best_ap, ap)
         self.log(f"eval epoch {self.epoch + 1}: AP50:95 {100 * ap:.2f} AP50 {100 * ap50:.2f} "
                  f"(best {100 * self.best_ap:.2f}) in {time.perf_counter() - t0:.1f} s")
-        self._write_jsonl({"type": "eval", "epoch": self.epoch + 1, "AP50_95": ap, "AP50": ap50,
+        self.runlog.record({"type": "eval", "epoch": self.epoch + 1, "AP50_95": ap, "AP50": ap50,
                            "stats": [float(s) for s in res.get("stats", [])]})
         if best:
             self.save("best", self._meta())
@@ -445,39 +425,21 @@ class Trainer:
         d.mkdir(parents=True, exist_ok=True)
 
     def _setup_logging(self):
-        self.metrics_path = self.run_dir / "metrics.jsonl"
-        lg = self.logger
-        lg.handlers.clear()
-        lg.propagate = False
-        if self.rank != 0:
-            lg.setLevel(logging.WARNING)
-            return
-        lg.setLevel(logging.INFO)
-        fmt = logging.Formatter("%(asctime)s | %(message)s", "%Y-%m-%d %H:%M:%S")
-        sh = logging.StreamHandler(sys.stdout)
-        sh.setFormatter(fmt)
-        fh = logging.FileHandler(self.run_dir / "train_log.txt", mode="a")
-        fh.setFormatter(fmt)
-        lg.addHandler(sh)
-        lg.addHandler(fh)
-        if not self.resume:
+        from .run_log import RunLog
+        self.runlog = RunLog(self.run_dir, self.rank)
+        self.metrics_path = self.runlog.metrics_path
+        if self.rank == 0 and not self.resume:
             import yaml
             with open(self.run_dir / "config.yaml", "w") as f:
                 yaml.safe_dump(json.loads(json.dumps(self.cfg, default=str)), f, sort_keys=False)
 
     def log(self, msg):
         """A log line (rank 0 only: console + train_log.txt)."""
-        if self.rank == 0:
-            self.logger.info(msg)
-
-    def _write_jsonl(self, rec):
-        if self.rank == 0:
-            with open(self.metrics_path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
+        self.runlog.info(msg)
 
     def event(self, kind, **fields):
         """A ``type: event`` record in metrics.jsonl."""
-        self._write_jsonl({"type": "event", "event": kind, "time": time.time(), **fields})
+        self.runlog.event(kind, **fields)
 
     # ================================================================== logging
     def _bar(self, first):
@@ -519,13 +481,13 @@ class Trainer:
             raise TrainingDiverged(msg)
         total_steps = self.max_epoch * self.steps_per_epoch
         eta = (total_steps - k - 1) * (rec["step_ms"] + rec["data_ms"]) / 1e3
-        cur, peak = _rss_gb()
+        cur, peak = rss_gb()
         self.log(f"epoch {rec['epoch']}/{self.max_epoch} iter {rec['iter']}/{self.steps_per_epoch} "
                  f"lr {rec['lr']:.3e} | total {rec['total']:.3f} iou {rec['iou']:.3f} obj {rec['obj']:.3f} "
                  f"cls {rec['cls']:.3f} l1 {rec['l1']:.3f} fg {rec['num_fg']:.2f} | {rec['step_ms']:.0f} ms/step "
                  f"data {rec['data_ms']:.0f} ms | size {rec['size'][0] if rec['size'] else '-'} | "
-                 f"ETA {_fmt_eta(eta)} | mem {cur:.2f} GB (peak {peak:.2f})")
-        self._write_jsonl({"type": "train", **rec, "mem_gb": cur})
+                 f"ETA {fmt_eta(eta)} | mem {cur:.2f} GB (peak {peak:.2f})")
+        self.runlog.record({"type": "train", **rec, "mem_gb": cur})
 
     # ================================================================== signals
     def _install_signals(self):
