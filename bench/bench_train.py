@@ -102,7 +102,8 @@ def run_loop(steps, device):
     tr = Trainer(cfg, run_dir=os.path.join(work, "run"), max_iters=steps, num_workers=1, progress=False,
                  evaluate=False, hooks=[CountLrSets()])
     tr.train()
-    return {"steps": tr.iters_done, "reads": tr.host_reads, "lr_sets": CountLrSets.calls,
+    return {"steps": tr.iters_done, "reads": tr.host_reads, "compile_syncs": len(tr.sizes_seen),
+            "loss_reads_per_step": (tr.host_reads - len(tr.sizes_seen)) / tr.iters_done, "lr_sets": CountLrSets.calls,
             "reads_per_step": tr.host_reads / tr.iters_done, "lr_sets_per_step": CountLrSets.calls / tr.iters_done}
 
 
@@ -118,8 +119,8 @@ def main():
     if args.loop:
         r = run_loop(args.steps, args.device)
         print(f"trainer loop, {r['steps']} steps (chunks of <= 10, a log line every 10): device reads "
-              f"{r['reads']} ({r['reads_per_step']:.3f}/step, incl. one compile sync), host lr sets "
-              f"{r['lr_sets']} ({r['lr_sets_per_step']:.3f}/step)")
+              f"{r['reads']} = {r['loss_reads_per_step']:.3f}/step for the loss sums + {r['compile_syncs']} "
+              f"compile sync(s) (one per input size); host lr sets {r['lr_sets']} ({r['lr_sets_per_step']:.3f}/step)")
         print("JSON " + json.dumps(r))
         return 0
     if args.one:

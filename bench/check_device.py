@@ -38,7 +38,8 @@ def run_one(args):
                  data_sink=args.sink, max_iters=args.steps, num_workers=2, progress=False, evaluate=False)
     status = tr.train()
     recs = [json.loads(x) for x in open(os.path.join(args.run_dir, "metrics.jsonl"))]
-    train = [r for r in recs if r["type"] == "train"]
+    starts = [i for i, r in enumerate(recs) if r.get("event") == "start"]
+    train = [r for r in recs[starts[-1]:] if r["type"] == "train"]  # this process's run only
     step_s = [r["step_ms"] / 1e3 for r in train if r["step_ms"] > 0]
     print("RESULT " + json.dumps({
         "status": status, "compile_s": {f"{h}x{w}": round(t, 1) for (h, w), t in tr.sizes_seen.items()},
@@ -83,7 +84,8 @@ def main():
     first = launch(args.device, "O2", args.device != "CPU", half, data, os.path.join(work, "resume"))
     second = launch(args.device, "O2", args.device != "CPU", args.steps - half, data, os.path.join(work, "resume"),
                     resume=True) if first else None
-    for name, r in (("device O2 sink", dev), ("CPU float32", cpu), ("resume 1/2", first), ("resume 2/2", second)):
+    device_run = f"{args.device} O2" + (" sink" if args.device != "CPU" else "")
+    for name, r in ((device_run, dev), ("CPU float32", cpu), ("resume 1/2", first), ("resume 2/2", second)):
         if r is None:
             ok = False
             print(f"{name:<16} FAILED")
