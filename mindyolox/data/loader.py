@@ -175,6 +175,7 @@ class TrainSampler(_sampler_base()):
         self.span = (int(end_epoch) if end_epoch is not None else self.start_epoch + 1) - self.start_epoch
         self.size_filter = tuple(size_filter) if size_filter is not None else None
         self.passes = 0
+        self._len = None
         super().__init__()
 
     def _range(self, p):
@@ -199,7 +200,9 @@ class TrainSampler(_sampler_base()):
         start, end = self._range(0)
         if self.size_filter is None:
             return end - start
-        return sum(1 for _ in self._filtered(start, end))
+        if self._len is None:  # MindSpore asks more than once; counting walks every batch
+            self._len = sum(1 for _ in self._filtered(start, end))
+        return self._len
 
 
 @dataclass

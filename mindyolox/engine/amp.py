@@ -39,6 +39,11 @@ def mixed_precision(model, level):
     ``model``'s layers get their precision flags in place: build a fresh model per level."""
     if level == "O0":
         return model
+    if level not in ("O1", "O2", "O3"):
+        raise ValueError(f"amp level must be O0, O1, O2 or O3, got {level!r}")
+    for _, cell in model.cells_and_names():
+        if isinstance(cell, Conv2d):
+            cell.compute_dtype = mstype.float16
     if level == "O1":
         for _, cell in model.cells_and_names():
             if isinstance(cell, Conv2d):
@@ -51,9 +56,7 @@ def mixed_precision(model, level):
             if isinstance(cell, BatchNorm2d):
                 cell.to_float(mstype.float32)
                 cell.cast_output = mstype.float16
-    elif level == "O3":
-        net = ms.amp.auto_mixed_precision(model, "O3")
     else:
-        raise ValueError(f"amp level must be O0, O1, O2 or O3, got {level!r}")
+        net = ms.amp.auto_mixed_precision(model, "O3")
     net.num_classes = model.num_classes  # for evaluators (the wrapper hides model.head)
     return net

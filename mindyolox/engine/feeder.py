@@ -24,33 +24,25 @@ class StepFeeder:
     """Run the train ``step`` over a :class:`~mindyolox.data.loader.Loader`'s batches.
 
     ``run(n, size)`` launches ``n`` steps whose batches have input size ``size`` ``(h, w)``
-    and returns the seconds spent waiting for data (0 with sink). ``per_size``: use the
-    loader's per-size pipelines even without sink (tests: the same batches as one stream).
+    and returns the seconds spent waiting for data (0 with sink, where the loader must have
+    been built with ``split_sizes=True``).
     """
 
-    def __init__(self, step, loader, sink=False, per_size=False):
+    def __init__(self, step, loader, sink=False):
         self.step = step
         self.sink = bool(sink)
-        self._iters, self._sinks, self._stream = {}, {}, None
-        if self.sink or per_size:
+        self._sinks = {}
+        if self.sink:
             if not loader.by_size:
-                raise ValueError("StepFeeder: sink / per_size needs a loader built with split_sizes=True")
+                raise ValueError("StepFeeder: data sink needs a loader built with split_sizes=True")
             self.by_size = loader.by_size
         else:
-            self.by_size = None
             self._stream = loader.ms_dataset.create_tuple_iterator(num_epochs=1, do_copy=False)
-
-    def _source(self, size):
-        if self.by_size is None:
-            return self._stream
-        if size not in self.by_size:
-            raise ValueError(f"StepFeeder: no pipeline for input size {size} (sizes {sorted(self.by_size)})")
-        if size not in self._iters:
-            self._iters[size] = self.by_size[size].create_tuple_iterator(num_epochs=1, do_copy=False)
-        return self._iters[size]
 
     def _sink_fn(self, size):
         if size not in self._sinks:
+            if size not in self.by_size:
+                raise ValueError(f"StepFeeder: no pipeline for input size {size} (sizes {sorted(self.by_size)})")
             import mindspore as ms
             self._sinks[size] = ms.data_sink(self.step, self.by_size[size], sink_size=1)
         return self._sinks[size]
@@ -61,12 +53,11 @@ class StepFeeder:
             for _ in range(int(n)):
                 fn()
             return 0.0
-        source = self._source(tuple(size))
         data_s = 0.0
         for _ in range(int(n)):
             t0 = time.perf_counter()
             try:
-                images, labels = next(source)
+                images, labels = next(self._stream)
             except StopIteration:
                 raise RuntimeError("the training data stream ended before the schedule did") from None
             data_s += time.perf_counter() - t0

@@ -119,6 +119,7 @@ class Trainer:
         self.status = "running"
         self.iters_done = 0
         self.host_reads = 0
+        self._resume_notes = []
 
     # ================================================================== run
     def train(self):
@@ -400,14 +401,13 @@ class Trainer:
         if self.start_epoch >= self.max_epoch:
             raise MindYOLOXError(f"{self.resume_path}: the run already finished ({self.start_epoch} of "
                                  f"{self.max_epoch} epochs); raise train.max_epoch to train longer")
-        self._resume_notes = []
         if int(meta.get("world_size", self.world_size)) != self.world_size:
             self._resume_notes.append(f"note: checkpoint written with {meta['world_size']} devices, "
                                       f"resuming on {self.world_size}")
         return meta
 
     def _log_weights_report(self, report):
-        for note in getattr(self, "_resume_notes", []):
+        for note in self._resume_notes:
             self.log(note)
         if report is None:
             return

@@ -38,8 +38,9 @@ class Conv2d(nn.Conv2d):
     convolutions through ``Im2Col`` (see the module doc) on CPU.
 
     Input [B, C, H, W] float32, output [B, O, Ho, Wo], Ho = (H + 2 padding - k) // stride + 1.
-    ``cast_output`` (None, or a MindSpore float type set by mixed precision O1): the dtype the
-    output is cast to (a float16 layer handing float32 to the float32 rest of the network).
+    ``compute_dtype`` / ``cast_output`` (None, or MindSpore float types set by
+    :func:`~mindyolox.engine.amp.mixed_precision`): the dtype the weights are cast to (float16
+    under O1-O3) and the dtype the output is cast to (O1: float16 layers handing float32 on).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, group=1,
@@ -53,6 +54,7 @@ class Conv2d(nn.Conv2d):
         self.unfold = ops.Im2Col(ksizes=self.k, strides=self.s, dilations=1, pads=self.p)
         self.gemm = ops.Conv2D(out_channels, 1)
         self.cast_output = None
+        self.compute_dtype = None
         self.use_impl(impl)
 
     def use_impl(self, impl):
@@ -63,11 +65,15 @@ class Conv2d(nn.Conv2d):
         self.im2col = impl == "im2col" and self.k > 1 and (self.group == 1 or self.depthwise)
 
     def construct(self, x):
-        # the parameters take x's dtype: under to_float(float16) MindSpore casts the inputs,
-        # but not a Parameter handed on to another method (convolve)
-        y = self.convolve(x, self.weight.astype(x.dtype))
+        weight, bias = self.weight, self.bias
+        if self.compute_dtype is not None:
+            # under to_float(float16) MindSpore casts the inputs, but not a Parameter handed
+            # on to another method (convolve): cast here (float32 graphs carry no cast op)
+            weight = weight.astype(self.compute_dtype)
+            bias = bias.astype(self.compute_dtype) if self.has_bias else bias
+        y = self.convolve(x, weight)
         if self.has_bias:
-            y = ops.bias_add(y, self.bias.astype(y.dtype))
+            y = ops.bias_add(y, bias)
         if self.cast_output is not None:
             y = y.astype(self.cast_output)
         return y
