@@ -77,7 +77,7 @@ def main(argv=None):
         raise WeightsError(f"weights file not found: {args.weights}")
     from mindyolox.engine.predictor import Predictor, class_names_for, list_source, run_prediction
     list_source(args.source)  # fail on a bad --source before building the model
-    setup_mindspore(args.device)
+    setup_mindspore(args.device, cfg)
     model, rep = build_and_load(cfg, args.weights, half=args.half)
     print(rep.summary())
 

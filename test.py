@@ -86,7 +86,7 @@ def main(argv=None):
     if len(dataset) == 0:
         raise DataError(f"{dataset.name}: no images to evaluate")
 
-    setup_mindspore(args.device)
+    setup_mindspore(args.device, cfg)
     model, report = build_and_load(cfg, args.weights, half=args.half)
     print(report.summary())
 

@@ -55,7 +55,7 @@ def main(argv=None):
         raise MindYOLOXError(f"--workers must be >= 0, got {args.workers}")
     cfg = load_config(args.config, args.overrides)
     check_config(cfg)
-    setup_mindspore(args.device)
+    setup_mindspore(args.device, cfg)
     from mindyolox.options import resolve_options
     options = resolve_options(cfg)
     name = args.name or Path(args.config).stem

@@ -85,7 +85,7 @@ def main(argv=None):
     for suffix in FORMATS.values():
         if output.lower().endswith(suffix):
             output = output[: -len(suffix)]
-    setup_mindspore(args.device)
+    setup_mindspore(args.device, cfg)
     from mindyolox.options import resolve_options
     options = resolve_options(cfg, conv=args.conv, amp_level="O0")
     model, rep = build_and_load(cfg, args.weights, options, decode_in_inference=False)

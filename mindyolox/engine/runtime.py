@@ -32,9 +32,13 @@ def take_back_overrides(args):
     return args
 
 
-def setup_mindspore(device=None):
-    """GRAPH_MODE on ``device`` (CPU / GPU / Ascend; None keeps MindSpore's default target)."""
+def setup_mindspore(device=None, cfg=None):
+    """GRAPH_MODE on ``device`` (CPU / GPU / Ascend; None: the recipe ``cfg``'s
+    ``runtime.device`` unless ``auto``, else MindSpore's default target)."""
     import mindspore as ms
+    if not device and cfg is not None:
+        wanted = str((cfg.get("runtime") or {}).get("device", "auto"))
+        device = None if wanted == "auto" else wanted
     if device:
         try:
             ms.set_device(device)
