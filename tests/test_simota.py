@@ -21,8 +21,9 @@ def assigner():
     return SimOTAAssigner(80)
 
 
-def run_assigner(assigner, data, max_labels):
-    """Our assignment for a reference case, labels cut/padded to ``max_labels`` rows."""
+def run_assigner(assigner, data, max_labels, factored=False):
+    """Our assignment for a reference case, labels cut/padded to ``max_labels`` rows;
+    ``factored``: candidate tests from the anchor layout (``levels``, as the train step)."""
     pre = "train/l1_0/"
     head = data[pre + "head_outputs"].astype(np.float32)
     grids = np.stack([data[pre + "x_shifts"][0], data[pre + "y_shifts"][0]], 1).astype(np.float32)
@@ -31,18 +32,20 @@ def run_assigner(assigner, data, max_labels):
     n = min(max_labels, data["input/labels"].shape[1])
     labels[:, :n] = data["input/labels"][:, :n]
     valid = gt_valid_mask(Tensor(labels))
+    h, w = data["input/images"].shape[2:]
+    levels = tuple((h // s, w // s, s) for s in (8, 16, 32)) if factored else None
     out = assigner(Tensor(head[..., :4]), Tensor(head[..., 4]), Tensor(head[..., 5:]),
                    Tensor(grids), Tensor(strides), Tensor(labels[..., 1:5]),
-                   Tensor(labels[..., 0].astype(np.int32)), valid)
+                   Tensor(labels[..., 0].astype(np.int32)), valid, levels)
     return {k: v.asnumpy() for k, v in out.items()}
 
 
-@pytest.fixture(scope="module", params=[(c, g) for c in CASES for g in (120, 50)],
-                ids=lambda p: f"{p[0]}-G{p[1]}")
+@pytest.fixture(scope="module", params=[(c, g, False) for c in CASES for g in (120, 50)]
+                + [(c, 120, True) for c in CASES], ids=lambda p: f"{p[0]}-G{p[1]}" + ("-levels" if p[2] else ""))
 def case(request, assigner):
-    name, max_labels = request.param
+    name, max_labels, factored = request.param
     data = load_npz("reference", f"{name}_data.npz")
-    return data, run_assigner(assigner, data, max_labels)
+    return data, run_assigner(assigner, data, max_labels, factored)
 
 
 def test_assignment_matches_official(case):
@@ -86,3 +89,26 @@ def test_reference_has_conflicts_resolved(case):
         summary_conflicts += int(ours["dynamic_ks"][b].sum() - fg.sum())
         assert ref.shape[0] == (ours["dynamic_ks"][b] > 0).sum()
     assert summary_conflicts > 0, "the reference batch exercises the conflict rule"
+
+
+def test_factored_candidate_masks_equal_generic():
+    """The per-level (outer product) candidate tests give the generic [B, G, A] result,
+    also for box edges exactly on anchor centres (strict comparisons) and a non-square input."""
+    from mindyolox.losses.simota import candidate_masks
+    from mindyolox.models.head import level_grid
+    h, w = 96, 160
+    levels = tuple((h // s, w // s, s) for s in (8, 16, 32))
+    parts = [level_grid(lh, lw, s) for lh, lw, s in levels]
+    grids = np.concatenate([p[0].asnumpy() for p in parts])
+    strides = np.concatenate([p[1].asnumpy() for p in parts])
+    rng = np.random.default_rng(3)
+    boxes = np.zeros((2, 12, 4), np.float32)
+    boxes[..., :2] = rng.integers(0, 20, (2, 12, 2)) * 8.0 + 4.0      # centres on anchor centres
+    boxes[..., 2:] = rng.integers(1, 12, (2, 12, 2)) * 8.0             # edges on anchor centres
+    valid = np.arange(12)[None].repeat(2, 0) < np.array([[9], [4]])
+    args = (Tensor(boxes), Tensor(valid), Tensor(grids), Tensor(strides))
+    generic = [x.asnumpy() for x in candidate_masks(*args)]
+    factored = [x.asnumpy() for x in candidate_masks(*args, levels=levels)]
+    assert generic[0].shape == (2, 12, grids.shape[0]) and generic[0].any() and not generic[1].all()
+    np.testing.assert_array_equal(factored[0], generic[0])
+    np.testing.assert_array_equal(factored[1], generic[1])

@@ -80,7 +80,8 @@ def build_training(cfg, options, *, rank=0, world_size=1, distributed=False, sta
     report = _load_finetune_weights(model, weights) if weights else None
     ema_model = build_model(cfg, options) if bool(t.ema) else None
     model.set_train(True)
-    net = YOLOXWithLoss(mixed_precision(model, options.amp_level), YOLOXLoss(int(cfg.model.num_classes)))
+    loss = YOLOXLoss(int(cfg.model.num_classes), tuple(cfg.model.strides))
+    net = YOLOXWithLoss(mixed_precision(model, options.amp_level), loss)
     workers = num_workers if num_workers is not None else min(int(cfg.data.num_workers), os.cpu_count() or 1)
     loader = create_train_loader(cfg.data, cfg.aug, t, rank=rank, world_size=world_size, start_epoch=start_epoch,
                                  num_workers=workers, start_iter=start_iter, end_epoch=int(t.max_epoch),

@@ -43,17 +43,20 @@ class YOLOXLoss(nn.Cell):
         labels: [B, G, 5] rows (class, cx, cy, w, h) in input pixels; zero rows = padding
             (the first ``count(row sum > 0)`` rows are the objects, official rule).
         use_l1: scalar float32 Tensor, 1.0 to add the L1 term, 0.0 to leave it out.
+        img_hw: optional ``(h, w)`` input size in px (ints): with it the assignment's
+            candidate tests use the anchor layout of ``strides`` (faster, same result).
     Returns:
         dict of scalar float32 Tensors: total, iou (already x5), obj, cls, l1, and num_fg
         (= total fg / max(total gts, 1), the official logged value).
     """
 
-    def __init__(self, num_classes):
+    def __init__(self, num_classes, strides=(8, 16, 32)):
         super().__init__()
         self.num_classes = num_classes
+        self.level_strides = tuple(int(s) for s in strides)
         self.assigner = SimOTAAssigner(num_classes)
 
-    def construct(self, raw, grids, strides, labels, use_l1):
+    def construct(self, raw, grids, strides, labels, use_l1, img_hw=None):
         raw_reg = raw[..., 0:4]
         obj_logits = raw[..., 4]
         cls_logits = raw[..., 5:]
@@ -62,8 +65,13 @@ class YOLOXLoss(nn.Cell):
         gt_valid = gt_valid_mask(labels)                                           # [B,G]
         gt_classes = labels[..., 0].astype(mstype.int32)
         gt_boxes = labels[..., 1:5]
+        levels = None
+        if img_hw is not None:
+            levels = ()
+            for s in self.level_strides:
+                levels = levels + ((img_hw[0] // s, img_hw[1] // s, s),)
         assign = self.assigner(boxes, obj_logits, cls_logits, grids, strides, gt_boxes,
-                               gt_classes, gt_valid)
+                               gt_classes, gt_valid, levels)
         fg = assign["fg_mask"].astype(mstype.float32)                               # [B,A]
         slot = ops.maximum(assign["matched_gt"], 0)                                 # [B,A]
         n_gt = gt_boxes.shape[1]
@@ -120,5 +128,5 @@ class YOLOXWithLoss(nn.Cell):
 
     def construct(self, images, labels, use_l1):
         raw, grids, strides = self.model(images)
-        out = self.loss(raw, grids, strides, labels, use_l1)
+        out = self.loss(raw, grids, strides, labels, use_l1, images.shape[2:])
         return out["total"], out["iou"], out["obj"], out["cls"], out["l1"], out["num_fg"]

@@ -61,7 +61,10 @@ class BatchNorm2d(nn.Cell):
             return self.infer(x, self.gamma, self.beta, self.moving_mean, self.moving_variance)[0]
         if not self.exact:
             centre = ops.stop_gradient(self.moving_mean * 1.0)   # read before the kernel updates it
-            y = self.fused(x - centre.reshape(1, -1, 1, 1), self.gamma, self.beta, self.moving_mean,
+            # centred by a per-channel bias add: a broadcast ``x - centre[1, C, 1, 1]`` costs as
+            # much time and keeps MindSpore's CPU backend from reusing activation memory
+            # (nano train step at 416 b8: 5.0 -> 3.8 GB peak)
+            y = self.fused(ops.bias_add(x, -centre), self.gamma, self.beta, self.moving_mean,
                            self.moving_variance)[0]
             # the kernel moved moving_mean towards mean(x - centre): add the centre's share back
             return ops.depend(y, ops.assign_add(self.moving_mean, centre * (1.0 - self.momentum)))

@@ -1,0 +1,182 @@
+"""Side by side with the official YOLOX: train-step and eval-forward speed, peak memory and
+first-call time of this project and of the official YOLOX 0.3.0 PyTorch code, in interleaved
+rounds (official, ours, official, ours, ...) in one invocation.
+
+    python bench/compare.py --anchor-python /tmp/anchor-venv/bin/python            # 3 rounds, 5 cases
+    python bench/compare.py --anchor-python /tmp/anchor-venv/bin/python --rounds 5 \\
+        --cases train:nano:416:8 eval:nano:416:1
+    python bench/compare.py                                                        # ours only
+
+The anchor is ``../shared/anchors/official-yolox`` (``setup_venv.sh`` makes its venv; its
+``bench_official.py`` times the official ``train_one_iter`` with ``ModelEMA.update``, and
+``model(x)`` under ``torch.no_grad()``). A case is ``kind:variant:size:batch`` with kind
+``train`` (forward, SimOTA loss, backward, SGD, EMA; random inputs 0..255 and ``--boxes``
+random boxes per image in ``max_labels`` = 120 slots, both sides) or ``eval`` (decoded
+forward, no NMS). Every case runs in its own process on both sides, so peak RSS
+(``ru_maxrss``) is that case's own.
+
+Each side reports per round: the median of ``--steps`` timed calls (after the first call
+and one untimed warm-up call), the first call (graph compile for us, ~1 s of lazy init for
+PyTorch) and peak RSS. The table gives medians over rounds and the ratio ours / official
+per round: its median and its spread (min..max). Absolute times drift 10-15 % within an
+hour on a shared machine, so only ratios measured in one sitting are comparisons; without
+``--anchor-python`` the table has our figures only and says that no ratio was measured.
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MINDYOLOX_SHARED", ROOT.parent / "shared"))
+ANCHOR = SHARED / "anchors" / "official-yolox" / "bench_official.py"
+DEFAULT_CASES = ["train:s:320:4", "train:s:640:2", "train:nano:416:8", "eval:s:640:1", "eval:nano:416:1"]
+TARGETS = {"train:s": 1.2, "train:nano": 1.4, "eval:s": 1.15, "eval:nano": 1.15}
+
+
+def parse_case(case):
+    """``kind:variant:size:batch`` -> (kind, variant, size, batch); a clear error otherwise."""
+    try:
+        kind, variant, size, batch = case.split(":")
+        if kind not in ("train", "eval"):
+            raise ValueError
+        return kind, variant, int(size), int(batch)
+    except ValueError:
+        raise SystemExit(f"error: a case is kind:variant:size:batch with kind train|eval "
+                         f"(e.g. train:s:320:4), got {case!r}") from None
+
+
+def ours_case(case, steps, boxes):
+    """Run one case of this project in this process; returns the record of the table."""
+    import mindspore as ms
+    import numpy as np
+    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "bench"))
+    from mindyolox.engine.runtime import setup_mindspore
+    kind, variant, size, batch = parse_case(case)
+    setup_mindspore("CPU")
+    if kind == "train":
+        from bench_train import run_case
+        r = run_case(variant, size, batch, steps, "CPU", warmup=1, boxes=boxes)
+        return {"median_ms": 1e3 * r["median_step_s"], "first_s": r["compile_s"], "peak_gb": r["peak_mem_gb"]}
+    from mindyolox import build_model, load_config
+    ms.set_seed(0)
+    model = build_model(load_config(ROOT / "configs" / f"yolox-{variant}.yaml"))
+    model.set_train(False)
+    x = ms.Tensor(np.random.default_rng(0).uniform(0, 255, (batch, 3, size, size)).round().astype(np.float32))
+    t0 = time.perf_counter()
+    model(x).asnumpy()
+    first = time.perf_counter() - t0
+    model(x).asnumpy()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        model(x).asnumpy()
+        times.append(time.perf_counter() - t0)
+    return {"median_ms": 1e3 * statistics.median(times), "first_s": first,
+            "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9}
+
+
+def run_ours(case, steps, boxes):
+    proc = subprocess.run([sys.executable, __file__, "--one", case, "--steps", str(steps), "--boxes", str(boxes)],
+                          capture_output=True, text=True)
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        raise SystemExit(f"error: our case {case} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1][7:])
+
+
+def run_official(python, case, steps, boxes):
+    kind = case.split(":")[0]
+    args = [python, str(ANCHOR), "--one", case, f"--boxes={boxes}", "--eval-warmup=2", f"--eval-runs={steps}",
+            "--train-warmup=1", f"--train-steps={steps}"] + (["--ema"] if kind == "train" else [])
+    proc = subprocess.run(args, capture_output=True, text=True)
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        raise SystemExit(f"error: official case {case} failed ({' '.join(args)}):\n{proc.stderr[-3000:]}")
+    r = json.loads(lines[-1][7:])
+    timed = r["ms_with_ema"] if kind == "train" else r["ms"]  # our step always updates the EMA
+    first = r["first_step_ms"] if kind == "train" else r["first_call_ms"]
+    return {"median_ms": timed["median"], "first_s": first / 1e3, "peak_gb": r["peak_rss_gb"],
+            "threads": r["torch_num_threads"]}
+
+
+def _span(values, fmt):
+    return fmt.format(min(values)) + ".." + fmt.format(max(values)) if len(values) > 1 else "-"
+
+
+def table(cases, ours, official):
+    """Markdown table: one row per case, medians over rounds; ratio per round ours/official."""
+    rows = ["| case | ours ms | official ms | ratio | ratio spread | peak RSS ours / official GB "
+            "| first call ours / official s |", "|---|---|---|---|---|---|---|"]
+    for case in cases:
+        o = ours[case]
+        med = statistics.median([r["median_ms"] for r in o])
+        peak = max(r["peak_gb"] for r in o)
+        first = statistics.median([r["first_s"] for r in o])
+        if official:
+            f = official[case]
+            ratios = [a["median_ms"] / b["median_ms"] for a, b in zip(o, f)]
+            kind, variant = case.split(":")[:2]
+            target = TARGETS.get(f"{kind}:{variant}")
+            mark = "" if target is None else (" (target <= %.2f: %s)" % (target, "met" if statistics.median(ratios)
+                                                                           <= target else "not met"))
+            rows.append(f"| {case} | {med:.0f} | {statistics.median([r['median_ms'] for r in f]):.0f} | "
+                        f"{statistics.median(ratios):.2f}{mark} | {_span(ratios, '{:.2f}')} | "
+                        f"{peak:.2f} / {max(r['peak_gb'] for r in f):.2f} | "
+                        f"{first:.1f} / {statistics.median([r['first_s'] for r in f]):.1f} |")
+        else:
+            rows.append(f"| {case} | {med:.0f} | not measured | - | - | {peak:.2f} / - | {first:.1f} / - |")
+    return "\n".join(rows)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--anchor-python", help="python of the official code's venv (setup_venv.sh); without it "
+                                           "only our figures are measured")
+    p.add_argument("--cases", nargs="+", default=DEFAULT_CASES, help="kind:variant:size:batch")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    p.add_argument("--steps", type=int, default=5, help="timed calls per case and round (default 5)")
+    p.add_argument("--boxes", type=int, default=8, help="random boxes per image in train cases (default 8)")
+    p.add_argument("--out", help="also write every round's records as JSON here")
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.one:
+        print("RESULT " + json.dumps(ours_case(args.one, args.steps, args.boxes)), flush=True)
+        return 0
+    for case in args.cases:
+        parse_case(case)
+    if args.anchor_python and not ANCHOR.is_file():
+        raise SystemExit(f"error: the official anchor {ANCHOR} is missing (set MINDYOLOX_SHARED)")
+    ours = {c: [] for c in args.cases}
+    official = {c: [] for c in args.cases} if args.anchor_python else None
+    load = [os.getloadavg()[0]]
+    for rnd in range(args.rounds):
+        for case in args.cases:
+            if official is not None:
+                official[case].append(run_official(args.anchor_python, case, args.steps, args.boxes))
+                print(f"round {rnd + 1}/{args.rounds} {case} official {official[case][-1]['median_ms']:.0f} ms",
+                      file=sys.stderr, flush=True)
+            ours[case].append(run_ours(case, args.steps, args.boxes))
+            print(f"round {rnd + 1}/{args.rounds} {case} ours {ours[case][-1]['median_ms']:.0f} ms",
+                  file=sys.stderr, flush=True)
+            load.append(os.getloadavg()[0])
+    print(f"{time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} cores, {args.rounds} interleaved rounds "
+          f"x {args.steps} timed calls, load average {min(load):.1f}..{max(load):.1f}")
+    print(table(args.cases, ours, official))
+    if official is None:
+        print("no ratio measured: pass --anchor-python (../shared/anchors/official-yolox/setup_venv.sh makes it)")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"ours": ours, "official": official, "load": load}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
