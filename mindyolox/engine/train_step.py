@@ -1,6 +1,6 @@
 """The compiled training step: forward + SimOTA loss + backward + (all-reduce) + SGD + EMA.
 
-:class:`TrainStep` is one ``nn.Cell`` run in GRAPH_MODE (``mindspore.jit`` semantics: the
+:class:`TrainStep` is an ``nn.Cell`` run in GRAPH_MODE (``mindspore.jit`` semantics: the
 whole ``construct`` is one compiled graph). Per call, for a batch ``images`` float32
 ``[B, 3, H, W]`` (BGR 0..255) and ``labels`` float32 ``[B, max_labels, 5]``:
 
@@ -17,6 +17,12 @@ whole ``construct`` is one compiled graph). Per call, for a batch ``images`` flo
    good steps (static: fixed; none: 1);
 5. SGD with ``lr`` (official order: optimizer then EMA; the EMA update runs every step like
    the official ``ModelEMA.update`` after ``scaler.step``).
+6. the EMA update, a second compiled graph (:class:`~mindyolox.engine.ema.ModelEMA`) that
+   ``__call__`` launches right after the step graph, also under ``mindspore.data_sink``
+   (which calls the cell per step). Inside the step graph its ~2 updates per parameter
+   cost ~10 s more compile time on CPU (nano 416: first step 40 -> 33 s with the EMA graph's
+   own 3 s) and ran slower (yolox-s 320: 127 -> 89 ms per update); one more launch per step
+   costs well under a millisecond.
 
 Device-resident state, so that a run of steps needs nothing from the host:
 
@@ -123,6 +129,12 @@ class TrainStep(nn.Cell):
         self.hyper_map = ops.HyperMap()
 
     # ------------------------------------------------------------------ host-side setters
+    def __call__(self, *args, **kwargs):
+        out = super().__call__(*args, **kwargs)
+        if self.use_ema:
+            self.ema()
+        return out
+
     def set_lr(self, lr):
         """Learning rate of the next call (float, no recompilation)."""
         self.lr.set_data(Tensor(float(lr), mstype.float32))
@@ -166,8 +178,6 @@ class TrainStep(nn.Cell):
             self.optimizer(grads, step_lr)
             finite = ops.ones((), mstype.bool_)
             self._record(terms, finite, scale)
-            if self.use_ema:
-                self.ema()
             return total, iou, obj, cls, l1, num_fg, finite, scale, step_lr
         finite = ms.amp.all_finite(grads)
         # skip without graph control flow: zero grads, lr 0, momentum 1 leave all state as is
@@ -185,6 +195,4 @@ class TrainStep(nn.Cell):
             ops.assign(self.scale, new_scale)
             ops.assign(self.good_steps, ops.select(grow, ops.zeros_like(good), good))
         self._record(terms, finite, scale)
-        if self.use_ema:
-            self.ema()
         return total, iou, obj, cls, l1, num_fg, finite, scale, step_lr
