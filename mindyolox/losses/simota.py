@@ -81,6 +81,9 @@ def candidate_masks(gt_boxes, gt_valid, grids, strides, levels=None):
     return in_both, candidate
 
 
+_OUTER = ops.BatchMatMul()  # [N, h, 1] x [N, 1, w] -> [N, h, w]
+
+
 def _inside(centres, lo, hi):
     """[1, 1, n] centres strictly inside ([B, G, 1] lo, hi) -> [B, G, n] float32 0/1."""
     return ops.logical_and(centres > lo, centres < hi).astype(mstype.float32)
@@ -90,7 +93,6 @@ def _factored_masks(gx, gy, hw, hh, gt_valid, levels):
     """:func:`candidate_masks` per level: in_box[g, y, x] = in_box_y[g, y] * in_box_x[g, x]
     (the same for the centre region), the x factors zeroed for padding gts."""
     b, g = gt_valid.shape
-    outer = ops.BatchMatMul()
     valid = gt_valid.astype(mstype.float32).expand_dims(2)
     both, any_ = [], []
     for h, w, stride in levels:
@@ -101,8 +103,8 @@ def _factored_masks(gx, gy, hw, hh, gt_valid, levels):
         box_y = _inside(ys, gy - hh, gy + hh)                               # [B, G, h]
         ctr_x = _inside(xs, gx - radius, gx + radius) * valid
         ctr_y = _inside(ys, gy - radius, gy + radius)
-        in_box = outer(box_y.reshape(b * g, h, 1), box_x.reshape(b * g, 1, w)).reshape(b, g, h * w)
-        in_ctr = outer(ctr_y.reshape(b * g, h, 1), ctr_x.reshape(b * g, 1, w)).reshape(b, g, h * w)
+        in_box = _OUTER(box_y.reshape(b * g, h, 1), box_x.reshape(b * g, 1, w)).reshape(b, g, h * w)
+        in_ctr = _OUTER(ctr_y.reshape(b * g, h, 1), ctr_x.reshape(b * g, 1, w)).reshape(b, g, h * w)
         both.append(in_box * in_ctr)
         any_.append(ops.amax(ops.maximum(in_box, in_ctr), 1))             # [B, h*w]
     return ops.concat(both, 2) > 0.5, ops.concat(any_, 1) > 0.5
