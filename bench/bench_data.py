@@ -4,10 +4,9 @@
     python bench/bench_data.py                       # coco_tiny from ../shared, 640, 1 and 2 workers
     python bench/bench_data.py --workers 0 1 2 --batches 20 --size 640
 
-Prints images/s and ms/image per worker count, and the per-image time a YOLOX-s training
-step at 640 takes, for comparison (``--step-ms``: measured ms per step of ``--step-batch``
-images; by default the official PyTorch figure on this 2-core CPU, 750 ms for batch 4 at
-320, scaled by 4 for the 4x pixels at 640).
+Prints images/s and ms/image per worker count; with ``--step-ms`` (a train step's ms for
+``--step-batch`` images, measured in the same sitting, e.g. by ``bench/compare.py``) also
+the images/s that step needs from the pipeline.
 """
 import argparse
 import logging
@@ -56,9 +55,8 @@ def main(argv=None):
     p.add_argument("--batches", type=int, default=12)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--step-ms", type=float, default=750.0 * 4,
-                   help="YOLOX-s train step time in ms at --size (default: official PyTorch 750 ms "
-                        "at 320 batch 4, x4 for 640)")
+    p.add_argument("--step-ms", type=float, default=None,
+                   help="train step time in ms at --size for --step-batch images, measured in the same sitting")
     p.add_argument("--step-batch", type=int, default=4)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -69,12 +67,13 @@ def main(argv=None):
     dataset = build_dataset(cfg["data"], "train")
     print(f"pipeline: mosaic+mixup+hsv+flip at {args.size}, batch {args.batch}, {dataset}, "
           f"{os.cpu_count()} CPU cores")
-    need = args.step_ms / args.step_batch
     for w in args.workers:
         spi, shape = measure(cfg, dataset, w, args.batches, args.warmup)
         print(f"workers={w}: {1.0 / spi:7.2f} images/s  {spi * 1e3:7.1f} ms/image  (batch {tuple(shape)})")
-    print(f"YOLOX-s train step at {args.size}: {args.step_ms:.0f} ms per {args.step_batch} images = "
-          f"{need:.1f} ms/image = {1e3 / need:.2f} images/s needed from the pipeline")
+    if args.step_ms:
+        need = args.step_ms / args.step_batch
+        print(f"train step at {args.size}: {args.step_ms:.0f} ms per {args.step_batch} images = "
+              f"{need:.1f} ms/image = {1e3 / need:.2f} images/s needed from the pipeline")
 
 
 if __name__ == "__main__":
