@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from mindyolox.data import build_dataset, create_eval_loader, create_train_loader, preproc, size_for_step
-from mindyolox.data.loader import TrainSource, multiscale_range
+from mindyolox.data.loader import TrainSource, multiscale_range, no_aug_start, resize_sample
 from mindyolox.data.mosaic import MosaicMixup
 from mindyolox.data.transforms import xyxy2cxcywh
 
@@ -76,13 +76,56 @@ def test_multiscale_sizes_per_batch(coco16):
     assert len(shapes) == 4
 
 
-def test_sharding_disjoint_and_equal(coco16):
+def test_multiscale_batch_mode_resizes_the_input_size_sample(coco16):
+    """Official Exp.preprocess: the sample is built at input_size, then resized with its labels."""
+    image = np.random.default_rng(0).integers(0, 256, (3, 96, 96), dtype=np.uint8)
+    labels = np.zeros((3, 5), np.float32)
+    labels[0] = [1, 48, 24, 12, 30]
+    out, lab = resize_sample(image, labels, (64, 128))
+    assert out.shape == (3, 64, 128) and out.dtype == np.uint8
+    np.testing.assert_allclose(lab[0], [1, 64, 16, 16, 20], rtol=1e-6)
+    assert not lab[1:].any()
+    builder = MosaicMixup(coco16, (96, 96), AUG, 50)
+    src = TrainSource(builder, 2, seed=0, ms_range=(2, 4), interval=1)
+    direct = TrainSource(builder, 2, seed=0, ms_range=(2, 4), interval=1, resize_batch=False)
+    pos = next(p for p in range(0, 16, 2) if src.size(0, p) != (96, 96))
+    index = int(src.indices(0)[pos])
+    ref = resize_sample(*builder.sample(index, (96, 96), np.random.default_rng([0, 0, index])), src.size(0, pos))
+    got = src[pos]
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_array_equal(got[1], ref[1])
+    other = direct[pos]
+    assert other[0].shape == got[0].shape and not np.array_equal(other[0], got[0])
+
+
+def test_no_aug_switch_is_the_official_epoch():
+    assert no_aug_start(10, 1) == 8 and no_aug_start(300, 15) == 284  # the last N + 1 epochs
+    assert no_aug_start(3, 5) == 0
+
+
+def test_sharding_follows_the_official_infinite_stream(coco16):
+    """Official InfiniteSampler + YoloBatchSampler: rank r takes stream positions r, r + world,
+    ...; an epoch is ceil((n // world) / batch) full batches, running into the next pass."""
     builder = MosaicMixup(coco16, (96, 96), AUG, 50)
     shards = [TrainSource(builder, 2, seed=1, rank=r, world_size=3) for r in range(3)]
-    idx = [s.indices(0) for s in shards]
-    assert all(len(i) == 4 for i in idx)  # 16 // 3 = 5 -> 2 full batches of 2
-    assert len(set(np.concatenate(idx).tolist())) == 12
+    assert shards[0].steps_per_epoch == 3  # 16 // 3 = 5 per rank -> ceil(5 / 2) = 3 batches of 2
+    for epoch in (0, 1):
+        stream = np.empty(18, np.int64)
+        for r, s in enumerate(shards):
+            stream[r::3] = s.indices(epoch)
+        first = 18 * epoch  # epoch e covers stream positions [18 e, 18 e + 18)
+        g = np.arange(first, first + 18)
+        for p in np.unique(g // 16):  # each pass of the stream is one permutation
+            at = g // 16 == p
+            np.testing.assert_array_equal(stream[at], np.random.default_rng([1, int(p)]).permutation(16)[g[at] % 16])
     assert shards[0].size(2, 0) == shards[1].size(2, 0)
+
+
+def test_epoch_length_is_the_official_one():
+    from types import SimpleNamespace
+    builder = SimpleNamespace(dataset=[None] * 1500, input_size=(160, 160))
+    assert TrainSource(builder, 8).steps_per_epoch == 188  # official: 188 (ceil), not 187
+    assert TrainSource(builder, 8, rank=1, world_size=8).steps_per_epoch == 24  # ceil(187 / 8)
 
 
 def test_no_aug_epochs_feed_plain_letterboxed_images(coco16):

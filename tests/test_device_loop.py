@@ -60,6 +60,8 @@ def test_chunked_loop_gives_the_per_step_losses(tmp_path, cache):
     assert [r["step"] for r in per_step] == list(range(30))
     # coco16 / batch 2 = 8 steps per epoch: a log line at each epoch end and at the stop
     # (chunks also end at steps 9 and 19, the 10-step size blocks, without a read)
+    # official 0.3.0: the L1 term (and no mosaic) in the last no_aug_epochs + 1 = 2 of 5 epochs
+    assert all(r["l1"] == 0 for r in per_step[:24]) and all(r["l1"] > 0 for r in per_step[24:])
     ends = [r["step"] for r in chunked]
     assert ends == [7, 15, 23, 29]
     start = 0

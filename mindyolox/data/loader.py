@@ -6,22 +6,30 @@ Training (:func:`create_train_loader`)
     ``images`` float32 ``[B, 3, S, S']`` (BGR 0..255) and ``labels`` float32
     ``[B, max_labels, 5]`` ``(class, cx, cy, w, h)`` in input pixels, zero rows = padding.
 
+    - Sample order, the official ``InfiniteSampler`` + ``YoloBatchSampler``: one endless
+      stream of permutations of the dataset (pass ``p`` shuffled by ``[seed, p]``), rank ``r``
+      of ``world`` taking stream positions ``r, r + world, ...``, cut into batches; an epoch
+      is ``ceil((n // world) / batch)`` steps (1500 images at batch 8: 188), so the last
+      batch of an epoch runs into the next pass and every batch is full.
     - Determinism: every random draw of a sample comes from
-      ``np.random.default_rng([seed, epoch, image index])``; the epoch's permutation from
-      ``[seed, epoch]``. The output is the same for any ``num_workers`` (0 = in-process,
-      1..n = Python worker processes).
+      ``np.random.default_rng([seed, pass, image index])``. The output is the same for any
+      ``num_workers`` (0 = in-process, 1..n = Python worker processes).
     - Epochs: the sampler hands the workers ``epoch * samples_per_epoch + position``, so
       workers know the epoch without any shared state; all training epochs from
       ``(start_epoch, start_iter)`` on form one MindSpore epoch (resuming starts there).
-      Mosaic/MixUp are off from ``no_aug_epoch`` on (the official last 15 epochs; the
-      switch is part of the pipeline, so it also works in data-sink mode).
+      Mosaic/MixUp are off from :func:`no_aug_start` on (official 0.3.0: the last
+      ``no_aug_epochs + 1`` epochs; the switch is part of the pipeline, so it also works in
+      data-sink mode).
     - Multiscale: one size per block of ``interval`` steps (official: 10), the same on every
       rank (it depends on the global step only): ``32 * randint(lo, hi)`` for the height
       (``lo, hi`` = ``data.random_size`` or ``input_size/32 -+ multiscale_range``), the width
       keeping the recipe's aspect ratio; block 0 uses ``input_size`` as the official trainer
-      does. Samples are produced at that size directly (no resize of a finished batch).
-    - Sharding: rank ``r`` of ``world`` takes ``perm[r::world]`` of each epoch's permutation,
-      truncated so every rank has the same number of full batches.
+      does. ``data.multiscale_resize``: ``batch`` (official) builds every sample at
+      ``input_size`` and resizes it to the step's size (bilinear, half-pixel centres: the
+      official ``F.interpolate(align_corners=False)`` of the batch, here per image on uint8,
+      so within one grey level of it) with the labels scaled; ``sample`` builds the sample
+      at the step's size directly (mosaic canvas, affine and letterbox at that size: sharper
+      small images, no second resampling).
 
 Evaluation (:func:`create_eval_loader`)
     Columns ``images`` float32 ``[B, 3, H, W]`` (``preproc``), ``index`` int32 ``[B]`` (dataset
@@ -31,6 +39,7 @@ Evaluation (:func:`create_eval_loader`)
 import os
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from ..errors import DataError
@@ -41,7 +50,7 @@ from .transforms import letterbox
 from .voc import VOCDataset
 
 __all__ = [
-    "build_dataset", "TrainSource", "TrainSampler", "multiscale_range", "size_for_step",
+    "build_dataset", "no_aug_start", "TrainSource", "TrainSampler", "multiscale_range", "size_for_step",
     "create_train_loader", "create_eval_loader", "Loader",
 ]
 
@@ -97,36 +106,54 @@ def size_for_step(step, input_size, ms_range, seed, interval=10):
 
 
 # ----------------------------------------------------------------------------- training source
+def no_aug_start(max_epoch, no_aug_epochs):
+    """First epoch (0-based) without Mosaic/MixUp and with the L1 loss: official 0.3.0 switches
+    in ``before_epoch`` when ``epoch + 1 == max_epoch - no_aug_epochs``, i.e. for the last
+    ``no_aug_epochs + 1`` epochs (the LR's flat tail is ``no_aug_epochs`` long)."""
+    return max(0, int(max_epoch) - int(no_aug_epochs) - 1)
+
+
 class TrainSource:
     """Random-access source for ``GeneratorDataset``: key ``epoch * samples_per_epoch + pos``
     -> ``(image uint8 [3, H, W], labels float32 [max_labels, 5])``."""
 
     def __init__(self, builder, batch_size, seed=0, rank=0, world_size=1, ms_range=None,
-                 interval=10, no_aug_epoch=None):
+                 interval=10, no_aug_epoch=None, resize_batch=True):
         self.builder = builder
+        self.resize_batch = bool(resize_batch)
         self.batch_size = int(batch_size)
         self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
         self.ms_range, self.interval = ms_range, int(interval)
         self.no_aug_epoch = no_aug_epoch
         n = len(builder.dataset)
-        self.steps_per_epoch = (n // self.world_size) // self.batch_size
-        if self.steps_per_epoch == 0:
-            raise DataError(f"dataset {builder.dataset.name} has {n} images, fewer than one batch "
-                            f"({self.batch_size} per device x {self.world_size} devices)")
+        per_rank = n // self.world_size
+        if per_rank == 0:
+            raise DataError(f"dataset {builder.dataset.name} has {n} images, fewer than the "
+                            f"{self.world_size} devices")
+        self.steps_per_epoch = -(-per_rank // self.batch_size)
         self.samples_per_epoch = self.steps_per_epoch * self.batch_size
-        self._perm_epoch, self._perm = None, None
+        self._epoch, self._indices, self._passes = None, None, None
         self._block_size = {}
 
     def __len__(self):
         return self.samples_per_epoch
 
+    def _stream(self, epoch):
+        if self._epoch != epoch:
+            n = len(self.builder.dataset)
+            k = np.arange(epoch * self.samples_per_epoch, (epoch + 1) * self.samples_per_epoch, dtype=np.int64)
+            g = k * self.world_size + self.rank        # position in the shared stream
+            passes = g // n
+            idx = np.empty_like(g)
+            for p in np.unique(passes):
+                at = passes == p
+                idx[at] = np.random.default_rng([self.seed, int(p)]).permutation(n)[g[at] % n]
+            self._epoch, self._indices, self._passes = epoch, idx, passes
+        return self._indices, self._passes
+
     def indices(self, epoch):
         """Dataset indices this rank visits in ``epoch``, in order (``samples_per_epoch``)."""
-        if self._perm_epoch != epoch:
-            perm = np.random.default_rng([self.seed, int(epoch)]).permutation(len(self.builder.dataset))
-            self._perm = perm[self.rank::self.world_size][:self.samples_per_epoch]
-            self._perm_epoch = epoch
-        return self._perm
+        return self._stream(epoch)[0]
 
     def size(self, epoch, pos):
         """Input ``(h, w)`` of sample position ``pos`` of ``epoch`` (cached per size block)."""
@@ -146,10 +173,28 @@ class TrainSource:
     def __getitem__(self, key):
         key = int(key)
         epoch, pos = divmod(key, self.samples_per_epoch)
-        index = int(self.indices(epoch)[pos])
-        rng = np.random.default_rng([self.seed, epoch, index])
+        indices, passes = self._stream(epoch)
+        index = int(indices[pos])
+        rng = np.random.default_rng([self.seed, int(passes[pos]), index])
         mosaic = self.no_aug_epoch is None or epoch < self.no_aug_epoch
-        return self.builder.sample(index, self.size(epoch, pos), rng, mosaic=mosaic)
+        size = self.size(epoch, pos)
+        if not self.resize_batch or size == self.builder.input_size:
+            return self.builder.sample(index, size, rng, mosaic=mosaic)
+        image, labels = self.builder.sample(index, self.builder.input_size, rng, mosaic=mosaic)
+        return resize_sample(image, labels, size)
+
+
+def resize_sample(image, labels, size):
+    """The official ``Exp.preprocess`` for one sample: ``image`` uint8 ``[3, h, w]`` resized
+    bilinearly to ``size = (H, W)``; ``labels`` ``[M, 5]`` ``(class, cx, cy, w, h)`` with x/w
+    scaled by ``W / w`` and y/h by ``H / h`` (zero padding rows stay zero)."""
+    h, w = image.shape[1:]
+    out = cv2.resize(np.ascontiguousarray(image.transpose(1, 2, 0)), (int(size[1]), int(size[0])),
+                     interpolation=cv2.INTER_LINEAR)
+    labels = labels.copy()
+    labels[:, 1::2] *= size[1] / w
+    labels[:, 2::2] *= size[0] / h
+    return np.ascontiguousarray(out.transpose(2, 0, 1)), labels
 
 
 def _sampler_base():
@@ -241,7 +286,7 @@ def create_train_loader(data_cfg, aug_cfg, train_cfg, rank=0, world_size=1, star
     ``train.batch_size`` is the total over ``world_size`` devices; each rank gets
     ``batch_size // world_size`` per step. ``num_workers`` overrides ``data.num_workers``
     (0 = in-process). ``mosaic=False`` disables Mosaic/MixUp for every epoch; otherwise they
-    stop at epoch ``train.max_epoch - train.no_aug_epochs``. ``dataset`` reuses an already
+    stop at epoch :func:`no_aug_start`. ``dataset`` reuses an already
     built dataset. The pipeline yields the batches of epochs ``start_epoch`` .. ``end_epoch - 1``
     (default: one epoch) as one MindSpore epoch, starting at batch ``start_iter`` of
     ``start_epoch`` (resuming mid-epoch: exactly the batches an uninterrupted run produces
@@ -262,10 +307,14 @@ def create_train_loader(data_cfg, aug_cfg, train_cfg, rank=0, world_size=1, star
     if data_cfg.get("cache", False):
         dataset.cache_images(input_size)
     builder = MosaicMixup(dataset, input_size, aug_cfg, int(data_cfg["max_labels"]))
-    no_aug_epoch = 0 if not mosaic else max(0, int(train_cfg["max_epoch"]) - int(train_cfg["no_aug_epochs"]))
+    no_aug_epoch = 0 if not mosaic else no_aug_start(train_cfg["max_epoch"], train_cfg["no_aug_epochs"])
     seed = int(train_cfg.get("seed", 0))
+    mode = str(data_cfg.get("multiscale_resize", "batch"))
+    if mode not in ("batch", "sample"):
+        raise DataError(f"data.multiscale_resize must be 'batch' or 'sample', got {mode!r}")
     source = TrainSource(builder, batch, seed=seed, rank=rank, world_size=world_size,
-                         ms_range=multiscale_range(data_cfg), interval=interval, no_aug_epoch=no_aug_epoch)
+                         ms_range=multiscale_range(data_cfg), interval=interval, no_aug_epoch=no_aug_epoch,
+                         resize_batch=mode == "batch")
     if not 0 <= int(start_iter) < source.steps_per_epoch:
         raise DataError(f"start_iter={start_iter} outside the epoch's {source.steps_per_epoch} steps")
     ds.config.set_seed(seed)

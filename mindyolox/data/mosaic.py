@@ -20,10 +20,9 @@ Per sample, with ``S = (H, W)`` the input size chosen for its batch:
 
 Without mosaic the image goes straight to ``TrainTransform``.
 
-Difference from the official code, by design: the sample is produced directly at the
-batch's multiscale size ``S`` instead of at ``input_size`` followed by a bilinear resize of
-the whole batch in the trainer (sharper images, no resize of the labels; the same
-distribution of geometry).
+``S`` is the recipe's ``input_size`` with ``data.multiscale_resize: batch`` (the official
+way: the loader resizes the finished sample to the step's size) and the step's multiscale
+size with ``sample`` (built at that size directly: sharper, no second resampling).
 """
 import cv2
 import numpy as np

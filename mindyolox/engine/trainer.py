@@ -22,9 +22,10 @@ is also when a NaN/Inf loss is noticed. Hooks ``before_iter`` / ``after_iter`` r
 chunk, ``iter`` being its last iteration; ``last`` holds the means of the last logged window.
 
 Iteration semantics: global step ``k = epoch * steps_per_epoch + iter`` runs with
-``lr = schedule(k)`` (the official ``update_lr(progress + 1)`` after each step); epochs
-``>= max_epoch - no_aug_epochs`` run without Mosaic/MixUp (the loader) and with the L1 term
-(the ``use_l1`` Parameter of the compiled step). A checkpoint taken after step ``k`` stores
+``lr = schedule(k)`` (the official ``update_lr(progress + 1)`` after each step); the last
+``no_aug_epochs + 1`` epochs (official 0.3.0, :func:`~mindyolox.data.loader.no_aug_start`) run
+without Mosaic/MixUp (the loader), with the L1 term (the ``use_l1`` Parameter of the compiled
+step) and with an evaluation after each of them (the official ``eval_interval = 1``). A checkpoint taken after step ``k`` stores
 ``epoch``/``iter`` of step ``k + 1``; resuming restores model, EMA, momentum buffers,
 loss-scale state and RNG, and the loader starts at that batch (``start_iter``), so a resumed
 run reproduces an uninterrupted one.
@@ -39,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.loader import no_aug_start
 from ..errors import ConfigError, MindYOLOXError
 from .checkpoint import load_training_state, read_meta, rng_state, save_training_state, set_rng_state
 from .run_log import fmt_eta, rss_gb
@@ -243,8 +245,9 @@ class Trainer:
         if self.start_iter >= self.steps_per_epoch:
             raise MindYOLOXError(f"checkpoint iteration {self.start_iter} >= {self.steps_per_epoch} steps per "
                                  "epoch: the dataset or batch size changed since the checkpoint")
-        if self.max_epoch - int(t.no_aug_epochs) <= 0:
-            self.log("note: no_aug_epochs >= max_epoch: the whole run is without Mosaic/MixUp, with L1")
+        self.no_aug_from = no_aug_start(self.max_epoch, t.no_aug_epochs)
+        if self.no_aug_from == 0:
+            self.log("note: no_aug_epochs + 1 >= max_epoch: the whole run is without Mosaic/MixUp, with L1")
         if meta is not None:
             load_training_state(self.resume_path, self.model, self.step, self.ema_model, self.optimizer)
             if "rng" in meta:
@@ -285,10 +288,9 @@ class Trainer:
         self.event("end", status=self.status)
 
     def before_epoch(self):
-        no_aug_from = self.max_epoch - int(self.tcfg.no_aug_epochs)
-        use_l1 = self.epoch >= no_aug_from
+        use_l1 = self.epoch >= self.no_aug_from
         self.step.set_use_l1(use_l1)
-        if use_l1 and (self.epoch == no_aug_from or self.epoch == self.start_epoch):
+        if use_l1 and (self.epoch == self.no_aug_from or self.epoch == self.start_epoch):
             self.log(f"epoch {self.epoch + 1}: no Mosaic/MixUp from now on, L1 loss on")
         for h in self.hooks:
             h.before_epoch(self)
@@ -302,10 +304,9 @@ class Trainer:
         si = int(self.tcfg.save_interval)
         if si > 0 and ep % si == 0:
             self.save(f"epoch_{ep}", meta)
-        no_aug_from = self.max_epoch - int(self.tcfg.no_aug_epochs)
         ei = int(self.tcfg.eval_interval)
         # official: eval_interval becomes 1 in the no-aug epochs
-        due = ei > 0 and (ep % ei == 0 or self.epoch >= no_aug_from or ep == self.max_epoch)
+        due = ei > 0 and (ep % ei == 0 or self.epoch >= self.no_aug_from or ep == self.max_epoch)
         if self.do_eval and due:
             if self.distributed:
                 from .distributed import all_reduce_norm
@@ -334,12 +335,13 @@ class Trainer:
         model.set_train(False)
         self.model.set_train(True)
         ap, ap50 = float(res["AP50_95"]), float(res["AP50"])
+        eval_s = time.perf_counter() - t0
         self.last_ap = ap
         best = ap > self.best_ap
         self.best_ap = max(self.best_ap, ap)
         self.log(f"eval epoch {self.epoch + 1}: AP50:95 {100 * ap:.2f} AP50 {100 * ap50:.2f} "
-                 f"(best {100 * self.best_ap:.2f}) in {time.perf_counter() - t0:.1f} s")
-        self.runlog.record({"type": "eval", "epoch": self.epoch + 1, "AP50_95": ap, "AP50": ap50,
+                 f"(best {100 * self.best_ap:.2f}) in {eval_s:.1f} s")
+        self.runlog.record({"type": "eval", "epoch": self.epoch + 1, "AP50_95": ap, "AP50": ap50, "eval_s": eval_s,
                            "stats": [float(s) for s in res.get("stats", [])]})
         if best:
             self.save("best", self._meta())

@@ -1,0 +1,265 @@
+"""The whole training job side by side with the official YOLOX 0.3.0 trainer, over several
+seeds: AP50:95 / AP50 at each evaluation, wall time, mean step time, seed spread per side.
+
+    python bench/compare_job.py --anchor-python /tmp/anchor-venv/bin/python --seeds 0 1 2 3 \\
+        --set train.basic_lr_per_img=0.002 --parallel 2 --out /tmp/job.json
+    python bench/compare_job.py --anchor-python /tmp/anchor-venv/bin/python --seeds 0 --parallel 1
+
+Our side is ``train.py --config CONFIG train.seed=S [--set ...]`` (default the quickstart
+recipe ``configs/demo/yolox-nano-demo.yaml``); the official side is the launcher in
+``../shared/anchors/official-yolox/demo_job`` (the official ``Trainer`` on CPU with the same
+recipe as an official ``Exp``), given the same seed, the same overrides (``train.X=V`` /
+``aug.X=V`` / ``data.max_labels=V`` become the Exp's ``X V``) and the same data folder. Both
+sides evaluate the EMA weights after the same epochs: every ``train.eval_interval`` epochs and
+each epoch from the no-aug switch on (the official trainer's ``eval_interval = 1``), the last
+included. The anchor venv also needs ``tqdm`` (the official evaluator imports it).
+
+Jobs run one after the other, official then ours for each seed (``--parallel 1``: the wall
+times are comparable, the ratio is measured in one sitting), or two at a time, each pinned to
+its own core with ``taskset`` (``--parallel 2``: for accuracy over many seeds in half the time;
+the times are then those of one core each and the table says so). A job that fails is
+reported with the tail of its log and the table goes on.
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MINDYOLOX_SHARED", ROOT.parent / "shared"))
+ANCHOR = SHARED / "anchors" / "official-yolox"
+OFFICIAL_TRAIN = ANCHOR / "demo_job" / "official_train.py"
+DEFAULT_CONFIG = "configs/demo/yolox-nano-demo.yaml"
+# recipe sections whose keys carry the official Exp attribute names
+_OFFICIAL_SECTIONS = ("train", "aug")
+_OFFICIAL_DATA_KEYS = ("max_labels",)
+
+
+def official_opts(overrides):
+    """``section.key=value`` overrides -> the official launcher's ``key value`` pairs; one
+    line of error for a key with no official counterpart."""
+    opts = []
+    for ov in overrides:
+        key, sep, value = ov.partition("=")
+        section, _, name = key.partition(".")
+        if not sep or not name or "." in name:
+            raise SystemExit(f"error: --set takes section.key=value, got {ov!r}")
+        if section not in _OFFICIAL_SECTIONS and not (section == "data" and name in _OFFICIAL_DATA_KEYS):
+            raise SystemExit(f"error: --set {key}: no counterpart in the official Exp (use train.*, aug.*, "
+                             f"data.max_labels)")
+        opts += [name, value]
+    return opts
+
+
+def eval_epochs(train_cfg):
+    """The epochs (1-based) after which our trainer evaluates (see the module doc)."""
+    from mindyolox.data.loader import no_aug_start
+    max_epoch, ei = int(train_cfg.max_epoch), int(train_cfg.eval_interval)
+    start = no_aug_start(max_epoch, train_cfg.no_aug_epochs)
+    return [e for e in range(1, max_epoch + 1) if ei > 0 and (e % ei == 0 or e - 1 >= start or e == max_epoch)]
+
+
+def _run(cmd, log, env, cpu):
+    if cpu is not None and shutil.which("taskset"):
+        cmd = ["taskset", "-c", str(cpu)] + cmd
+    t0 = time.perf_counter()
+    with open(log, "w") as f:
+        rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    return rc, time.perf_counter() - t0
+
+
+def _failed(side, seed, rc, log):
+    tail = Path(log).read_text(errors="replace").splitlines()[-5:]
+    return {"side": side, "seed": seed, "error": f"exit {rc}, log {log}: " + " | ".join(tail)}
+
+
+def run_official(args, seed, work, data_dir, epochs, cpu=None):
+    name = f"seed{seed}"
+    env = dict(os.environ, PYTHONPATH=f"{ANCHOR / 'stubs'}:{ANCHOR}", DEMO_DATA=str(data_dir),
+               OFFICIAL_RUNS=str(work / "official"))
+    if cpu is not None:
+        env["OMP_NUM_THREADS"] = "1"
+    cmd = [args.anchor_python, str(OFFICIAL_TRAIN), "-expn", name, "--seed", str(seed),
+           "--eval-epochs", ",".join(map(str, epochs))] + official_opts(args.set)
+    log = work / f"official_{name}.log"
+    summary = work / "official" / name / "fid_summary.json"
+    if args.reuse and summary.exists():
+        rc, wall = 0, json.loads(summary.read_text())["process_s"]  # the launcher's own clock
+    else:
+        summary.unlink(missing_ok=True)
+        rc, wall = _run(cmd, log, env, cpu)
+    if rc != 0 or not summary.exists():
+        return _failed("official", seed, rc, log)
+    s = json.loads(summary.read_text())
+    return {"side": "official", "seed": seed, "wall_s": wall, "mean_step_s": s["mean_step_s"],
+            "steps": s["steps"], "iters_per_epoch": s["iters_per_epoch"],
+            "eval_s": sum(e.get("eval_s", 0.0) for e in s["evals"]),
+            "evals": {int(e["epoch"]): (100 * e["AP50_95"], 100 * e["AP50"]) for e in s["evals"]}}
+
+
+def run_ours(args, seed, work, cpu=None):
+    name = f"seed{seed}"
+    run_dir = work / "ours" / name
+    wall_file = run_dir / "wall_s.txt"
+    if args.reuse and wall_file.exists():
+        rc, wall = 0, float(wall_file.read_text())
+    else:
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        env = dict(os.environ)
+        if cpu is not None:
+            env["OMP_NUM_THREADS"] = "1"
+        cmd = [sys.executable, "train.py", "--config", args.config, "--run-dir", str(run_dir), "--no-progress",
+               f"train.seed={seed}"] + list(args.set)
+        rc, wall = _run(cmd, work / f"ours_{name}.log", env, cpu)
+        if rc == 0:
+            wall_file.write_text(f"{wall:.3f}")
+    metrics = run_dir / "metrics.jsonl"
+    log = work / f"ours_{name}.log"
+    if rc != 0 or not metrics.exists():
+        return _failed("ours", seed, rc, log)
+    recs = [json.loads(line) for line in metrics.read_text().splitlines()]
+    train = [r for r in recs if r["type"] == "train"]
+    steps = sum(r["steps"] for r in train)
+    step_s = sum((r["step_ms"] + r["data_ms"]) * r["steps"] for r in train) / max(steps, 1) / 1e3
+    evals = [r for r in recs if r["type"] == "eval"]
+    return {"side": "ours", "seed": seed, "wall_s": wall, "mean_step_s": step_s, "steps": steps,
+            "eval_s": sum(r.get("eval_s", 0.0) for r in evals),
+            "evals": {int(r["epoch"]): (100 * r["AP50_95"], 100 * r["AP50"]) for r in evals}}
+
+
+def summarize(results, epochs):
+    """Per side: mean and spread (max - min) of AP50:95 / AP50 at each evaluated epoch, mean
+    wall and step time; returns ``{side: {...}}``."""
+    out = {}
+    for side in ("official", "ours"):
+        rows = [r for r in results if r["side"] == side and "error" not in r]
+        if not rows:
+            continue
+        s = {"seeds": [r["seed"] for r in rows], "wall_s": statistics.mean(r["wall_s"] for r in rows),
+             "mean_step_s": statistics.mean(r["mean_step_s"] for r in rows), "ap": {}}
+        for e in epochs:
+            vals = [r["evals"][e] for r in rows if e in r["evals"]]
+            if vals:
+                a, a50 = [v[0] for v in vals], [v[1] for v in vals]
+                s["ap"][e] = {"mean": (statistics.mean(a), statistics.mean(a50)),
+                              "spread": (max(a) - min(a), max(a50) - min(a50))}
+        out[side] = s
+    return out
+
+
+def table(results, summary, epochs, parallel):
+    def ap(v):
+        return f"{v[0]:5.2f} / {v[1]:5.2f}" if v else "   -   /   -  "
+    head = "| side | seed | " + " | ".join(f"epoch {e} AP50:95 / AP50" for e in epochs) + " | wall | mean step |"
+    lines = [head, "|" + "---|" * (len(epochs) + 4)]
+    for r in sorted(results, key=lambda r: (r["side"], r["seed"])):
+        if "error" in r:
+            lines.append(f"| {r['side']} | {r['seed']} | FAILED: {r['error']} |")
+            continue
+        cells = " | ".join(ap(r["evals"].get(e)) for e in epochs)
+        lines.append(f"| {r['side']} | {r['seed']} | {cells} | {r['wall_s'] / 60:.1f} min | "
+                     f"{1e3 * r['mean_step_s']:.0f} ms |")
+    for side, s in summary.items():
+        cells = " | ".join(ap(s["ap"][e]["mean"]) if e in s["ap"] else ap(None) for e in epochs)
+        lines.append(f"| {side} mean | {len(s['seeds'])} seeds | {cells} | {s['wall_s'] / 60:.1f} min | "
+                     f"{1e3 * s['mean_step_s']:.0f} ms |")
+        cells = " | ".join(ap(s["ap"][e]["spread"]) if e in s["ap"] else ap(None) for e in epochs)
+        lines.append(f"| {side} spread (max-min) | | {cells} | | |")
+    if "official" in summary and "ours" in summary:
+        o, m = summary["official"], summary["ours"]
+        diffs = []
+        for e in epochs:
+            if e in o["ap"] and e in m["ap"]:
+                d = [m["ap"][e]["mean"][i] - o["ap"][e]["mean"][i] for i in (0, 1)]
+                diffs.append(f"epoch {e}: {d[0]:+.2f} / {d[1]:+.2f}")
+        lines.append("")
+        lines.append("ours - official, mean AP50:95 / AP50: " + "; ".join(diffs))
+        how = ("jobs two at a time, one core each: times are per-core, not the job's"
+               if parallel > 1 else "jobs one after the other, official then ours per seed")
+        lines.append(f"wall-time ratio ours / official: {m['wall_s'] / o['wall_s']:.2f} "
+                     f"(step {m['mean_step_s'] / o['mean_step_s']:.2f}); {how}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--anchor-python", help="python of the anchor venv (official side); none: ours only")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    p.add_argument("--config", default=DEFAULT_CONFIG)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="overrides for both sides (train.*, aug.*, data.max_labels)")
+    p.add_argument("--sides", nargs="+", choices=["official", "ours"], default=["official", "ours"])
+    p.add_argument("--parallel", type=int, choices=[1, 2], default=1)
+    p.add_argument("--work", default="/tmp/mindyolox_compare_job", help="run folders and logs")
+    p.add_argument("--reuse", action="store_true",
+                   help="take a job whose results are already in --work instead of running it again")
+    p.add_argument("--out", help="write the results as JSON here")
+    args = p.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    from mindyolox import load_config
+    from mindyolox.data.demo import resolve_data_dir
+
+    cfg = load_config(args.config, list(args.set))
+    epochs = eval_epochs(cfg.train)
+    sides = [s for s in args.sides if s == "ours" or args.anchor_python]
+    if "official" in args.sides and not args.anchor_python:
+        print("no --anchor-python: our side only, nothing compared")
+    if "official" in sides:
+        official_opts(args.set)  # refuse untranslatable keys before anything runs
+        if not OFFICIAL_TRAIN.exists():
+            raise SystemExit(f"error: {OFFICIAL_TRAIN} not found (set MINDYOLOX_SHARED)")
+        if subprocess.call([args.anchor_python, "-c", "import torch, tqdm, pycocotools"]) != 0:
+            raise SystemExit(f"error: {args.anchor_python} lacks torch/tqdm/pycocotools: run "
+                             f"{ANCHOR / 'setup_venv.sh'} and `pip install tqdm` into that venv")
+    data_dir = resolve_data_dir(cfg.data.data_dir)  # generates the demo dataset when missing
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    jobs = [(side, seed) for seed in args.seeds for side in sides]
+    print(f"{len(jobs)} jobs ({', '.join(sides)}; seeds {args.seeds}), evaluation after epochs {epochs}, "
+          f"overrides {args.set or 'none'}; logs in {work}", flush=True)
+
+    def one(job, cpu=None):
+        side, seed = job
+        t0 = time.strftime("%H:%M:%S")
+        r = (run_official(args, seed, work, data_dir, epochs, cpu) if side == "official"
+             else run_ours(args, seed, work, cpu))
+        last = r.get("evals", {}).get(epochs[-1]) if epochs else None
+        print(f"  {side} seed {seed} (started {t0}): "
+              + (r["error"] if "error" in r else
+                 f"{r['wall_s'] / 60:.1f} min, final AP50:95 {last[0]:.2f} AP50 {last[1]:.2f}" if last else "no eval"),
+              flush=True)
+        return r
+
+    if args.parallel == 1:
+        results = [one(j) for j in jobs]
+    else:  # two at a time, each job on the first free core
+        import queue
+        cores = queue.Queue()
+        for c in range(args.parallel):
+            cores.put(c)
+
+        def pinned(job):
+            c = cores.get()
+            try:
+                return one(job, c)
+            finally:
+                cores.put(c)
+        with ThreadPoolExecutor(args.parallel) as pool:
+            results = list(pool.map(pinned, jobs))
+    summary = summarize(results, epochs)
+    print(table(results, summary, epochs, args.parallel))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"results": results, "summary": summary, "epochs": epochs,
+                                              "overrides": args.set, "parallel": args.parallel}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
