@@ -150,6 +150,8 @@ class Trainer:
 
     def train_in_iter(self):
         first = self.start_iter if self.epoch == self.start_epoch else 0
+        if self._win["steps"] == 0:  # the epoch end's checkpoint and evaluation are not step time
+            self._win["t0"] = time.perf_counter()
         bar = self._bar(first)
         self.iter = first
         while self.iter < self.steps_per_epoch:
@@ -218,6 +220,7 @@ class Trainer:
     # ================================================================== hooks
     def before_train(self):
         import mindspore as ms
+        t_setup = time.perf_counter()
         self._setup_runtime()
         cfg, t = self.cfg, self.tcfg
         self.max_epoch = int(t.max_epoch)
@@ -264,6 +267,8 @@ class Trainer:
         self._new_window()
         self.last = {"total": float("nan"), "lr": 0.0}
         self.t_start = time.perf_counter()
+        self.timing = dict.fromkeys(("setup_s", "compile_s", "step_s", "data_s", "eval_s", "ckpt_s"), 0.0)
+        self.timing["setup_s"] = self.t_start - t_setup
         self._install_signals()
         self.log(f"training {self.max_epoch} epochs x {self.steps_per_epoch} iterations "
                  f"(batch {self.per_device_batch} x {self.world_size} device(s)), {self.lr_schedule}; "
@@ -285,6 +290,7 @@ class Trainer:
             self.log(f"{self.status}: {self.iters_done} iterations in {time.perf_counter() - self.t_start:.0f} s, "
                      f"best AP50:95 {100 * self.best_ap:.2f}, {self.overflow_steps} overflow-skipped steps, "
                      f"{self.host_reads} device reads; curves: {png}")
+            self._log_timing()
         self.event("end", status=self.status)
 
     def before_epoch(self):
@@ -336,6 +342,7 @@ class Trainer:
         self.model.set_train(True)
         ap, ap50 = float(res["AP50_95"]), float(res["AP50"])
         eval_s = time.perf_counter() - t0
+        self.timing["eval_s"] += eval_s
         self.last_ap = ap
         best = ap > self.best_ap
         self.best_ap = max(self.best_ap, ap)
@@ -351,8 +358,10 @@ class Trainer:
         """Write ``<run_dir>/<tag>.ckpt`` (rank 0 only)."""
         if self.rank != 0:
             return None
+        t0 = time.perf_counter()
         path = save_training_state(self.run_dir / f"{tag}.ckpt", self.model, self.step, self.ema_model,
                                    self.optimizer, meta)
+        self.timing["ckpt_s"] += time.perf_counter() - t0
         self.event("checkpoint", tag=tag, path=str(path), epoch=meta["epoch"], iter=meta["iter"])
         return path
 
@@ -465,6 +474,9 @@ class Trainer:
             return
         w, k = self._win, self.progress_in_iter
         wall = time.perf_counter() - w["t0"] - w["compile_s"]
+        self.timing["step_s"] += max(wall - w["data_s"], 0.0)
+        self.timing["data_s"] += w["data_s"]
+        self.timing["compile_s"] += w["compile_s"]
         rec = {name: stats[name] / n for name in LOSS_NAMES}
         rec.update(epoch=self.epoch + 1, iter=self.iter + 1, step=k, steps=n, lr=self.lr_schedule(k),
                    skipped=int(round(stats["skipped"])), scale=stats["scale"],
@@ -490,6 +502,16 @@ class Trainer:
                  f"data {rec['data_ms']:.0f} ms | size {rec['size'][0] if rec['size'] else '-'} | "
                  f"ETA {fmt_eta(eta)} | mem {cur:.2f} GB (peak {peak:.2f})")
         self.runlog.record({"type": "train", **rec, "mem_gb": cur})
+
+    def _log_timing(self):
+        """Where the run's wall time went (a ``type: time`` record and one log line): setup
+        (model, data, graph building before the first step), the first step of each input size
+        (graph compile), the other steps (device time), waiting for data, evaluations,
+        checkpoint writes, and the rest (logging, hooks, plots)."""
+        t = dict(self.timing, total_s=time.perf_counter() - self.t_start + self.timing["setup_s"])
+        t["other_s"] = t["total_s"] - sum(v for k, v in self.timing.items())
+        self.runlog.record({"type": "time", **t})
+        self.log("time: " + ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in t.items()))
 
     # ================================================================== signals
     def _install_signals(self):
