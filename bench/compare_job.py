@@ -1,9 +1,8 @@
 """The whole training job side by side with the official YOLOX 0.3.0 trainer, over several
 seeds: AP50:95 / AP50 at each evaluation, wall time, mean step time, seed spread per side.
 
-    python bench/compare_job.py --anchor-python /tmp/anchor-venv/bin/python --seeds 0 1 2 3 \\
-        --set train.basic_lr_per_img=0.002 --parallel 2 --out /tmp/job.json
-    python bench/compare_job.py --anchor-python /tmp/anchor-venv/bin/python --seeds 0 --parallel 1
+    python bench/compare_job.py --anchor-python /tmp/anchor-venv/bin/python --seeds 0 1 2 3 --out /tmp/job.json
+    python bench/compare_job.py --seeds 0 --sides ours       # our side alone, nothing compared
 
 Our side is ``train.py --config CONFIG train.seed=S [--set ...]`` (default the quickstart
 recipe ``configs/demo/yolox-nano-demo.yaml``); the official side is the launcher in
@@ -14,11 +13,13 @@ sides evaluate the EMA weights after the same epochs: every ``train.eval_interva
 each epoch from the no-aug switch on (the official trainer's ``eval_interval = 1``), the last
 included. The anchor venv also needs ``tqdm`` (the official evaluator imports it).
 
-Jobs run one after the other, official then ours for each seed (``--parallel 1``: the wall
-times are comparable, the ratio is measured in one sitting), or two at a time, each pinned to
-its own core with ``taskset`` (``--parallel 2``: for accuracy over many seeds in half the time;
-the times are then those of one core each and the table says so). A job that fails is
-reported with the tail of its log and the table goes on.
+Jobs run one after the other, official then ours for each seed, so the wall times are
+comparable and their ratio is measured in one sitting. Nothing else should run meanwhile:
+MindSpore's CPU thread pool slows down sharply on a shared CPU (our nano step at 160 px
+measured 2.3-2.6 s next to two official jobs against 0.31 s alone). ``--reuse`` takes a
+job whose results are already in ``--work`` (official: ``official/seedN/fid_summary.json``,
+for example from earlier launcher runs with the same settings; ours: ``ours/seedN``). A job
+that fails is reported with the tail of its log and the table goes on.
 """
 import argparse
 import json
@@ -28,7 +29,6 @@ import statistics
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,15 +59,11 @@ def official_opts(overrides):
 
 def eval_epochs(train_cfg):
     """The epochs (1-based) after which our trainer evaluates (see the module doc)."""
-    from mindyolox.data.loader import no_aug_start
-    max_epoch, ei = int(train_cfg.max_epoch), int(train_cfg.eval_interval)
-    start = no_aug_start(max_epoch, train_cfg.no_aug_epochs)
-    return [e for e in range(1, max_epoch + 1) if ei > 0 and (e % ei == 0 or e - 1 >= start or e == max_epoch)]
+    from mindyolox.engine.trainer import eval_due
+    return [e for e in range(1, int(train_cfg.max_epoch) + 1) if eval_due(e, train_cfg)]
 
 
-def _run(cmd, log, env, cpu):
-    if cpu is not None and shutil.which("taskset"):
-        cmd = ["taskset", "-c", str(cpu)] + cmd
+def _run(cmd, log, env):
     t0 = time.perf_counter()
     with open(log, "w") as f:
         rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
@@ -79,12 +75,10 @@ def _failed(side, seed, rc, log):
     return {"side": side, "seed": seed, "error": f"exit {rc}, log {log}: " + " | ".join(tail)}
 
 
-def run_official(args, seed, work, data_dir, epochs, cpu=None):
+def run_official(args, seed, work, data_dir, epochs):
     name = f"seed{seed}"
     env = dict(os.environ, PYTHONPATH=f"{ANCHOR / 'stubs'}:{ANCHOR}", DEMO_DATA=str(data_dir),
                OFFICIAL_RUNS=str(work / "official"))
-    if cpu is not None:
-        env["OMP_NUM_THREADS"] = "1"
     cmd = [args.anchor_python, str(OFFICIAL_TRAIN), "-expn", name, "--seed", str(seed),
            "--eval-epochs", ",".join(map(str, epochs))] + official_opts(args.set)
     log = work / f"official_{name}.log"
@@ -93,17 +87,20 @@ def run_official(args, seed, work, data_dir, epochs, cpu=None):
         rc, wall = 0, json.loads(summary.read_text())["process_s"]  # the launcher's own clock
     else:
         summary.unlink(missing_ok=True)
-        rc, wall = _run(cmd, log, env, cpu)
+        rc, wall = _run(cmd, log, env)
     if rc != 0 or not summary.exists():
         return _failed("official", seed, rc, log)
     s = json.loads(summary.read_text())
+    steps_s = s["train_steps_total_s"]
+    eval_s = sum(e.get("eval_s_incl_ckpt", e.get("eval_s", 0.0)) for e in s["evals"])
+    parts = {"start": wall - s["train_loop_s"], "compile": 0.0, "steps": steps_s, "eval": eval_s,
+             "checkpoints+other": s["train_loop_s"] - steps_s - eval_s}
     return {"side": "official", "seed": seed, "wall_s": wall, "mean_step_s": s["mean_step_s"],
-            "steps": s["steps"], "iters_per_epoch": s["iters_per_epoch"],
-            "eval_s": sum(e.get("eval_s", 0.0) for e in s["evals"]),
+            "steps": s["steps"], "iters_per_epoch": s["iters_per_epoch"], "parts": parts,
             "evals": {int(e["epoch"]): (100 * e["AP50_95"], 100 * e["AP50"]) for e in s["evals"]}}
 
 
-def run_ours(args, seed, work, cpu=None):
+def run_ours(args, seed, work):
     name = f"seed{seed}"
     run_dir = work / "ours" / name
     wall_file = run_dir / "wall_s.txt"
@@ -112,12 +109,9 @@ def run_ours(args, seed, work, cpu=None):
     else:
         if run_dir.exists():
             shutil.rmtree(run_dir)
-        env = dict(os.environ)
-        if cpu is not None:
-            env["OMP_NUM_THREADS"] = "1"
         cmd = [sys.executable, "train.py", "--config", args.config, "--run-dir", str(run_dir), "--no-progress",
                f"train.seed={seed}"] + list(args.set)
-        rc, wall = _run(cmd, work / f"ours_{name}.log", env, cpu)
+        rc, wall = _run(cmd, work / f"ours_{name}.log", dict(os.environ))
         if rc == 0:
             wall_file.write_text(f"{wall:.3f}")
     metrics = run_dir / "metrics.jsonl"
@@ -129,8 +123,13 @@ def run_ours(args, seed, work, cpu=None):
     steps = sum(r["steps"] for r in train)
     step_s = sum((r["step_ms"] + r["data_ms"]) * r["steps"] for r in train) / max(steps, 1) / 1e3
     evals = [r for r in recs if r["type"] == "eval"]
-    return {"side": "ours", "seed": seed, "wall_s": wall, "mean_step_s": step_s, "steps": steps,
-            "eval_s": sum(r.get("eval_s", 0.0) for r in evals),
+    t = next((r for r in recs if r["type"] == "time"), None)
+    parts = None
+    if t is not None:  # the trainer's own account (Trainer._log_timing)
+        parts = {"start": wall - t["total_s"] + t["setup_s"], "compile": t["compile_s"],
+                 "steps": t["step_s"] + t["data_s"], "eval": t["eval_s"],
+                 "checkpoints+other": t["ckpt_s"] + t["other_s"]}
+    return {"side": "ours", "seed": seed, "wall_s": wall, "mean_step_s": step_s, "steps": steps, "parts": parts,
             "evals": {int(r["epoch"]): (100 * r["AP50_95"], 100 * r["AP50"]) for r in evals}}
 
 
@@ -154,7 +153,7 @@ def summarize(results, epochs):
     return out
 
 
-def table(results, summary, epochs, parallel):
+def table(results, summary, epochs):
     def ap(v):
         return f"{v[0]:5.2f} / {v[1]:5.2f}" if v else "   -   /   -  "
     head = "| side | seed | " + " | ".join(f"epoch {e} AP50:95 / AP50" for e in epochs) + " | wall | mean step |"
@@ -181,10 +180,17 @@ def table(results, summary, epochs, parallel):
                 diffs.append(f"epoch {e}: {d[0]:+.2f} / {d[1]:+.2f}")
         lines.append("")
         lines.append("ours - official, mean AP50:95 / AP50: " + "; ".join(diffs))
-        how = ("jobs two at a time, one core each: times are per-core, not the job's"
-               if parallel > 1 else "jobs one after the other, official then ours per seed")
         lines.append(f"wall-time ratio ours / official: {m['wall_s'] / o['wall_s']:.2f} "
-                     f"(step {m['mean_step_s'] / o['mean_step_s']:.2f}); {how}")
+                     f"(mean step {m['mean_step_s'] / o['mean_step_s']:.2f})")
+    lines += ["", "where the wall time goes (mean over seeds, s): start = process start to the first step "
+              "(imports, model, data, graph build); compile = first step of each input size"]
+    names = ["start", "compile", "steps", "eval", "checkpoints+other"]
+    lines += ["| side | " + " | ".join(names) + " | wall |", "|---" * (len(names) + 2) + "|"]
+    for side in ("official", "ours"):
+        rows = [r for r in results if r["side"] == side and r.get("parts")]
+        if rows:
+            cells = " | ".join(f"{statistics.mean(r['parts'][n] for r in rows):.1f}" for n in names)
+            lines.append(f"| {side} | {cells} | {statistics.mean(r['wall_s'] for r in rows):.1f} |")
     return "\n".join(lines)
 
 
@@ -197,7 +203,6 @@ def main(argv=None):
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="overrides for both sides (train.*, aug.*, data.max_labels)")
     p.add_argument("--sides", nargs="+", choices=["official", "ours"], default=["official", "ours"])
-    p.add_argument("--parallel", type=int, choices=[1, 2], default=1)
     p.add_argument("--work", default="/tmp/mindyolox_compare_job", help="run folders and logs")
     p.add_argument("--reuse", action="store_true",
                    help="take a job whose results are already in --work instead of running it again")
@@ -226,11 +231,11 @@ def main(argv=None):
     print(f"{len(jobs)} jobs ({', '.join(sides)}; seeds {args.seeds}), evaluation after epochs {epochs}, "
           f"overrides {args.set or 'none'}; logs in {work}", flush=True)
 
-    def one(job, cpu=None):
+    def one(job):
         side, seed = job
         t0 = time.strftime("%H:%M:%S")
-        r = (run_official(args, seed, work, data_dir, epochs, cpu) if side == "official"
-             else run_ours(args, seed, work, cpu))
+        r = (run_official(args, seed, work, data_dir, epochs) if side == "official"
+             else run_ours(args, seed, work))
         last = r.get("evals", {}).get(epochs[-1]) if epochs else None
         print(f"  {side} seed {seed} (started {t0}): "
               + (r["error"] if "error" in r else
@@ -238,27 +243,12 @@ def main(argv=None):
               flush=True)
         return r
 
-    if args.parallel == 1:
-        results = [one(j) for j in jobs]
-    else:  # two at a time, each job on the first free core
-        import queue
-        cores = queue.Queue()
-        for c in range(args.parallel):
-            cores.put(c)
-
-        def pinned(job):
-            c = cores.get()
-            try:
-                return one(job, c)
-            finally:
-                cores.put(c)
-        with ThreadPoolExecutor(args.parallel) as pool:
-            results = list(pool.map(pinned, jobs))
+    results = [one(j) for j in jobs]
     summary = summarize(results, epochs)
-    print(table(results, summary, epochs, args.parallel))
+    print(table(results, summary, epochs))
     if args.out:
         Path(args.out).write_text(json.dumps({"results": results, "summary": summary, "epochs": epochs,
-                                              "overrides": args.set, "parallel": args.parallel}, indent=1))
+                                              "overrides": args.set}, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""bench/compare.py's bookkeeping: case parsing and the side-by-side table (ratios per
-round, their median and spread; no ratio without the official side). The timing itself
-is a benchmark, not a test."""
+"""bench/compare.py's and bench/compare_job.py's bookkeeping: case parsing, override mapping,
+the evaluated epochs and the side-by-side tables (ratios per round, their median and spread;
+per-seed AP means and spreads; no ratio without the official side). The timing and training
+themselves are benchmarks, not tests."""
 import importlib.util
 from pathlib import Path
 
@@ -9,12 +10,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def compare():
-    spec = importlib.util.spec_from_file_location("bench_compare", ROOT / "bench" / "compare.py")
+def _bench_module(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def compare():
+    return _bench_module("compare")
 
 
 def rec(ms, first=1.0, peak=1.0):
@@ -46,3 +51,45 @@ def test_table_without_official_has_no_ratio(compare):
     case = "eval:nano:416:1"
     row = compare.table([case], {case: [rec(80)]}, None).splitlines()[2]
     assert "not measured" in row and "1.00" not in row.split("|")[4]
+
+
+# --------------------------------------------------------------------------- compare_job.py
+@pytest.fixture(scope="module")
+def job():
+    return _bench_module("compare_job")
+
+
+def test_job_overrides_map_to_the_official_exp(job):
+    assert job.official_opts(["train.basic_lr_per_img=0.002", "aug.flip_prob=0.0", "data.max_labels=8"]) == [
+        "basic_lr_per_img", "0.002", "flip_prob", "0.0", "max_labels", "8"]
+    with pytest.raises(SystemExit, match="data.input_size: no counterpart"):
+        job.official_opts(["data.input_size=[96,96]"])
+    with pytest.raises(SystemExit, match="section.key=value"):
+        job.official_opts(["basic_lr_per_img=0.002"])
+
+
+def test_job_eval_epochs_follow_the_trainer(job):
+    from types import SimpleNamespace
+    t = SimpleNamespace(max_epoch=10, eval_interval=5, no_aug_epochs=1)
+    assert job.eval_epochs(t) == [5, 9, 10]  # the official eval_interval = 1 from the no-aug switch on
+    assert job.eval_epochs(SimpleNamespace(max_epoch=300, eval_interval=10, no_aug_epochs=15))[-17:-15] == [280, 285]
+
+
+def _job_result(side, seed, ap10, wall=100.0, step=0.2):
+    return {"side": side, "seed": seed, "wall_s": wall, "mean_step_s": step,
+            "evals": {5: (ap10 - 20, ap10), 10: (ap10, ap10 + 25)},
+            "parts": {"start": 5.0, "compile": 0.0, "steps": wall - 20, "eval": 10.0, "checkpoints+other": 5.0}}
+
+
+def test_job_summary_means_spreads_and_ratio(job):
+    results = [_job_result("official", 0, 50.0), _job_result("official", 1, 54.0),
+               _job_result("ours", 0, 51.0, wall=150.0, step=0.3), _job_result("ours", 1, 52.0, wall=150.0, step=0.3),
+               {"side": "ours", "seed": 2, "error": "exit 1, log x: boom"}]
+    summary = job.summarize(results, [5, 10])
+    assert summary["official"]["ap"][10]["mean"] == (52.0, 77.0)
+    assert summary["official"]["ap"][10]["spread"] == (4.0, 4.0)
+    assert summary["ours"]["seeds"] == [0, 1]  # the failed job is left out of the means
+    text = job.table(results, summary, [5, 10])
+    assert "ours - official, mean AP50:95 / AP50: epoch 5: -0.50 / -0.50; epoch 10: -0.50 / -0.50" in text
+    assert "wall-time ratio ours / official: 1.50 (mean step 1.50)" in text
+    assert "FAILED: exit 1, log x: boom" in text

@@ -25,8 +25,8 @@ Iteration semantics: global step ``k = epoch * steps_per_epoch + iter`` runs wit
 ``lr = schedule(k)`` (the official ``update_lr(progress + 1)`` after each step); the last
 ``no_aug_epochs + 1`` epochs (official 0.3.0, :func:`~mindyolox.data.loader.no_aug_start`) run
 without Mosaic/MixUp (the loader), with the L1 term (the ``use_l1`` Parameter of the compiled
-step) and with an evaluation after each of them (the official ``eval_interval = 1``). A checkpoint taken after step ``k`` stores
-``epoch``/``iter`` of step ``k + 1``; resuming restores model, EMA, momentum buffers,
+step) and with an evaluation after each of them (:func:`eval_due`). A checkpoint taken after
+step ``k`` stores ``epoch``/``iter`` of step ``k + 1``; resuming restores model, EMA, momentum buffers,
 loss-scale state and RNG, and the loader starts at that batch (``start_iter``), so a resumed
 run reproduces an uninterrupted one.
 """
@@ -45,13 +45,22 @@ from ..errors import ConfigError, MindYOLOXError
 from .checkpoint import load_training_state, read_meta, rng_state, save_training_state, set_rng_state
 from .run_log import fmt_eta, rss_gb
 
-__all__ = ["Trainer", "TrainingDiverged", "TrainHook"]
+__all__ = ["Trainer", "TrainingDiverged", "TrainHook", "eval_due"]
 
 LOSS_NAMES = ("total", "iou", "obj", "cls", "l1", "num_fg")
 PARTS = ("model", "net", "ema_model", "loader", "lr_schedule", "optimizer", "step", "evaluator")
 
 
 _CACHE_ENV = ("MS_COMPILER_CACHE_ENABLE", "MS_COMPILER_CACHE_PATH")
+
+def eval_due(epoch, train_cfg):
+    """Whether the trainer evaluates after ``epoch`` (1-based): every ``train.eval_interval``
+    epochs (0: never), the last epoch, and each epoch from the no-aug switch on (the official
+    trainer sets ``eval_interval = 1`` there)."""
+    ei, max_epoch = int(train_cfg.eval_interval), int(train_cfg.max_epoch)
+    start = no_aug_start(max_epoch, train_cfg.no_aug_epochs)
+    return ei > 0 and (epoch % ei == 0 or epoch - 1 >= start or epoch == max_epoch)
+
 
 class TrainingDiverged(MindYOLOXError):
     """The loss became NaN/Inf; the last good checkpoint is kept."""
@@ -310,10 +319,7 @@ class Trainer:
         si = int(self.tcfg.save_interval)
         if si > 0 and ep % si == 0:
             self.save(f"epoch_{ep}", meta)
-        ei = int(self.tcfg.eval_interval)
-        # official: eval_interval becomes 1 in the no-aug epochs
-        due = ei > 0 and (ep % ei == 0 or self.epoch >= self.no_aug_from or ep == self.max_epoch)
-        if self.do_eval and due:
+        if self.do_eval and eval_due(ep, self.tcfg):
             if self.distributed:
                 from .distributed import all_reduce_norm
                 all_reduce_norm(self.model, self.world_size)
