@@ -98,8 +98,8 @@ def run_official(args, seed, work, data_dir, epochs):
     eval_s = sum(e.get("eval_s_incl_ckpt", e.get("eval_s", 0.0)) for e in s["evals"])
     parts = {"start": wall - s["train_loop_s"], "compile": 0.0, "steps": steps_s, "eval": eval_s,
              "checkpoints+other": s["train_loop_s"] - steps_s - eval_s}
-    return {"side": "official", "seed": seed, "reused": reused, "wall_s": wall, "mean_step_s": s["mean_step_s"],
-            "steps": s["steps"], "iters_per_epoch": s["iters_per_epoch"], "parts": parts,
+    return {"side": "official", "seed": seed, "reused": reused, "wall_s": wall,
+            "mean_step_s": s["mean_step_s"], "steps": s["steps"], "parts": parts,
             "evals": {int(e["epoch"]): (100 * e["AP50_95"], 100 * e["AP50"]) for e in s["evals"]}}
 
 
@@ -135,7 +135,8 @@ def run_ours(args, seed, work):
         parts = {"start": wall - t["total_s"] + t["setup_s"], "compile": t["compile_s"],
                  "steps": t["step_s"] + t["data_s"], "eval": t["eval_s"],
                  "checkpoints+other": t["ckpt_s"] + t["other_s"]}
-    return {"side": "ours", "seed": seed, "reused": reused, "wall_s": wall, "mean_step_s": step_s, "steps": steps, "parts": parts,
+    return {"side": "ours", "seed": seed, "reused": reused, "wall_s": wall, "mean_step_s": step_s,
+            "steps": steps, "parts": parts,
             "evals": {int(r["epoch"]): (100 * r["AP50_95"], 100 * r["AP50"]) for r in evals}}
 
 

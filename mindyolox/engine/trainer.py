@@ -21,14 +21,14 @@ the device and read once per log line (``host_reads`` counts every device-to-hos
 is also when a NaN/Inf loss is noticed. Hooks ``before_iter`` / ``after_iter`` run once per
 chunk, ``iter`` being its last iteration; ``last`` holds the means of the last logged window.
 
-Iteration semantics: global step ``k = epoch * steps_per_epoch + iter`` runs with
-``lr = schedule(k)`` (the official ``update_lr(progress + 1)`` after each step); the last
+Iteration semantics: global step ``k = epoch * steps_per_epoch + iter`` runs with ``lr =
+schedule(k)`` (the official ``update_lr(progress + 1)`` after each step); the last
 ``no_aug_epochs + 1`` epochs (official 0.3.0, :func:`~mindyolox.data.loader.no_aug_start`) run
 without Mosaic/MixUp (the loader), with the L1 term (the ``use_l1`` Parameter of the compiled
 step) and with an evaluation after each of them (:func:`eval_due`). A checkpoint taken after
-step ``k`` stores ``epoch``/``iter`` of step ``k + 1``; resuming restores model, EMA, momentum buffers,
-loss-scale state and RNG, and the loader starts at that batch (``start_iter``), so a resumed
-run reproduces an uninterrupted one.
+step ``k`` stores ``epoch``/``iter`` of step ``k + 1``; resuming restores model, EMA, momentum
+buffers, loss-scale state and RNG, and the loader starts at that batch (``start_iter``), so a
+resumed run reproduces an uninterrupted one.
 """
 import json
 import math
@@ -354,7 +354,8 @@ class Trainer:
         self.best_ap = max(self.best_ap, ap)
         self.log(f"eval epoch {self.epoch + 1}: AP50:95 {100 * ap:.2f} AP50 {100 * ap50:.2f} "
                  f"(best {100 * self.best_ap:.2f}) in {eval_s:.1f} s")
-        self.runlog.record({"type": "eval", "epoch": self.epoch + 1, "AP50_95": ap, "AP50": ap50, "eval_s": eval_s,
+        self.runlog.record({"type": "eval", "epoch": self.epoch + 1, "AP50_95": ap, "AP50": ap50,
+                           "eval_s": eval_s,
                            "stats": [float(s) for s in res.get("stats", [])]})
         if best:
             self.save("best", self._meta())
@@ -515,7 +516,7 @@ class Trainer:
         (graph compile), the other steps (device time), waiting for data, evaluations,
         checkpoint writes, and the rest (logging, hooks, plots)."""
         t = dict(self.timing, total_s=time.perf_counter() - self.t_start + self.timing["setup_s"])
-        t["other_s"] = t["total_s"] - sum(v for k, v in self.timing.items())
+        t["other_s"] = t["total_s"] - sum(self.timing.values())
         self.runlog.record({"type": "time", **t})
         self.log("time: " + ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in t.items()))
 
