@@ -17,19 +17,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mindyolox.engine.runtime import (build_and_load, parse_img_size, setup_mindspore,  # noqa: E402
-                                      take_back_overrides)
+from mindyolox.engine.runtime import build_and_load, parse_img_size, setup_mindspore  # noqa: E402
+from mindyolox.engine.predictor import NOT_MEDIA  # noqa: E402
 from mindyolox.errors import ConfigError, WeightsError  # noqa: E402
-from mindyolox.utils.cli import add_config_args, run_cli  # noqa: E402
+from mindyolox.utils.cli import add_config_args, parse_args, run_cli  # noqa: E402
 
 
-def add_predict_args(parser):
-    """Options shared with deploy/infer.py."""
+def add_predict_args(parser, save_dir="runs/predict"):
+    """Options shared with deploy/infer.py (``save_dir``: that script's default output folder)."""
     parser.add_argument("--source", required=True, help="image, video, or folder of them")
     parser.add_argument("--conf", type=float, default=0.25, help="score threshold obj*cls (default 0.25)")
     parser.add_argument("--nms", type=float, default=0.45, help="NMS IoU threshold (default 0.45)")
     parser.add_argument("--class-agnostic", action="store_true", help="NMS over all classes together")
-    parser.add_argument("--save-dir", default="runs/predict", help="output folder (default runs/predict)")
+    parser.add_argument("--save-dir", default=save_dir, help=f"output folder (default {save_dir})")
     parser.add_argument("--no-save", action="store_true", help="write nothing, print detections only")
     parser.add_argument("--device", default=None, help="CPU | GPU | Ascend (default: MindSpore's)")
     parser.add_argument("--half", action="store_true",
@@ -55,18 +55,20 @@ def report(out, save_dir):
             top = ", ".join(f"{d['class_name']} {d['score']:.2f}" for d in res[:8])
             print(f"{path}: {len(res)} detections" + (f" ({top}{', ...' if len(res) > 8 else ''})" if res else ""))
     if out["skipped"]:
-        print(f"skipped {len(out['skipped'])} unreadable file(s)")
+        not_media = sum(reason == NOT_MEDIA for _, reason in out["skipped"])
+        print(f"skipped {len(out['skipped'])} file(s): {not_media} not images or videos, "
+              f"{len(out['skipped']) - not_media} unreadable")
     if save_dir:
         print(f"results written to {save_dir}")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_config_args(parser)
+    add_config_args(parser, example="data.test_size=[320,320]")
     parser.add_argument("--weights", required=True, help=".ckpt (mindyolox), .pth (official) or .npz")
     parser.add_argument("--img-size", nargs="+", help="input size: S or H W (default data.test_size)")
     add_predict_args(parser)
-    args = take_back_overrides(parser.parse_args(argv))
+    args = parse_args(parser, argv)
     check_thresholds(args)
 
     from mindyolox.config import load_config

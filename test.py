@@ -20,10 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mindyolox.engine.runtime import (build_and_load, parse_img_size, setup_mindspore,  # noqa: E402
-                                      take_back_overrides)
+from mindyolox.engine.runtime import build_and_load, parse_img_size, setup_mindspore  # noqa: E402
 from mindyolox.errors import ConfigError, DataError, WeightsError  # noqa: E402
-from mindyolox.utils.cli import add_config_args, run_cli  # noqa: E402
+from mindyolox.utils.cli import add_config_args, parse_args, run_cli  # noqa: E402
 
 
 def _no_nan(obj):
@@ -39,7 +38,7 @@ def _no_nan(obj):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_config_args(parser)
+    add_config_args(parser, example="test.conf=0.01")
     parser.add_argument("--weights", required=True, help=".ckpt (mindyolox), .pth (official) or .npz")
     parser.add_argument("--img-size", nargs="+", help="eval size: S or H W (default data.test_size)")
     parser.add_argument("--batch", type=int, help="batch size (default test.batch_size)")
@@ -56,7 +55,7 @@ def main(argv=None):
     parser.add_argument("--half", action="store_true",
                         help="float16 inference (mixed precision O2: BatchNorm and outputs in float32)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = take_back_overrides(parser.parse_args(argv))
+    args = parse_args(parser, argv)
 
     from mindyolox.config import load_config
     cfg = load_config(args.config, args.overrides)

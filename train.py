@@ -18,12 +18,12 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from mindyolox.utils.cli import add_config_args, run_cli  # noqa: E402
+from mindyolox.utils.cli import add_config_args, parse_args as parse_cli, run_cli  # noqa: E402
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Train YOLOX (MindSpore, graph mode).")
-    add_config_args(p)
+    add_config_args(p, example="train.max_epoch=10 data.input_size=[320,320]")
     p.add_argument("--name", help="run name (default: the recipe file name)")
     p.add_argument("--run-dir", help="output folder (default: <train.output_dir>/<name>)")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
@@ -39,7 +39,7 @@ def parse_args(argv=None):
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--compile-cache", default=None, metavar="DIR",
                    help="MindSpore on-disk graph cache (faster start of later runs)")
-    return p.parse_args(argv)
+    return parse_cli(p, argv)
 
 
 def main(argv=None):

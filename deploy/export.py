@@ -26,10 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mindyolox.engine.runtime import (build_and_load, parse_img_size, setup_mindspore,  # noqa: E402
-                                      take_back_overrides)
+from mindyolox.engine.runtime import build_and_load, parse_img_size, setup_mindspore  # noqa: E402
 from mindyolox.errors import ConfigError, MindYOLOXError  # noqa: E402
-from mindyolox.utils.cli import add_config_args, run_cli  # noqa: E402
+from mindyolox.utils.cli import add_config_args, parse_args, run_cli  # noqa: E402
 
 FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
 
@@ -60,7 +59,7 @@ def export_model(model, batch, img_size, output, file_format="MINDIR"):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_config_args(parser)
+    add_config_args(parser, example="model.num_classes=20")
     parser.add_argument("--weights", required=True, help=".ckpt (mindyolox), .pth (official) or .npz")
     parser.add_argument("--format", default="MINDIR", type=str.upper, choices=sorted(FORMATS),
                         help="MINDIR (default), ONNX or AIR (Ascend only)")
@@ -72,7 +71,7 @@ def main(argv=None):
                         help="convolution ops in the graph: native Conv2D (portable, default) or "
                              "im2col (fast with MindSpore on CPU)")
     parser.add_argument("--device", default=None, help="CPU | GPU | Ascend (default: MindSpore's)")
-    args = take_back_overrides(parser.parse_args(argv))
+    args = parse_args(parser, argv)
     if args.batch <= 0:
         raise ConfigError(f"--batch must be positive, got {args.batch}")
     img_size = parse_img_size(args.img_size)

@@ -128,8 +128,7 @@ def main(argv=None):
     parser.add_argument("--mindir", required=True, help="exported .mindir (deploy/export.py)")
     parser.add_argument("--img-size", type=int, nargs="+", help="input size S or H W (default: from the .json)")
     parser.add_argument("--backend", default="auto", choices=["auto", "mindspore", "lite"])
-    add_predict_args(parser)
-    parser.set_defaults(save_dir="runs/infer")
+    add_predict_args(parser, save_dir="runs/infer")
     args = parser.parse_args(argv)
     check_thresholds(args)
     if not os.path.isfile(args.mindir):

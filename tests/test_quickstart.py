@@ -122,11 +122,12 @@ def shorten(command):
 # ----------------------------------------------------------------------------- scratch workdir
 def make_workdir(path):
     """A scratch working directory with links to the project's scripts, ``home/`` as HOME,
-    the official nano weights standing in for the README's download."""
+    the official nano weights and dog.jpg standing in for the README's downloads."""
     path.mkdir(parents=True, exist_ok=True)
     for name in LINKED:
         (path / name).symlink_to(ROOT / name)
     (path / "yolox_nano.pth").symlink_to(shared_path("weights", "yolox_nano.pth"))
+    (path / "dog.jpg").symlink_to(shared_path("data", "images", "dog.jpg"))
     (path / "home").mkdir()
     return path
 

@@ -14,15 +14,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone
 
 from mindyolox.config import load_config  # noqa: E402
 from mindyolox.errors import WeightsError  # noqa: E402
-from mindyolox.utils.cli import add_config_args, run_cli  # noqa: E402
+from mindyolox.utils.cli import add_config_args, parse_args, run_cli  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("weights", help="official weights: .pth/.pt (torch.save) or .npz")
     parser.add_argument("-o", "--output", required=True, help="MindSpore checkpoint to write (.ckpt)")
-    add_config_args(parser)
-    args = parser.parse_intermixed_args(argv)
+    add_config_args(parser, example="model.num_classes=20")
+    args = parse_args(parser, argv)
     if Path(args.output).suffix.lower() != ".ckpt":
         raise WeightsError(f"{args.output}: output must end in .ckpt")
     cfg = load_config(args.config, args.overrides)

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone
 
 from mindyolox.config import load_config  # noqa: E402
 from mindyolox.errors import MindYOLOXError  # noqa: E402
-from mindyolox.utils.cli import add_config_args, run_cli  # noqa: E402
+from mindyolox.utils.cli import add_config_args, parse_args, run_cli  # noqa: E402
 
 
 def format_info(name, params, gflops, size):
@@ -26,15 +26,12 @@ def format_info(name, params, gflops, size):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_config_args(parser)
+    add_config_args(parser, example="model.num_classes=20")
     parser.add_argument("--img-size", nargs="+", metavar="N",
                         help="input size: one int (square) or h w; default: the recipe's data.test_size")
-    args = parser.parse_args(argv)
-    img_size = None
-    if args.img_size is not None:
-        # nargs="+" also swallows key=value overrides written after the sizes: hand them back.
-        args.overrides = [v for v in args.img_size if "=" in v] + list(args.overrides)
-        img_size = [v for v in args.img_size if "=" not in v]
+    args = parse_args(parser, argv)
+    img_size = args.img_size
+    if img_size is not None:
         try:
             img_size = [int(v) for v in img_size]
         except ValueError:

@@ -20,7 +20,7 @@ from mindyolox.config import load_config  # noqa: E402
 from mindyolox.data.loader import build_dataset  # noqa: E402
 from mindyolox.data.mosaic import MosaicMixup  # noqa: E402
 from mindyolox.data.transforms import cxcywh2xyxy  # noqa: E402
-from mindyolox.utils.cli import add_config_args, run_cli  # noqa: E402
+from mindyolox.utils.cli import add_config_args, parse_args, run_cli  # noqa: E402
 from mindyolox.utils.visualize import draw_boxes, make_grid, save_image  # noqa: E402
 
 
@@ -44,13 +44,13 @@ def render_samples(data_cfg, aug_cfg, seed=0, n=8, mosaic=True, split="train", d
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_config_args(parser)
+    add_config_args(parser, example="aug.mosaic_prob=0")
     parser.add_argument("--n", type=int, default=8, help="number of samples (default 8)")
     parser.add_argument("-o", "--output", default="samples.png", help="PNG to write")
     parser.add_argument("--cols", type=int, default=4, help="grid columns")
     parser.add_argument("--no-aug", action="store_true", help="samples of the no-aug epochs (no mosaic/mixup)")
     parser.add_argument("--split", choices=["train", "val"], default="train")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     cfg = load_config(args.config, args.overrides)
     images, dataset = render_samples(cfg["data"], cfg["aug"], cfg["train"]["seed"], args.n,

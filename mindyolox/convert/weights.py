@@ -104,6 +104,18 @@ def _read_npz(path):
         raise WeightsError(f"{path}: not a readable .npz archive ({e})") from None
 
 
+def check_weights_file(path):
+    """``WeightsError`` unless ``path`` is a file with a weights suffix (a cheap check made
+    before anything is created or built); returns the suffix in lower case."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise WeightsError(f"{path}: unknown weights format '{suffix}' (use {', '.join(SUFFIXES)})")
+    return suffix
+
+
 def read_weights(path):
     """``{mindyolox name: array}`` from a ``.ckpt``/``.pth``/``.pt``/``.npz`` file.
 
@@ -111,17 +123,13 @@ def read_weights(path):
     dict and the number of dropped entries.
     """
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
-    suffix = path.suffix.lower()
+    suffix = check_weights_file(path)
     if suffix == ".ckpt":
         return _read_ckpt(path), 0
     if suffix in (".pth", ".pt"):
         raw = read_torch_state_dict(path)
-    elif suffix == ".npz":
-        raw = _read_npz(path)
     else:
-        raise WeightsError(f"{path}: unknown weights format '{suffix}' (use {', '.join(SUFFIXES)})")
+        raw = _read_npz(path)
     out, ignored = {}, 0
     for name, value in raw.items():
         ours = official_to_mindyolox(name)

@@ -39,6 +39,7 @@ COCO_CLASSES = (
     "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
     "teddy bear", "hair drier", "toothbrush",
 )
+NOT_MEDIA = "not an image or video (extension)"
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
 
@@ -108,25 +109,26 @@ def detections_to_records(dets, class_names):
 
 
 def list_source(source):
-    """``(kind, files)`` for ``source``: ``("image", [path])``, ``("video", [path])`` or
-    ``("dir", [image and video paths, sorted])``. Raises DataError when it does not exist,
+    """``(kind, files, ignored)`` for ``source``: ``("image", [path], [])``, ``("video",
+    [path], [])`` or ``("dir", [image and video paths, sorted], [other files, sorted])`` (a
+    folder is not searched below its top level). Raises DataError when it does not exist,
     has an unknown extension, or (a folder) holds no image or video."""
     source = str(source)
     if os.path.isdir(source):
-        files = sorted(os.path.join(source, f) for f in os.listdir(source)
-                       if f.lower().endswith(IMAGE_EXTS + VIDEO_EXTS)
-                       and os.path.isfile(os.path.join(source, f)))
+        entries = sorted(os.path.join(source, f) for f in os.listdir(source))
+        entries = [p for p in entries if os.path.isfile(p)]
+        files = [p for p in entries if p.lower().endswith(IMAGE_EXTS + VIDEO_EXTS)]
         if not files:
             raise DataError(f"--source {source}: folder has no images or videos "
                             f"({', '.join(IMAGE_EXTS + VIDEO_EXTS)})")
-        return "dir", files
+        return "dir", files, [p for p in entries if p not in set(files)]
     if not os.path.exists(source):
         raise DataError(f"--source {source}: no such file or folder")
     ext = os.path.splitext(source)[1].lower()
     if ext in IMAGE_EXTS:
-        return "image", [source]
+        return "image", [source], []
     if ext in VIDEO_EXTS:
-        return "video", [source]
+        return "video", [source], []
     raise DataError(f"--source {source}: unknown extension '{ext}' (images: {', '.join(IMAGE_EXTS)}; "
                     f"videos: {', '.join(VIDEO_EXTS)})")
 
@@ -200,12 +202,19 @@ def run_prediction(predictor, source, save_dir, class_names, draw=True, progress
     per-frame list (video)}, "skipped": [(path, reason)]}``.
 
     A single unreadable image or video raises DataError; inside a folder it is skipped,
-    reported through ``log`` and listed in ``skipped``, and the rest is processed.
+    reported through ``log`` and listed in ``skipped``, and the rest is processed. Files of
+    a folder whose extension is neither an image's nor a video's are listed in ``skipped``
+    too, and counted in one ``log`` line.
     """
-    kind, files = list_source(source)
+    kind, files, ignored = list_source(source)
     if save_dir:
         os.makedirs(save_dir, exist_ok=True)
-    results, skipped = {}, []
+    skipped = [(p, NOT_MEDIA) for p in ignored]
+    if ignored:
+        names = ", ".join(os.path.basename(p) for p in ignored[:5]) + (", ..." if len(ignored) > 5 else "")
+        log(f"skipped {len(ignored)} file(s) of {source} that are not images or videos by their extension "
+            f"({names})")
+    results = {}
     many = len(files) > 1
     bar = tqdm(files, desc="predict", unit="file", disable=not (progress and many), leave=False)
     for path in bar:

@@ -9,6 +9,18 @@ import time
 __all__ = ["RunLog", "rss_gb", "fmt_eta"]
 
 
+class BarAwareHandler(logging.StreamHandler):
+    """Console handler that prints through ``tqdm.write``: an open progress bar (stderr) is
+    cleared, the record printed on a line of its own, and the bar drawn again below it."""
+
+    def emit(self, record):
+        try:
+            from tqdm import tqdm
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # logging's own convention: report, never raise from a handler
+            self.handleError(record)
+
+
 def rss_gb():
     """(current, peak) resident memory of this process in GB."""
     try:
@@ -31,7 +43,8 @@ def fmt_eta(seconds):
 class RunLog:
     """Log lines and JSONL records of the run in ``run_dir`` (other ranks write nothing).
 
-    ``info(msg)``: a timestamped line on stdout and in ``train_log.txt`` (appended);
+    ``info(msg)``: a timestamped line on stdout (through any open progress bar, time of day
+    only) and in ``train_log.txt`` (appended, date and time);
     ``record(dict)``: one line of ``metrics.jsonl``; ``event(kind, **fields)``: a
     ``type: event`` record with the time."""
 
@@ -45,10 +58,11 @@ class RunLog:
             lg.setLevel(logging.WARNING)
             return
         lg.setLevel(logging.INFO)
-        fmt = logging.Formatter("%(asctime)s | %(message)s", "%Y-%m-%d %H:%M:%S")
-        for handler in (logging.StreamHandler(sys.stdout), logging.FileHandler(run_dir / "train_log.txt", mode="a")):
-            handler.setFormatter(fmt)
-            lg.addHandler(handler)
+        console, file = BarAwareHandler(sys.stdout), logging.FileHandler(run_dir / "train_log.txt", mode="a")
+        console.setFormatter(logging.Formatter("%(asctime)s | %(message)s", "%H:%M:%S"))
+        file.setFormatter(logging.Formatter("%(asctime)s | %(message)s", "%Y-%m-%d %H:%M:%S"))
+        lg.addHandler(console)
+        lg.addHandler(file)
 
     def info(self, msg):
         if self.rank == 0:

@@ -3,7 +3,7 @@ import os
 
 from ..errors import MindYOLOXError, WeightsError
 
-__all__ = ["parse_img_size", "take_back_overrides", "setup_mindspore", "build_and_load"]
+__all__ = ["parse_img_size", "setup_mindspore", "build_and_load"]
 
 
 def parse_img_size(values, flag="--img-size", multiple=32):
@@ -21,15 +21,6 @@ def parse_img_size(values, flag="--img-size", multiple=32):
         raise MindYOLOXError(f"{flag}: {v[0]}x{v[1]} is not a multiple of {multiple} "
                              f"(e.g. {max(multiple, round(v[0] / multiple) * multiple)})")
     return v[0], v[1]
-
-
-def take_back_overrides(args):
-    """``--img-size`` (``nargs="+"``) also swallows ``key=value`` overrides written after the
-    sizes: move them back to ``args.overrides``; leaves ``args.img_size`` with the sizes only."""
-    if getattr(args, "img_size", None):
-        args.overrides = [v for v in args.img_size if "=" in v] + list(getattr(args, "overrides", []))
-        args.img_size = [v for v in args.img_size if "=" not in v] or None
-    return args
 
 
 def setup_mindspore(device=None, cfg=None):

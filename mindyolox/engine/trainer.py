@@ -49,6 +49,8 @@ __all__ = ["Trainer", "TrainingDiverged", "TrainHook", "eval_due"]
 
 LOSS_NAMES = ("total", "iou", "obj", "cls", "l1", "num_fg")
 PARTS = ("model", "net", "ema_model", "loader", "lr_schedule", "optimizer", "step", "evaluator")
+# what a start writes before its first checkpoint: a run folder holding only these is not started
+NOT_STARTED = {"config.yaml", "train_log.txt", "metrics.jsonl", "curves.png"}
 
 
 _CACHE_ENV = ("MS_COMPILER_CACHE_ENABLE", "MS_COMPILER_CACHE_PATH")
@@ -234,6 +236,9 @@ class Trainer:
         cfg, t = self.cfg, self.tcfg
         self.max_epoch = int(t.max_epoch)
         meta = self._read_resume_meta()
+        if self.weights and meta is None:
+            from ..convert.weights import check_weights_file
+            check_weights_file(self.weights)  # before the run folder exists
         if self.rank == 0:
             self._prepare_run_dir()
         self._setup_logging()
@@ -296,8 +301,10 @@ class Trainer:
         if self.rank == 0 and hasattr(self, "metrics_path") and self.metrics_path.exists():
             from .plots import plot_training_curves
             png = plot_training_curves(self.metrics_path, self.run_dir / "curves.png")
+            best = (f"best AP50:95 {100 * self.best_ap:.2f}" if self.last_ap is not None else
+                    "no evaluation ran" + (" (--no-eval)" if not self.do_eval else ""))
             self.log(f"{self.status}: {self.iters_done} iterations in {time.perf_counter() - self.t_start:.0f} s, "
-                     f"best AP50:95 {100 * self.best_ap:.2f}, {self.overflow_steps} overflow-skipped steps, "
+                     f"{best}, {self.overflow_steps} overflow-skipped steps, "
                      f"{self.host_reads} device reads; curves: {png}")
             self._log_timing()
         self.event("end", status=self.status)
@@ -412,6 +419,9 @@ class Trainer:
         if not self.resume:
             return None
         self.resume_path = Path(self.run_dir / "last.ckpt" if self.resume is True else self.resume)
+        if self.resume is True and not self.resume_path.is_file():
+            raise MindYOLOXError(f"nothing to resume: {self.run_dir} holds no last.ckpt (the run never saved "
+                                 "one); start it without --resume")
         meta = read_meta(self.resume_path)
         self.start_epoch, self.start_iter = int(meta["epoch"]), int(meta["iter"])
         self.best_ap = float(meta.get("best_ap", 0.0))
@@ -436,10 +446,18 @@ class Trainer:
         self.log(report.summary())
 
     def _prepare_run_dir(self):
+        """Create the run folder. A folder holding only what a start writes before its first
+        checkpoint (a start that failed) counts as not started: its files are replaced."""
         d = self.run_dir
-        if d.exists() and any(d.iterdir()) and not self.resume and not self.exist_ok:
-            raise MindYOLOXError(f"run directory {d} already exists and is not empty: pass --resume to "
-                                 "continue it, --exist-ok to write into it anyway, or another --name")
+        entries = list(d.iterdir()) if d.is_dir() else []
+        if entries and not self.resume and not self.exist_ok:
+            if any(p.name not in NOT_STARTED for p in entries):
+                raise MindYOLOXError(f"run directory {d} already exists and is not empty: pass --resume to "
+                                     "continue it, --exist-ok to write into it anyway, or another --name")
+            for p in entries:
+                p.unlink()
+            self._resume_notes.append(f"note: {d} held no checkpoint (a start that did not train); "
+                                      "its files were replaced")
         d.mkdir(parents=True, exist_ok=True)
 
     def _setup_logging(self):

@@ -3,7 +3,12 @@
 ``run_cli(main)`` turns user errors (``MindYOLOXError``) into one ``error: <message>`` line on
 stderr and exit code 2, and Ctrl-C into exit code 130, so no script shows a traceback for
 bad input. Bugs (any other exception) still show their traceback.
+
+``parse_args(parser, argv)`` lets ``key=value`` overrides and options mix in any order:
+every word of the form ``section.key=value`` (a dotted name, then ``=``) is an override
+wherever it stands, even right after an option that takes several values (``--img-size``).
 """
+import re
 import sys
 
 from ..errors import MindYOLOXError
@@ -23,11 +28,24 @@ def run_cli(main):
     sys.exit(code or 0)
 
 
-def add_config_args(parser):
-    """Add ``--config FILE`` (required) and positional ``key=value`` overrides to ``parser``."""
+OVERRIDE = re.compile(r"^[A-Za-z_]\w*(\.\w+)+=")
+
+
+def add_config_args(parser, example="data.data_dir=my_coco"):
+    """Add ``--config FILE`` (required) and ``key=value`` overrides to ``parser``; ``example``
+    is the override shown in ``--help`` (one that means something for that script)."""
     parser.add_argument("--config", required=True, metavar="FILE",
                         help="YAML recipe, e.g. configs/yolox-s.yaml")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="dotted overrides, value parsed as YAML, e.g. train.max_epoch=10 "
-                             "data.input_size=[320,320]")
+                        help=f"dotted overrides anywhere on the line, value parsed as YAML, e.g. {example}")
     return parser
+
+
+def parse_args(parser, argv=None):
+    """``parser.parse_args`` with every ``section.key=value`` word taken out first and put in
+    ``args.overrides`` (in the order given), so overrides and options mix in any order."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    overrides = [a for a in argv if OVERRIDE.match(a)]
+    args = parser.parse_args([a for a in argv if not OVERRIDE.match(a)])
+    args.overrides = list(getattr(args, "overrides", None) or []) + overrides
+    return args

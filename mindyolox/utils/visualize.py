@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import DataError
 
-__all__ = ["class_color", "draw_boxes", "make_grid", "save_image"]
+__all__ = ["class_color", "draw_boxes", "place_labels", "make_grid", "save_image"]
 
 
 def class_color(class_id):
@@ -20,32 +20,64 @@ def class_color(class_id):
     return tuple(int(v) for v in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
 
 
+def _overlap(a, b):
+    """Intersection area of two ``(x, y, w, h)`` rectangles."""
+    return max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])) * \
+        max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+
+
+def place_labels(boxes, sizes, img_w, img_h):
+    """Where each box's label tag goes: ``[(x, y, w, h), ...]`` in pixels, inside the image.
+
+    boxes: ``[N, 4]`` xyxy in priority order (the first gets its preferred place); sizes:
+    ``[(w, h), ...]`` of the tags. Candidates, in order: above the box's top-left corner,
+    inside it under the top edge, below the bottom edge, inside above the bottom edge -- each
+    shifted into the image. The first candidate that overlaps no tag placed so far wins,
+    else the one overlapping least.
+    """
+    placed = []
+    for (x1, y1, x2, y2), (w, h) in zip(boxes, sizes):
+        w, h = min(int(w), img_w), min(int(h), img_h)
+        x = min(max(int(round(x1)), 0), img_w - w)
+        cands = [(x, min(max(y, 0), img_h - h)) for y in
+                 (int(round(y1)) - h, int(round(y1)), int(round(y2)), int(round(y2)) - h)]
+        best = min(cands, key=lambda c: sum(_overlap((c[0], c[1], w, h), r) for r in placed))
+        first_free = next((c for c in cands if all(_overlap((c[0], c[1], w, h), r) == 0 for r in placed)), None)
+        placed.append((*(first_free or best), w, h))
+    return placed
+
+
 def draw_boxes(img, boxes, classes, scores=None, class_names=None, thickness=2):
     """Return a copy of ``img`` with each box drawn and labelled ``name`` or ``name 0.87``.
 
     img: BGR uint8 ``[H, W, 3]``; boxes: ``[N, 4]`` xyxy pixels; classes: ``[N]`` class ids;
     scores: optional ``[N]`` in 0..1; class_names: sequence indexed by class id.
-    Boxes are drawn in ascending score order so the most confident labels end up on top.
+    All boxes are drawn first, then the tags (:func:`place_labels`: inside the image, the most
+    confident placed first and drawn last, tags kept off each other where there is room).
     """
     out = np.ascontiguousarray(img, dtype=np.uint8).copy()
+    img_h, img_w = out.shape[:2]
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     classes = np.asarray(classes).reshape(-1).astype(np.int64)
     font, fscale = cv2.FONT_HERSHEY_SIMPLEX, max(0.35, min(out.shape[:2]) / 900)
-    order = np.argsort(np.asarray(scores).reshape(-1), kind="stable") if scores is not None \
-        else range(len(boxes))
+    order = np.argsort(-np.asarray(scores).reshape(-1), kind="stable") if scores is not None \
+        else np.arange(len(boxes))
+    texts, heights, sizes = [], [], []
     for k in order:
-        box, c = boxes[k], classes[k]
-        x1, y1, x2, y2 = (int(round(v)) for v in box)
-        color = class_color(c)
-        cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness)
+        x1, y1, x2, y2 = (int(round(v)) for v in boxes[k])
+        cv2.rectangle(out, (x1, y1), (x2, y2), class_color(classes[k]), thickness)
+        c = classes[k]
         name = class_names[c] if class_names is not None and 0 <= c < len(class_names) else str(c)
-        text = f"{name} {float(scores[k]):.2f}" if scores is not None else str(name)
-        (tw, th), base = cv2.getTextSize(text, font, fscale, 1)
-        ty = y1 - 2 if y1 - th - base - 2 >= 0 else y1 + th + 2
-        cv2.rectangle(out, (x1, ty - th - 2), (x1 + tw + 2, ty + base - 1), color, -1)
-        light = sum(color) > 380
-        cv2.putText(out, text, (x1 + 1, ty - 1), font, fscale, (0, 0, 0) if light else (255, 255, 255),
-                    1, cv2.LINE_AA)
+        texts.append(f"{name} {float(scores[k]):.2f}" if scores is not None else str(name))
+        (tw, th), base = cv2.getTextSize(texts[-1], font, fscale, 1)
+        heights.append(th)
+        sizes.append((tw + 2, th + base + 2))
+    rects = place_labels(boxes[order], sizes, img_w, img_h)
+    for i in reversed(range(len(order))):
+        (x, y, w, h), color = rects[i], class_color(classes[order[i]])
+        cv2.rectangle(out, (x, y), (x + w - 1, y + h - 1), color, -1)
+        text_color = (0, 0, 0) if sum(color) > 380 else (255, 255, 255)
+        cv2.putText(out, texts[i], (x + 1, y + 1 + heights[i]), font, fscale, text_color, 1, cv2.LINE_AA)
     return out
 
 
