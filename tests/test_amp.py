@@ -103,6 +103,8 @@ def o2_run(tmp_path_factory):
 def test_o2_training_on_cpu_lowers_the_loss(o2_run):
     tr, totals = o2_run
     assert tr.options.amp_level == "O2" and tr.step.dynamic  # dynamic loss scale by default
+    assert "stopped: 30 iterations" in (tr.run_dir / "train_log.txt").read_text()
+    assert "no evaluation ran (--no-eval)" in (tr.run_dir / "train_log.txt").read_text()
     assert len(totals) == 6 and np.isfinite(totals).all()
     assert np.mean(totals[-2:]) < 0.85 * totals[0], totals
     bn = next(c for _, c in tr.model.cells_and_names() if isinstance(c, BatchNorm2d))

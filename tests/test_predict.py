@@ -1,5 +1,6 @@
 """predict.py: official-model detections on dog.jpg, folder handling, one-line errors."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -20,11 +21,12 @@ def _predict(*args):
 
 @pytest.fixture(scope="module")
 def folder_run(tmp_path_factory):
-    """One predict.py run on a folder: dog.jpg, another photo and a corrupt 'image'."""
+    """One predict.py run on a folder: dog.jpg, another photo, a corrupt 'image' and a text file."""
     src = tmp_path_factory.mktemp("src")
     shutil.copy(DOG, src / "dog.jpg")
     shutil.copy(SHARED / "data" / "images" / "chelsea.png", src / "chelsea.png")
     (src / "broken.jpg").write_bytes(b"this is not a jpeg")
+    (src / "notes.txt").write_text("not an image")
     out = tmp_path_factory.mktemp("out")
     p = _predict("--weights", WEIGHTS, "--img-size", 416, "--source", src, "--save-dir", out,
                  "--conf", 0.25, "--nms", 0.45)
@@ -53,7 +55,9 @@ def test_dog_matches_official(folder_run):
 def test_folder_outputs_and_bad_image_skipped(folder_run):
     p, src, out = folder_run
     assert p.returncode == 0, p.stderr
-    assert "broken.jpg" in p.stdout + p.stderr and "skipped 1" in p.stdout
+    assert "broken.jpg" in p.stdout + p.stderr
+    assert "skipped 1 file(s) of" in p.stdout and "not images or videos by their extension (notes.txt)" in p.stdout
+    assert "skipped 2 file(s): 1 not images or videos, 1 unreadable" in p.stdout
     for stem in ("dog", "chelsea"):
         assert (out / f"{stem}.jpg").stat().st_size > 10000
         assert (out / f"{stem}.json").is_file()
@@ -61,7 +65,8 @@ def test_folder_outputs_and_bad_image_skipped(folder_run):
     drawn, orig = cv2.imread(str(out / "dog.jpg")), cv2.imread(str(DOG))
     assert drawn.shape == orig.shape and np.abs(drawn.astype(int) - orig).mean() > 0.5  # boxes drawn
     allp = json.loads((out / "predictions.json").read_text())
-    assert len(allp["results"]) == 2 and allp["skipped"][0]["file"].endswith("broken.jpg")
+    assert len(allp["results"]) == 2
+    assert sorted(os.path.basename(s["file"]) for s in allp["skipped"]) == ["broken.jpg", "notes.txt"]
     chelsea = allp["results"][str(src / "chelsea.png")]
     assert any(d["class_name"] == "cat" for d in chelsea)
 
