@@ -35,6 +35,28 @@ def _named_outputs(command):
     return out
 
 
+def _readme_outputs():
+    """Relative paths the README's commands write in the project folder: their output flags,
+    the files ``wget`` downloads, and the training run folder."""
+    out = ["runs/train"]
+    for b in readme_blocks():
+        for command in b.commands:
+            words = shlex.split(command)
+            if words and words[0] == "wget":
+                out.append(words[-1].rsplit("/", 1)[-1])
+            out += [p for p in _named_outputs(command) if not p.startswith(("/", "~"))]
+    return out
+
+
+def test_gitignore_covers_what_the_readme_commands_write():
+    import subprocess
+    outputs = _readme_outputs()
+    assert {"datasets/shapes", "shapes.png", "dog.jpg", "yolox_nano.pth"} <= set(outputs)
+    kept = [p for p in outputs if subprocess.run(["git", "check-ignore", "-q", "--no-index", p],
+                                                 cwd=ROOT).returncode != 0]
+    assert not kept, f"not in .gitignore: {kept}"
+
+
 def _expand(path, workdir):
     return workdir / "home" / path[2:] if path.startswith("~/") else workdir / path
 
