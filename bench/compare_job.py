@@ -7,8 +7,10 @@ seeds: AP50:95 / AP50 at each evaluation, wall time, mean step time, seed spread
 Our side is ``train.py --config CONFIG train.seed=S [--set ...]`` (default the quickstart
 recipe ``configs/demo/yolox-nano-demo.yaml``); the official side is the launcher in
 ``../shared/anchors/official-yolox/demo_job`` (the official ``Trainer`` on CPU with the same
-recipe as an official ``Exp``), given the same seed, the same overrides (``train.X=V`` /
-``aug.X=V`` / ``data.max_labels=V`` become the Exp's ``X V``) and the same data folder. Both
+recipe as an official ``Exp``), given the same seed, the same values and the same data folder:
+every scalar ``train.X`` / ``aug.X`` / ``data.max_labels`` of the resolved recipe (``--set``
+included) that differs from the Exp's own ``self.X = ...`` is passed as the Exp's ``X V``
+(``recipe_opts``), so a recipe edited after the Exp was written still runs the same job. Both
 sides evaluate the EMA weights after the same epochs: every ``train.eval_interval`` epochs and
 each epoch from the no-aug switch on (the official trainer's ``eval_interval = 1``), the last
 included. The anchor venv also needs ``tqdm`` (the official evaluator imports it).
@@ -22,8 +24,10 @@ for example from earlier launcher runs with the same settings; ours: ``ours/seed
 that fails is reported with the tail of its log and the table goes on.
 """
 import argparse
+import ast
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -35,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MINDYOLOX_SHARED", ROOT.parent / "shared"))
 ANCHOR = SHARED / "anchors" / "official-yolox"
 OFFICIAL_TRAIN = ANCHOR / "demo_job" / "official_train.py"
+OFFICIAL_EXP = ANCHOR / "demo_job" / "yolox_nano_demo_exp.py"
 DEFAULT_CONFIG = "configs/demo/yolox-nano-demo.yaml"
 # recipe sections whose keys carry the official Exp attribute names
 _OFFICIAL_SECTIONS = ("train", "aug")
@@ -54,6 +59,36 @@ def official_opts(overrides):
             raise SystemExit(f"error: --set {key}: no counterpart in the official Exp (use train.*, aug.*, "
                              f"data.max_labels)")
         opts += [name, value]
+    return opts
+
+
+def exp_values(path=OFFICIAL_EXP):
+    """``{attribute: value}`` of the Exp's ``self.X = <Python literal>`` lines (the rest, such
+    as ``os.environ.get(...)``, is left out)."""
+    out = {}
+    for name, expr in re.findall(r"^\s+self\.(\w+) = ([^#\n]+)", Path(path).read_text(), re.M):
+        try:
+            out[name] = ast.literal_eval(expr.strip())
+        except (ValueError, SyntaxError):
+            continue
+    return out
+
+
+def recipe_opts(cfg, exp):
+    """The official launcher's ``key value`` pairs for every scalar ``train.*`` / ``aug.*`` /
+    ``data.max_labels`` of recipe ``cfg`` whose name is an Exp attribute (``exp``, from
+    :func:`exp_values`) with another value. A differing bool is refused: the Exp's ``merge``
+    would read the string ``False`` as true."""
+    items = [(k, v) for s in _OFFICIAL_SECTIONS for k, v in cfg[s].items()]
+    items += [(k, cfg.data[k]) for k in _OFFICIAL_DATA_KEYS]
+    opts = []
+    for name, value in items:
+        if name not in exp or isinstance(value, (list, tuple, dict)) or value == exp[name]:
+            continue
+        if isinstance(value, bool) or isinstance(exp[name], bool):
+            raise SystemExit(f"error: {name}: {value!r} here, {exp[name]!r} in the official Exp; a bool cannot "
+                             "be passed to the official launcher")
+        opts += [name, str(value)]
     return opts
 
 
@@ -80,7 +115,7 @@ def run_official(args, seed, work, data_dir, epochs):
     env = dict(os.environ, PYTHONPATH=f"{ANCHOR / 'stubs'}:{ANCHOR}", DEMO_DATA=str(data_dir),
                OFFICIAL_RUNS=str(work / "official"))
     cmd = [args.anchor_python, str(OFFICIAL_TRAIN), "-expn", name, "--seed", str(seed),
-           "--eval-epochs", ",".join(map(str, epochs))] + official_opts(args.set)
+           "--eval-epochs", ",".join(map(str, epochs))] + args.official_opts
     log = work / f"official_{name}.log"
     summary = work / "official" / name / "fid_summary.json"
     reused = args.reuse and summary.exists()
@@ -230,6 +265,7 @@ def main(argv=None):
         print("no --anchor-python: our side only, nothing compared")
     if "official" in sides:
         official_opts(args.set)  # refuse untranslatable keys before anything runs
+        args.official_opts = recipe_opts(cfg, exp_values())
         if not OFFICIAL_TRAIN.exists():
             raise SystemExit(f"error: {OFFICIAL_TRAIN} not found (set MINDYOLOX_SHARED)")
         if subprocess.call([args.anchor_python, "-c", "import torch, tqdm, pycocotools"]) != 0:
@@ -240,7 +276,9 @@ def main(argv=None):
     work.mkdir(parents=True, exist_ok=True)
     jobs = [(side, seed) for seed in args.seeds for side in sides]
     print(f"{len(jobs)} jobs ({', '.join(sides)}; seeds {args.seeds}), evaluation after epochs {epochs}, "
-          f"overrides {args.set or 'none'}; logs in {work}", flush=True)
+          f"overrides {args.set or 'none'}"
+          + (f", official Exp given {' '.join(args.official_opts) or 'nothing'}" if "official" in sides else "")
+          + f"; logs in {work}", flush=True)
 
     def one(job):
         side, seed = job

@@ -68,6 +68,23 @@ def test_job_overrides_map_to_the_official_exp(job):
         job.official_opts(["basic_lr_per_img=0.002"])
 
 
+def test_job_passes_every_recipe_value_that_differs_from_the_official_exp(job, tmp_path):
+    from mindyolox import load_config
+    from tests.conftest import shared_path
+    exp = job.exp_values(shared_path("anchors", "official-yolox", "demo_job", "yolox_nano_demo_exp.py"))
+    assert exp["max_labels"] == 16 and exp["mosaic_scale"] == (0.5, 1.5) and "output_dir" not in exp
+    demo = ROOT / "configs" / "demo" / "yolox-nano-demo.yaml"
+    expect = [] if exp["basic_lr_per_img"] == load_config(demo).train.basic_lr_per_img else \
+        ["basic_lr_per_img", str(load_config(demo).train.basic_lr_per_img)]
+    assert job.recipe_opts(load_config(demo), exp) == expect  # everything else already agrees
+    cfg = load_config(demo, ["train.max_epoch=20", "aug.flip_prob=0.0", "data.max_labels=8"])
+    opts = job.recipe_opts(cfg, exp)
+    assert dict(zip(opts[::2], opts[1::2])) == dict(zip(expect[::2], expect[1::2]), max_epoch="20", flip_prob="0.0",
+                                                    max_labels="8")
+    with pytest.raises(SystemExit, match="ema: .*a bool cannot"):
+        job.recipe_opts(load_config(demo, ["train.ema=false"]), exp)
+
+
 def test_job_eval_epochs_follow_the_trainer(job):
     from types import SimpleNamespace
     t = SimpleNamespace(max_epoch=10, eval_interval=5, no_aug_epochs=1)
