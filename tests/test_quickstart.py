@@ -133,8 +133,8 @@ def make_workdir(path):
 
 
 def env_for(workdir):
-    env = dict(os.environ)
-    env.update({"HOME": str(workdir / "home"), "PYTHONUNBUFFERED": "1", "GLOG_v": "3",
+    env = {k: v for k, v in os.environ.items() if k != "GLOG_v"}  # the scripts' own default, as for a user
+    env.update({"HOME": str(workdir / "home"), "PYTHONUNBUFFERED": "1",
                 "MS_COMPILER_CACHE_ENABLE": "1", "MS_COMPILER_CACHE_PATH": str(workdir.parent / "ms_cache")})
     return env
 
