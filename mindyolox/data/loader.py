@@ -266,7 +266,10 @@ class Loader:
     by_size: dict = None
 
     def __iter__(self):
-        """One epoch of numpy tuples (convenience for tools and tests)."""
+        """One epoch of numpy tuples (convenience for tools and tests); nothing for a loader
+        without batches (``ms_dataset`` None: an evaluation shard that got none)."""
+        if self.ms_dataset is None:
+            return iter(())
         return self.ms_dataset.create_tuple_iterator(num_epochs=1, output_numpy=True)
 
 
@@ -340,22 +343,34 @@ def create_train_loader(data_cfg, aug_cfg, train_cfg, rank=0, world_size=1, star
 # ----------------------------------------------------------------------------- evaluation
 class EvalSource:
     """Key ``k`` -> ``(image uint8 [3, H, W], index int32, orig_hw int32 [2], ratio float32)``
-    for rank-local position ``k`` (``-1`` index for padding / unreadable images)."""
+    for rank-local position ``k`` (``-1`` index for padding / unreadable images).
+
+    Sharding keeps whole batches of the single-process order: the dataset in order, cut into
+    batches of ``batch_size`` (the last one padded), and rank ``r`` of ``world_size`` takes
+    batches ``r, r + world_size, ...``. Every image is in exactly one rank's shard, in the same
+    batch and slot as in a single-process run (so each image's forward pass is the same
+    computation); ranks hold ``ceil`` or ``floor`` of ``batches / world_size`` batches
+    (``steps``, possibly 0 for a rank beyond a tiny dataset)."""
 
     def __init__(self, dataset, test_size, batch_size, rank=0, world_size=1):
         self.dataset = dataset
         self.test_size = (int(test_size[0]), int(test_size[1]))
-        self.indices = list(range(int(rank), len(dataset), int(world_size)))
-        per_rank = -(-len(dataset) // int(world_size))
-        self.steps = max(1, -(-per_rank // int(batch_size)))
-        self.total = self.steps * int(batch_size)
+        self.batch = int(batch_size)
+        self.batches = range(int(rank), max(1, -(-len(dataset) // self.batch)), int(world_size))
+        self.steps = len(self.batches)
+        self.total = self.steps * self.batch
+        self.indices = [i for k in range(self.total) if (i := self.index(k)) >= 0]
+
+    def index(self, k):
+        """Dataset index at rank-local position ``k`` (-1: padding)."""
+        i = self.batches[k // self.batch] * self.batch + k % self.batch
+        return i if i < len(self.dataset) else -1
 
     def __len__(self):
         return self.total
 
     def __getitem__(self, k):
-        k = int(k)
-        index = self.indices[k] if k < len(self.indices) else -1
+        index = self.index(int(k))
         img = self.dataset.read_image(index) if index >= 0 else None
         if img is None:
             blank = np.full((3,) + self.test_size, 114, dtype=np.uint8)
@@ -367,13 +382,16 @@ class EvalSource:
 
 
 def create_eval_loader(data_cfg, batch_size, rank=0, world_size=1, num_workers=None, dataset=None):
-    """Evaluation loader over the ``val`` split at ``data.test_size`` (see the module doc).
-    Every rank yields the same number of batches. Returns a :class:`Loader`."""
+    """Evaluation loader over the ``val`` split at ``data.test_size`` (see the module doc), the
+    shard of ``rank`` (:class:`EvalSource`). Returns a :class:`Loader`; its ``steps_per_epoch``
+    may be 0 for a rank with no batch (then there is nothing to iterate)."""
     import mindspore as ms
     import mindspore.dataset as ds
 
     dataset = dataset if dataset is not None else build_dataset(data_cfg, "val")
     source = EvalSource(dataset, data_cfg["test_size"], batch_size, rank, world_size)
+    if source.steps == 0:
+        return Loader(None, dataset, 0, int(batch_size), dataset.events, source)
     workers = int(data_cfg["num_workers"] if num_workers is None else num_workers)
     pipe = _generator(source, ["images", "index", "orig_hw", "ratio"], workers,
                       ds.SequentialSampler())

@@ -1,9 +1,59 @@
-"""Data-parallel helpers outside the compiled step: broadcast of the initial weights and the
-official ``all_reduce_norm`` (BN statistics averaged over ranks). Both go through one flat
-float32 ``AllReduce``; ``mindspore.communication`` must be initialised."""
+"""Data-parallel helpers outside the compiled step: broadcast of the initial weights, the
+official ``all_reduce_norm`` (BN statistics averaged over ranks), and the exchanges of a
+distributed evaluation (detections gathered to every rank, rank 0's metrics sent to every
+rank). They go through small ``AllReduce`` / ``AllGather`` cells (the evaluation's shapes
+bucketed to powers of two, so repeated evaluations reuse their graphs); ``mindspore.communication`` must be
+initialised. Nothing here assumes one node: ranks are global, no file is shared."""
 import numpy as np
 
-__all__ = ["init_data_parallel", "flat_all_reduce", "broadcast_initial_weights", "all_reduce_norm"]
+__all__ = ["init_data_parallel", "flat_all_reduce", "broadcast_initial_weights", "all_reduce_norm",
+           "all_gather_rows", "broadcast_from_rank0"]
+
+_GATHER = []
+
+
+def _all_gather(x):
+    """``AllGather`` of the numpy array ``x`` (every rank's, concatenated along axis 0); one
+    cell, compiled once per shape and dtype."""
+    import mindspore as ms
+    from mindspore import nn, ops
+    if not _GATHER:
+        class _Gather(nn.Cell):
+            def __init__(self):
+                super().__init__()
+                self.op = ops.AllGather()
+
+            def construct(self, t):
+                return self.op(t)
+        _GATHER.append(_Gather())
+    return _GATHER[0](ms.Tensor(np.ascontiguousarray(x))).asnumpy()
+
+
+def _bucket(n):
+    return 1 << max(6, int(np.ceil(np.log2(max(n, 1)))))
+
+
+def all_gather_rows(rows, world_size):
+    """Every rank's float32 ``rows [n_r, k]`` (``n_r`` may differ), concatenated in rank order
+    on every rank: ``[sum n_r, k]``, bit-exact (values are moved, not added)."""
+    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    counts = _all_gather(np.array([len(rows)], np.int32))
+    m = _bucket(int(counts.max()))
+    padded = np.zeros((m, rows.shape[1]), np.float32)
+    padded[:len(rows)] = rows
+    out = _all_gather(padded).reshape(int(world_size), m, rows.shape[1])
+    return np.concatenate([out[r, :int(c)] for r, c in enumerate(counts)])
+
+
+def broadcast_from_rank0(values, world_size):
+    """Rank 0's float64 vector ``values`` on every rank, bit-exact: its bytes travel as int32
+    words through an ``AllGather`` (MindSpore's CPU ``AllReduce`` takes floats only) and rank
+    0's block is kept. Every rank passes a vector of the same length."""
+    words = np.ascontiguousarray(values, dtype=np.float64).view(np.int32)
+    n = len(words)
+    buf = np.zeros(_bucket(n), np.int32)
+    buf[:n] = words
+    return _all_gather(buf).reshape(int(world_size), -1)[0, :n].view(np.float64).copy()
 
 
 def init_data_parallel():

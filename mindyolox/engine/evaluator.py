@@ -16,6 +16,13 @@ so one shape -- one compilation -- serves a whole dataset.
 
 Results (a dict, see :func:`evaluate`) use fractions in [0, 1] like ``COCOeval.stats``; the
 printed tables use percent, like the official logs.
+
+Distributed (``rank``/``world_size`` of an evaluator, under ``msrun``): each rank runs the
+model on its shard (whole batches of the single-process order, :class:`~mindyolox.data.loader.EvalSource`),
+the detections are gathered to every rank (``AllGather``, bit-exact), rank 0 computes the
+metrics and sends them to every rank (``AllReduce`` of its bytes), so every rank returns the
+same AP. Ranks wait in a collective only for the slowest shard and for rank 0's COCOeval,
+never for a whole val pass; ``timing["wait_s"]`` is that wait on this rank.
 """
 import contextlib
 import copy
@@ -45,8 +52,8 @@ def _model_num_classes(model):
     return int(getattr(head, "num_classes", getattr(model, "num_classes", -1)))
 
 
-def _as_loader(data, img_size, batch_size, num_workers):
-    """A ``mindyolox.data.Loader`` from a loader (returned as is) or a dataset."""
+def _as_loader(data, img_size, batch_size, num_workers, rank=0, world_size=1):
+    """A ``mindyolox.data.Loader`` from a loader (returned as is) or a dataset (this rank's shard)."""
     from ..data import DetectionDataset, Loader, create_eval_loader
     if isinstance(data, Loader):
         return data
@@ -57,7 +64,8 @@ def _as_loader(data, img_size, batch_size, num_workers):
     size = [int(img_size[0]), int(img_size[1])]
     # mindspore.dataset refuses more parallel workers than CPU cores (recipes default to 4)
     workers = max(0, min(int(num_workers), os.cpu_count() or 1))
-    return create_eval_loader({"test_size": size, "num_workers": workers}, int(batch_size), dataset=data)
+    return create_eval_loader({"test_size": size, "num_workers": workers}, int(batch_size), rank=rank,
+                              world_size=world_size, dataset=data)
 
 
 def run_inference(model, loader, conf=0.01, nms=0.65, class_agnostic=False, progress=True, desc="eval"):
@@ -156,23 +164,90 @@ def format_per_class_table(names, values, title="AP", columns=6):
     return "\n".join(lines)
 
 
-class COCOEvaluator:
-    """COCO bbox evaluation of a model on a :class:`~mindyolox.data.COCODataset`.
+class _Evaluator:
+    """What COCO and VOC evaluation share: the (sharded) loader, inference, gathering the
+    detections and sending rank 0's metrics to every rank. Subclasses give ``_check(model)``,
+    ``_metrics(results, timing, det_file)`` (the full result dict, rank 0) and ``STATS`` (the
+    number of entries of ``stats``).
 
     Args:
         data: the dataset or an eval ``Loader`` (``create_eval_loader``) over it.
         img_size: ``(h, w)`` input size (ignored when a Loader is given: its size is used).
         batch_size, num_workers: of the loader built for a dataset.
         conf, nms, class_agnostic: postprocess settings (official eval: 0.01 / 0.65 / False).
+        rank, world_size: this process's shard of a distributed evaluation (module doc).
     """
+    STATS = 0
 
     def __init__(self, data, img_size=None, batch_size=8, conf=0.01, nms=0.65,
-                 class_agnostic=False, num_workers=0):
-        self.loader = _as_loader(data, img_size, batch_size, num_workers)
+                 class_agnostic=False, num_workers=0, rank=0, world_size=1):
+        self.rank, self.world_size = int(rank), int(world_size)
+        self.loader = _as_loader(data, img_size, batch_size, num_workers, self.rank, self.world_size)
         self.dataset = self.loader.dataset
+        self.conf, self.nms, self.class_agnostic = float(conf), float(nms), bool(class_agnostic)
+
+    def evaluate(self, model, progress=True, det_file=None):
+        """Evaluate ``model``; returns the dict described in :func:`evaluate` (on ranks other
+        than 0 of a distributed evaluation: ``AP50_95``, ``AP50``, ``stats``, ``per_class_AP``,
+        ``num_detections``, ``num_images`` and ``timing``, received from rank 0)."""
+        self._check(model)
+        results, timing = run_inference(model, self.loader, self.conf, self.nms, self.class_agnostic,
+                                        progress, desc=f"eval {self.dataset.name}")
+        timing["wait_s"] = 0.0
+        if self.world_size > 1:
+            from .distributed import all_gather_rows
+            t0 = time.perf_counter()
+            rows = all_gather_rows(_to_rows(results), self.world_size)
+            timing["wait_s"] += time.perf_counter() - t0
+            results = _from_rows(rows)
+        res = self._metrics(results, timing, det_file) if self.rank == 0 else None
+        if self.world_size > 1:
+            res = self._share(res, timing)
+        return res
+
+    def _share(self, res, timing):
+        """Rank 0's metrics on every rank (module doc); ``timing`` is this rank's."""
+        from .distributed import broadcast_from_rank0
+        names = list(self.dataset.class_names)
+        vec = np.zeros(self.STATS + len(names) + 1)
+        if self.rank == 0:
+            vec[:] = list(res["stats"]) + [res["per_class_AP"][n] for n in names] + [res["num_detections"]]
+        t0 = time.perf_counter()
+        vec = broadcast_from_rank0(vec, self.world_size)
+        timing["wait_s"] += time.perf_counter() - t0
+        if self.rank == 0:
+            return res
+        stats = [float(v) for v in vec[:self.STATS]]
+        return {"AP50_95": stats[0], "AP50": stats[1], "stats": stats,
+                "per_class_AP": dict(zip(names, (float(v) for v in vec[self.STATS:-1]))),
+                "num_detections": int(vec[-1]), "num_images": len(self.dataset), "timing": timing}
+
+
+def _to_rows(results):
+    """``[(index, dets [K, 7])]`` -> float32 ``[sum K, 8]`` rows ``(index, dets...)``."""
+    rows = [np.concatenate([np.full((len(d), 1), i, np.float32), d.astype(np.float32)], 1) for i, d in results]
+    return np.concatenate(rows) if rows else np.zeros((0, 8), np.float32)
+
+
+def _from_rows(rows):
+    """Inverse of :func:`_to_rows` for the gathered rows of every rank, images in index order
+    (the order of a single-process run); images without detections are left out."""
+    index = rows[:, 0].astype(np.int64)
+    order = np.argsort(index, kind="stable")
+    rows, index = rows[order], index[order]
+    cuts = np.flatnonzero(np.diff(index)) + 1
+    return [(int(part[0, 0]), part[:, 1:]) for part in np.split(rows, cuts) if len(part)]
+
+
+class COCOEvaluator(_Evaluator):
+    """COCO bbox evaluation of a model on a :class:`~mindyolox.data.COCODataset` (args: see
+    :class:`_Evaluator`)."""
+    STATS = 12
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
         if getattr(self.dataset, "coco", None) is None:
             raise DataError(f"{self.dataset.name}: COCO evaluation needs a COCO dataset (use VOCEvaluator)")
-        self.conf, self.nms, self.class_agnostic = float(conf), float(nms), bool(class_agnostic)
 
     def to_coco_json(self, results):
         """Detections as COCO result dicts ``{"image_id", "category_id", "bbox": [x, y, w, h]
@@ -191,14 +266,13 @@ class COCOEvaluator:
                             "bbox": xywh[k].tolist(), "score": scores[k].item(), "segmentation": []})
         return out
 
-    def evaluate(self, model, progress=True, det_file=None):
-        """Evaluate ``model``; returns the dict described in :func:`evaluate`."""
+    def _check(self, model):
         n_model = _model_num_classes(model)
         if n_model >= 0 and n_model != len(self.dataset.class_ids):
             raise DataError(f"{self.dataset.name} has {len(self.dataset.class_ids)} categories but the model "
                             f"predicts {n_model} classes (set model.num_classes)")
-        results, timing = run_inference(model, self.loader, self.conf, self.nms, self.class_agnostic,
-                                        progress, desc=f"eval {self.dataset.name}")
+
+    def _metrics(self, results, timing, det_file):
         dets = self.to_coco_json(results)
         if det_file:
             os.makedirs(os.path.dirname(os.path.abspath(det_file)), exist_ok=True)
@@ -247,26 +321,20 @@ class COCOEvaluator:
         }
 
 
-class VOCEvaluator:
+class VOCEvaluator(_Evaluator):
     """Pascal VOC mAP of a model on a :class:`~mindyolox.data.VOCDataset`; same args as
     :class:`COCOEvaluator`. Reports AP at IoU 0.5:0.95 (area metric), AP50 (area) and AP50
     with the VOC2007 11-point metric."""
-
+    STATS = 3
     IOU_THRS = tuple(np.round(np.linspace(0.5, 0.95, 10), 2))
 
-    def __init__(self, data, img_size=None, batch_size=8, conf=0.01, nms=0.65,
-                 class_agnostic=False, num_workers=0):
-        self.loader = _as_loader(data, img_size, batch_size, num_workers)
-        self.dataset = self.loader.dataset
-        self.conf, self.nms, self.class_agnostic = float(conf), float(nms), bool(class_agnostic)
-
-    def evaluate(self, model, progress=True, det_file=None):
+    def _check(self, model):
         n_model = _model_num_classes(model)
         if n_model >= 0 and n_model != self.dataset.num_classes:
             raise DataError(f"{self.dataset.name} has {self.dataset.num_classes} classes but the model "
                             f"predicts {n_model} (set model.num_classes)")
-        results, timing = run_inference(model, self.loader, self.conf, self.nms, self.class_agnostic,
-                                        progress, desc="eval VOC")
+
+    def _metrics(self, results, timing, det_file):
         ds = self.dataset
         dets = [(ds.image_id(i), int(r[6]), float(r[4] * r[5]), r[:4].astype(np.float64))
                 for i, d in results for r in d]
@@ -304,7 +372,7 @@ class VOCEvaluator:
 
 
 def evaluate(model, data, img_size=None, batch_size=8, conf=0.01, nms=0.65, class_agnostic=False,
-             num_workers=0, progress=True, det_file=None):
+             num_workers=0, progress=True, det_file=None, rank=0, world_size=1):
     """Evaluate ``model`` (a YOLOX Cell; eval mode is set for the run and restored after) on
     ``data`` (a COCO/VOC dataset or an eval Loader from ``create_eval_loader``).
 
@@ -316,9 +384,10 @@ def evaluate(model, data, img_size=None, batch_size=8, conf=0.01, nms=0.65, clas
 
     For repeated calls (trainer), build a :class:`COCOEvaluator` / :class:`VOCEvaluator` once
     and call its ``evaluate(model)``: the loader is reused and the model compiles once.
+    ``rank`` / ``world_size``: a distributed evaluation (module doc); every rank calls this.
     """
     from ..data import Loader
     ds = data.dataset if isinstance(data, Loader) else data
     cls = COCOEvaluator if getattr(ds, "coco", None) is not None else VOCEvaluator
-    ev = cls(data, img_size, batch_size, conf, nms, class_agnostic, num_workers)
+    ev = cls(data, img_size, batch_size, conf, nms, class_agnostic, num_workers, rank, world_size)
     return ev.evaluate(model, progress=progress, det_file=det_file)
