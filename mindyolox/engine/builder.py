@@ -20,7 +20,8 @@ class TrainParts:
     :class:`~mindyolox.data.loader.Loader` (all epochs from the start point as one stream);
     ``lr_schedule``: host :class:`~mindyolox.engine.lr.LRSchedule` (the step computes the same
     values in its graph); ``optimizer``, ``step``: :class:`~mindyolox.engine.train_step.TrainStep`;
-    ``evaluator`` (rank 0 with evaluation) or None; ``weights_report``: fine-tuning load report."""
+    ``evaluator`` (with evaluation: rank 0, or every rank when distributed) or None;
+    ``weights_report``: fine-tuning load report."""
     options: object
     model: object
     net: object
@@ -42,8 +43,9 @@ def _load_finetune_weights(model, weights):
     return report
 
 
-def build_evaluator(cfg):
-    """COCO or VOC evaluator over the recipe's val split at ``data.test_size``."""
+def build_evaluator(cfg, rank=0, world_size=1):
+    """COCO or VOC evaluator over the recipe's val split at ``data.test_size`` (this rank's
+    shard of a distributed evaluation)."""
     from ..data.loader import build_dataset
     from .evaluator import COCOEvaluator, VOCEvaluator
     try:
@@ -53,7 +55,7 @@ def build_evaluator(cfg):
     cls = COCOEvaluator if getattr(ds, "coco", None) is not None else VOCEvaluator
     tc = cfg.test
     return cls(ds, tuple(cfg.data.test_size), int(tc.batch_size), float(tc.conf), float(tc.nms),
-               bool(tc.class_agnostic), 0)
+               bool(tc.class_agnostic), 0, rank, world_size)
 
 
 def build_training(cfg, options, *, rank=0, world_size=1, distributed=False, start_epoch=0, start_iter=0,
@@ -93,5 +95,5 @@ def build_training(cfg, options, *, rank=0, world_size=1, distributed=False, sta
                      scale_value=float(t.loss_scale_value), distributed=distributed, group_size=world_size,
                      lr_schedule=lr_schedule)
     step.set_global_step(start_epoch * loader.steps_per_epoch + start_iter)
-    evaluator = build_evaluator(cfg) if evaluate and rank == 0 else None
+    evaluator = build_evaluator(cfg, rank, world_size) if evaluate and (rank == 0 or distributed) else None
     return TrainParts(options, model, net, ema_model, loader, lr_schedule, optimizer, step, evaluator, report)

@@ -68,6 +68,14 @@ class RunLog:
         if self.rank == 0:
             self.logger.info(msg)
 
+    def rank_info(self, msg):
+        """A line every rank says: rank 0 logs it as :meth:`info`, the others print it on
+        their own stdout (``msrun``'s ``worker_<rank>.log``) as ``time | rank r | msg``."""
+        if self.rank == 0:
+            self.logger.info(msg)
+        else:
+            print(f"{time.strftime('%H:%M:%S')} | rank {self.rank} | {msg}", flush=True)
+
     def record(self, rec):
         if self.rank == 0:
             with open(self.metrics_path, "a") as f:

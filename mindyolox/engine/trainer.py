@@ -330,6 +330,8 @@ class Trainer:
             if self.distributed:
                 from .distributed import all_reduce_norm
                 all_reduce_norm(self.model, self.world_size)
+                if self.ema_model is not None:  # one model evaluated on every shard
+                    all_reduce_norm(self.ema_model, self.world_size)
             self.evaluate_and_save()
 
     def before_iter(self):
@@ -345,8 +347,10 @@ class Trainer:
 
     # ================================================================== evaluation / checkpoints
     def evaluate_and_save(self):
-        """Evaluate the EMA weights (the model without EMA); write ``best.ckpt`` on a new best."""
-        if self.rank != 0 or self.evaluator is None:
+        """Evaluate the EMA weights (the model without EMA); write ``best.ckpt`` on a new best.
+        Distributed: every rank evaluates its shard and receives the AP (``evaluator`` module
+        doc); each rank prints its line with the time it waited for the others."""
+        if self.evaluator is None:
             return None
         model = self.ema_model if self.ema_model is not None else self.model
         t0 = time.perf_counter()
@@ -355,14 +359,19 @@ class Trainer:
         self.model.set_train(True)
         ap, ap50 = float(res["AP50_95"]), float(res["AP50"])
         eval_s = time.perf_counter() - t0
+        wait_s = float(res["timing"].get("wait_s", 0.0))
         self.timing["eval_s"] += eval_s
         self.last_ap = ap
         best = ap > self.best_ap
         self.best_ap = max(self.best_ap, ap)
-        self.log(f"eval epoch {self.epoch + 1}: AP50:95 {100 * ap:.2f} AP50 {100 * ap50:.2f} "
-                 f"(best {100 * self.best_ap:.2f}) in {eval_s:.1f} s")
+        line = (f"eval epoch {self.epoch + 1}: AP50:95 {100 * ap:.2f} AP50 {100 * ap50:.2f} "
+                f"(best {100 * self.best_ap:.2f}) in {eval_s:.1f} s")
+        if self.world_size > 1:
+            line += (f"; {res['timing']['images']} images on this rank, {wait_s:.1f} s of it waiting for "
+                     "the other ranks")
+        self.runlog.rank_info(line)
         self.runlog.record({"type": "eval", "epoch": self.epoch + 1, "AP50_95": ap, "AP50": ap50,
-                           "eval_s": eval_s,
+                           "eval_s": eval_s, "wait_s": wait_s,
                            "stats": [float(s) for s in res.get("stats", [])]})
         if best:
             self.save("best", self._meta())
