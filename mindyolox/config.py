@@ -231,6 +231,8 @@ def _unknown(source, dotted, schema):
 
 # Element type for list keys whose default is empty (others take the default's first element).
 _EMPTY_LIST_ITEM = {"data.classes": str, "data.random_size": int}
+# keys taking a bool or a word (checked in _check_values), not the type of their default
+_BOOL_OR_WORD = {"data.cache": (False, True, "ram", "disk")}
 _TYPE_NAMES = {bool: "a bool (true/false)", int: "an integer", float: "a number",
                str: "a string", list: "a list", dict: "a mapping"}
 
@@ -260,6 +262,8 @@ def _coerce_scalar(value, kind, source, dotted):
 
 def _typed(value, default, source, dotted):
     """``value`` checked and coerced to the type of ``default``."""
+    if dotted in _BOOL_OR_WORD:
+        return _coerce_scalar(value, object, source, dotted)
     if isinstance(default, list):
         if not isinstance(value, list):
             raise ConfigError(f"{source}: '{dotted}' must be a list, got {_describe(value)}")
@@ -329,6 +333,10 @@ def _check_values(cfg, sources):
         v, present = get(dotted)
         if present and v not in allowed:
             fail(dotted, f"must be one of {', '.join(allowed)}, got {v!r}")
+    for dotted, allowed in _BOOL_OR_WORD.items():
+        v, present = get(dotted)
+        if present and not any(v is a or (isinstance(a, str) and v == a) for a in allowed):
+            fail(dotted, f"must be one of {', '.join(str(a).lower() for a in allowed)}, got {v!r}")
     for dotted in _UNIT_INTERVAL:
         v, present = get(dotted)
         if present and not 0.0 <= v <= 1.0:

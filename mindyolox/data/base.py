@@ -121,7 +121,7 @@ class DetectionDataset:
         self.class_names = ()
         self.stats = Counter()
         self.events = EventLog()
-        self._cache = None          # list of uint8 arrays (or None for unreadable) when cached
+        self._cache = None          # images resized for _cache_size: a list (ram) or a DiskImageCache
         self._cache_size = None     # (H, W) the cached images were resized for
 
     # ------------------------------------------------------------------ basic access
@@ -191,21 +191,27 @@ class DetectionDataset:
             img = self.read_image(index)
             if img is None:
                 return None
-            img = _resize_to(img, size)
+            img = resize_to(img, size)
         # boxes are scaled by the ratio of the annotation size, as the official code does
         r = min(size[0] / h0, size[1] / w0)
         return img, self.boxes[index].astype(np.float64) * r, self.classes[index].copy()
 
-    def cache_images(self, size):
-        """Decode every image once, resized for ``size=(H, W)``, and keep it in RAM (uint8;
-        about ``N * H * W * 3`` bytes at most). Unreadable images are recorded and stay
-        unreadable. Worker processes started afterwards share the cache (fork)."""
+    def cache_images(self, size, mode="ram", folder=None):
+        """Decode every image once, resized for ``size=(H, W)``, and serve :meth:`load_resized`
+        from it. ``mode="ram"``: kept in this process's RAM (uint8, about ``N * H * W * 3``
+        bytes at most; worker processes started afterwards share it through fork);
+        ``"disk"``: one file per machine in ``folder``, shared by every process
+        (:mod:`mindyolox.data.cache`). Unreadable images are recorded and stay unreadable."""
         size = (int(size[0]), int(size[1]))
+        if mode == "disk":
+            from .cache import open_disk_cache
+            self._cache, self._cache_size = open_disk_cache(self, size, folder), size
+            return
         cache = []
         for i in tqdm(range(len(self)), desc=f"caching {self.name} at {size[0]}x{size[1]}",
                       unit="img", leave=False):
             img = self.read_image(i)
-            cache.append(None if img is None else _resize_to(img, size))
+            cache.append(None if img is None else resize_to(img, size))
         nbytes = sum(c.nbytes for c in cache if c is not None)
         logger.info("cached %d images of %s in RAM (%.1f MiB)", len(cache), self.name, nbytes / 2**20)
         self._cache, self._cache_size = cache, size
@@ -226,7 +232,9 @@ class DetectionDataset:
                 f"classes={self.num_classes})")
 
 
-def _resize_to(img, size):
+def resize_to(img, size):
+    """``img`` resized by ``r = min(H/h, W/w)`` for ``size = (H, W)`` (bilinear, the official
+    ``load_resized_img``)."""
     h, w = img.shape[:2]
     r = min(size[0] / h, size[1] / w)
     return cv2.resize(img, (int(w * r), int(h * r)), interpolation=cv2.INTER_LINEAR)

@@ -281,6 +281,17 @@ def _generator(source, columns, num_workers, sampler):
         num_parallel_workers=max(1, workers), python_multiprocessing=workers >= 1)
 
 
+def cache_mode(data_cfg):
+    """``data.cache`` as ``None``, ``"ram"`` or ``"disk"`` (``true`` means ram); anything else
+    is refused in one line."""
+    value = data_cfg.get("cache", False)
+    if value is False or value is None or value == "false":
+        return None
+    if value is True or value in ("ram", "disk"):
+        return "ram" if value is True else value
+    raise DataError(f"data.cache must be false, ram or disk (true = ram), got {value!r}")
+
+
 def create_train_loader(data_cfg, aug_cfg, train_cfg, rank=0, world_size=1, start_epoch=0,
                         num_workers=None, dataset=None, interval=10, mosaic=True, start_iter=0,
                         end_epoch=None, split_sizes=False):
@@ -307,8 +318,9 @@ def create_train_loader(data_cfg, aug_cfg, train_cfg, rank=0, world_size=1, star
     batch = int(train_cfg["batch_size"]) // world_size
     dataset = dataset if dataset is not None else build_dataset(data_cfg, "train")
     input_size = tuple(int(v) for v in data_cfg["input_size"])
-    if data_cfg.get("cache", False):
-        dataset.cache_images(input_size)
+    mode = cache_mode(data_cfg)
+    if mode:
+        dataset.cache_images(input_size, mode, data_cfg.get("cache_dir"))
     builder = MosaicMixup(dataset, input_size, aug_cfg, int(data_cfg["max_labels"]))
     no_aug_epoch = 0 if not mosaic else no_aug_start(train_cfg["max_epoch"], train_cfg["no_aug_epochs"])
     seed = int(train_cfg.get("seed", 0))

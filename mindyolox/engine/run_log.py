@@ -46,7 +46,8 @@ class RunLog:
     ``info(msg)``: a timestamped line on stdout (through any open progress bar, time of day
     only) and in ``train_log.txt`` (appended, date and time);
     ``record(dict)``: one line of ``metrics.jsonl``; ``event(kind, **fields)``: a
-    ``type: event`` record with the time."""
+    ``type: event`` record with the time. The data package's messages (``mindyolox.data``:
+    loader set-up, image cache, skipped images) go to the same console and file."""
 
     def __init__(self, run_dir, rank=0, name="mindyolox.train"):
         self.rank = int(rank)
@@ -63,6 +64,14 @@ class RunLog:
         file.setFormatter(logging.Formatter("%(asctime)s | %(message)s", "%Y-%m-%d %H:%M:%S"))
         lg.addHandler(console)
         lg.addHandler(file)
+        data = logging.getLogger("mindyolox.data")  # propagates as before (pytest's caplog sees it)
+        for h in [h for h in data.handlers if getattr(h, "run_log", False)]:
+            data.removeHandler(h)
+            h.close()
+        data.setLevel(logging.INFO)
+        for h in (console, file):
+            h.run_log = True
+            data.addHandler(h)
 
     def info(self, msg):
         if self.rank == 0:

@@ -1,0 +1,90 @@
+"""Peak memory of one training process reading every image of a dataset once, without a
+cache, with ``data.cache=ram`` and with ``data.cache=disk`` (the file built beforehand, as by
+another rank of the machine), for coco128 listed 1x and 10x (same image files, other ids):
+
+    python bench/bench_cache.py --copies 1 10 --size 640
+
+Each measurement is its own process (``ru_maxrss``; MindSpore's import is most of the
+baseline). Prints one row per (copies, mode): peak RSS, its growth over the import, wall
+time, and the disk cache's file size.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MINDYOLOX_SHARED", ROOT.parent / "shared"))
+COCO128 = SHARED / "data" / "coco128"
+
+PROBE = textwrap.dedent('''
+    import json, resource, sys, time
+    import numpy as np
+    sys.path.insert(0, {root!r})
+    from mindyolox.data import COCODataset
+    from mindyolox.data.mosaic import MosaicMixup
+    ds = COCODataset({ann!r}, {images!r})
+    t0 = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if {mode!r}:
+        ds.cache_images({size!r}, {mode!r}, {folder!r})
+    aug = dict(mosaic_prob=0.0, mixup_prob=0.0, hsv_prob=1.0, flip_prob=0.5, degrees=10.0, translate=0.1,
+               mosaic_scale=[0.1, 2.0], enable_mixup=False, mixup_scale=[0.5, 1.5], shear=2.0)
+    builder = MosaicMixup(ds, {size!r}, aug, 50)
+    rng = np.random.default_rng(0)
+    for i in range(len(ds)):  # every image read once
+        builder.sample(i, {size!r}, rng)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({{"before_mb": before / 1024, "peak_mb": peak / 1024, "s": time.perf_counter() - t0}}))
+''')
+
+
+def coco128_copies(out_dir, n):
+    """A COCO JSON listing coco128's images ``n`` times (other ids, the same files)."""
+    src = json.loads((COCO128 / "annotations" / "instances_train2017.json").read_text())
+    images, anns = [], []
+    for c in range(n):
+        images += [dict(im, id=im["id"] + c * 10**7) for im in src["images"]]
+        anns += [dict(a, id=a["id"] + c * 10**8, image_id=a["image_id"] + c * 10**7) for a in src["annotations"]]
+    path = Path(out_dir) / f"coco128x{n}.json"
+    path.write_text(json.dumps(dict(src, images=images, annotations=anns)))
+    return path
+
+
+def peak_rss(ann, mode, size, folder):
+    """``{"before_mb", "peak_mb", "s"}`` of a fresh process reading every image of ``ann``
+    (coco128's image folder) once with ``data.cache=mode`` (None: no cache)."""
+    script = PROBE.format(root=str(ROOT), ann=str(ann), images=str(COCO128 / "train2017"), mode=mode,
+                          size=tuple(size), folder=str(folder))
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=3600)
+    if p.returncode != 0:
+        raise RuntimeError(p.stderr[-2000:])
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--copies", type=int, nargs="+", default=[1, 10])
+    p.add_argument("--size", type=int, default=640)
+    p.add_argument("--work", default=None, help="folder for the JSONs and the cache (default: a temp folder)")
+    args = p.parse_args(argv)
+    work = Path(args.work or tempfile.mkdtemp(prefix="mindyolox_bench_cache_"))
+    size = (args.size, args.size)
+    print(f"| coco128 x | images | mode | peak RSS MB | over the import MB | s | cache file GB |")
+    print("|---|---|---|---|---|---|---|")
+    for n in args.copies:
+        ann = coco128_copies(work, n)
+        peak_rss(ann, "disk", size, work / "cache")  # build it first: the reader below is "another rank"
+        for mode in (None, "ram", "disk"):
+            r = peak_rss(ann, mode, size, work / "cache")
+            files = sum(f.stat().st_size for f in (work / "cache").glob(f"coco128x{n}_*.u8"))
+            print(f"| {n} | {128 * n} | {mode or 'none'} | {r['peak_mb']:.0f} | {r['peak_mb'] - r['before_mb']:.0f} "
+                  f"| {r['s']:.1f} | {files / 1e9 if mode == 'disk' else 0:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""``data.cache: disk``: one file of resized training images per dataset, input size and
+machine, shared by every rank and every data worker.
+
+Layout (official YOLOX's disk cache, plus a completion record): ``<name>_<H>x<W>_<key>.u8``
+holds image ``i`` resized by ``r = min(H/h, W/w)`` (:meth:`DetectionDataset.load_resized`),
+top-left in an ``H x W x 3`` uint8 slot at byte ``i * H * W * 3``; ``<same>.json`` beside it
+records each image's ``(h, w)`` after resizing and the unreadable ones, and is written last
+(atomically), so a cache without it, or whose data file has another length, is a half-written
+one: it is rebuilt with a message. ``key`` hashes the image paths, their annotated sizes and
+the input size, so another dataset, subset or size gets another file.
+
+The first process to take the file lock (``<same>.lock``) builds the cache with a pool of
+processes (decode + resize + ``pwrite``, a progress bar); the others wait on the lock and
+then open the finished file. Its size is printed before it is built, and a disk without room
+for it is refused in one line. Reads are one ``pread`` of the image's rows per sample: the
+file's pages live in the kernel's page cache, counted once per machine however many ranks
+and workers read it, and a process's own memory (RSS) does not grow with the dataset.
+The default folder is ``~/.cache/mindyolox/images`` (``data.cache_dir``): local to each
+machine, so on several nodes each builds its own.
+"""
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+from multiprocessing import get_context
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from ..errors import DataError
+
+logger = logging.getLogger("mindyolox.data")
+
+__all__ = ["DiskImageCache", "open_disk_cache", "DEFAULT_CACHE_DIR"]
+
+VERSION = 1
+DEFAULT_CACHE_DIR = "~/.cache/mindyolox/images"
+
+
+class DiskImageCache:
+    """Read side of a finished cache: ``cache[i]`` -> uint8 ``[h, w, 3]`` (a fresh array) or
+    None for an image that was unreadable when the cache was built. Picklable (worker
+    processes open their own file descriptor). ``built``: this process wrote the file."""
+
+    def __init__(self, path, size, shapes, bad, built=False):
+        self.built = bool(built)
+        self.path, self.size = str(path), (int(size[0]), int(size[1]))
+        self.shapes = np.asarray(shapes, np.int64).reshape(-1, 2)
+        self.bad = set(int(i) for i in bad)
+        self.slot = self.size[0] * self.size[1] * 3
+        self._fd, self._pid = None, None
+
+    def __len__(self):
+        return len(self.shapes)
+
+    @property
+    def nbytes(self):
+        return len(self) * self.slot
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k not in ("_fd", "_pid")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _fd=None, _pid=None)
+
+    def __getitem__(self, index):
+        index = int(index)
+        if index in self.bad:
+            return None
+        if self._pid != os.getpid():  # one descriptor per process (forked workers included)
+            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
+        h, w = (int(v) for v in self.shapes[index])
+        row = self.size[1] * 3
+        buf = os.pread(self._fd, h * row, index * self.slot)
+        if len(buf) != h * row:
+            raise DataError(f"image cache {self.path}: short read at image {index} (file changed while in use?)")
+        return np.frombuffer(buf, np.uint8).reshape(h, self.size[1], 3)[:, :w].copy()
+
+
+def _key(dataset, size):
+    h = hashlib.sha1(f"v{VERSION} {size[0]}x{size[1]}".encode())
+    for path, hw in zip(dataset.paths, dataset.sizes):
+        h.update(f"\n{path}\t{hw[0]}x{hw[1]}".encode())
+    return h.hexdigest()[:12]
+
+
+def _paths(folder, dataset, size):
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(dataset.name).stem)
+    base = Path(folder).expanduser() / f"{stem}_{size[0]}x{size[1]}_{_key(dataset, size)}"
+    return base.with_suffix(".u8"), base.with_suffix(".json"), base.with_suffix(".lock")
+
+
+def _read_record(data, record, nbytes):
+    """The completion record if ``data`` is whole (``None``, with a reason, otherwise)."""
+    if not record.is_file():
+        return None, "no completion record (a build that did not finish)"
+    try:
+        meta = json.loads(record.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None, "unreadable completion record"
+    if not data.is_file() or data.stat().st_size != nbytes or meta.get("bytes") != nbytes:
+        have = data.stat().st_size if data.is_file() else 0
+        return None, f"{have} of {nbytes} bytes (truncated or replaced)"
+    return meta, ""
+
+
+# ----------------------------------------------------------------------------- building
+_BUILD = {}
+
+
+def _init_worker(dataset, size, path):
+    cv2.setNumThreads(1)
+    _BUILD.update(dataset=dataset, size=size, fd=os.open(path, os.O_WRONLY))
+
+
+def _fill(index):
+    """Decode, resize and write image ``index`` into its slot; returns ``(index, h, w)``
+    (``h = w = -1``: unreadable)."""
+    ds, size, fd = _BUILD["dataset"], _BUILD["size"], _BUILD["fd"]
+    img = ds.read_image(index)
+    if img is None:
+        return index, -1, -1
+    from .base import resize_to
+    img = resize_to(img, size)
+    h, w = img.shape[:2]
+    slot = np.zeros((h, size[1], 3), np.uint8)
+    slot[:, :w] = img
+    os.pwrite(fd, slot.tobytes(), index * size[0] * size[1] * 3)
+    return index, h, w
+
+
+def _build(dataset, size, data, record, workers):
+    nbytes = len(dataset) * size[0] * size[1] * 3
+    free = shutil.disk_usage(data.parent).free + (data.stat().st_size if data.is_file() else 0)
+    if free < nbytes * 1.02:
+        raise DataError(f"data.cache=disk: {data.parent} has {free / 1e9:.2f} GB free, the cache of {dataset.name} "
+                        f"at {size[0]}x{size[1]} needs {nbytes / 1e9:.2f} GB (set data.cache_dir elsewhere, or "
+                        "data.cache=ram / false)")
+    logger.info("data.cache=disk: writing %d images of %s at %dx%d into %s: %.2f GB, one file for every rank "
+                "and worker of this machine", len(dataset), dataset.name, size[0], size[1], data, nbytes / 1e9)
+    record.unlink(missing_ok=True)
+    with open(data, "wb") as f:
+        f.truncate(nbytes)
+    shapes, bad = np.zeros((len(dataset), 2), np.int64), []
+    workers = max(1, min(int(workers), len(dataset)))
+    with get_context("fork").Pool(workers, _init_worker, (dataset, size, str(data))) as pool:
+        it = pool.imap_unordered(_fill, range(len(dataset)), chunksize=max(1, min(64, len(dataset) // (4 * workers))))
+        for index, h, w in tqdm(it, total=len(dataset), desc=f"caching {dataset.name} at {size[0]}x{size[1]}",
+                                unit="img", leave=False):
+            shapes[index] = (h, w)
+            if h < 0:
+                bad.append(index)
+    with open(data, "rb+") as f:
+        os.fsync(f.fileno())
+    tmp = record.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"version": VERSION, "dataset": dataset.name, "size": list(size), "bytes": nbytes,
+                               "shapes": shapes.tolist(), "bad": bad}))
+    os.replace(tmp, record)
+    return DiskImageCache(data, size, shapes, bad, built=True)
+
+
+def open_disk_cache(dataset, size, folder=None, workers=None):
+    """The :class:`DiskImageCache` of ``dataset`` at ``size = (H, W)`` in ``folder`` (default
+    :data:`DEFAULT_CACHE_DIR`), built first by whichever process gets the lock (module doc).
+    ``workers``: build processes (default: the CPU count, at most 32)."""
+    size = (int(size[0]), int(size[1]))
+    folder = Path(folder or DEFAULT_CACHE_DIR).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"data.cache_dir {folder}: cannot create it ({e.strerror})") from None
+    data, record, lock = _paths(folder, dataset, size)
+    nbytes = len(dataset) * size[0] * size[1] * 3
+    with open(lock, "a") as lf:
+        fcntl.flock(lf, fcntl.LOCK_EX)  # a build in another process finishes first
+        meta, why = _read_record(data, record, nbytes)
+        if meta is not None:
+            logger.info("data.cache=disk: %s (%.2f GB, %d images at %dx%d) ready", data, nbytes / 1e9, len(dataset),
+                        size[0], size[1])
+            return DiskImageCache(data, size, meta["shapes"], meta["bad"])
+        if data.exists():
+            logger.warning("data.cache=disk: %s is incomplete (%s): rebuilding it", data, why)
+        return _build(dataset, size, data, record, workers or min(os.cpu_count() or 1, 32))
