@@ -73,8 +73,9 @@ def main(argv=None):
     p.add_argument("--work", default=None, help="folder for the JSONs and the cache (default: a temp folder)")
     args = p.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="mindyolox_bench_cache_"))
+    work.mkdir(parents=True, exist_ok=True)
     size = (args.size, args.size)
-    print(f"| coco128 x | images | mode | peak RSS MB | over the import MB | s | cache file GB |")
+    print("| coco128 x | images | mode | peak RSS MB | over the import MB | s | cache file GB |")
     print("|---|---|---|---|---|---|---|")
     for n in args.copies:
         ann = coco128_copies(work, n)
