@@ -128,6 +128,7 @@ class Trainer:
         self.compile_cache = compile_cache
         self.rank, self.world_size = 0, 1
         self.best_ap, self.last_ap = 0.0, None
+        self.prev_best, self.stale_evals = 0.0, 0   # early stopping (train.patience)
         self.stop_signal = None
         self.status = "running"
         self.iters_done = 0
@@ -136,8 +137,10 @@ class Trainer:
 
     # ================================================================== run
     def train(self):
-        """Run the whole training; returns ``status``: ``finished``, ``stopped`` (max_iters)
-        or ``interrupted`` (signal, checkpoint saved). Raises ``TrainingDiverged`` on NaN/Inf."""
+        """Run the whole training; returns ``status``: ``finished``, ``stopped`` (max_iters),
+        ``early_stopped`` (``train.patience`` evaluations without a better AP50:95; last.ckpt
+        and best.ckpt kept) or ``interrupted`` (signal, checkpoint saved). Raises
+        ``TrainingDiverged`` on NaN/Inf."""
         self.before_train()
         try:
             self.train_in_epoch()
@@ -293,7 +296,7 @@ class Trainer:
 
     def after_train(self):
         self._restore_signals()
-        if self.distributed and self.status in ("finished", "stopped"):
+        if self.distributed and self.status in ("finished", "stopped", "early_stopped"):
             from .distributed import all_reduce_norm
             all_reduce_norm(self.model, self.world_size)
         for h in self.hooks:
@@ -333,6 +336,21 @@ class Trainer:
                 if self.ema_model is not None:  # one model evaluated on every shard
                     all_reduce_norm(self.ema_model, self.world_size)
             self.evaluate_and_save()
+            self._check_patience()
+
+    def _check_patience(self):
+        """End the run after ``train.patience`` evaluations in a row without a new best
+        (every rank decides the same: they all hold the AP)."""
+        patience = int(self.tcfg.get("patience", 0) or 0)
+        if patience <= 0 or self.evaluator is None:
+            return
+        self.stale_evals = 0 if self.best_ap > self.prev_best else self.stale_evals + 1
+        self.prev_best = self.best_ap
+        if self.stale_evals >= patience:
+            self.status = "early_stopped"
+            self.log(f"early stop after epoch {self.epoch + 1}: {patience} evaluation(s) without a better AP50:95 "
+                     f"than {100 * self.best_ap:.2f} (train.patience={patience}); last.ckpt and best.ckpt kept")
+            self.event("early_stop", epoch=self.epoch + 1, best_ap=self.best_ap, patience=patience)
 
     def before_iter(self):
         for h in self.hooks:
@@ -395,7 +413,8 @@ class Trainer:
             epoch, it = epoch + 1, 0
         return {"epoch": epoch, "iter": it, "global_step": epoch * self.steps_per_epoch + it,
                 "steps_per_epoch": self.steps_per_epoch, "world_size": self.world_size,
-                "best_ap": self.best_ap, "last_ap": self.last_ap, "rng": rng_state(),
+                "best_ap": self.best_ap, "last_ap": self.last_ap, "stale_evals": self.stale_evals,
+                "rng": rng_state(),
                 "options": self.options.to_dict(),
                 "config": json.loads(json.dumps(self.cfg, default=str)), "time": time.time()}
 
@@ -433,8 +452,9 @@ class Trainer:
                                  "one); start it without --resume")
         meta = read_meta(self.resume_path)
         self.start_epoch, self.start_iter = int(meta["epoch"]), int(meta["iter"])
-        self.best_ap = float(meta.get("best_ap", 0.0))
+        self.best_ap = self.prev_best = float(meta.get("best_ap", 0.0))
         self.last_ap = meta.get("last_ap")
+        self.stale_evals = int(meta.get("stale_evals", 0))
         if self.start_epoch >= self.max_epoch:
             raise MindYOLOXError(f"{self.resume_path}: the run already finished ({self.start_epoch} of "
                                  f"{self.max_epoch} epochs); raise train.max_epoch to train longer")
