@@ -230,7 +230,7 @@ def _unknown(source, dotted, schema):
 
 
 # Element type for list keys whose default is empty (others take the default's first element).
-_EMPTY_LIST_ITEM = {"data.classes": str, "data.random_size": int}
+_EMPTY_LIST_ITEM = {"data.classes": str, "data.random_size": int, "train.freeze": str}
 # keys taking a bool or a word (checked in _check_values), not the type of their default
 _BOOL_OR_WORD = {"data.cache": (False, True, "ram", "disk")}
 _TYPE_NAMES = {bool: "a bool (true/false)", int: "an integer", float: "a number",

@@ -21,7 +21,8 @@ class TrainParts:
     ``lr_schedule``: host :class:`~mindyolox.engine.lr.LRSchedule` (the step computes the same
     values in its graph); ``optimizer``, ``step``: :class:`~mindyolox.engine.train_step.TrainStep`;
     ``evaluator`` (with evaluation: rank 0, or every rank when distributed) or None;
-    ``weights_report``: fine-tuning load report."""
+    ``weights_report``: fine-tuning load report; ``frozen``: ``(tensors, BN layers)`` frozen
+    by ``train.freeze`` (:mod:`~mindyolox.engine.freeze`) or None."""
     options: object
     model: object
     net: object
@@ -32,6 +33,7 @@ class TrainParts:
     step: object
     evaluator: object = None
     weights_report: object = None
+    frozen: object = None
 
 
 def _load_finetune_weights(model, weights):
@@ -80,6 +82,10 @@ def build_training(cfg, options, *, rank=0, world_size=1, distributed=False, sta
     t = cfg.train
     model = build_model(cfg, options)
     report = _load_finetune_weights(model, weights) if weights else None
+    frozen = None
+    if t.freeze:
+        from .freeze import freeze
+        frozen = freeze(model, list(t.freeze))
     ema_model = build_model(cfg, options) if bool(t.ema) else None
     model.set_train(True)
     loss = YOLOXLoss(int(cfg.model.num_classes), tuple(cfg.model.strides))
@@ -96,4 +102,5 @@ def build_training(cfg, options, *, rank=0, world_size=1, distributed=False, sta
                      lr_schedule=lr_schedule)
     step.set_global_step(start_epoch * loader.steps_per_epoch + start_iter)
     evaluator = build_evaluator(cfg, rank, world_size) if evaluate and (rank == 0 or distributed) else None
-    return TrainParts(options, model, net, ema_model, loader, lr_schedule, optimizer, step, evaluator, report)
+    return TrainParts(options, model, net, ema_model, loader, lr_schedule, optimizer, step, evaluator, report,
+                      frozen)

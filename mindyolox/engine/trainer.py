@@ -259,6 +259,10 @@ class Trainer:
         for name in PARTS:
             setattr(self, name, getattr(parts, name))
         self._log_weights_report(parts.weights_report)
+        if parts.frozen is not None:
+            n_train = len(self.optimizer.params)
+            self.log(f"frozen ({', '.join(map(str, t.freeze))}): {parts.frozen[0]} tensors without gradient, "
+                     f"{parts.frozen[1]} BatchNorm layers in eval mode; {n_train} tensors train")
         self.steps_per_epoch = self.loader.steps_per_epoch
         self.per_device_batch = self.loader.batch_size
         self.interval = self.loader.source.interval

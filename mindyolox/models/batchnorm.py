@@ -48,6 +48,7 @@ class BatchNorm2d(nn.Cell):
         self.infer = ops.BatchNorm(is_training=False, epsilon=eps)
         self.fused = ops.BatchNorm(is_training=True, epsilon=eps, momentum=1.0 - momentum)
         self.cast_output = None
+        self.frozen = False     # train.freeze: eval-mode normalisation in training too
 
     def construct(self, x):
         y = self.normalize(x)
@@ -57,7 +58,7 @@ class BatchNorm2d(nn.Cell):
 
     def normalize(self, x):
         """The batch norm of ``x`` (see the module doc), in ``x``'s dtype."""
-        if not self.training:
+        if not self.training or self.frozen:
             return self.infer(x, self.gamma, self.beta, self.moving_mean, self.moving_variance)[0]
         if not self.exact:
             centre = ops.stop_gradient(self.moving_mean * 1.0)   # read before the kernel updates it
