@@ -4,6 +4,7 @@ the compiled YOLOX train step (forward, SimOTA loss, backward, SGD, EMA) in GRAP
     python bench/bench_train.py                      # yolox-s: 320 batch 4 and 640 batch 2
     python bench/bench_train.py --cases s:320:4 nano:416:8 --steps 10
     python bench/bench_train.py --loop --steps 40    # host round trips of the trainer's loop
+    python bench/bench_train.py --cases nano:416:8 --freeze backbone   # train.freeze's step time
 
 Each case runs in its own subprocess so its peak memory (``ru_maxrss``) is its own. Inputs
 are synthetic images (uniform 0..255) with 8 random boxes per image, so the figures measure
@@ -21,11 +22,12 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-def build_case(variant, size, batch, device, boxes=8):
+def build_case(variant, size, batch, device, boxes=8, freeze=()):
     """The compiled-to-be train step of yolox-``variant`` (forward, SimOTA loss, backward,
     SGD, EMA; float32, GRAPH_MODE) and its synthetic inputs: images [batch, 3, size, size]
     uniform 0..255, labels [batch, 120, 5] with ``boxes`` random boxes per image (sides 5-55 %
-    of the input, inside it; the official bench's rule). Returns (step, images, labels)."""
+    of the input, inside it; the official bench's rule); ``freeze``: ``train.freeze`` parts.
+    Returns (step, images, labels)."""
     import mindspore as ms
     import numpy as np
     from mindspore import Tensor
@@ -41,6 +43,9 @@ def build_case(variant, size, batch, device, boxes=8):
     cfg = load_config(os.path.join(ROOT, "configs", f"yolox-{variant}.yaml"), [])
     ms.set_seed(0)
     model, ema_model = build_model(cfg), build_model(cfg)
+    if freeze:
+        from mindyolox.engine.freeze import freeze as freeze_parts
+        freeze_parts(model, list(freeze))
     model.set_train(True)
     net = YOLOXWithLoss(model, YOLOXLoss(int(cfg.model.num_classes)))
     opt = build_optimizer(model, cfg.train)
@@ -56,10 +61,10 @@ def build_case(variant, size, batch, device, boxes=8):
     return step, images, Tensor(labels)
 
 
-def run_case(variant, size, batch, steps, device, warmup=3, boxes=8):
+def run_case(variant, size, batch, steps, device, warmup=3, boxes=8, freeze=()):
     """Compile time, median / min step time and peak RSS of :func:`build_case`'s step."""
     import numpy as np
-    step, images, labels = build_case(variant, size, batch, device, boxes)
+    step, images, labels = build_case(variant, size, batch, device, boxes, freeze)
     t0 = time.perf_counter()
     out = step(images, labels)
     float(out[0].asnumpy())
@@ -120,6 +125,7 @@ def main():
     p.add_argument("--warmup", type=int, default=3, help="untimed steps after the compile step")
     p.add_argument("--device", default="CPU")
     p.add_argument("--loop", action="store_true", help="measure the trainer loop's host round trips instead")
+    p.add_argument("--freeze", nargs="*", default=[], metavar="PART", help="train.freeze parts, e.g. backbone")
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.loop:
@@ -131,7 +137,8 @@ def main():
         return 0
     if args.one:
         v, s, b = args.one.split(":")
-        print("RESULT " + json.dumps(run_case(v, int(s), int(b), args.steps, args.device, args.warmup)))
+        print("RESULT " + json.dumps(run_case(v, int(s), int(b), args.steps, args.device, args.warmup,
+                                              freeze=args.freeze)))
         return 0
     results = []
     for case in args.cases:
@@ -143,12 +150,15 @@ def main():
             return 2
         print(f"running {case} ...", file=sys.stderr)
         proc = subprocess.run([sys.executable, __file__, "--one", case, "--steps", str(args.steps),
-                               "--warmup", str(args.warmup), "--device", args.device], capture_output=True, text=True)
+                               "--warmup", str(args.warmup), "--device", args.device, "--freeze", *args.freeze],
+                              capture_output=True, text=True)
         lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
         if proc.returncode != 0 or not lines:
             print(f"error: case {case} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
             return 1
         results.append(json.loads(lines[-1][7:]))
+    if args.freeze:
+        print(f"train.freeze: {args.freeze}")
     print(f"{'case':<16}{'compile s':>10}{'median step s':>15}{'min step s':>12}{'peak GB':>9}")
     for r in results:
         print(f"yolox-{r['variant']} {r['size']} b{r['batch']:<4}{r['compile_s']:>9.1f}{r['median_step_s']:>15.3f}"
