@@ -99,8 +99,8 @@ def build_training(cfg, options, *, rank=0, world_size=1, distributed=False, sta
     ema = ModelEMA(model, ema_model, decay=float(t.ema_decay), tau=float(t.ema_tau)) if ema_model is not None else None
     step = TrainStep(net, optimizer, ema, loss_scale=resolve_loss_scale(str(t.loss_scale), options.amp_level),
                      scale_value=float(t.loss_scale_value), distributed=distributed, group_size=world_size,
-                     lr_schedule=lr_schedule)
-    step.set_global_step(start_epoch * loader.steps_per_epoch + start_iter)
+                     lr_schedule=lr_schedule, accumulate=int(t.accumulate))
+    step.set_global_step((start_epoch * loader.steps_per_epoch + start_iter) // int(t.accumulate))
     evaluator = build_evaluator(cfg, rank, world_size) if evaluate and (rank == 0 or distributed) else None
     return TrainParts(options, model, net, ema_model, loader, lr_schedule, optimizer, step, evaluator, report,
                       frozen)

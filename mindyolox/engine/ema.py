@@ -38,7 +38,9 @@ class ModelEMA(nn.Cell):
         become the EMA (they are overwritten with ``model``'s values and renamed ``ema.*``;
         keep ``ema_model`` yourself to evaluate it).
         decay: 0.9998 (official); tau: 2000 iterations; updates: initial update count.
-    ``construct()`` performs one update and returns the decay used (scalar float32).
+    ``construct(on=None)`` performs one update and returns the decay used (scalar float32);
+    ``on`` (float32 scalar Tensor, 1 or 0): 0 leaves the EMA and the update count exactly as
+    they are (gradient accumulation between optimizer steps).
     """
 
     def __init__(self, model, ema_model, decay=0.9998, tau=2000.0, updates=0):
@@ -58,9 +60,11 @@ class ModelEMA(nn.Cell):
         self.updates = Parameter(Tensor(float(updates), mstype.float32), name="ema_updates", requires_grad=False)
         self.hyper_map = ops.HyperMap()
 
-    def construct(self):
-        updates = self.updates + 1.0
+    def construct(self, on=None):
+        if on is None:
+            on = ops.ones((), mstype.float32)
+        updates = self.updates + on
         d = self.decay * (1.0 - ops.exp(-updates / self.tau))
         ops.assign(self.updates, updates)
-        self.hyper_map(ops.partial(_ema_update, 1.0 - d), self.ema, self.src)
+        self.hyper_map(ops.partial(_ema_update, (1.0 - d) * on), self.ema, self.src)
         return d

@@ -105,8 +105,12 @@ class LRSchedule:
 
 
 def build_lr_schedule(train_cfg, iters_per_epoch):
-    """The schedule of a recipe's ``train`` section: peak lr = basic_lr_per_img x batch_size (total)."""
-    lr = float(train_cfg["basic_lr_per_img"]) * int(train_cfg["batch_size"])
+    """The schedule of a recipe's ``train`` section: peak lr = basic_lr_per_img x batch_size
+    (total) x accumulate (the effective batch); ``iters_per_epoch`` counts batches, the
+    schedule optimizer steps (``iters_per_epoch // train.accumulate`` per epoch)."""
+    acc = max(1, int(train_cfg.get("accumulate", 1)))
+    lr = float(train_cfg["basic_lr_per_img"]) * int(train_cfg["batch_size"]) * acc
+    iters_per_epoch = max(1, int(iters_per_epoch) // acc)
     return LRSchedule(str(train_cfg["scheduler"]), lr, iters_per_epoch, int(train_cfg["max_epoch"]),
                       warmup_epochs=float(train_cfg["warmup_epochs"]), warmup_lr=float(train_cfg["warmup_lr"]),
                       no_aug_epochs=int(train_cfg["no_aug_epochs"]), min_lr_ratio=float(train_cfg["min_lr_ratio"]))

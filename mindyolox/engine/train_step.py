@@ -42,6 +42,16 @@ new input shape (multiscale) compiles one more graph, cached by MindSpore per sh
 
 Returns ``(total, iou, obj, cls, l1, num_fg, finite, scale, lr)``: the loss terms (unscaled
 float32 scalars), ``finite`` bool scalar (False = step skipped), the loss scale and the lr used.
+
+Gradient accumulation (``accumulate=N > 1``, ``train.accumulate``): each call adds the
+gradient of its micro-batch's loss *sum* (the loss times its normaliser ``max(fg, 1)``) and
+its foreground count to buffers; every N-th call divides the sums by ``max(total fg, 1)`` --
+the gradient of the loss of the N micro-batches as one batch, normalised as the official loss
+normalises a batch -- and runs SGD and the EMA once (branch-free: in between, SGD runs with
+zero gradient, lr 0, momentum 1 and the EMA with weight 0, which leave every value exactly
+as it is). ``global_step`` and so the lr schedule count optimizer steps. Only BatchNorm's
+batch statistics still see micro-batches. The buffers are not checkpointed: a resumed run
+starts a fresh accumulation.
 """
 import numpy as np
 import mindspore as ms
@@ -72,14 +82,30 @@ def _unscale_impl(finite, inv_scale, grad):
     return ops.select(finite, grad * inv_scale.astype(grad.dtype), ops.zeros_like(grad))
 
 
-class ScaledLoss(nn.Cell):
-    """``YOLOXWithLoss`` whose first output (the differentiated one) is ``total * scale``."""
+_keep_or_clear = ops.MultitypeFuncGraph("keep_or_clear")
 
-    def __init__(self, net):
+
+@_keep_or_clear.register("Tensor", "Tensor", "Tensor")
+def _keep_or_clear_impl(keep, buf, value):
+    return ops.assign(buf, ops.select(keep, value, ops.zeros_like(value)))
+
+
+class ScaledLoss(nn.Cell):
+    """``YOLOXWithLoss`` whose first output (the differentiated one) is ``total * scale``;
+    ``summed``: ``total * max(fg, 1) * scale`` (the loss sum; gradient accumulation) and the
+    foreground count ``fg`` as an eighth output."""
+
+    def __init__(self, net, summed=False):
         super().__init__(auto_prefix=False)
         self.net = net
+        self.summed = bool(summed)
+        net.return_fg = self.summed
 
     def construct(self, images, labels, use_l1, scale):
+        if self.summed:
+            total, iou, obj, cls, l1, num_fg, fg = self.net(images, labels, use_l1)
+            norm = ops.stop_gradient(ops.maximum(fg, 1.0))
+            return total * norm * scale, total, iou, obj, cls, l1, num_fg, fg
         total, iou, obj, cls, l1, num_fg = self.net(images, labels, use_l1)
         return total * scale, total, iou, obj, cls, l1, num_fg
 
@@ -97,14 +123,17 @@ class TrainStep(nn.Cell):
         must be initialised).
         lr_schedule: :class:`~mindyolox.engine.lr.LRSchedule` evaluated in the graph at
         ``global_step`` (None: the ``lr`` Parameter, see ``set_lr``).
+        accumulate: micro-batches per optimizer step (module doc).
     """
 
     def __init__(self, net_with_loss, optimizer, ema=None, loss_scale="none", scale_value=65536.0,
-                 scale_factor=2.0, scale_window=2000, distributed=False, group_size=1, lr_schedule=None):
+                 scale_factor=2.0, scale_window=2000, distributed=False, group_size=1, lr_schedule=None,
+                 accumulate=1):
         super().__init__(auto_prefix=False)
         if loss_scale not in LOSS_SCALES:
             raise ValueError(f"loss_scale must be one of {LOSS_SCALES}, got {loss_scale!r}")
-        self.net = ScaledLoss(net_with_loss)
+        self.accumulate = int(accumulate)
+        self.net = ScaledLoss(net_with_loss, summed=self.accumulate > 1)
         self.optimizer = optimizer
         self.weights = optimizer.params
         self.ema = ema
@@ -128,12 +157,18 @@ class TrainStep(nn.Cell):
         if self.distributed:
             self.reducer = nn.DistributedGradReducer(self.weights, mean=True, degree=int(group_size))
         self.hyper_map = ops.HyperMap()
+        # 1.0 when this call ran the optimizer (always, without accumulation): gates the EMA
+        self.applied = Parameter(Tensor(1.0, mstype.float32), name="accum.applied", requires_grad=False)
+        if self.accumulate > 1:
+            self.acc_grads = self.weights.clone(prefix="accum", init="zeros")
+            self.acc_fg = Parameter(Tensor(0.0, mstype.float32), name="accum.fg", requires_grad=False)
+            self.micro = Parameter(Tensor(0, mstype.int32), name="accum.micro", requires_grad=False)
 
     # ------------------------------------------------------------------ host-side setters
     def __call__(self, *args, **kwargs):
         out = super().__call__(*args, **kwargs)
         if self.use_ema:
-            self.ema()
+            self.ema(self.applied)
         return out
 
     def set_lr(self, lr):
@@ -166,7 +201,48 @@ class TrainStep(nn.Cell):
         inc = ops.stack(terms + (1.0 - finite.astype(mstype.float32), ops.ones((), mstype.float32)))
         return ops.assign(self.stats, ops.concat((self.stats[:8] + inc, scale.reshape(1))))
 
+    def _construct_accumulate(self, images, labels):
+        """One micro-batch of gradient accumulation (module doc)."""
+        scale = self.scale * 1.0
+        k = self.global_step * 1
+        step_lr = self.lr_fn(k) if self.lr_fn is not None else self.lr * 1.0
+        (_, total, iou, obj, cls, l1, num_fg, fg), grads = self.grad_fn(images, labels, self.use_l1, scale)
+        terms = (total, iou, obj, cls, l1, num_fg)
+        if self.distributed:
+            grads = self.reducer(grads)
+        micro = self.micro + 1
+        apply = micro >= self.accumulate
+        sums = self.hyper_map(ops.add, self.acc_grads, grads)
+        total_fg = self.acc_fg + fg
+        inv = 1.0 / (ops.maximum(total_fg, 1.0) * scale)
+        finite = ms.amp.all_finite(sums) if self.check_overflow else ops.ones((), mstype.bool_)
+        go = ops.logical_and(apply, finite)
+        grads = self.hyper_map(ops.partial(_unscale, go, inv), sums)
+        lr = ops.select(go, step_lr, ops.zeros_like(step_lr))
+        momentum = ops.select(go, self.optimizer.momentum, ops.ones_like(self.optimizer.momentum))
+        weight_decay = ops.select(go, self.optimizer.weight_decay, ops.zeros_like(self.optimizer.weight_decay))
+        self.optimizer(grads, lr, momentum, weight_decay)
+        keep = ops.logical_not(apply)
+        self.hyper_map(ops.partial(_keep_or_clear, keep), self.acc_grads, sums)
+        ops.assign(self.acc_fg, ops.select(keep, total_fg, ops.zeros_like(total_fg)))
+        ops.assign(self.micro, ops.select(keep, micro, ops.zeros_like(micro)))
+        ops.assign(self.applied, go.astype(mstype.float32))
+        ops.assign_add(self.global_step, apply.astype(mstype.int32))
+        step_finite = ops.logical_or(keep, finite)
+        ops.assign_add(self.overflows, 1 - step_finite.astype(mstype.int32))
+        if self.dynamic:
+            good = ops.select(step_finite, self.good_steps + apply.astype(mstype.int32), ops.zeros_like(self.good_steps))
+            grow = good >= self.scale_window
+            new_scale = ops.select(step_finite, ops.select(grow, scale * self.scale_factor, scale),
+                                   ops.maximum(scale / self.scale_factor, 1.0))
+            ops.assign(self.scale, new_scale)
+            ops.assign(self.good_steps, ops.select(grow, ops.zeros_like(good), good))
+        self._record(terms, step_finite, scale)
+        return total, iou, obj, cls, l1, num_fg, step_finite, scale, step_lr
+
     def construct(self, images, labels):
+        if self.accumulate > 1:
+            return self._construct_accumulate(images, labels)
         scale = self.scale * 1.0
         k = self.global_step * 1
         step_lr = self.lr_fn(k) if self.lr_fn is not None else self.lr * 1.0

@@ -46,8 +46,9 @@ class YOLOXLoss(nn.Cell):
         img_hw: optional ``(h, w)`` input size in px (ints): with it the assignment's
             candidate tests use the anchor layout of ``strides`` (faster, same result).
     Returns:
-        dict of scalar float32 Tensors: total, iou (already x5), obj, cls, l1, and num_fg
-        (= total fg / max(total gts, 1), the official logged value).
+        dict of scalar float32 Tensors: total, iou (already x5), obj, cls, l1, num_fg
+        (= total fg / max(total gts, 1), the official logged value) and fg (the foreground
+        anchors of the batch; every term is divided by max(fg, 1)).
     """
 
     def __init__(self, num_classes, strides=(8, 16, 32)):
@@ -104,7 +105,7 @@ class YOLOXLoss(nn.Cell):
 
         total = loss_iou + loss_obj + loss_cls + loss_l1
         return {"total": total, "iou": loss_iou, "obj": loss_obj, "cls": loss_cls,
-                "l1": loss_l1, "num_fg": fg.sum() / num_gts}
+                "l1": loss_l1, "num_fg": fg.sum() / num_gts, "fg": fg.sum()}
 
 
 class YOLOXWithLoss(nn.Cell):
@@ -125,8 +126,11 @@ class YOLOXWithLoss(nn.Cell):
         super().__init__(auto_prefix=False)
         self.model = model
         self.loss = loss
+        self.return_fg = False  # True: a 7th output, the batch's foreground anchor count
 
     def construct(self, images, labels, use_l1):
         raw, grids, strides = self.model(images)
         out = self.loss(raw, grids, strides, labels, use_l1, images.shape[2:])
+        if self.return_fg:
+            return out["total"], out["iou"], out["obj"], out["cls"], out["l1"], out["num_fg"], out["fg"]
         return out["total"], out["iou"], out["obj"], out["cls"], out["l1"], out["num_fg"]
