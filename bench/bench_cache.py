@@ -4,8 +4,8 @@ another rank of the machine), for coco128 listed 1x and 10x (same image files, o
 
     python bench/bench_cache.py --copies 1 10 --size 640
 
-Each measurement is its own process (``ru_maxrss``; MindSpore's import is most of the
-baseline). Prints one row per (copies, mode): peak RSS, its growth over the import, wall
+Each measurement is its own process (``VmHWM``, the peak RSS of that process image;
+MindSpore's import is most of the baseline). Prints one row per (copies, mode): peak RSS, its growth over the import, wall
 time, and the disk cache's file size.
 """
 import argparse
@@ -22,14 +22,17 @@ SHARED = Path(os.environ.get("MINDYOLOX_SHARED", ROOT.parent / "shared"))
 COCO128 = SHARED / "data" / "coco128"
 
 PROBE = textwrap.dedent('''
-    import json, resource, sys, time
+    import json, sys, time
     import numpy as np
     sys.path.insert(0, {root!r})
     from mindyolox.data import COCODataset
     from mindyolox.data.mosaic import MosaicMixup
     ds = COCODataset({ann!r}, {images!r})
+    def hwm_mb():  # this process image's peak RSS (ru_maxrss would include the parent's at fork)
+        with open("/proc/self/status") as f:
+            return next(int(x.split()[1]) for x in f if x.startswith("VmHWM:")) / 1024
     t0 = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = hwm_mb()
     if {mode!r}:
         ds.cache_images({size!r}, {mode!r}, {folder!r})
     aug = dict(mosaic_prob=0.0, mixup_prob=0.0, hsv_prob=1.0, flip_prob=0.5, degrees=10.0, translate=0.1,
@@ -38,8 +41,7 @@ PROBE = textwrap.dedent('''
     rng = np.random.default_rng(0)
     for i in range(len(ds)):  # every image read once
         builder.sample(i, {size!r}, rng)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({{"before_mb": before / 1024, "peak_mb": peak / 1024, "s": time.perf_counter() - t0}}))
+    print(json.dumps({{"before_mb": before, "peak_mb": hwm_mb(), "s": time.perf_counter() - t0}}))
 ''')
 
 
