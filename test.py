@@ -124,7 +124,7 @@ def main(argv=None):
           f"({res['num_detections']} detections written to {det_out})")
     if args.json_out:
         os.makedirs(os.path.dirname(os.path.abspath(args.json_out)), exist_ok=True)
-        out = {k: v for k, v in res.items() if k not in ("summary", "per_class_table")}
+        out = {k: v for k, v in res.items() if k not in ("summary", "per_class_table", "samples")}
         out.update({"config": str(args.config), "weights": str(args.weights), "dataset": dataset.name,
                     "detections_file": det_out})
         with open(args.json_out, "w") as f:

@@ -77,7 +77,7 @@ def main(argv=None):
     work = Path(args.work or tempfile.mkdtemp(prefix="mindyolox_bench_cache_"))
     work.mkdir(parents=True, exist_ok=True)
     size = (args.size, args.size)
-    print("| coco128 x | images | mode | peak RSS MB | over the import MB | s | cache file GB |")
+    print("| coco128 x | images | mode | peak RSS MB | growth while reading MB | s | cache file GB |")
     print("|---|---|---|---|---|---|---|")
     for n in args.copies:
         ann = coco128_copies(work, n)

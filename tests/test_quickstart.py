@@ -286,3 +286,39 @@ def test_quickstart_export_and_infer(qs):
     assert [d["class_name"] for d in infer] == [d["class_name"] for d in pred]
     for a, b in zip(infer, pred):
         assert np.allclose(a["bbox"], b["bbox"], atol=0.05) and abs(a["score"] - b["score"]) < 1e-3
+
+
+def _tensorboard_events(folder):
+    """``[(tag, step, value or "image")]`` of the event files in ``folder`` (TFRecord frames:
+    length u64, crc u32, an ``Event`` protobuf, crc u32), read with tensorboardX's protos."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+    out = []
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        pos = 0
+        while pos + 12 <= len(data):
+            (length,) = struct.unpack("<Q", data[pos:pos + 8])
+            event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+            pos += 12 + length + 4
+            for v in event.summary.value:
+                out.append((v.tag, event.step, "image" if v.HasField("image") else v.simple_value))
+    return out
+
+
+def test_quickstart_run_writes_tensorboard(qs):
+    work, _ = qs
+    run = work / RUN
+    events = _tensorboard_events(run / "tensorboard")
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    train = [m for m in metrics if m["type"] == "train"]
+    totals = [(s, v) for t, s, v in events if t == "train/total"]
+    assert [s for s, _ in totals] == [m["step"] for m in train]
+    assert np.allclose([v for _, v in totals], [m["total"] for m in train], rtol=1e-6)
+    ev = [m for m in metrics if m["type"] == "eval"]
+    aps = [(s, v) for t, s, v in events if t == "eval/AP50_95"]
+    assert [s for s, _ in aps] == [m["step"] for m in ev] and np.allclose([v for _, v in aps], [m["AP50_95"] for m in ev])
+    assert any(t == "eval/AR100" for t, _, _ in events)
+    images = {(t, s) for t, s, v in events if v == "image"}
+    assert ("train/augmented", 0) in images and ("eval/detections", ev[-1]["step"]) in images

@@ -13,33 +13,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without install
 
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
 from mindyolox.config import load_config  # noqa: E402
-from mindyolox.data.loader import build_dataset  # noqa: E402
-from mindyolox.data.mosaic import MosaicMixup  # noqa: E402
-from mindyolox.data.transforms import cxcywh2xyxy  # noqa: E402
+from mindyolox.data.samples import render_samples  # noqa: E402
 from mindyolox.utils.cli import add_config_args, parse_args, run_cli  # noqa: E402
-from mindyolox.utils.visualize import draw_boxes, make_grid, save_image  # noqa: E402
-
-
-def render_samples(data_cfg, aug_cfg, seed=0, n=8, mosaic=True, split="train", dataset=None):
-    """``n`` augmented samples drawn with boxes + names: list of BGR uint8 ``[H, W, 3]``."""
-    dataset = dataset if dataset is not None else build_dataset(data_cfg, split)
-    size = tuple(int(v) for v in data_cfg["input_size"])
-    builder = MosaicMixup(dataset, size, aug_cfg, int(data_cfg["max_labels"]))
-    order = np.random.default_rng([int(seed), 0]).permutation(len(dataset))
-    out = []
-    for k in tqdm(range(n), desc="samples", unit="img", leave=False):
-        index = int(order[k % len(order)])
-        image, labels = builder.sample(index, size, np.random.default_rng([int(seed), 0, index, k]),
-                                       mosaic=mosaic)
-        valid = labels[:, 3] > 0
-        boxes = cxcywh2xyxy(labels[valid, 1:5])
-        img = np.ascontiguousarray(image.transpose(1, 2, 0))
-        out.append(draw_boxes(img, boxes, labels[valid, 0].astype(int), class_names=dataset.class_names))
-    return out, dataset
+from mindyolox.utils.visualize import make_grid, save_image  # noqa: E402
 
 
 def main(argv=None):

@@ -201,6 +201,10 @@ class _Evaluator:
             timing["wait_s"] += time.perf_counter() - t0
             results = _from_rows(rows)
         res = self._metrics(results, timing, det_file) if self.rank == 0 else None
+        if res is not None:  # the first images' detections, for a look (TensorBoard)
+            from .tensorboard import SAMPLE_IMAGES
+            res["samples"] = {i: np.zeros((0, 7), np.float32) for i in range(min(SAMPLE_IMAGES, len(self.dataset)))}
+            res["samples"].update({i: d for i, d in results if i < SAMPLE_IMAGES})
         if self.world_size > 1:
             res = self._share(res, timing)
         return res

@@ -46,12 +46,14 @@ class RunLog:
     ``info(msg)``: a timestamped line on stdout (through any open progress bar, time of day
     only) and in ``train_log.txt`` (appended, date and time);
     ``record(dict)``: one line of ``metrics.jsonl``; ``event(kind, **fields)``: a
-    ``type: event`` record with the time. The data package's messages (``mindyolox.data``:
+    ``type: event`` record with the time; with ``tensorboard`` every record also goes to
+    ``run_dir/tensorboard`` (:mod:`~mindyolox.engine.tensorboard`). The data package's messages (``mindyolox.data``:
     loader set-up, image cache, skipped images) go to the same console and file."""
 
-    def __init__(self, run_dir, rank=0, name="mindyolox.train"):
+    def __init__(self, run_dir, rank=0, name="mindyolox.train", tensorboard=False):
         self.rank = int(rank)
         self.metrics_path = run_dir / "metrics.jsonl"
+        self.tb = None  # TensorBoardLog of rank 0 with tensorboard=True
         lg = self.logger = logging.getLogger(name)
         lg.handlers.clear()
         lg.propagate = False
@@ -72,6 +74,9 @@ class RunLog:
         for h in (console, file):
             h.run_log = True
             data.addHandler(h)
+        if tensorboard:
+            from .tensorboard import TensorBoardLog
+            self.tb = TensorBoardLog(run_dir / "tensorboard")
 
     def info(self, msg):
         if self.rank == 0:
@@ -89,6 +94,12 @@ class RunLog:
         if self.rank == 0:
             with open(self.metrics_path, "a") as f:
                 f.write(json.dumps(rec) + "\n")
+            if self.tb is not None:
+                self.tb.record(rec)
+
+    def close(self):
+        if self.tb is not None:
+            self.tb.close()
 
     def event(self, kind, **fields):
         self.record({"type": "event", "event": kind, "time": time.time(), **fields})

@@ -315,8 +315,20 @@ class Trainer:
                      f"{self.host_reads} device reads; curves: {png}")
             self._log_timing()
         self.event("end", status=self.status)
+        self.runlog.close()
+
+    def _tb_samples(self):
+        """Augmented training samples to TensorBoard: at the start and at the no-aug switch."""
+        if self.runlog.tb is None or self.epoch not in (self.start_epoch, self.no_aug_from):
+            return
+        from ..data.samples import render_samples
+        from ..utils.visualize import make_grid
+        images, _ = render_samples(self.cfg.data, self.cfg.aug, int(self.tcfg.seed) + self.epoch, 8,
+                                   mosaic=self.epoch < self.no_aug_from, dataset=self.loader.dataset)
+        self.runlog.tb.image("train/augmented", make_grid(images, 4), self.epoch * self.steps_per_epoch)
 
     def before_epoch(self):
+        self._tb_samples()
         use_l1 = self.epoch >= self.no_aug_from
         self.step.set_use_l1(use_l1)
         if use_l1 and (self.epoch == self.no_aug_from or self.epoch == self.start_epoch):
@@ -392,9 +404,12 @@ class Trainer:
             line += (f"; {res['timing']['images']} images on this rank, {wait_s:.1f} s of it waiting for "
                      "the other ranks")
         self.runlog.rank_info(line)
-        self.runlog.record({"type": "eval", "epoch": self.epoch + 1, "AP50_95": ap, "AP50": ap50,
+        step = (self.epoch + 1) * self.steps_per_epoch
+        self.runlog.record({"type": "eval", "epoch": self.epoch + 1, "step": step, "AP50_95": ap, "AP50": ap50,
                            "eval_s": eval_s, "wait_s": wait_s,
                            "stats": [float(s) for s in res.get("stats", [])]})
+        if self.runlog.tb is not None and res.get("samples"):
+            self.runlog.tb.detections(res["samples"], self.evaluator.dataset, step)
         if best:
             self.save("best", self._meta())
         return res
@@ -495,7 +510,7 @@ class Trainer:
 
     def _setup_logging(self):
         from .run_log import RunLog
-        self.runlog = RunLog(self.run_dir, self.rank)
+        self.runlog = RunLog(self.run_dir, self.rank, tensorboard=bool(self.tcfg.tensorboard))
         self.metrics_path = self.runlog.metrics_path
         if self.rank == 0 and not self.resume:
             import yaml
@@ -536,7 +551,8 @@ class Trainer:
         self.timing["data_s"] += w["data_s"]
         self.timing["compile_s"] += w["compile_s"]
         rec = {name: stats[name] / n for name in LOSS_NAMES}
-        rec.update(epoch=self.epoch + 1, iter=self.iter + 1, step=k, steps=n, lr=self.lr_schedule(k),
+        rec.update(epoch=self.epoch + 1, iter=self.iter + 1, step=k, steps=n,
+                   lr=self.lr_schedule(k // int(self.tcfg.accumulate)),
                    skipped=int(round(stats["skipped"])), scale=stats["scale"],
                    step_ms=1e3 * max(wall - w["data_s"], 0.0) / n, data_ms=1e3 * w["data_s"] / n,
                    size=list(w["size"]) if w["size"] else None)
