@@ -1,137 +1,14 @@
 """Evaluate a YOLOX model: COCO bbox AP (official evaluator) or Pascal VOC mAP.
 
-    python test.py --config configs/yolox-s.yaml --weights yolox_s.pth
-    python test.py --config configs/yolox-nano.yaml --weights ../shared/weights/yolox_nano.pth \
-        --img-size 416 --conf 0.001 --ann ../shared/data/coco_tiny/annotations/instances_val2017.json \
-        --images ../shared/data/coco_tiny/val2017 --json-out metrics.json
-    msrun --worker_num=4 --local_worker_num=4 test.py --config configs/yolox-s.yaml --weights yolox_s.pth --distributed
-
-Prints the 12 COCO stats (VOC: mAP at IoU 0.5:0.95 and 0.5, area and 11-point metrics), a
-per-class AP table and timing (forward ms/img, NMS ms/img, images/s); writes the detections
-as COCO result JSON (``--det-out``, default ``<save-dir>/detections.json``). ``--json-out``
-writes the metrics: ``{"AP50_95", "AP50", "stats": [...], "per_class_AP", "timing", ...}``
-(fractions in [0, 1]; null for a class without ground truth). Defaults come from the recipe:
-``data.test_size``, ``test.batch_size``, ``test.conf``, ``test.nms``, ``test.class_agnostic``;
-the flags override them. ``--distributed`` (under ``msrun``): each rank runs its shard of the
-images, rank 0 computes the metrics (the same 12 stats as one process) and prints and writes
-everything; every other rank prints one line with the AP it received and its own timing.
+Thin launcher of ``mindyolox.commands.evaluate`` (installed: ``mindyolox-test``); ``--help`` says
+everything.
 """
-import argparse
-import json
-import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from a clone without installing
 
-from mindyolox.engine.runtime import build_and_load, parse_img_size, setup_mindspore  # noqa: E402
-from mindyolox.errors import ConfigError, DataError, WeightsError  # noqa: E402
-from mindyolox.utils.cli import add_config_args, parse_args, run_cli  # noqa: E402
-
-
-def _no_nan(obj):
-    """NaN (a class without ground truth) -> None, so the file is strict JSON."""
-    if isinstance(obj, float) and obj != obj:
-        return None
-    if isinstance(obj, dict):
-        return {k: _no_nan(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_no_nan(v) for v in obj]
-    return obj
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_config_args(parser, example="test.conf=0.01")
-    parser.add_argument("--weights", required=True, help=".ckpt (mindyolox), .pth (official) or .npz")
-    parser.add_argument("--img-size", nargs="+", help="eval size: S or H W (default data.test_size)")
-    parser.add_argument("--batch", type=int, help="batch size (default test.batch_size)")
-    parser.add_argument("--conf", type=float, help="score threshold obj*cls (default test.conf)")
-    parser.add_argument("--nms", type=float, help="NMS IoU threshold (default test.nms)")
-    parser.add_argument("--class-agnostic", action="store_true", help="NMS over all classes together")
-    parser.add_argument("--ann", help="COCO annotation JSON (overrides data.data_dir/data.val_ann)")
-    parser.add_argument("--images", help="image folder for --ann (overrides data.data_dir/data.val_images)")
-    parser.add_argument("--workers", type=int, default=None, help="loader worker processes (default data.num_workers)")
-    parser.add_argument("--save-dir", default="runs/test", help="where the detections JSON goes")
-    parser.add_argument("--det-out", help="detections JSON path (default <save-dir>/detections.json)")
-    parser.add_argument("--json-out", help="write the metrics as JSON here")
-    parser.add_argument("--device", default=None, help="CPU | GPU | Ascend (default: MindSpore's)")
-    parser.add_argument("--half", action="store_true",
-                        help="float16 inference (mixed precision O2: BatchNorm and outputs in float32)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--distributed", action="store_true",
-                        help="one shard of the images per msrun worker; rank 0 reports")
-    args = parse_args(parser, argv)
-
-    from mindyolox.config import load_config
-    cfg = load_config(args.config, args.overrides)
-    img_size = parse_img_size(args.img_size) if args.img_size else parse_img_size(cfg.data.test_size,
-                                                                                   "data.test_size")
-    batch = int(args.batch if args.batch is not None else cfg.test.batch_size)
-    if batch <= 0:
-        raise ConfigError(f"--batch must be positive, got {batch}")
-    conf = float(args.conf if args.conf is not None else cfg.test.conf)
-    nms = float(args.nms if args.nms is not None else cfg.test.nms)
-    if not (0.0 <= nms <= 1.0):
-        raise ConfigError(f"--nms must be in [0, 1], got {nms}")
-    agnostic = bool(args.class_agnostic or cfg.test.class_agnostic)
-    workers = int(args.workers if args.workers is not None else cfg.data.num_workers)
-    if not os.path.isfile(args.weights):
-        raise WeightsError(f"weights file not found: {args.weights}")
-
-    from mindyolox.data import COCODataset, build_dataset
-    if args.ann or args.images:
-        if not (args.ann and args.images):
-            raise DataError("--ann and --images go together (COCO JSON and its image folder)")
-        if not os.path.isdir(args.images):
-            raise DataError(f"image folder {args.images} not found (--images)")
-        dataset = COCODataset(args.ann, args.images)
-    else:
-        dataset = build_dataset(cfg.data, "val")
-    if len(dataset) == 0:
-        raise DataError(f"{dataset.name}: no images to evaluate")
-
-    setup_mindspore(args.device, cfg)
-    rank, world = 0, 1
-    if args.distributed:
-        from mindyolox.engine.distributed import init_data_parallel
-        rank, world = init_data_parallel()
-    model, report = build_and_load(cfg, args.weights, half=args.half)
-    say = print if rank == 0 else (lambda *a, **k: None)
-    say(report.summary())
-
-    from mindyolox.engine import evaluate, format_timing
-    det_out = args.det_out or os.path.join(args.save_dir, "detections.json")
-    say(f"evaluating {dataset!r} at {img_size[0]}x{img_size[1]}, batch {batch}, conf {conf}, "
-        f"nms {nms}{' class-agnostic' if agnostic else ''}" + (f", {world} ranks" if world > 1 else ""))
-    res = evaluate(model, dataset, img_size, batch, conf, nms, agnostic, num_workers=workers,
-                   progress=not args.no_progress and rank == 0, det_file=det_out, rank=rank, world_size=world)
-    if world > 1:
-        t = res["timing"]
-        print(f"rank {rank}/{world}: AP50:95 {100 * res['AP50_95']:.2f}  AP50 {100 * res['AP50']:.2f} "
-              f"(metrics of rank 0); this rank: {t['images']} images in {t['total_s']:.1f} s, "
-              f"waited {t['wait_s']:.1f} s for the others", flush=True)
-    if rank != 0:
-        return 0
-    print(res["summary"])
-    print("per-class AP (%):")
-    print(res["per_class_table"])
-    print("timing: " + format_timing(res["timing"]))
-    if res["skipped_images"]:
-        print(f"skipped {len(res['skipped_images'])} unreadable image(s): "
-              + ", ".join(res["skipped_images"][:5]) + (" ..." if len(res["skipped_images"]) > 5 else ""))
-    print(f"AP50:95 {100 * res['AP50_95']:.2f}  AP50 {100 * res['AP50']:.2f}  "
-          f"({res['num_detections']} detections written to {det_out})")
-    if args.json_out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json_out)), exist_ok=True)
-        out = {k: v for k, v in res.items() if k not in ("summary", "per_class_table", "samples")}
-        out.update({"config": str(args.config), "weights": str(args.weights), "dataset": dataset.name,
-                    "detections_file": det_out})
-        with open(args.json_out, "w") as f:
-            json.dump(_no_nan(out), f, indent=1)
-        print(f"metrics written to {args.json_out}")
-    return 0
-
+from mindyolox.commands.evaluate import run  # noqa: E402
 
 if __name__ == "__main__":
-    run_cli(main)
+    run()

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mindyolox.engine.runtime import parse_img_size  # noqa: E402
 from mindyolox.errors import MindYOLOXError, WeightsError  # noqa: E402
 from mindyolox.utils.cli import run_cli  # noqa: E402
-from predict import add_predict_args, check_thresholds, report  # noqa: E402
+from mindyolox.commands.predict import add_predict_args, check_thresholds, report  # noqa: E402
 
 
 def read_meta(mindir):

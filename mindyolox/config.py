@@ -30,7 +30,22 @@ from .errors import ConfigError
 
 __all__ = ["Config", "load_config", "dump_config", "DEFAULT_CONFIG"]
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "_base_" / "default.yaml"
+# the recipes: inside the installed package (pip install .), else the clone's configs/
+RECIPES = next((d for d in (Path(__file__).resolve().parent / "configs", Path(__file__).resolve().parents[1] / "configs")
+                if (d / "_base_" / "default.yaml").is_file()), Path(__file__).resolve().parents[1] / "configs")
+DEFAULT_CONFIG = RECIPES / "_base_" / "default.yaml"
+
+
+def find_recipe(path):
+    """``path`` as given when it exists, else the shipped recipe of that name (``yolox-s``,
+    ``yolox-s.yaml``, ``demo/yolox-nano-demo``) in :data:`RECIPES`; unchanged when neither."""
+    path = Path(path).expanduser()
+    if path.exists() or path.is_absolute():
+        return path
+    for candidate in (RECIPES / path, RECIPES / f"{path}.yaml"):
+        if candidate.is_file():
+            return candidate
+    return path
 BASE_KEY = "__base__"
 
 
@@ -128,7 +143,9 @@ def _read_yaml(path, referenced_by=None):
     if not path.is_file():
         if referenced_by is not None:
             raise ConfigError(f"{referenced_by}: __base__ file '{path}' not found")
-        raise ConfigError(f"{path}: config file not found")
+        shipped = sorted(str(p.relative_to(RECIPES).with_suffix("")) for p in RECIPES.rglob("*.yaml")
+                         if p.parent.name != "_base_")
+        raise ConfigError(f"{path}: config file not found (shipped recipes, by name: {', '.join(shipped)})")
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
     except yaml.YAMLError as e:
@@ -408,7 +425,7 @@ def load_config(path, overrides=None):
     """
     schema = _schema()
     merged, sources = _copy(schema), {}
-    layers = _layers(path)
+    layers = _layers(find_recipe(path))
     layers += [_override_layer(o, schema) for o in (overrides or [])]
     for source, data in layers:
         _check_layer(data, schema, source, sources)
