@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone
 
 from mindyolox.config import load_config  # noqa: E402
 from mindyolox.errors import WeightsError  # noqa: E402
+from mindyolox.convert.download import resolve_weights  # noqa: E402
 from mindyolox.utils.cli import add_config_args, parse_args, run_cli  # noqa: E402
 
 
@@ -23,6 +24,7 @@ def main(argv=None):
     parser.add_argument("-o", "--output", required=True, help="MindSpore checkpoint to write (.ckpt)")
     add_config_args(parser, example="model.num_classes=20")
     args = parse_args(parser, argv)
+    args.weights = resolve_weights(args.weights)
     if Path(args.output).suffix.lower() != ".ckpt":
         raise WeightsError(f"{args.output}: output must end in .ckpt")
     cfg = load_config(args.config, args.overrides)

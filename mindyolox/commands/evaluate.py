@@ -22,6 +22,7 @@ import os
 
 from ..engine.runtime import build_and_load, parse_img_size, setup_mindspore
 from ..errors import ConfigError, DataError, WeightsError
+from ..convert.download import resolve_weights
 from ..utils.cli import add_config_args, parse_args, run_cli
 
 
@@ -39,7 +40,7 @@ def _no_nan(obj):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_config_args(parser, example="test.conf=0.01")
-    parser.add_argument("--weights", required=True, help=".ckpt (mindyolox), .pth (official) or .npz")
+    parser.add_argument("--weights", required=True, help=".ckpt (mindyolox), .pth (official), .npz, or an official name such as yolox_s (downloaded once)")
     parser.add_argument("--img-size", nargs="+", help="eval size: S or H W (default data.test_size)")
     parser.add_argument("--batch", type=int, help="batch size (default test.batch_size)")
     parser.add_argument("--conf", type=float, help="score threshold obj*cls (default test.conf)")
@@ -58,6 +59,7 @@ def main(argv=None):
     parser.add_argument("--distributed", action="store_true",
                         help="one shard of the images per msrun worker; rank 0 reports")
     args = parse_args(parser, argv)
+    args.weights = resolve_weights(args.weights)
 
     from ..config import load_config
     cfg = load_config(args.config, args.overrides)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..engine.runtime import build_and_load, parse_img_size, setup_mindspore
 from ..errors import ConfigError, MindYOLOXError
+from ..convert.download import resolve_weights
 from ..utils.cli import add_config_args, parse_args, run_cli
 
 FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
@@ -57,7 +58,7 @@ def export_model(model, batch, img_size, output, file_format="MINDIR"):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_config_args(parser, example="model.num_classes=20")
-    parser.add_argument("--weights", required=True, help=".ckpt (mindyolox), .pth (official) or .npz")
+    parser.add_argument("--weights", required=True, help=".ckpt (mindyolox), .pth (official), .npz, or an official name such as yolox_s (downloaded once)")
     parser.add_argument("--format", default="MINDIR", type=str.upper, choices=sorted(FORMATS),
                         help="MINDIR (default), ONNX or AIR (Ascend only)")
     parser.add_argument("--batch", type=int, required=True, help="batch size of the exported graph")
@@ -69,6 +70,7 @@ def main(argv=None):
                              "im2col (fast with MindSpore on CPU)")
     parser.add_argument("--device", default=None, help="CPU | GPU | Ascend (default: MindSpore's)")
     args = parse_args(parser, argv)
+    args.weights = resolve_weights(args.weights)
     if args.batch <= 0:
         raise ConfigError(f"--batch must be positive, got {args.batch}")
     img_size = parse_img_size(args.img_size)

@@ -16,6 +16,7 @@ import os
 from ..engine.runtime import build_and_load, parse_img_size, setup_mindspore
 from ..engine.predictor import NOT_MEDIA
 from ..errors import ConfigError, WeightsError
+from ..convert.download import resolve_weights
 from ..utils.cli import add_config_args, parse_args, run_cli
 
 
@@ -61,10 +62,11 @@ def report(out, save_dir):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_config_args(parser, example="data.test_size=[320,320]")
-    parser.add_argument("--weights", required=True, help=".ckpt (mindyolox), .pth (official) or .npz")
+    parser.add_argument("--weights", required=True, help=".ckpt (mindyolox), .pth (official), .npz, or an official name such as yolox_s (downloaded once)")
     parser.add_argument("--img-size", nargs="+", help="input size: S or H W (default data.test_size)")
     add_predict_args(parser)
     args = parse_args(parser, argv)
+    args.weights = resolve_weights(args.weights)
     check_thresholds(args)
 
     from ..config import load_config

@@ -14,6 +14,7 @@ import argparse
 import signal
 from pathlib import Path
 
+from ..convert.download import resolve_weights
 from ..utils.cli import add_config_args, parse_args as parse_cli, run_cli
 
 
@@ -25,7 +26,7 @@ def parse_args(argv=None):
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
                    help="continue the run from its last.ckpt (or from CKPT)")
     p.add_argument("--exist-ok", action="store_true", help="write into an existing run directory")
-    p.add_argument("--weights", help="fine-tune from .ckpt/.pth/.npz weights")
+    p.add_argument("--weights", help="fine-tune from .ckpt/.pth/.npz weights or an official name such as yolox_s")
     p.add_argument("--distributed", action="store_true", help="data parallel over the msrun workers")
     p.add_argument("--data-sink", action="store_true", help="data sink mode (Ascend/GPU)")
     p.add_argument("--device", default=None, help="CPU | GPU | Ascend (default: MindSpore's)")
@@ -40,6 +41,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    args.weights = resolve_weights(args.weights)
     from .. import load_config
     from ..engine.runtime import setup_mindspore
     from ..engine.trainer import Trainer, check_config
