@@ -217,11 +217,7 @@ class TrainStep(nn.Cell):
         inv = 1.0 / (ops.maximum(total_fg, 1.0) * scale)
         finite = ms.amp.all_finite(sums) if self.check_overflow else ops.ones((), mstype.bool_)
         go = ops.logical_and(apply, finite)
-        grads = self.hyper_map(ops.partial(_unscale, go, inv), sums)
-        lr = ops.select(go, step_lr, ops.zeros_like(step_lr))
-        momentum = ops.select(go, self.optimizer.momentum, ops.ones_like(self.optimizer.momentum))
-        weight_decay = ops.select(go, self.optimizer.weight_decay, ops.zeros_like(self.optimizer.weight_decay))
-        self.optimizer(grads, lr, momentum, weight_decay)
+        self._sgd_if(go, self.hyper_map(ops.partial(_unscale, go, inv), sums), step_lr)
         keep = ops.logical_not(apply)
         self.hyper_map(ops.partial(_keep_or_clear, keep), self.acc_grads, sums)
         ops.assign(self.acc_fg, ops.select(keep, total_fg, ops.zeros_like(total_fg)))
@@ -229,16 +225,29 @@ class TrainStep(nn.Cell):
         ops.assign(self.applied, go.astype(mstype.float32))
         ops.assign_add(self.global_step, apply.astype(mstype.int32))
         step_finite = ops.logical_or(keep, finite)
-        ops.assign_add(self.overflows, 1 - step_finite.astype(mstype.int32))
+        self._count_and_rescale(step_finite, apply.astype(mstype.int32), scale)
+        self._record(terms, step_finite, scale)
+        return total, iou, obj, cls, l1, num_fg, step_finite, scale, step_lr
+
+    def _sgd_if(self, go, grads, step_lr):
+        """SGD with ``grads`` at ``step_lr`` when ``go``, else a call that changes nothing
+        (zero gradients expected, lr 0, momentum 1, no weight decay): no graph control flow."""
+        lr = ops.select(go, step_lr, ops.zeros_like(step_lr))
+        momentum = ops.select(go, self.optimizer.momentum, ops.ones_like(self.optimizer.momentum))
+        weight_decay = ops.select(go, self.optimizer.weight_decay, ops.zeros_like(self.optimizer.weight_decay))
+        self.optimizer(grads, lr, momentum, weight_decay)
+
+    def _count_and_rescale(self, finite, good_inc, scale):
+        """Count a skipped (overflowed) step; dynamic scaling: halve on overflow, double after
+        ``scale_window`` good optimizer steps (``good_inc``: 1 when this call was one)."""
+        ops.assign_add(self.overflows, 1 - finite.astype(mstype.int32))
         if self.dynamic:
-            good = ops.select(step_finite, self.good_steps + apply.astype(mstype.int32), ops.zeros_like(self.good_steps))
+            good = ops.select(finite, self.good_steps + good_inc, ops.zeros_like(self.good_steps))
             grow = good >= self.scale_window
-            new_scale = ops.select(step_finite, ops.select(grow, scale * self.scale_factor, scale),
+            new_scale = ops.select(finite, ops.select(grow, scale * self.scale_factor, scale),
                                    ops.maximum(scale / self.scale_factor, 1.0))
             ops.assign(self.scale, new_scale)
             ops.assign(self.good_steps, ops.select(grow, ops.zeros_like(good), good))
-        self._record(terms, step_finite, scale)
-        return total, iou, obj, cls, l1, num_fg, step_finite, scale, step_lr
 
     def construct(self, images, labels):
         if self.accumulate > 1:
@@ -258,18 +267,7 @@ class TrainStep(nn.Cell):
             return total, iou, obj, cls, l1, num_fg, finite, scale, step_lr
         finite = ms.amp.all_finite(grads)
         # skip without graph control flow: zero grads, lr 0, momentum 1 leave all state as is
-        grads = self.hyper_map(ops.partial(_unscale, finite, 1.0 / scale), grads)
-        lr = ops.select(finite, step_lr, ops.zeros_like(step_lr))
-        momentum = ops.select(finite, self.optimizer.momentum, ops.ones_like(self.optimizer.momentum))
-        weight_decay = ops.select(finite, self.optimizer.weight_decay, ops.zeros_like(self.optimizer.weight_decay))
-        self.optimizer(grads, lr, momentum, weight_decay)
-        ops.assign_add(self.overflows, 1 - finite.astype(mstype.int32))
-        if self.dynamic:
-            good = ops.select(finite, self.good_steps + 1, ops.zeros_like(self.good_steps))
-            grow = good >= self.scale_window
-            new_scale = ops.select(finite, ops.select(grow, scale * self.scale_factor, scale),
-                                   ops.maximum(scale / self.scale_factor, 1.0))
-            ops.assign(self.scale, new_scale)
-            ops.assign(self.good_steps, ops.select(grow, ops.zeros_like(good), good))
+        self._sgd_if(finite, self.hyper_map(ops.partial(_unscale, finite, 1.0 / scale), grads), step_lr)
+        self._count_and_rescale(finite, ops.ones((), mstype.int32), scale)
         self._record(terms, finite, scale)
         return total, iou, obj, cls, l1, num_fg, finite, scale, step_lr
