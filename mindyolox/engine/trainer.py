@@ -1,14 +1,16 @@
 """The YOLOX trainer (official ``yolox/core/trainer.py`` structure: before/after hooks for the
 whole run, each epoch and each iteration) around the compiled :class:`TrainStep`.
 
-Run directory ``<train.output_dir>/<name>`` (rank 0 writes, other ranks only train):
+Run directory ``<train.output_dir>/<name>`` (rank 0 writes; the other ranks train and evaluate
+their shard of the val set, printing their evaluation line on their own stdout):
 
 * ``last.ckpt`` (every epoch end and on SIGINT/SIGTERM), ``best.ckpt`` (best EMA AP50:95),
   ``epoch_<N>.ckpt`` every ``train.save_interval`` epochs -- training checkpoints
   (:mod:`~mindyolox.engine.checkpoint`), written atomically;
 * ``metrics.jsonl``: one JSON record per logged iteration (``type: train``: epoch, iter, step,
   lr, loss terms, ms/step, data ms, memory), per evaluation (``type: eval``), and run events;
-* ``train_log.txt`` (the log lines), ``config.yaml`` (resolved recipe), ``curves.png``.
+* ``train_log.txt`` (the log lines), ``config.yaml`` (resolved recipe), ``curves.png``,
+  ``tensorboard/`` (``train.tensorboard``: :mod:`~mindyolox.engine.tensorboard`).
 
 The parts (model, EMA model, loader, optimizer, compiled step, evaluator) come from
 :func:`~mindyolox.engine.builder.build_training`; this class runs the loop around them.
