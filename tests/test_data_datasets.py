@@ -165,3 +165,20 @@ def test_labels_beyond_max_labels_dropped_and_counted(tmp_path):
     _, labels = builder.sample(0, (64, 64), np.random.default_rng(0))
     assert (labels[:, 3] > 0).sum() == 5
     assert ds.events.dropped_labels() == 2
+
+
+def test_event_folders_of_killed_processes_are_removed(tmp_path):
+    import os
+    import subprocess
+    import tempfile
+
+    from mindyolox.data.base import EventLog
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = os.path.join(tempfile.gettempdir(), f"{EventLog.PREFIX}{dead.pid}_test")
+    os.makedirs(orphan, exist_ok=True)
+    live = EventLog()
+    assert not os.path.exists(orphan) and os.path.isdir(live.root)
+    assert os.path.basename(live.root).startswith(f"{EventLog.PREFIX}{os.getpid()}_")
+    EventLog()  # a second one in this (live) process leaves the first alone
+    assert os.path.isdir(live.root)

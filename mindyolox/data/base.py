@@ -42,13 +42,33 @@ class EventLog:
 
     Each event is a small file in a private temporary folder, created with ``O_EXCL``, so a
     bad image is named once in the log however many workers meet it, and the main process
-    can count what its workers saw. The folder is removed when the creating process exits.
+    can count what its workers saw. The folder is removed when the creating process exits;
+    folders left by processes that were killed (no exit handler ran) are removed by the next
+    EventLog (their owner's pid is in the name).
     """
+    PREFIX = "mindyolox_data_events_"
 
     def __init__(self, root=None):
-        self.root = root or tempfile.mkdtemp(prefix="mindyolox_data_events_")
+        if root is None:
+            self._remove_orphans()
+            root = tempfile.mkdtemp(prefix=f"{self.PREFIX}{os.getpid()}_")
+        self.root = root
         self._owner = os.getpid()
         atexit.register(self._cleanup, self.root, self._owner)
+
+    @classmethod
+    def _remove_orphans(cls):
+        tmp = tempfile.gettempdir()
+        for name in os.listdir(tmp):
+            pid = name[len(cls.PREFIX):].split("_", 1)[0]
+            if not (name.startswith(cls.PREFIX) and pid.isdigit()):
+                continue
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
+            except PermissionError:  # alive, another user's
+                continue
 
     @staticmethod
     def _cleanup(root, owner):
