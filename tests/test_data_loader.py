@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from mindyolox.data import build_dataset, create_eval_loader, create_train_loader, preproc, size_for_step
-from mindyolox.data.loader import TrainSource, multiscale_range, no_aug_start, resize_sample
+from mindyolox.data.loader import TrainSource, multiscale_range, no_aug_start
+from mindyolox.data.transforms import resize_sample
 from mindyolox.data.mosaic import MosaicMixup
 from mindyolox.data.transforms import xyxy2cxcywh
 

@@ -39,14 +39,13 @@ Evaluation (:func:`create_eval_loader`)
 import os
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from ..errors import DataError
 from .base import DetectionDataset, EventLog, logger
 from .coco import COCODataset
 from .mosaic import MosaicMixup
-from .transforms import letterbox
+from .transforms import letterbox, resize_sample
 from .voc import VOCDataset
 
 __all__ = [
@@ -182,19 +181,6 @@ class TrainSource:
             return self.builder.sample(index, size, rng, mosaic=mosaic)
         image, labels = self.builder.sample(index, self.builder.input_size, rng, mosaic=mosaic)
         return resize_sample(image, labels, size)
-
-
-def resize_sample(image, labels, size):
-    """The official ``Exp.preprocess`` for one sample: ``image`` uint8 ``[3, h, w]`` resized
-    bilinearly to ``size = (H, W)``; ``labels`` ``[M, 5]`` ``(class, cx, cy, w, h)`` with x/w
-    scaled by ``W / w`` and y/h by ``H / h`` (zero padding rows stay zero)."""
-    h, w = image.shape[1:]
-    out = cv2.resize(np.ascontiguousarray(image.transpose(1, 2, 0)), (int(size[1]), int(size[0])),
-                     interpolation=cv2.INTER_LINEAR)
-    labels = labels.copy()
-    labels[:, 1::2] *= size[1] / w
-    labels[:, 2::2] *= size[0] / h
-    return np.ascontiguousarray(out.transpose(2, 0, 1)), labels
 
 
 def _sampler_base():
