@@ -69,6 +69,8 @@ def test_a_failed_start_does_not_block_the_corrected_run(tmp_path):
     run.mkdir()
     (run / "config.yaml").write_text("old")
     (run / "train_log.txt").write_text("")
+    (run / "tensorboard").mkdir()
+    (run / "tensorboard" / "events.out.tfevents.1.host").write_bytes(b"")
     with pytest.raises(MindYOLOXError, match="nothing to resume: .* holds no last.ckpt"):
         _trainer(run, resume=True).before_train()
     tr = _trainer(run)

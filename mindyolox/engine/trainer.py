@@ -35,6 +35,7 @@ resumed run reproduces an uninterrupted one.
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -52,7 +53,7 @@ __all__ = ["Trainer", "TrainingDiverged", "TrainHook", "eval_due"]
 LOSS_NAMES = ("total", "iou", "obj", "cls", "l1", "num_fg")
 PARTS = ("model", "net", "ema_model", "loader", "lr_schedule", "optimizer", "step", "evaluator")
 # what a start writes before its first checkpoint: a run folder holding only these is not started
-NOT_STARTED = {"config.yaml", "train_log.txt", "metrics.jsonl", "curves.png"}
+NOT_STARTED = {"config.yaml", "train_log.txt", "metrics.jsonl", "curves.png", "tensorboard"}
 
 
 _CACHE_ENV = ("MS_COMPILER_CACHE_ENABLE", "MS_COMPILER_CACHE_PATH")
@@ -505,7 +506,10 @@ class Trainer:
                 raise MindYOLOXError(f"run directory {d} already exists and is not empty: pass --resume to "
                                      "continue it, --exist-ok to write into it anyway, or another --name")
             for p in entries:
-                p.unlink()
+                if p.is_dir():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
             self._resume_notes.append(f"note: {d} held no checkpoint (a start that did not train); "
                                       "its files were replaced")
         d.mkdir(parents=True, exist_ok=True)
