@@ -42,7 +42,8 @@ class TensorBoardLog:
                 from .evaluator import COCO_STAT_NAMES
                 names = COCO_STAT_NAMES if len(value) == len(COCO_STAT_NAMES) else [f"stat{i}" for i in range(len(value))]
                 for name, v in zip(names, value):
-                    self.writer.add_scalar(f"eval/{name}", float(v), step)
+                    if name not in rec:  # AP50_95 / AP50 are keys of the record too
+                        self.writer.add_scalar(f"eval/{name}", float(v), step)
             elif isinstance(value, (int, float)):
                 self.writer.add_scalar(f"{kind}/{key}", float(value), step)
 
