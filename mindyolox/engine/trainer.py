@@ -327,7 +327,8 @@ class Trainer:
         from ..data.samples import render_samples
         from ..utils.visualize import make_grid
         images, _ = render_samples(self.cfg.data, self.cfg.aug, int(self.tcfg.seed) + self.epoch, 8,
-                                   mosaic=self.epoch < self.no_aug_from, dataset=self.loader.dataset)
+                                   mosaic=self.epoch < self.no_aug_from, dataset=self.loader.dataset,
+                                   progress=self.progress)
         self.runlog.tb.image("train/augmented", make_grid(images, 4), self.epoch * self.steps_per_epoch)
 
     def before_epoch(self):
