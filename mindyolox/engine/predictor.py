@@ -117,11 +117,12 @@ def list_source(source):
     if os.path.isdir(source):
         entries = sorted(os.path.join(source, f) for f in os.listdir(source))
         entries = [p for p in entries if os.path.isfile(p)]
-        files = [p for p in entries if p.lower().endswith(IMAGE_EXTS + VIDEO_EXTS)]
+        media = [p.lower().endswith(IMAGE_EXTS + VIDEO_EXTS) for p in entries]
+        files = [p for p, m in zip(entries, media) if m]
         if not files:
             raise DataError(f"--source {source}: folder has no images or videos "
                             f"({', '.join(IMAGE_EXTS + VIDEO_EXTS)})")
-        return "dir", files, [p for p in entries if p not in set(files)]
+        return "dir", files, [p for p, m in zip(entries, media) if not m]
     if not os.path.exists(source):
         raise DataError(f"--source {source}: no such file or folder")
     ext = os.path.splitext(source)[1].lower()
