@@ -17,7 +17,10 @@ COMMANDS = ("mindyolox-train", "mindyolox-test", "mindyolox-predict", "mindyolox
 def installed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pkg")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    p = subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"), str(ROOT)],
+    import importlib.util
+    # the venv's setuptools when it has one (Python <= 3.11 venvs do), else pip's isolated build
+    isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
+    p = subprocess.run(pip + ["wheel", "--no-deps", *isolation, "-w", str(tmp / "dist"), str(ROOT)],
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
     wheel = next((tmp / "dist").glob("mindyolox-*.whl"))
