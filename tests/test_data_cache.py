@@ -26,7 +26,7 @@ def _open_in_child(folder, queue):
 
 def test_two_ranks_at_once_build_one_file(tmp_path, caplog):
     folder = tmp_path / "cache"
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")  # fresh processes, as two ranks are
     queue = ctx.Queue()
     with caplog.at_level(logging.INFO, logger="mindyolox.data"):
         procs = [ctx.Process(target=_open_in_child, args=(folder, queue)) for _ in range(2)]

@@ -10,7 +10,7 @@ one: it is rebuilt with a message. ``key`` hashes the image paths, their annotat
 the input size, so another dataset, subset or size gets another file.
 
 The first process to take the file lock (``<same>.lock``) builds the cache with a pool of
-processes (decode + resize + ``pwrite``, a progress bar); the others wait on the lock and
+threads (decode + resize + ``pwrite``, a progress bar); the others wait on the lock and
 then open the finished file. Its size is printed before it is built, and a disk without room
 for it is refused in one line. Reads are one ``pread`` of the image's rows per sample: the
 file's pages live in the kernel's page cache, counted once per machine however many ranks
@@ -24,10 +24,9 @@ import json
 import logging
 import os
 import shutil
-from multiprocessing import get_context
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -109,18 +108,10 @@ def _read_record(data, record, nbytes):
 
 
 # ----------------------------------------------------------------------------- building
-_BUILD = {}
-
-
-def _init_worker(dataset, size, path):
-    cv2.setNumThreads(1)
-    _BUILD.update(dataset=dataset, size=size, fd=os.open(path, os.O_WRONLY))
-
-
-def _fill(index):
+def _fill(ds, size, fd, index):
     """Decode, resize and write image ``index`` into its slot; returns ``(index, h, w)``
-    (``h = w = -1``: unreadable)."""
-    ds, size, fd = _BUILD["dataset"], _BUILD["size"], _BUILD["fd"]
+    (``h = w = -1``: unreadable). OpenCV's decode / resize and ``pwrite`` release the GIL,
+    so threads fill in parallel (no fork of a process whose MindSpore threads run)."""
     img = ds.read_image(index)
     if img is None:
         return index, -1, -1
@@ -147,13 +138,17 @@ def _build(dataset, size, data, record, workers):
         f.truncate(nbytes)
     shapes, bad = np.zeros((len(dataset), 2), np.int64), []
     workers = max(1, min(int(workers), len(dataset)))
-    with get_context("fork").Pool(workers, _init_worker, (dataset, size, str(data))) as pool:
-        it = pool.imap_unordered(_fill, range(len(dataset)), chunksize=max(1, min(64, len(dataset) // (4 * workers))))
-        for index, h, w in tqdm(it, total=len(dataset), desc=f"caching {dataset.name} at {size[0]}x{size[1]}",
-                                unit="img", leave=False):
-            shapes[index] = (h, w)
-            if h < 0:
-                bad.append(index)
+    fd = os.open(data, os.O_WRONLY)
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            it = pool.map(lambda i: _fill(dataset, size, fd, i), range(len(dataset)))
+            for index, h, w in tqdm(it, total=len(dataset), desc=f"caching {dataset.name} at {size[0]}x{size[1]}",
+                                    unit="img", leave=False):
+                shapes[index] = (h, w)
+                if h < 0:
+                    bad.append(index)
+    finally:
+        os.close(fd)
     with open(data, "rb+") as f:
         os.fsync(f.fileno())
     tmp = record.with_suffix(".json.tmp")
@@ -166,7 +161,7 @@ def _build(dataset, size, data, record, workers):
 def open_disk_cache(dataset, size, folder=None, workers=None):
     """The :class:`DiskImageCache` of ``dataset`` at ``size = (H, W)`` in ``folder`` (default
     :data:`DEFAULT_CACHE_DIR`), built first by whichever process gets the lock (module doc).
-    ``workers``: build processes (default: the CPU count, at most 32)."""
+    ``workers``: build threads (default: the CPU count, at most 32)."""
     size = (int(size[0]), int(size[1]))
     folder = Path(folder or DEFAULT_CACHE_DIR).expanduser()
     try:
