@@ -9,24 +9,28 @@ import numpy as np
 __all__ = ["init_data_parallel", "flat_all_reduce", "broadcast_initial_weights", "all_reduce_norm",
            "all_gather_rows", "broadcast_from_rank0"]
 
-_GATHER = []
+_CELLS = {}
 
 
-def _all_gather(x):
-    """``AllGather`` of the numpy array ``x`` (every rank's, concatenated along axis 0); one
-    cell, compiled once per shape and dtype."""
+def _collective(name, x):
+    """``AllReduce`` (sum) or ``AllGather`` (concatenation along axis 0) of the numpy array
+    ``x``; one cell per op for the whole process, compiled once per shape and dtype."""
     import mindspore as ms
     from mindspore import nn, ops
-    if not _GATHER:
-        class _Gather(nn.Cell):
+    if name not in _CELLS:
+        class _Op(nn.Cell):
             def __init__(self):
                 super().__init__()
-                self.op = ops.AllGather()
+                self.op = ops.AllReduce() if name == "AllReduce" else ops.AllGather()
 
             def construct(self, t):
                 return self.op(t)
-        _GATHER.append(_Gather())
-    return _GATHER[0](ms.Tensor(np.ascontiguousarray(x))).asnumpy()
+        _CELLS[name] = _Op()
+    return _CELLS[name](ms.Tensor(np.ascontiguousarray(x))).asnumpy()
+
+
+def _all_gather(x):
+    return _collective("AllGather", x)
 
 
 def _bucket(n):
@@ -76,18 +80,9 @@ def init_data_parallel():
 def flat_all_reduce(params, world_size, mean):
     """All-reduce (sum, or mean over ``world_size`` ranks) the values of ``params`` in place."""
     import mindspore as ms
-    from mindspore import nn, ops
     arrays = [p.asnumpy().astype(np.float32).ravel() for p in params]
     flat = np.concatenate(arrays) if arrays else np.zeros(1, np.float32)
-
-    class _AR(nn.Cell):
-        def __init__(self):
-            super().__init__()
-            self.ar = ops.AllReduce()
-
-        def construct(self, x):
-            return self.ar(x)
-    out = _AR()(ms.Tensor(flat)).asnumpy()
+    out = _collective("AllReduce", flat)
     if mean:
         out = out / world_size
     pos = 0
