@@ -15,6 +15,13 @@ sides evaluate the EMA weights after the same epochs: every ``train.eval_interva
 each epoch from the no-aug switch on (the official trainer's ``eval_interval = 1``), the last
 included. The anchor venv also needs ``tqdm`` (the official evaluator imports it).
 
+``--weights FILE.pth`` fine-tunes both sides from the same official checkpoint (for example
+``../shared/weights/yolox_nano.pth``): ours is given ``--weights FILE``, the official side an
+Exp written into ``--work`` that extends the launcher's Exp and loads the file in ``get_model``
+with the official ``yolox.utils.load_ckpt`` (what official ``tools/train.py -c FILE`` does:
+tensors of another shape -- the 80-class layers -- keep their initial values). That Exp file is
+run by the anchor venv only; nothing here imports the official code.
+
 Jobs run one after the other, official then ours for each seed, so the wall times are
 comparable and their ratio is measured in one sitting. Nothing else should run meanwhile:
 MindSpore's CPU thread pool slows down sharply on a shared CPU (our nano step at 160 px
@@ -110,12 +117,42 @@ def _failed(side, seed, rc, log):
     return {"side": side, "seed": seed, "error": f"exit {rc}, log {log}: " + " | ".join(tail)}
 
 
+_FINETUNE_EXP = """# written by mindyolox bench/compare_job.py --weights: the launcher's Exp, fine-tuning from
+# {weights} the way official tools/train.py -c does (yolox.utils.load_ckpt)
+import sys
+sys.path.insert(0, {exp_dir!r})
+import torch
+from yolox.utils import load_ckpt
+from {exp_module} import Exp as DemoExp
+
+
+class Exp(DemoExp):
+    def get_model(self, sublinear=False):
+        model = super().get_model(sublinear)
+        if not getattr(self, "_finetune_loaded", False):
+            load_ckpt(model, torch.load({weights!r}, map_location="cpu")["model"])
+            self._finetune_loaded = True
+        return model
+"""
+
+
+def finetune_exp(weights, work):
+    """Write the official side's fine-tuning Exp (module doc) into ``work``; returns its path."""
+    path = Path(work) / "official_finetune_exp.py"
+    path.write_text(_FINETUNE_EXP.format(weights=str(Path(weights).resolve()), exp_dir=str(OFFICIAL_EXP.parent),
+                                         exp_module=OFFICIAL_EXP.stem))
+    return path
+
+
 def run_official(args, seed, work, data_dir, epochs):
     name = f"seed{seed}"
     env = dict(os.environ, PYTHONPATH=f"{ANCHOR / 'stubs'}:{ANCHOR}", DEMO_DATA=str(data_dir),
                OFFICIAL_RUNS=str(work / "official"))
     cmd = [args.anchor_python, str(OFFICIAL_TRAIN), "-expn", name, "--seed", str(seed),
-           "--eval-epochs", ",".join(map(str, epochs))] + args.official_opts
+           "--eval-epochs", ",".join(map(str, epochs))]
+    if args.weights:
+        cmd += ["-f", str(finetune_exp(args.weights, work))]
+    cmd += args.official_opts
     log = work / f"official_{name}.log"
     summary = work / "official" / name / "fid_summary.json"
     reused = args.reuse and summary.exists()
@@ -151,7 +188,7 @@ def run_ours(args, seed, work):
         if run_dir.exists():
             shutil.rmtree(run_dir)
         cmd = [sys.executable, "train.py", "--config", args.config, "--run-dir", str(run_dir), "--no-progress",
-               f"train.seed={seed}"] + list(args.set)
+               f"train.seed={seed}"] + (["--weights", args.weights] if args.weights else []) + list(args.set)
         rc, wall = _run(cmd, work / f"ours_{name}.log", dict(os.environ))
         if rc == 0:
             wall_file.write_text(f"{wall:.3f}")
@@ -245,6 +282,7 @@ def main(argv=None):
     p.add_argument("--config", default=DEFAULT_CONFIG)
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="overrides for both sides (train.*, aug.*, data.max_labels)")
+    p.add_argument("--weights", help="official .pth both sides fine-tune from (module doc); default: from scratch")
     p.add_argument("--sides", nargs="+", choices=["official", "ours"], default=["official", "ours"])
     p.add_argument("--work", default="/tmp/mindyolox_compare_job", help="run folders and logs")
     p.add_argument("--reuse", action="store_true",
@@ -263,6 +301,8 @@ def main(argv=None):
     sides = [s for s in args.sides if s == "ours" or args.anchor_python]
     if "official" in args.sides and not args.anchor_python:
         print("no --anchor-python: our side only, nothing compared")
+    if args.weights and not Path(args.weights).is_file():
+        raise SystemExit(f"error: --weights {args.weights}: no such file")
     if "official" in sides:
         official_opts(args.set)  # refuse untranslatable keys before anything runs
         args.official_opts = recipe_opts(cfg, exp_values())
@@ -276,7 +316,7 @@ def main(argv=None):
     work.mkdir(parents=True, exist_ok=True)
     jobs = [(side, seed) for seed in args.seeds for side in sides]
     print(f"{len(jobs)} jobs ({', '.join(sides)}; seeds {args.seeds}), evaluation after epochs {epochs}, "
-          f"overrides {args.set or 'none'}"
+          f"overrides {args.set or 'none'}" + (f", fine-tuning from {args.weights}" if args.weights else "")
           + (f", official Exp given {' '.join(args.official_opts) or 'nothing'}" if "official" in sides else "")
           + f"; logs in {work}", flush=True)
 
@@ -299,7 +339,8 @@ def main(argv=None):
     print(table(results, summary, epochs))
     if args.out:
         Path(args.out).write_text(json.dumps({"results": results, "summary": summary, "epochs": epochs,
-                                              "overrides": args.set}, indent=1))
+                                              "overrides": args.set,
+                                              "weights": args.weights}, indent=1))
 
 
 if __name__ == "__main__":

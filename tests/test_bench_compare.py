@@ -110,3 +110,16 @@ def test_job_summary_means_spreads_and_ratio(job):
     assert "ours - official, mean AP50:95 / AP50: epoch 5: -0.50 / -0.50; epoch 10: -0.50 / -0.50" in text
     assert "wall-time ratio ours / official: 1.50 (mean step 1.50)" in text
     assert "FAILED: exit 1, log x: boom" in text
+
+
+def test_job_finetune_exp_loads_the_weights_the_official_way(job, tmp_path):
+    import ast
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"")
+    path = job.finetune_exp(weights, tmp_path)
+    tree = ast.parse(path.read_text())  # valid Python for the anchor venv
+    imports = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert {"load_ckpt", "Exp"} <= imports
+    assert str(weights.resolve()) in path.read_text() and str(job.OFFICIAL_EXP.parent) in path.read_text()
+    with pytest.raises(SystemExit, match="--weights .*nope.pth: no such file"):
+        job.main(["--sides", "ours", "--weights", str(tmp_path / "nope.pth"), "--work", str(tmp_path / "w")])
