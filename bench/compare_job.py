@@ -301,8 +301,10 @@ def main(argv=None):
     sides = [s for s in args.sides if s == "ours" or args.anchor_python]
     if "official" in args.sides and not args.anchor_python:
         print("no --anchor-python: our side only, nothing compared")
-    if args.weights and not Path(args.weights).is_file():
-        raise SystemExit(f"error: --weights {args.weights}: no such file")
+    if args.weights:
+        if not Path(args.weights).is_file():
+            raise SystemExit(f"error: --weights {args.weights}: no such file")
+        args.weights = str(Path(args.weights).resolve())  # train.py runs in the clone's root
     if "official" in sides:
         official_opts(args.set)  # refuse untranslatable keys before anything runs
         args.official_opts = recipe_opts(cfg, exp_values())
