@@ -150,8 +150,8 @@ def run_official(args, seed, work, data_dir, epochs):
                OFFICIAL_RUNS=str(work / "official"))
     cmd = [args.anchor_python, str(OFFICIAL_TRAIN), "-expn", name, "--seed", str(seed),
            "--eval-epochs", ",".join(map(str, epochs))]
-    if args.weights:
-        cmd += ["-f", str(finetune_exp(args.weights, work))]
+    if args.official_exp:
+        cmd += ["-f", str(args.official_exp)]
     cmd += args.official_opts
     log = work / f"official_{name}.log"
     summary = work / "official" / name / "fid_summary.json"
@@ -316,6 +316,7 @@ def main(argv=None):
     data_dir = resolve_data_dir(cfg.data.data_dir)  # generates the demo dataset when missing
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    args.official_exp = finetune_exp(args.weights, work) if args.weights and "official" in sides else None
     jobs = [(side, seed) for seed in args.seeds for side in sides]
     print(f"{len(jobs)} jobs ({', '.join(sides)}; seeds {args.seeds}), evaluation after epochs {epochs}, "
           f"overrides {args.set or 'none'}" + (f", fine-tuning from {args.weights}" if args.weights else "")

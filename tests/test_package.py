@@ -1,6 +1,7 @@
 """``pip install .`` from a clone: the wheel holds the package, its recipes and four console
 commands; installed (into a folder of its own, outside the clone) ``--config yolox-s`` finds
 the packaged recipe and the commands run."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -17,7 +18,6 @@ COMMANDS = ("mindyolox-train", "mindyolox-test", "mindyolox-predict", "mindyolox
 def installed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pkg")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    import importlib.util
     # the venv's setuptools when it has one (Python <= 3.11 venvs do), else pip's isolated build
     isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
     p = subprocess.run(pip + ["wheel", "--no-deps", *isolation, "-w", str(tmp / "dist"), str(ROOT)],

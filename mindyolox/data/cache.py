@@ -134,12 +134,11 @@ def _build(dataset, size, data, record, workers):
     logger.info("data.cache=disk: writing %d images of %s at %dx%d into %s: %.2f GB, one file for every rank "
                 "and worker of this machine", len(dataset), dataset.name, size[0], size[1], data, nbytes / 1e9)
     record.unlink(missing_ok=True)
-    with open(data, "wb") as f:
-        f.truncate(nbytes)
     shapes, bad = np.zeros((len(dataset), 2), np.int64), []
     workers = max(1, min(int(workers), len(dataset)))
-    fd = os.open(data, os.O_WRONLY)
+    fd = os.open(data, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
+        os.ftruncate(fd, nbytes)
         with ThreadPoolExecutor(workers) as pool:
             it = pool.map(lambda i: _fill(dataset, size, fd, i), range(len(dataset)))
             for index, h, w in tqdm(it, total=len(dataset), desc=f"caching {dataset.name} at {size[0]}x{size[1]}",
@@ -147,10 +146,9 @@ def _build(dataset, size, data, record, workers):
                 shapes[index] = (h, w)
                 if h < 0:
                     bad.append(index)
+        os.fsync(fd)
     finally:
         os.close(fd)
-    with open(data, "rb+") as f:
-        os.fsync(f.fileno())
     tmp = record.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"version": VERSION, "dataset": dataset.name, "size": list(size), "bytes": nbytes,
                                "shapes": shapes.tolist(), "bad": bad}))
