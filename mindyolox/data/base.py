@@ -10,8 +10,10 @@ Item format (``dataset[i]``, a dict):
 - ``image_id``: the dataset's own id (COCO: the JSON ``id``, any type; VOC: the file stem);
 - ``orig_size``: ``(h, w)`` from the annotation file.
 
-An unreadable image raises :class:`ImageUnreadable` from ``dataset[i]``; the training and
-evaluation loaders catch it, name the file once in the log, count it and go on.
+Every image is verified when the dataset is indexed (:mod:`~mindyolox.data.verify`: complete
+JPEG/PNG stream, size as recorded); broken ones are named, counted and left out of the index.
+An image that becomes unreadable later raises :class:`ImageUnreadable` from ``dataset[i]``; the
+training and evaluation loaders catch it, name the file once in the log, count it and go on.
 """
 import atexit
 import hashlib
@@ -235,6 +237,16 @@ class DetectionDataset:
         nbytes = sum(c.nbytes for c in cache if c is not None)
         logger.info("cached %d images of %s in RAM (%.1f MiB)", len(cache), self.name, nbytes / 2**20)
         self._cache, self._cache_size = cache, size
+
+    def verify_images(self):
+        """Check every indexed image once (complete JPEG/PNG stream, size as recorded); broken
+        ones are named, counted and removed from the index (:mod:`mindyolox.data.verify`)."""
+        from .verify import verify_dataset
+        bad = verify_dataset(self)
+        if bad:
+            logger.warning("%s: %d of %d images skipped as broken (named above); they are not trained on",
+                           self.name, len(bad), len(bad) + len(self))
+        return bad
 
     # ------------------------------------------------------------------ reporting
     def log_stats(self):

@@ -80,6 +80,7 @@ class COCODataset(DetectionDataset):
             self.classes.append(np.asarray(classes, dtype=np.int64))
             if not boxes:
                 self.stats["images_without_boxes"] += 1
+        self.verify_images()
         self.log_stats()
 
     def _clean_box(self, ann, width, height):

@@ -303,6 +303,8 @@ def create_train_loader(data_cfg, aug_cfg, train_cfg, rank=0, world_size=1, star
                         f"{world_size} devices")
     batch = int(train_cfg["batch_size"]) // world_size
     dataset = dataset if dataset is not None else build_dataset(data_cfg, "train")
+    from .verify import require_boxes
+    require_boxes(dataset, bool(data_cfg.get("background_only", False)))
     input_size = tuple(int(v) for v in data_cfg["input_size"])
     mode = cache_mode(data_cfg)
     if mode:

@@ -54,6 +54,7 @@ class VOCDataset(DetectionDataset):
                 stems = [ln.split()[0] for ln in f if ln.strip()]
             for stem in stems:
                 self._add(root, stem, to_class)
+        self.verify_images()
         self.log_stats()
 
     def _add(self, root, stem, to_class):

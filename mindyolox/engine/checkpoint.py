@@ -12,7 +12,9 @@ Entry names:
   best AP, the config, NumPy / Python RNG states, the mindyolox version.
 
 Files are written to ``.<name>.tmp.ckpt`` in the same folder and renamed with ``os.replace``,
-so a crash or a signal during the write never leaves a truncated checkpoint behind.
+so a crash or a signal during the write never leaves a truncated checkpoint behind. A write
+that fails (disk full, ...) raises :class:`CheckpointWriteError` with one line and removes its
+temporary files; the previous checkpoint of that name is kept.
 """
 import json
 import os
@@ -21,11 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import WeightsError
+from ..errors import MindYOLOXError, WeightsError
 
-__all__ = ["save_training_state", "load_training_state", "read_meta", "rng_state", "set_rng_state"]
+__all__ = ["CheckpointWriteError", "save_training_state", "load_training_state", "read_meta", "rng_state", "set_rng_state"]
 
 META_KEY = "meta_json"
+
+
+class CheckpointWriteError(MindYOLOXError):
+    """A checkpoint could not be written (disk full, no permission, file size limit); the
+    previous file of that name is untouched and no temporary file is left behind."""
 
 
 def rng_state():
@@ -76,9 +83,45 @@ def save_training_state(path, model, step=None, ema_model=None, optimizer=None, 
         for p in _step_state(step):
             entries.append({"name": "state/" + p.name.split(".", 1)[-1], "data": p.data})
     tmp = path.with_name(f".{path.name}.tmp.ckpt")
-    ms.save_checkpoint(entries, str(tmp), append_dict={META_KEY: json.dumps(meta or {})})
-    os.replace(tmp, path)
+    try:
+        with _quiet_save_failure():
+            ms.save_checkpoint(entries, str(tmp), append_dict={META_KEY: json.dumps(meta or {})})
+        os.replace(tmp, path)
+    except OSError as e:
+        for leftover in _temp_files(tmp):
+            leftover.unlink(missing_ok=True)
+        why = (e.strerror or str(e) or type(e).__name__).strip()
+        kept = f"the previous {path.name} is kept" if path.is_file() else f"no {path.name} was written before"
+        raise CheckpointWriteError(f"could not write {path.name}: {why[:1].lower() + why[1:]}; {kept} "
+                                   f"({path.parent})") from None
     return path
+
+
+def _temp_files(tmp):
+    """What a failed :func:`save_training_state` can leave: our temp name and MindSpore's own
+    (``_exec_save`` writes ``<name without .ckpt>.tmp`` and renames it to the name it was given,
+    mindspore/train/serialization.py:380-382 and 471-472 of MindSpore 2.10)."""
+    return [tmp, tmp.with_suffix(".tmp")]
+
+
+class _quiet_save_failure:
+    """Drop MindSpore's own CRITICAL line for a failed save ("Failed to save the checkpoint file
+    ... Maybe don't have the permission ...", logged by ``_exec_save`` before it re-raises,
+    mindspore/train/serialization.py:475-477, through ``mindspore.log._get_logger``, log.py:152):
+    the caller says it once, in its own words."""
+
+    def filter(self, record):
+        return not str(record.msg).startswith("Failed to save the checkpoint file")
+
+    def __enter__(self):
+        from mindspore import log
+        self._logger = log._get_logger()
+        self._logger.addFilter(self)
+        return self
+
+    def __exit__(self, *exc):
+        self._logger.removeFilter(self)
+        return False
 
 
 def _step_state(step):

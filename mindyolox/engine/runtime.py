@@ -3,7 +3,14 @@ import os
 
 from ..errors import MindYOLOXError, WeightsError
 
-__all__ = ["parse_img_size", "setup_mindspore", "build_and_load"]
+__all__ = ["parse_img_size", "setup_mindspore", "build_and_load", "keep_compile_dumps_in"]
+
+# where MindSpore 2.10 writes what a failed or interrupted graph compile dumps: MS_OM_PATH
+# (default "."), as "<MS_OM_PATH>/rank_<id>/om/analyze_fail.ir" (GetEvalFailDatPath in
+# mindspore/lib/libmindspore_frontend.so; read at each failure, not at import), and the IR
+# files of save_graphs: MS_DEV_SAVE_GRAPHS_PATH (default ".", mindspore/context.py:1304 and
+# 1429-1431, the deprecated set_context(save_graphs_path=...))
+COMPILE_DUMP_ENV = ("MS_OM_PATH", "MS_DEV_SAVE_GRAPHS_PATH")
 
 
 def parse_img_size(values, flag="--img-size", multiple=32):
@@ -36,6 +43,18 @@ def setup_mindspore(device=None, cfg=None):
         except (ValueError, RuntimeError) as e:
             raise MindYOLOXError(f"--device {device}: {str(e).splitlines()[0]}") from None
     ms.set_context(mode=ms.GRAPH_MODE)
+
+
+def keep_compile_dumps_in(folder):
+    """Point MindSpore's compile dumps (:data:`COMPILE_DUMP_ENV`) at ``folder`` (a run folder)
+    instead of the working directory, unless the user set them. Returns ``{name: old value}``
+    of what was changed (restore with it: these are process-global)."""
+    saved = {}
+    for key in COMPILE_DUMP_ENV:
+        if not os.environ.get(key):
+            saved[key] = os.environ.get(key)
+            os.environ[key] = str(os.path.abspath(folder))
+    return saved
 
 
 def build_and_load(cfg, weights, options=None, decode_in_inference=True, half=False):

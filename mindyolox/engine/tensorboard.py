@@ -5,7 +5,9 @@ Every record that goes to ``metrics.jsonl`` goes here too (rank 0), at its globa
 ``eval/AP50``, ``eval/<COCO stat>``, ``eval/eval_s`` / ``wait_s`` and ``time/<part>``; plus
 images: ``train/augmented`` (8 training samples as the model gets them, boxes drawn) when
 training starts and when Mosaic/MixUp stop, and ``eval/detections`` (the first val images
-with the EMA model's detections, score >= 0.3) at each evaluation. Written with
+with the EMA model's detections, score >= 0.3) at each evaluation; an early model's
+non-finite boxes are clipped or left out there (:func:`~mindyolox.utils.visualize.draw_boxes`),
+never an error. Written with
 ``tensorboardX`` (no torch, no TensorFlow); view with ``tensorboard --logdir runs/train``.
 """
 import cv2
@@ -59,7 +61,8 @@ class TensorBoardLog:
             img = dataset.read_image(index)
             if img is None:
                 continue
-            dets = dets[dets[:, 4] * dets[:, 5] >= SCORE_THRESHOLD]
+            score = dets[:, 4] * dets[:, 5]
+            dets = dets[np.isfinite(score) & (score >= SCORE_THRESHOLD)]  # non-finite boxes: draw_boxes
             tile = draw_boxes(img, dets[:, :4], dets[:, 6].astype(np.int64), dets[:, 4] * dets[:, 5],
                               dataset.class_names)
             scale = 320.0 / max(tile.shape[:2])

@@ -144,14 +144,27 @@ class Trainer:
         ``early_stopped`` (``train.patience`` evaluations without a better AP50:95; last.ckpt
         and best.ckpt kept) or ``interrupted`` (signal, checkpoint saved). Raises
         ``TrainingDiverged`` on NaN/Inf."""
-        self.before_train()
+        try:
+            self.before_train()
+        except BaseException:
+            self._release_run_dir()
+            raise
         try:
             self.train_in_epoch()
+        except BaseException:
+            if self.status == "running":
+                self.status = "failed"
+            raise
         finally:
             try:
                 self.after_train()
+            except Exception as e:
+                if self.status != "failed":
+                    raise
+                # the error in flight is the one the user must see: one line, no chained traceback
+                print(f"note: the run summary was not written either ({type(e).__name__}: {e})", file=sys.stderr)
             finally:
-                self._restore_env()
+                self._release_run_dir()
         return self.status
 
     def train_in_epoch(self):
@@ -309,8 +322,12 @@ class Trainer:
         for h in self.hooks:
             h.after_train(self)
         if self.rank == 0 and hasattr(self, "metrics_path") and self.metrics_path.exists():
+            self._log_data_summary()
             from .plots import plot_training_curves
-            png = plot_training_curves(self.metrics_path, self.run_dir / "curves.png")
+            try:
+                png = plot_training_curves(self.metrics_path, self.run_dir / "curves.png")
+            except OSError as e:  # disk full: the run's result is not a picture
+                png = f"not written ({e})"
             best = (f"best AP50:95 {100 * self.best_ap:.2f}" if self.last_ap is not None else
                     "no evaluation ran" + (" (--no-eval)" if not self.do_eval else ""))
             self.log(f"{self.status}: {self.iters_done} iterations in {time.perf_counter() - self.t_start:.0f} s, "
@@ -319,6 +336,23 @@ class Trainer:
             self._log_timing()
         self.event("end", status=self.status)
         self.runlog.close()
+
+    def _log_data_summary(self):
+        """What the data left out (:func:`~mindyolox.data.verify.data_summary`): one
+        ``type: data`` record per split in metrics.jsonl and one log line."""
+        from ..data.verify import data_summary
+        splits = {"train": getattr(getattr(self, "loader", None), "dataset", None),
+                  "val": getattr(getattr(self, "evaluator", None), "dataset", None)}
+        parts = []
+        for split, ds in splits.items():
+            if ds is None:
+                continue
+            c = data_summary(ds)
+            self.runlog.record({"type": "data", "split": split, **c})
+            parts.append(f"{split} {c['images']} images, {c['images_skipped']} skipped, {c['boxes_dropped']} boxes "
+                         f"dropped, {c['boxes_clipped']} clipped, {c['images_without_boxes']} without boxes")
+        if parts:
+            self.log("data: " + "; ".join(parts))
 
     def _tb_samples(self):
         """Augmented training samples to TensorBoard: at the start and at the no-aug switch."""
@@ -344,11 +378,8 @@ class Trainer:
         for h in self.hooks:
             h.after_epoch(self)
         ep = self.epoch + 1
-        meta = self._meta()
-        self.save("last", meta)
-        si = int(self.tcfg.save_interval)
-        if si > 0 and ep % si == 0:
-            self.save(f"epoch_{ep}", meta)
+        # the evaluation first, then last.ckpt: its best_ap / stale_evals include this epoch's
+        # AP, so a kill at any point leaves best_ap and best.ckpt consistent (see _read_resume_meta)
         if self.do_eval and eval_due(ep, self.tcfg):
             if self.distributed:
                 from .distributed import all_reduce_norm
@@ -357,6 +388,11 @@ class Trainer:
                     all_reduce_norm(self.ema_model, self.world_size)
             self.evaluate_and_save()
             self._check_patience()
+        meta = self._meta()
+        self.save("last", meta)
+        si = int(self.tcfg.save_interval)
+        if si > 0 and ep % si == 0:
+            self.save(f"epoch_{ep}", meta)
 
     def _check_patience(self):
         """End the run after ``train.patience`` evaluations in a row without a new best
@@ -451,12 +487,15 @@ class Trainer:
         self._env_saved = {}
 
     def _setup_runtime(self):
+        # process-global MindSpore switches: set for this run, restored by train() so that
+        # later compiles in the same process (tests, notebooks) do not inherit them
+        self._env_saved = {}
         if self.compile_cache:
-            # process-global MindSpore switches: set for this run, restored by train() so that
-            # later compiles in the same process (tests, notebooks) do not inherit them
-            self._env_saved = {k: os.environ.get(k) for k in _CACHE_ENV}
+            self._env_saved.update({k: os.environ.get(k) for k in _CACHE_ENV})
             os.environ["MS_COMPILER_CACHE_ENABLE"] = "1"
             os.environ["MS_COMPILER_CACHE_PATH"] = str(self.compile_cache)
+        from .runtime import keep_compile_dumps_in
+        self._env_saved.update(keep_compile_dumps_in(self.run_dir))
         if self.distributed:
             from .distributed import init_data_parallel
             self.rank, self.world_size = init_data_parallel()
@@ -476,6 +515,7 @@ class Trainer:
         meta = read_meta(self.resume_path)
         self.start_epoch, self.start_iter = int(meta["epoch"]), int(meta["iter"])
         self.best_ap = self.prev_best = float(meta.get("best_ap", 0.0))
+        self._reconcile_best()
         self.last_ap = meta.get("last_ap")
         self.stale_evals = int(meta.get("stale_evals", 0))
         if self.start_epoch >= self.max_epoch:
@@ -485,6 +525,23 @@ class Trainer:
             self._resume_notes.append(f"note: checkpoint written with {meta['world_size']} devices, "
                                       f"resuming on {self.world_size}")
         return meta
+
+    def _reconcile_best(self):
+        """``best_ap`` at least the AP of the ``best.ckpt`` on disk: a run killed after an
+        evaluation wrote best.ckpt but before the next last.ckpt resumes with the older
+        best_ap of last.ckpt, and a worse model would then overwrite best.ckpt."""
+        best = Path(self.run_dir) / "best.ckpt"
+        if not best.is_file() or Path(self.resume_path).resolve() == best.resolve():
+            return
+        try:
+            on_disk = float(read_meta(best).get("best_ap", 0.0))
+        except MindYOLOXError as e:
+            self._resume_notes.append(f"note: {best} is unreadable ({e}); best AP from {self.resume_path}")
+            return
+        if on_disk > self.best_ap:
+            self._resume_notes.append(f"note: best.ckpt holds AP50:95 {100 * on_disk:.2f}, newer than the "
+                                      f"{100 * self.best_ap:.2f} in {Path(self.resume_path).name}: kept as the best")
+            self.best_ap = self.prev_best = on_disk
 
     def _log_weights_report(self, report):
         for note in self._resume_notes:
@@ -498,12 +555,18 @@ class Trainer:
         self.log(report.summary())
 
     def _prepare_run_dir(self):
-        """Create the run folder. A folder holding only what a start writes before its first
-        checkpoint (a start that failed) counts as not started: its files are replaced."""
+        """Claim and create the run folder. It is locked first (:mod:`~mindyolox.engine.run_lock`:
+        a second start into a live run's folder stops with one line, touching nothing); then a
+        folder holding only what a start writes before its first checkpoint (a start that
+        failed) counts as not started: its files are replaced."""
+        from .run_lock import LOCK_NAME, RunLock
         d = self.run_dir
-        entries = list(d.iterdir()) if d.is_dir() else []
+        self._lock = RunLock(d)
+        self._resume_notes.extend(self._lock.acquire())
+        entries = [p for p in d.iterdir() if p.name != LOCK_NAME]
         if entries and not self.resume and not self.exist_ok:
             if any(p.name not in NOT_STARTED for p in entries):
+                self._release_run_dir()
                 raise MindYOLOXError(f"run directory {d} already exists and is not empty: pass --resume to "
                                      "continue it, --exist-ok to write into it anyway, or another --name")
             for p in entries:
@@ -514,6 +577,13 @@ class Trainer:
             self._resume_notes.append(f"note: {d} held no checkpoint (a start that did not train); "
                                       "its files were replaced")
         d.mkdir(parents=True, exist_ok=True)
+
+    def _release_run_dir(self):
+        """Give the run folder's lock back (and MindSpore's environment switches)."""
+        self._restore_env()
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()
 
     def _setup_logging(self):
         from .run_log import RunLog

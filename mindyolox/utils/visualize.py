@@ -2,6 +2,12 @@
 
 Used by ``tools/visualize_dataset.py`` (what the model is fed) and by prediction.
 Images are BGR uint8 ``[H, W, 3]``; boxes ``[N, 4]`` ``(x1, y1, x2, y2)`` in pixels of that image.
+
+Drawing never raises on the numbers it is given: a box with a NaN coordinate is left out,
+infinite or huge coordinates are clipped to a band of one image size around the image
+(:func:`finite_boxes`), so the rectangle runs off the edge as far as OpenCV can draw it. An
+early model can output such boxes (``exp`` of a large raw width); the TensorBoard samples,
+``predict.py`` and the dataset previews all draw through :func:`draw_boxes`.
 """
 import os
 
@@ -10,7 +16,7 @@ import numpy as np
 
 from ..errors import DataError
 
-__all__ = ["class_color", "draw_boxes", "place_labels", "make_grid", "save_image"]
+__all__ = ["class_color", "finite_boxes", "draw_boxes", "place_labels", "make_grid", "save_image"]
 
 
 def class_color(class_id):
@@ -47,18 +53,38 @@ def place_labels(boxes, sizes, img_w, img_h):
     return placed
 
 
+def finite_boxes(boxes, img_w, img_h):
+    """``(boxes float64 [M, 4], keep bool [N])``: the rows of ``boxes [N, 4]`` without NaN,
+    each coordinate clipped to ``[-W, 2W]`` (x) / ``[-H, 2H]`` (y) so that ``int(round(v))``
+    is defined (``inf`` becomes the band's edge). ``keep`` marks the rows kept."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    keep = ~np.isnan(boxes).any(axis=1)
+    out = boxes[keep].copy()
+    out[:, 0::2] = np.clip(out[:, 0::2], -img_w, 2 * img_w)
+    out[:, 1::2] = np.clip(out[:, 1::2], -img_h, 2 * img_h)
+    return out, keep
+
+
 def draw_boxes(img, boxes, classes, scores=None, class_names=None, thickness=2):
     """Return a copy of ``img`` with each box drawn and labelled ``name`` or ``name 0.87``.
 
     img: BGR uint8 ``[H, W, 3]``; boxes: ``[N, 4]`` xyxy pixels; classes: ``[N]`` class ids;
     scores: optional ``[N]`` in 0..1; class_names: sequence indexed by class id.
-    All boxes are drawn first, then the tags (:func:`place_labels`: inside the image, the most
+    Boxes with a NaN coordinate or a NaN score are left out, infinite coordinates clipped
+    (:func:`finite_boxes`). All boxes are drawn first, then the tags (:func:`place_labels`: inside the image, the most
     confident placed first and drawn last, tags kept off each other where there is room).
     """
     out = np.ascontiguousarray(img, dtype=np.uint8).copy()
     img_h, img_w = out.shape[:2]
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    classes = np.asarray(classes).reshape(-1).astype(np.int64)
+    classes = np.asarray(classes).reshape(-1)
+    keep = ~np.isnan(boxes).any(axis=1) & np.isfinite(classes.astype(np.float64))
+    if scores is not None:
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        keep &= ~np.isnan(scores)
+        scores = scores[keep]
+    boxes, _ = finite_boxes(boxes[keep], img_w, img_h)
+    classes = classes[keep].astype(np.int64)
     font, fscale = cv2.FONT_HERSHEY_SIMPLEX, max(0.35, min(out.shape[:2]) / 900)
     order = np.argsort(-np.asarray(scores).reshape(-1), kind="stable") if scores is not None \
         else np.arange(len(boxes))
