@@ -4,9 +4,14 @@ distributed evaluation (detections gathered to every rank, rank 0's metrics sent
 rank). They go through small ``AllReduce`` / ``AllGather`` cells (the evaluation's shapes
 bucketed to powers of two, so repeated evaluations reuse their graphs); ``mindspore.communication`` must be
 initialised. Nothing here assumes one node: ranks are global, no file is shared."""
+import os
+import re
+
 import numpy as np
 
-__all__ = ["init_data_parallel", "flat_all_reduce", "broadcast_initial_weights", "all_reduce_norm",
+from ..errors import MindYOLOXError
+
+__all__ = ["PeerLost", "lost_ranks", "init_data_parallel", "flat_all_reduce", "broadcast_initial_weights", "all_reduce_norm",
            "all_gather_rows", "broadcast_from_rank0"]
 
 _CELLS = {}
@@ -60,18 +65,107 @@ def broadcast_from_rank0(values, world_size):
     return _all_gather(buf).reshape(int(world_size), -1)[0, :n].view(np.float64).copy()
 
 
+class PeerLost(MindYOLOXError):
+    """Ranks stopped answering after the job had started (``ranks``: their ids, the first one
+    to stop first); not a launch problem."""
+
+    def __init__(self, ranks, detail, step=None):
+        self.ranks, self.detail, self.step = list(ranks), detail, step
+        where = f"at step {step} (the last one logged)" if step is not None else "after the job had started"
+        others = (f"; msrun then stopped rank(s) {', '.join(map(str, self.ranks[1:]))}" if len(self.ranks) > 1
+                  else "")
+        super().__init__(f"--distributed: rank {self.ranks[0]} stopped answering {where}{others}. See "
+                         f"worker_{self.ranks[0]}.log for why; continue with --resume ({detail})")
+
+
+_TIMED_OUT = re.compile(r"[Tt]imed out node list is:[^{]*\{([\d,\s]*)\}(?:.*?worker (\d+) is the first)?")
+
+
+def lost_ranks(message):
+    """Rank ids named by MindSpore's scheduler as timed out (the first to time out first), or
+    None. The text is what ``init()`` raises in msrun's scheduler process when workers stop
+    sending heartbeats (mindspore/ccsrc/cluster/topology/meta_server_node.cc, UpdateTopoState /
+    Finalize, seen in MindSpore 2.10 as "The total number of timed out node is 2. Timed out node
+    list is: [const vector]{0, 1}, worker 0 is the first one timed out")."""
+    m = _TIMED_OUT.search(message)
+    if not m:
+        return None
+    ranks = [int(v) for v in m.group(1).replace(",", " ").split()]
+    if m.group(2) is not None and int(m.group(2)) in ranks:
+        ranks.remove(int(m.group(2)))
+        ranks.insert(0, int(m.group(2)))
+    return ranks or None
+
+
+class _WorkerWatch:
+    """In msrun's scheduler process: a thread that notes, every 0.2 s, which workers of this
+    job on this machine (processes whose environment holds ``MS_ROLE=MS_WORKER`` and this
+    scheduler's ``MS_SCHED_PORT``; their rank in ``MS_NODE_ID`` / ``RANK_ID``) have gone away,
+    in order. MindSpore's own list of timed-out nodes is no help there: msrun SIGKILLs every
+    other worker within a second of the first exiting with an error (process_entity/_api.py:
+    363-371 and 402-409), so all time out together, in rank order."""
+
+    def __init__(self):
+        import threading
+        self.port = os.environ.get("MS_SCHED_PORT", "")
+        self.alive, self.gone = {}, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mindyolox-worker-watch", daemon=True)
+        self._thread.start()
+
+    def _scan(self):
+        found = {}
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+            except OSError:
+                continue
+            if env.get(b"MS_ROLE") == b"MS_WORKER" and env.get(b"MS_SCHED_PORT", b"").decode() == self.port:
+                rank = env.get(b"MS_NODE_ID") or env.get(b"RANK_ID")
+                if rank is not None and rank.decode().isdigit():
+                    found[int(rank)] = int(pid)
+        return found
+
+    def _run(self):
+        while not self._stop.wait(0.2):
+            now = self._scan()
+            self.alive.update(now)
+            for rank in sorted(self.alive):
+                if rank not in now and rank not in self.gone:
+                    self.gone.append(rank)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=2)
+        return list(self.gone)
+
+
 def init_data_parallel():
-    """Initialise communication for data parallelism; returns ``(rank, world_size)``."""
+    """Initialise communication for data parallelism; returns ``(rank, world_size)``.
+
+    Under ``msrun`` the same script also runs as the scheduler (``MS_ROLE=MS_SCHED``,
+    mindspore/parallel/cluster/process_entity/_api.py:80; its ``init()`` runs the cluster's
+    meta server, mindspore/communication/management.py:184, and returns only when the job ends).
+    When workers stop sending heartbeats there -- a worker killed or crashed after a working
+    start -- it raises :class:`PeerLost` naming them, not the launch advice."""
     import mindspore as ms
     from mindspore.communication import get_group_size, get_rank, init
 
-    from ..errors import MindYOLOXError
+    watch = _WorkerWatch() if os.environ.get("MS_ROLE") == "MS_SCHED" else None
     try:
         init()
     except RuntimeError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        ranks = lost_ranks(str(e))
+        if ranks is not None and watch is not None:
+            seen = watch.stop()  # this machine's workers in the order they went away
+            ranks = seen + [r for r in ranks if r not in seen]
+            raise PeerLost(ranks, first) from None
         raise MindYOLOXError("--distributed: could not initialise communication (launch with "
-                             f"msrun --worker_num=N --local_worker_num=N train.py ...): "
-                             f"{str(e).strip().splitlines()[0]}") from None
+                             f"msrun --worker_num=N --local_worker_num=N train.py ...): {first}") from None
     rank, world = get_rank(), get_group_size()
     ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True, device_num=world)
     return rank, world

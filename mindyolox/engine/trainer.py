@@ -497,8 +497,11 @@ class Trainer:
         from .runtime import keep_compile_dumps_in
         self._env_saved.update(keep_compile_dumps_in(self.run_dir))
         if self.distributed:
-            from .distributed import init_data_parallel
-            self.rank, self.world_size = init_data_parallel()
+            from .distributed import PeerLost, init_data_parallel
+            try:
+                self.rank, self.world_size = init_data_parallel()
+            except PeerLost as e:  # msrun's scheduler process: name the step rank 0 logged last
+                raise PeerLost(e.ranks, e.detail, last_logged_step(self.run_dir / "metrics.jsonl")) from None
         if self.options is None:
             from ..options import resolve_options
             self.options = resolve_options(self.cfg)
@@ -690,6 +693,26 @@ class Trainer:
         self.log(f"interrupted by {signal.Signals(self.stop_signal).name} at epoch {meta['epoch'] + 1} "
                  f"iter {meta['iter'] + 1}: saved {path}; continue with --resume")
         self.event("interrupted", signal=int(self.stop_signal), epoch=meta["epoch"], iter=meta["iter"])
+
+
+def last_logged_step(metrics_path):
+    """Global step of the last ``type: train`` record after the last ``start`` event of a
+    ``metrics.jsonl`` (None: unreadable or no step yet)."""
+    step = None
+    try:
+        lines = Path(metrics_path).read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if rec.get("type") == "event" and rec.get("event") == "start":
+            step = None
+        elif rec.get("type") == "train" and "step" in rec:
+            step = int(rec["step"])
+    return step
 
 
 def check_config(cfg):
