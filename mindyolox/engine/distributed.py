@@ -97,50 +97,56 @@ def lost_ranks(message):
     return ranks or None
 
 
+_WATCH = r"""
+import os, sys, time
+port, seen, gone = sys.argv[1], {}, []
+def scan():
+    found = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/environ" % pid, "rb") as f:
+                env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+        except OSError:
+            continue
+        if env.get(b"MS_ROLE") == b"MS_WORKER" and env.get(b"MS_SCHED_PORT", b"").decode() == port:
+            rank = (env.get(b"MS_NODE_ID") or env.get(b"RANK_ID") or b"").decode()
+            if rank.isdigit():
+                found[int(rank)] = pid
+    return found
+while True:
+    now = scan()
+    seen.update(now)
+    for rank in sorted(seen):
+        if rank not in now and rank not in gone:
+            gone.append(rank)
+            print(rank, flush=True)
+    time.sleep(0.2)
+"""
+
+
 class _WorkerWatch:
-    """In msrun's scheduler process: a thread that notes, every 0.2 s, which workers of this
-    job on this machine (processes whose environment holds ``MS_ROLE=MS_WORKER`` and this
-    scheduler's ``MS_SCHED_PORT``; their rank in ``MS_NODE_ID`` / ``RANK_ID``) have gone away,
-    in order. MindSpore's own list of timed-out nodes is no help there: msrun SIGKILLs every
-    other worker within a second of the first exiting with an error (process_entity/_api.py:
-    363-371 and 402-409), so all time out together, in rank order."""
+    """In msrun's scheduler process: a small helper process that notes, every 0.2 s, which
+    workers of this job on this machine (processes whose environment holds ``MS_ROLE=MS_WORKER``
+    and this scheduler's ``MS_SCHED_PORT``, rank in ``MS_NODE_ID`` / ``RANK_ID``) went away, in
+    order. MindSpore's own list of timed-out nodes cannot tell: msrun SIGKILLs every other worker
+    within a second of the first exiting with an error (process_entity/_api.py:363-371 and
+    402-409), so all of them time out together, listed in rank order. A process, not a thread:
+    the scheduler's ``init()`` holds the GIL until the job ends."""
 
-    def __init__(self):
-        import threading
-        self.port = os.environ.get("MS_SCHED_PORT", "")
-        self.alive, self.gone = {}, []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="mindyolox-worker-watch", daemon=True)
-        self._thread.start()
-
-    def _scan(self):
-        found = {}
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open(f"/proc/{pid}/environ", "rb") as f:
-                    env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
-            except OSError:
-                continue
-            if env.get(b"MS_ROLE") == b"MS_WORKER" and env.get(b"MS_SCHED_PORT", b"").decode() == self.port:
-                rank = env.get(b"MS_NODE_ID") or env.get(b"RANK_ID")
-                if rank is not None and rank.decode().isdigit():
-                    found[int(rank)] = int(pid)
-        return found
-
-    def _run(self):
-        while not self._stop.wait(0.2):
-            now = self._scan()
-            self.alive.update(now)
-            for rank in sorted(self.alive):
-                if rank not in now and rank not in self.gone:
-                    self.gone.append(rank)
+    def __init__(self, port=None):
+        import subprocess
+        import sys
+        port = port if port is not None else os.environ.get("MS_SCHED_PORT", "")
+        self.proc = subprocess.Popen([sys.executable, "-c", _WATCH, str(port)], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True)
 
     def stop(self):
-        self._stop.set()
-        self._thread.join(timeout=2)
-        return list(self.gone)
+        """Ranks gone so far, first gone first."""
+        self.proc.kill()
+        out, _ = self.proc.communicate()
+        return [int(v) for v in out.split()]
 
 
 def init_data_parallel():

@@ -98,9 +98,11 @@ class Predictor:
 
 def detections_to_records(dets, class_names):
     """``[K, 7]`` detections -> JSON-able list of ``{"bbox": [x1, y1, x2, y2] px, "score":
-    obj*cls_conf, "obj", "cls_conf", "class_id", "class_name"}``."""
+    obj*cls_conf, "obj", "cls_conf", "class_id", "class_name"}``. Rows with a non-finite value
+    (an untrained model's ``exp`` overflow) are left out: JSON has no inf/NaN."""
     out = []
-    for d in dets:
+    dets = np.asarray(dets, dtype=np.float64).reshape(-1, 7)
+    for d in dets[np.isfinite(dets).all(axis=1)]:
         c = int(d[6])
         out.append({"bbox": [float(v) for v in d[:4]], "score": float(d[4] * d[5]),
                     "obj": float(d[4]), "cls_conf": float(d[5]), "class_id": c,

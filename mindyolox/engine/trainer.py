@@ -708,6 +708,8 @@ def last_logged_step(metrics_path):
             rec = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if not isinstance(rec, dict):
+            continue
         if rec.get("type") == "event" and rec.get("event") == "start":
             step = None
         elif rec.get("type") == "train" and "step" in rec:
