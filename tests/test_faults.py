@@ -210,11 +210,11 @@ def test_two_starts_in_the_same_instant_get_one_lock(tmp_path):
             "except RunFolderBusy as e:\n    print('busy', flush=True)\n")
     go = tmp_path / "go"
     src = code.format(root=str(ROOT), run=str(tmp_path / "r"), go=str(go))
-    procs = [subprocess.Popen([sys.executable, "-c", src], stdout=subprocess.PIPE, text=True) for _ in range(3)]
-    assert [p.stdout.readline().strip() for p in procs] == ["ready"] * 3
+    procs = [subprocess.Popen([sys.executable, "-c", src], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    assert [p.stdout.readline().strip() for p in procs] == ["ready"] * 2
     go.touch()
     outs = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
-    assert outs == ["busy", "busy", "got"]
+    assert outs == ["busy", "got"]
 
 
 # --------------------------------------------------------------------------- 4: a checkpoint write that fails

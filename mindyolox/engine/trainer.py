@@ -152,7 +152,7 @@ class Trainer:
         try:
             self.train_in_epoch()
         except BaseException:
-            if self.status == "running":
+            if self.status != "diverged":
                 self.status = "failed"
             raise
         finally:
