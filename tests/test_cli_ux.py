@@ -75,7 +75,8 @@ def test_a_failed_start_does_not_block_the_corrected_run(tmp_path):
         _trainer(run, resume=True).before_train()
     tr = _trainer(run)
     tr._prepare_run_dir()
-    assert list(run.iterdir()) == [] and "held no checkpoint" in tr._resume_notes[0]
+    assert [p.name for p in run.iterdir()] == [".run.lock"] and "held no checkpoint" in tr._resume_notes[0]
+    tr._release_run_dir()
     # a folder with a checkpoint (or anything else) is a run: refused as before
     (run / "last.ckpt").write_bytes(b"x")
     with pytest.raises(MindYOLOXError, match="already exists and is not empty"):

@@ -343,10 +343,13 @@ def test_the_scheduler_sees_which_worker_went_first(tmp_path):
     timed-out nodes is in rank order; the scheduler's watch process notes the real order."""
     from mindyolox.engine.distributed import _WorkerWatch
     port = str(40000 + os.getpid() % 20000)
-    workers = [subprocess.Popen(["sleep", "60"], env=dict(os.environ, MS_ROLE="MS_WORKER", MS_SCHED_PORT=port,
-                                                          MS_NODE_ID=str(r))) for r in range(3)]
-    other_job = subprocess.Popen(["sleep", "60"], env=dict(os.environ, MS_ROLE="MS_WORKER", MS_SCHED_PORT="1",
-                                                           MS_NODE_ID="5"))
+    sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
+    workers = [subprocess.Popen(sleep, env=dict(os.environ, MS_ROLE="MS_WORKER", MS_SCHED_PORT=port,
+                                                MS_NODE_ID=str(r))) for r in range(3)]
+    tail = subprocess.Popen(["sleep", "60"], env=dict(os.environ, MS_ROLE="MS_WORKER", MS_SCHED_PORT=port,
+                                                      MS_NODE_ID="2"))  # msrun's `tail -f` of worker 2's log
+    other_job = subprocess.Popen(sleep, env=dict(os.environ, MS_ROLE="MS_WORKER", MS_SCHED_PORT="1",
+                                                 MS_NODE_ID="5"))
     watch = _WorkerWatch(port)
     try:
         time.sleep(0.8)
@@ -360,7 +363,7 @@ def test_the_scheduler_sees_which_worker_went_first(tmp_path):
         time.sleep(0.6)
     finally:
         gone = watch.stop()
-        for p in workers + [other_job]:
+        for p in workers + [tail, other_job]:
             p.kill()
             p.wait()
     assert gone[0] == 2 and sorted(gone) == [0, 1, 2]

@@ -106,6 +106,10 @@ def scan():
         if not pid.isdigit():
             continue
         try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                exe = os.path.basename(f.read().split(b"\0")[0])
+            if not exe.startswith(b"python"):  # msrun's `tail -f worker_N.log` has the same environment
+                continue
             with open("/proc/%s/environ" % pid, "rb") as f:
                 env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
         except OSError:
@@ -128,9 +132,9 @@ while True:
 
 class _WorkerWatch:
     """In msrun's scheduler process: a small helper process that notes, every 0.2 s, which
-    workers of this job on this machine (processes whose environment holds ``MS_ROLE=MS_WORKER``
-    and this scheduler's ``MS_SCHED_PORT``, rank in ``MS_NODE_ID`` / ``RANK_ID``) went away, in
-    order. MindSpore's own list of timed-out nodes cannot tell: msrun SIGKILLs every other worker
+    workers of this job on this machine (Python processes whose environment holds
+    ``MS_ROLE=MS_WORKER`` and this scheduler's ``MS_SCHED_PORT``, rank in ``MS_NODE_ID`` /
+    ``RANK_ID``) went away, in order. MindSpore's own list of timed-out nodes cannot tell: msrun SIGKILLs every other worker
     within a second of the first exiting with an error (process_entity/_api.py:363-371 and
     402-409), so all of them time out together, listed in rank order. A process, not a thread:
     the scheduler's ``init()`` holds the GIL until the job ends."""
