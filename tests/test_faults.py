@@ -298,6 +298,36 @@ def test_the_signal_named_is_the_one_received_and_sets_the_exit_code(tmp_path):
         assert 128 + int(tr.stop_signal) == code  # commands/train.py's exit code for status "interrupted"
 
 
+def test_sigint_stays_sigint_while_mindspore_runs_graphs():
+    """MindSpore replaces the SIGINT handler at every graph run with one that sends SIGTERM
+    (the control below); the trainer's keeper puts Python's back."""
+    import mindspore as ms
+    from mindspore import nn
+
+    from mindyolox.engine.signals import SignalKeeper
+    got = []
+    old = {s: signal.signal(s, lambda n, f: got.append(signal.Signals(n).name)) for s in (signal.SIGINT,
+                                                                                         signal.SIGTERM)}
+    x = ms.Tensor(np.ones((2, 3), np.float32))
+    net = nn.Dense(3, 3)
+    try:
+        keeper = SignalKeeper()
+        net(x)
+        net(x)
+        time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        keeper.stop()
+        net(x)
+        time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)  # without the keeper: MindSpore's handler
+        time.sleep(0.05)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    assert got == ["SIGINT", "SIGTERM"] and keeper.restored >= 1
+
+
 def test_compile_dumps_go_to_the_run_folder_not_the_working_directory(tmp_path, monkeypatch):
     import mindspore as ms
     from mindspore import nn, ops

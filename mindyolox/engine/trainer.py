@@ -681,8 +681,15 @@ class Trainer:
                 self._old_handlers[sig] = signal.signal(sig, handler)
             except ValueError:  # not the main thread
                 pass
+        if signal.SIGINT in self._old_handlers:  # MindSpore turns SIGINT into SIGTERM otherwise
+            from .signals import SignalKeeper
+            self._sigint_keeper = SignalKeeper(signal.SIGINT)
 
     def _restore_signals(self):
+        keeper = getattr(self, "_sigint_keeper", None)
+        if keeper is not None:
+            keeper.stop()
+            self._sigint_keeper = None
         for sig, h in getattr(self, "_old_handlers", {}).items():
             signal.signal(sig, h)
 
