@@ -92,7 +92,7 @@ class EventLog:
     def bad_image(self, path, reason):
         """Record an unreadable image; logs a warning the first time this file is seen."""
         if self._write("badimage", path, f"{path}\t{reason}"):
-            logger.warning("skipping image %s (%s); counted, the epoch goes on", path, reason)
+            logger.warning("skipping image %s (%s); counted, the run goes on without it", path, reason)
 
     def labels_dropped(self, where, n, max_labels):
         """Record ``n`` ground truths dropped because a sample had more than ``max_labels``."""

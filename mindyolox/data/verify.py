@@ -140,6 +140,8 @@ def verify_dataset(dataset, workers=8):
         seq = getattr(dataset, attr, None)
         if isinstance(seq, list) and len(seq) == n:
             setattr(dataset, attr, [seq[i] for i in keep])
+    if dataset.stats.get("images_without_boxes"):  # counted while indexing: recount without the broken
+        dataset.stats["images_without_boxes"] = sum(1 for b in dataset.boxes if len(b) == 0)
     dataset.broken = out
     return out
 
