@@ -99,7 +99,7 @@ def lost_ranks(message):
 
 _WATCH = r"""
 import os, sys, time
-port, seen, gone = sys.argv[1], {}, []
+port, seen, gone, parent = sys.argv[1], {}, [], os.getppid()
 def scan():
     found = {}
     for pid in os.listdir("/proc"):
@@ -119,7 +119,7 @@ def scan():
             if rank.isdigit():
                 found[int(rank)] = pid
     return found
-while True:
+while os.getppid() == parent:  # ends with the scheduler process at the latest
     now = scan()
     seen.update(now)
     for rank in sorted(seen):
@@ -174,8 +174,12 @@ def init_data_parallel():
             seen = watch.stop()  # this machine's workers in the order they went away
             ranks = seen + [r for r in ranks if r not in seen]
             raise PeerLost(ranks, first) from None
+        if watch is not None:
+            watch.stop()
         raise MindYOLOXError("--distributed: could not initialise communication (launch with "
                              f"msrun --worker_num=N --local_worker_num=N train.py ...): {first}") from None
+    if watch is not None:
+        watch.stop()
     rank, world = get_rank(), get_group_size()
     ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True, device_num=world)
     return rank, world
