@@ -19,6 +19,8 @@ from mindyolox.options import resolve_options
 
 from .conftest import ROOT, load_npz, shared_path
 
+pytestmark = pytest.mark.slow  # whole nano models: PyNative forwards, O2 compiles, training, test.py --half
+
 REF = "yolox-nano_s0_320_b2_0.3.0"
 
 
@@ -59,7 +61,6 @@ def test_precision_of_each_layer_kind(level):
         assert p.dtype == mstype.float32, p.name
 
 
-@pytest.mark.slow
 def test_o2_loss_on_the_reference_batch_is_close_to_float32():
     data = load_npz("reference", f"{REF}_data.npz")
     images, labels = Tensor(data["input/images"]), Tensor(data["input/labels"])
@@ -101,7 +102,6 @@ def o2_run(tmp_path_factory):
     return tr, hook.totals
 
 
-@pytest.mark.slow
 def test_o2_training_on_cpu_lowers_the_loss(o2_run):
     tr, totals = o2_run
     assert tr.options.amp_level == "O2" and tr.step.dynamic  # dynamic loss scale by default
@@ -114,7 +114,6 @@ def test_o2_training_on_cpu_lowers_the_loss(o2_run):
     assert all(p.dtype == mstype.float32 for p in tr.ema_model.get_parameters())
 
 
-@pytest.mark.slow
 def test_o2_forced_overflow_is_skipped_and_the_scale_drops(o2_run):
     tr, _ = o2_run
     step = tr.step
@@ -132,7 +131,6 @@ def test_o2_forced_overflow_is_skipped_and_the_scale_drops(o2_run):
         np.testing.assert_array_equal(p.asnumpy(), before[p.name], err_msg=p.name)
 
 
-@pytest.mark.slow
 def test_half_inference_ap_on_coco_tiny(tmp_path):
     """``test.py --half``: float16 AP within 0.3 of the official float32 30.52 / 47.77."""
     import json
