@@ -19,6 +19,8 @@ from mindyolox.options import resolve_options
 
 from .conftest import ROOT, load_npz, shared_path
 
+pytestmark = pytest.mark.slow  # whole nano models: PyNative forwards, O2 compiles, training, test.py --half
+
 REF = "yolox-nano_s0_320_b2_0.3.0"
 
 

@@ -24,6 +24,7 @@ def _open_in_child(folder, queue):
     queue.put((cache.built, [int(cache[i].sum()) for i in range(len(ds))]))
 
 
+@pytest.mark.slow
 def test_two_ranks_at_once_build_one_file(tmp_path, caplog):
     folder = tmp_path / "cache"
     ctx = multiprocessing.get_context("spawn")  # fresh processes, as two ranks are
@@ -92,6 +93,7 @@ def test_no_room_is_refused_in_one_line(tmp_path, monkeypatch):
     assert not list(tmp_path.glob("*.u8"))
 
 
+@pytest.mark.slow
 def test_a_reader_of_the_disk_cache_keeps_flat_memory(tmp_path):
     """The peak RSS of a process reading every image once through the disk cache (built by an
     earlier process, as by another rank), over its RSS with the annotations loaded, does not

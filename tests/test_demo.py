@@ -127,6 +127,7 @@ def test_demo_prefix_generates_once_then_reuses(tmp_path, capsys):
     assert list(cfg.data.classes) == list(CLASSES)
 
 
+@pytest.mark.slow
 def test_demo_prefix_generates_default_dataset_when_missing(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     out = resolve_data_dir("demo:~/d", progress=False)
@@ -159,6 +160,7 @@ def test_demo_prefix_bad_input_gives_one_clear_error(tmp_path):
         DemoSpec(num_train=0)
 
 
+@pytest.mark.slow
 def test_cli_writes_the_dataset_and_reports_progress(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "mindyolox.data.demo", "--out", str(tmp_path / "cli"),
                            "--train", "3", "--val", "2", "--seed", "3"], cwd=ROOT, capture_output=True, text=True)

@@ -32,6 +32,7 @@ def exported(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_mindir_raw_outputs_equal_cell(exported):
     import mindspore as ms
     from mindspore import nn
@@ -63,6 +64,7 @@ def test_mindir_raw_outputs_equal_cell(exported):
     assert np.abs(cell[..., :4]).max() < 50 and 0 <= cell[..., 4:].min() and cell[..., 4:].max() <= 1
 
 
+@pytest.mark.slow
 def test_onnx_export_runs_in_onnxruntime_like_the_cell(tmp_path):
     """ONNX export (native Conv2D ops, BN folded with Sqrt/Div) run by onnxruntime gives the
     Cell's raw outputs; the official model's raw outputs are 1.8e-4 away (deploy/README.md)."""
@@ -79,6 +81,7 @@ def test_onnx_export_runs_in_onnxruntime_like_the_cell(tmp_path):
     assert np.abs(out - ref).max() <= 5e-4
 
 
+@pytest.mark.slow
 def test_infer_equals_predict(exported, tmp_path):
     pi = _script("deploy/infer.py", "--mindir", exported / "nano.mindir", "--source", DOG,
                  "--save-dir", tmp_path / "infer", "--backend", "mindspore")
@@ -95,6 +98,7 @@ def test_infer_equals_predict(exported, tmp_path):
     assert (tmp_path / "infer" / "dog.jpg").is_file()
 
 
+@pytest.mark.slow
 def test_batch_and_size_come_from_flags(tmp_path):
     import mindspore as ms
     from mindspore import nn

@@ -48,6 +48,7 @@ def _records(run):
             if json.loads(x)["type"] == "train"]
 
 
+@pytest.mark.slow
 def test_chunked_loop_gives_the_per_step_losses(tmp_path, cache):
     runs = {}
     for pi in (1, 10):  # print_interval 1: a read per step; 10: chunks of 10, one read each

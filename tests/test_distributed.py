@@ -22,6 +22,8 @@ import pytest
 
 from .conftest import ROOT, shared_path
 
+pytestmark = pytest.mark.slow  # msrun with 2 workers, training
+
 ITERS = 8  # 2 epochs
 
 DRIVER = textwrap.dedent('''

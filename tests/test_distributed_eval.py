@@ -91,6 +91,7 @@ def single(tmp_path_factory):
     return tmp, ann, _test_py(tmp, "single", 0, ann)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers,nodes", [(2, 1), (4, 1), (4, 2)])
 def test_distributed_test_py_gives_the_single_process_stats(single, workers, nodes):
     tmp, ann, (metrics, dets, _) = single

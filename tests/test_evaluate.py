@@ -47,6 +47,7 @@ def val_results(nano, coco_tiny_val):
     return r01, r001
 
 
+@pytest.mark.slow
 def test_coco_tiny_val_conf_0_01_matches_official(val_results):
     r, _ = val_results
     assert abs(100 * r["AP50_95"] - 30.52) <= 0.1 and abs(100 * r["AP50"] - 47.77) <= 0.1
@@ -60,12 +61,14 @@ def test_coco_tiny_val_conf_0_01_matches_official(val_results):
     assert r["timing"]["forward_ms"] > 0 and r["timing"]["images_per_s"] > 0
 
 
+@pytest.mark.slow
 def test_coco_tiny_val_conf_0_001_matches_official(val_results):
     r01, r = val_results
     assert abs(100 * r["AP50_95"] - 30.73) <= 0.1 and abs(100 * r["AP50"] - 48.23) <= 0.1
     assert r["num_detections"] > r01["num_detections"]
 
 
+@pytest.mark.slow
 def test_coco16_matches_official(nano):
     root = shared_path("data", "coco16")
     ds = COCODataset(root / "annotations" / "instances_train2017.json", root / "train2017")
@@ -73,6 +76,7 @@ def test_coco16_matches_official(nano):
     assert abs(100 * r["AP50_95"] - 21.76) <= 0.1 and abs(100 * r["AP50"] - 37.13) <= 0.1
 
 
+@pytest.mark.slow
 def test_detections_json_is_coco_results(nano, tmp_path):
     root = shared_path("data", "coco16")
     ds = COCODataset(root / "annotations" / "instances_train2017.json", root / "train2017")
@@ -164,6 +168,7 @@ def _run(*args):
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_cli_coco16_json_out(tmp_path):
     out = tmp_path / "m.json"
     root = SHARED / "data" / "coco16"

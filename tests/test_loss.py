@@ -390,6 +390,7 @@ def assert_losses(ours, perturbed, ref_values):
         assert rel_err(o, ref) <= tol or o == ref == 0.0, f"{key}: ours {o} official {ref} tol {tol:.2e}"
 
 
+@pytest.mark.slow
 def test_nano_network_loss_and_l1_switch(nano):
     # first call L1 off, then on, then (in the grad graph) off again: same process
     assert nano["loss0"][4] == 0.0 and nano["loss1"][4] > 1.0 and nano["grad0_loss"][4] == 0.0
@@ -398,6 +399,7 @@ def test_nano_network_loss_and_l1_switch(nano):
     assert_losses(nano["loss1"], nano["grad1_loss_p"], TABLE[(NANO_REF, 1)])
 
 
+@pytest.mark.slow
 def test_nano_batchnorm_running_stats_after_one_train_forward(nano):
     """MindSpore BN (momentum 0.97) updates running stats like PyTorch (momentum 0.03,
     unbiased batch variance). A biased variance would be off by 1/(N*H*W-1) >= 0.5% at
@@ -433,6 +435,7 @@ def gradient_failures(names, ours, pert, ref, rtol):
     return failures
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("l1", [0, 1])
 def test_nano_gradients_match_official(nano, l1):
     ref = load_npz("reference", f"{NANO_REF}_grads_l1{l1}.npz")
@@ -442,6 +445,7 @@ def test_nano_gradients_match_official(nano, l1):
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.slow
 def test_fused_batchnorm_training_path_stays_close(nano):
     """The default train-mode BN kernel (fused, ``model.exact_bn: false``): losses to the
     official table's 1e-4, gradients within 5e-3 of the official ones (module doc of
@@ -462,6 +466,7 @@ def test_fused_batchnorm_training_path_stays_close(nano):
         assert np.abs(ours - exact).max() <= 1e-4 * np.abs(exact).max(), name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cfg, ref", [(S, S_REF), (NANO, OFFICIAL_REF)], ids=["s-320", "official-nano-416"])
 def test_network_loss_table(cfg, ref):
     data = load_npz("reference", f"{ref}_data.npz")

@@ -41,6 +41,7 @@ def test_params_match_official(variant):
     assert count_params(model_of(variant)) == OFFICIAL[variant][0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", list(OFFICIAL))
 def test_gflops_at_640_match_official(variant):
     gflops = count_flops(model_of(variant), 640)
@@ -56,6 +57,7 @@ def test_gflops_at_416_match_official(variant):
     assert round(gflops, 2) == OFFICIAL_416[variant]
 
 
+@pytest.mark.slow
 def test_scaling_from_64_equals_direct_count_at_multiples_of_32():
     model = model_of("nano")
     direct = 2 * sum(profile_ops(model, 416).values()) / 1e9
@@ -122,12 +124,14 @@ def _run_tool(*args):
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_prints_nano_line():
     res = _run_tool("--config", "configs/yolox-nano.yaml")
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "yolox-nano: params 912,159 (0.91 M), GFLOPs 1.11 @ 416x416"
 
 
+@pytest.mark.slow
 def test_cli_img_size_and_overrides_after_it():
     res = _run_tool("--config", "configs/yolox-nano.yaml", "--img-size", "640", "model.num_classes=20")
     assert res.returncode == 0, res.stderr

@@ -17,6 +17,8 @@ from mindyolox import build_model, load_weights
 
 from .conftest import load_npz, shared_path
 
+pytestmark = pytest.mark.slow  # compiles whole nano and yolox-s graphs
+
 NANO = {"backbone": "cspdarknet", "depth": 0.33, "width": 0.25, "depthwise": True}
 S = {"backbone": "cspdarknet", "depth": 0.33, "width": 0.50, "depthwise": False}
 CASES = {"yolox-nano": NANO, "yolox-s": S}

@@ -35,6 +35,7 @@ def test_resolution_from_recipe_and_flags():
         resolve_options(_nano(), device="TPU")
 
 
+@pytest.mark.slow
 def test_two_models_in_one_process_follow_their_own_options():
     cfg = _nano()
     a = build_model(cfg, DeviceOptions(conv="im2col", decode_exp="float64", fold_bn=False))

@@ -11,6 +11,8 @@ import pytest
 
 from .conftest import ROOT
 
+pytestmark = pytest.mark.slow  # builds a wheel, runs the installed commands
+
 COMMANDS = ("mindyolox-train", "mindyolox-test", "mindyolox-predict", "mindyolox-export")
 
 

@@ -33,6 +33,7 @@ def folder_run(tmp_path_factory):
     return p, src, out
 
 
+@pytest.mark.slow
 def test_dog_matches_official(folder_run):
     p, src, out = folder_run
     assert p.returncode == 0, p.stderr
@@ -52,6 +53,7 @@ def test_dog_matches_official(folder_run):
     np.testing.assert_allclose([d["score"] for d in dets], ref[:, 4] * ref[:, 5], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_folder_outputs_and_bad_image_skipped(folder_run):
     p, src, out = folder_run
     assert p.returncode == 0, p.stderr
@@ -71,6 +73,7 @@ def test_folder_outputs_and_bad_image_skipped(folder_run):
     assert any(d["class_name"] == "cat" for d in chelsea)
 
 
+@pytest.mark.slow
 def test_video(tmp_path):
     import cv2
     img = cv2.imread(str(DOG))

@@ -43,12 +43,18 @@ COMMAND_TIMEOUT = 600
 # ----------------------------------------------------------------------------- README parsing
 @dataclass
 class Block:
-    """A fenced ```bash block of the README: ``line`` (1-based, of the fence), ``marker`` (the
-    HTML comment right before it, '' if none), ``commands`` (continuation lines joined,
-    comments and blank lines dropped)."""
+    """A fenced ```bash block of README.md or a docs page: ``line`` (1-based, of the fence),
+    ``marker`` (the HTML comment right before it, '' if none), ``commands`` (continuation lines
+    joined, comments and blank lines dropped), ``path`` (the file, relative to the project)."""
     line: int
     marker: str
     commands: list = field(default_factory=list)
+    path: str = "README.md"
+
+    @property
+    def where(self):
+        """``file:line`` of the fence, for messages."""
+        return f"{self.path}:{self.line}"
 
     @property
     def skip_reason(self):
@@ -62,25 +68,37 @@ class Block:
         return None
 
 
-def readme_blocks(text=None):
-    """Every ```bash block of the README, in order."""
-    lines = (README.read_text() if text is None else text).splitlines()
+def readme_blocks(text=None, path=README):
+    """Every ```bash block of the README (or of the Markdown file ``path``), in order."""
+    lines = (path.read_text() if text is None else text).splitlines()
+    name = path.relative_to(ROOT).as_posix()
     blocks, i = [], 0
     while i < len(lines):
         if lines[i].strip() == "```bash":
             prev = next((lines[j].strip() for j in range(i - 1, -1, -1) if lines[j].strip()), "")
-            block = Block(i + 1, prev if prev.startswith("<!--") else "")
+            block = Block(i + 1, prev if prev.startswith("<!--") else "", path=name)
             i += 1
             body = []
             while i < len(lines) and lines[i].strip() != "```":
                 body.append(lines[i])
                 i += 1
             if i == len(lines):
-                raise AssertionError(f"README.md:{block.line}: unclosed ```bash block")
+                raise AssertionError(f"{block.where}: unclosed ```bash block")
             block.commands = join_commands(body)
             blocks.append(block)
         i += 1
     return blocks
+
+
+def doc_files():
+    """The Markdown files whose commands are checked: README.md, then every page under docs/
+    (sorted by path)."""
+    return [README] + sorted((ROOT / "docs").rglob("*.md"))
+
+
+def doc_blocks():
+    """Every ```bash block of README.md and docs/**/*.md, file by file (see ``doc_files``)."""
+    return [b for path in doc_files() for b in readme_blocks(path=path)]
 
 
 def join_commands(body):
@@ -196,6 +214,7 @@ def test_readme_quickstart_is_the_demo_recipe():
     assert scripts == ["test.py", "predict.py", "deploy/export.py", "deploy/infer.py"]
 
 
+@pytest.mark.slow
 def test_quickstart_train_writes_checkpoints_metrics_and_evaluates(qs):
     work, records = qs
     r = _record(records, "train.py")
@@ -230,6 +249,7 @@ def test_quickstart_train_writes_checkpoints_metrics_and_evaluates(qs):
     assert manifest["images"] == {"train": 48, "val": 16}
 
 
+@pytest.mark.slow
 def test_quickstart_test_py_reports_coco_metrics(qs):
     work, records = qs
     r = _record(records, "test.py")
@@ -252,6 +272,7 @@ def test_quickstart_test_py_reports_coco_metrics(qs):
             assert name in out, f"per-class table lacks {name}"
 
 
+@pytest.mark.slow
 def test_quickstart_predict_writes_annotated_image_and_json(qs):
     import cv2
     work, records = qs
@@ -271,6 +292,7 @@ def test_quickstart_predict_writes_annotated_image_and_json(qs):
         assert np.abs(img.astype(int) - src.astype(int)).max() > 50
 
 
+@pytest.mark.slow
 def test_quickstart_export_and_infer(qs):
     work, records = qs
     _record(records, "deploy/export.py")
@@ -307,6 +329,7 @@ def _tensorboard_events(folder):
     return out
 
 
+@pytest.mark.slow
 def test_quickstart_run_writes_tensorboard(qs):
     work, _ = qs
     run = work / RUN

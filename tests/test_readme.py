@@ -1,5 +1,6 @@
-"""README.md cannot drift from the code: every ```bash block runs here, in order, in one
-scratch working directory (see tests/test_quickstart.py: links to the scripts, HOME inside it,
+"""README.md and the docs cannot drift from the code: every ```bash block of README.md and of
+docs/**/*.md (README first, then the pages sorted by path) runs here, in order, in one scratch
+working directory (see tests/test_quickstart.py: links to the scripts, HOME inside it,
 the official nano weights standing in for the download, a small pre-made demo dataset).
 
 - A block preceded by ``<!-- ci: skip (reason) -->`` does not run (GPU, Ascend, 8-device
@@ -7,8 +8,9 @@ the official nano weights standing in for the download, a small pre-made demo da
   the script exists, ``--config`` loads with the command's ``key=value`` overrides.
 - The ``<!-- install -->`` and ``<!-- test -->`` blocks are run by ``.ci/run``, not here.
 - ``python train.py`` commands get a short schedule appended (``TRAIN_SHORT``).
-- The quickstart blocks are not run twice: their results come from the session's quickstart
-  run (tests/test_quickstart.py), the same commands.
+- The quickstart blocks (README.md's, included into docs/getting-started.md by the site) are
+  not run twice: their results come from the session's quickstart run
+  (tests/test_quickstart.py), the same commands.
 - After a command, every output it names (``-o``, ``--output``, ``--json-out``,
   ``--save-dir``, ``--out``) must exist.
 """
@@ -18,7 +20,7 @@ import shlex
 import pytest
 
 from tests.conftest import ROOT
-from tests.test_quickstart import (TRAIN_SHORT, block_after, quickstart, readme_blocks, run_command,
+from tests.test_quickstart import (TRAIN_SHORT, block_after, doc_blocks, quickstart, readme_blocks, run_command,
                                    shorten)
 
 OUTPUT_FLAGS = ("-o", "--output", "--json-out", "--save-dir", "--out")
@@ -36,10 +38,10 @@ def _named_outputs(command):
 
 
 def _readme_outputs():
-    """Relative paths the README's commands write in the project folder: their output flags,
-    the files ``wget`` downloads, and the training run folder."""
+    """Relative paths the commands of README.md and docs/ write in the project folder: their
+    output flags, the files ``wget`` downloads, and the training run folder."""
     out = ["runs/train"]
-    for b in readme_blocks():
+    for b in doc_blocks():
         for command in b.commands:
             words = shlex.split(command)
             if words and words[0] == "wget":
@@ -74,11 +76,12 @@ def test_ci_markers_for_dot_ci_run_are_intact():
 
 def test_every_skip_marker_gives_a_reason_and_names_real_commands():
     from mindyolox.config import load_config
-    blocks = readme_blocks()
+    blocks = doc_blocks()
     skipped = [b for b in blocks if b.skip_reason]
     assert len(skipped) >= 5 and len(skipped) < len(blocks)
+    assert {b.path for b in blocks} >= {"README.md", "docs/training.md", "docs/getting-started.md"}
     for b in blocks:
-        assert not b.marker.startswith("<!-- ci:") or b.skip_reason, f"README.md:{b.line}: malformed {b.marker}"
+        assert not b.marker.startswith("<!-- ci:") or b.skip_reason, f"{b.where}: malformed {b.marker}"
     checked = 0
     for b in skipped:
         for command in b.commands:
@@ -86,7 +89,7 @@ def test_every_skip_marker_gives_a_reason_and_names_real_commands():
             scripts = [w for w in words if w.endswith(".py")]
             if not scripts:
                 continue
-            assert (ROOT / scripts[0]).is_file(), f"README.md:{b.line}: {scripts[0]} does not exist"
+            assert (ROOT / scripts[0]).is_file(), f"{b.where}: {scripts[0]} does not exist"
             if "--config" in words:
                 cfg = words[words.index("--config") + 1]
                 overrides = [w for w in words[words.index(scripts[0]) + 1:] if "=" in w and not w.startswith("-")]
@@ -95,23 +98,11 @@ def test_every_skip_marker_gives_a_reason_and_names_real_commands():
     assert checked >= 4
 
 
-def test_config_reference_is_current():
-    import sys
-    sys.path.insert(0, str(ROOT / "tools"))
-    import gen_config_reference as gen
-    text = (ROOT / "README.md").read_text()
-    assert gen.splice(text, gen.render()) == text, "run python tools/gen_config_reference.py"
-    body = text.split(gen.START)[1].split(gen.END)[0]
-    schema = gen.schema_entries(gen.SCHEMA.read_text())
-    for key, _, _ in schema:  # every key of the schema is documented
-        assert f"| `{key}` |" in body, key
-    assert "`configs/demo/yolox-nano-demo.yaml`" in body
-
-
+@pytest.mark.slow
 def test_every_cpu_block_of_the_readme_runs(tmp_path_factory):
     work, qs_records = quickstart(tmp_path_factory)
-    blocks = readme_blocks()
-    qs_train, qs_next = block_after("<!-- quickstart-train -->", blocks)
+    blocks = doc_blocks()
+    qs_train, qs_next = block_after("<!-- quickstart-train -->", [b for b in blocks if b.path == "README.md"])
     shared = {r["command"]: r for r in qs_records}
     failures, ran, log = [], 0, []
     for b in blocks:
@@ -127,11 +118,11 @@ def test_every_cpu_block_of_the_readme_runs(tmp_path_factory):
                 rc, out, _ = run_command(short, work, log)
             ran += 1
             if rc != 0:
-                failures.append(f"README.md:{b.line}: `{short}` exited {rc}:\n{out[-2500:]}")
+                failures.append(f"{b.where}: `{short}` exited {rc}:\n{out[-2500:]}")
                 continue
             for path in _named_outputs(command):
                 if not _expand(path, work).exists():
-                    failures.append(f"README.md:{b.line}: `{command}` did not write {path}")
+                    failures.append(f"{b.where}: `{command}` did not write {path}")
     (work.parent / "readme_records.json").write_text(json.dumps(log))  # for a look after a failure
     assert not failures, "\n\n".join(failures)
     assert ran >= 10

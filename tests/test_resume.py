@@ -21,6 +21,8 @@ from mindyolox.engine.trainer import TrainHook, Trainer
 
 from .test_train import coco16_cfg
 
+pytestmark = pytest.mark.slow  # three training runs
+
 STOP_AT = 11  # global step after which SIGTERM arrives: epoch 2, iteration 4 of 8
 
 

@@ -162,6 +162,7 @@ class _Recorder(TrainHook):
 MIN_DROP = 0.12
 
 
+@pytest.mark.slow
 def test_nano_300_iterations_learns_and_ema_evaluates(tmp_path, compile_cache):
     # lr 0.01 (basic_lr_per_img 0.005 x 2) held near its peak (max_epoch 300), fixed images
     # (no augmentation): the cheapest run that shows learning.
@@ -205,6 +206,7 @@ class _Explode(TrainHook):
             w.set_data(Tensor(np.full(w.shape, np.nan, np.float32)))
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tmp_path, compile_cache):
     cfg = coco16_cfg()
     tr = Trainer(cfg, run_dir=tmp_path / "run", max_iters=20, num_workers=0, hooks=[_Explode()],

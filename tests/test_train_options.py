@@ -1,6 +1,8 @@
 """Training options users reach for: early stopping (``train.patience``)."""
 import json
 
+import pytest
+
 from mindyolox.engine.trainer import TrainHook, Trainer
 
 from .test_train import coco16_cfg
@@ -22,6 +24,7 @@ class _ScriptedAP(TrainHook):
         trainer.evaluator = _Eval()
 
 
+@pytest.mark.slow
 def test_patience_ends_the_run_cleanly(tmp_path):
     cfg = coco16_cfg("train.eval_interval=1", "train.patience=2", max_epoch=10)
     tr = Trainer(cfg, run_dir=tmp_path / "run", num_workers=0, progress=False,
@@ -38,6 +41,7 @@ def test_patience_ends_the_run_cleanly(tmp_path):
     assert "early_stopped: 32 iterations" in log
 
 
+@pytest.mark.slow
 def test_freeze_keeps_the_frozen_parts_bit_identical(tmp_path):
     import numpy as np
     cfg = coco16_cfg("train.freeze=[backbone, head.cls_preds]", "train.basic_lr_per_img=0.01", max_epoch=10)
@@ -116,6 +120,7 @@ def _accum_case(accumulate, batch, exact=True):
     return moved, ema_model, step
 
 
+@pytest.mark.slow
 def test_four_accumulated_micro_batches_equal_one_batch():
     import numpy as np
     ref_moved, ref_ema, ref_step = _accum_case(1, 8)

@@ -70,6 +70,7 @@ def test_offline_says_where_to_put_the_file(tmp_path, monkeypatch):
     assert resolve_weights("yolox_s") == str(tmp_path / "cache" / "yolox_s.pth")
 
 
+@pytest.mark.slow
 def test_predict_takes_a_name(server, tmp_path):
     url, requests, cache = server
     import os

@@ -16,6 +16,8 @@ from .conftest import ROOT, load_npz, shared_path
 from .test_model_parity import (BOX_TOL, FEATURE_RTOL, SCORE_TOL, Probe, assert_within,
                                  one_ulp_perturbed)
 
+pytestmark = pytest.mark.slow  # compiles nano at 416
+
 
 @pytest.fixture(scope="module")
 def official_nano_run():

@@ -1,7 +1,7 @@
-"""Generate the README's configuration reference from the recipes, so it cannot drift.
+"""Generate the configuration reference (docs/configuration.md) from the recipes, so it cannot drift.
 
-    python tools/gen_config_reference.py            # rewrite the section in README.md
-    python tools/gen_config_reference.py --check    # exit 1 when README.md is out of date
+    python tools/gen_config_reference.py            # rewrite the section in docs/configuration.md
+    python tools/gen_config_reference.py --check    # exit 1 when the page is out of date
 
 The section between ``<!-- config-reference:start -->`` and ``<!-- config-reference:end -->``
 holds (1) every key of ``configs/_base_/default.yaml`` with its default and the comment
@@ -25,7 +25,7 @@ from mindyolox.errors import ConfigError  # noqa: E402
 from mindyolox.utils.cli import run_cli  # noqa: E402
 
 SCHEMA = ROOT / "configs" / "_base_" / "default.yaml"
-README = ROOT / "README.md"
+PAGE = ROOT / "docs" / "configuration.md"
 START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
 
 # Descriptions of schema keys that carry no comment in default.yaml.
@@ -146,25 +146,25 @@ def render():
     return "\n".join(out).strip() + "\n"
 
 
-def splice(readme_text, body):
-    """``readme_text`` with the section between the markers replaced by ``body``."""
-    if readme_text.count(START) != 1 or readme_text.count(END) != 1:
-        raise ConfigError(f"README.md must hold exactly one {START} and one {END}")
-    head, rest = readme_text.split(START)
+def splice(page_text, body, name="docs/configuration.md"):
+    """``page_text`` with the section between the markers replaced by ``body``."""
+    if page_text.count(START) != 1 or page_text.count(END) != 1:
+        raise ConfigError(f"{name} must hold exactly one {START} and one {END}")
+    head, rest = page_text.split(START)
     _, tail = rest.split(END)
     return f"{head}{START}\n{body}{END}{tail}"
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--check", action="store_true", help="exit 1 if README.md is out of date")
-    p.add_argument("--readme", default=str(README), help="README to update (default: the project's)")
+    p.add_argument("--check", action="store_true", help="exit 1 if the page is out of date")
+    p.add_argument("--page", default=str(PAGE), help="page to update (default: docs/configuration.md)")
     args = p.parse_args(argv)
-    path = Path(args.readme)
+    path = Path(args.page)
     if not path.is_file():
-        raise ConfigError(f"README not found: {path}")
+        raise ConfigError(f"page not found: {path}")
     old = path.read_text()
-    new = splice(old, render())
+    new = splice(old, render(), str(path))
     if args.check:
         if new != old:
             print(f"{path}: configuration reference is out of date; run python tools/gen_config_reference.py",
