@@ -119,6 +119,12 @@ class Trainer:
     def __init__(self, cfg, options=None, run_dir=None, name=None, resume=False, exist_ok=False, weights=None,
                  distributed=False, data_sink=False, num_workers=None, max_iters=None, evaluate=True,
                  hooks=(), progress=True, compile_cache=None):
+        from .lr import fit_short_schedule
+        warmup, no_aug, self._schedule_note = fit_short_schedule(cfg.train)
+        if self._schedule_note:  # a short run: a copy with the clipped schedule (lr module doc)
+            from ..config import Config
+            cfg = Config(json.loads(json.dumps(cfg, default=str)))
+            cfg.train.warmup_epochs, cfg.train.no_aug_epochs = warmup, no_aug
         self.cfg = cfg
         self.tcfg = cfg.train
         self.options = options
@@ -248,6 +254,8 @@ class Trainer:
         if self.rank == 0:
             self._prepare_run_dir()
         self._setup_logging()
+        if self._schedule_note:
+            self.log(self._schedule_note)
         ms.set_seed(int(t.seed))
         np.random.seed(int(t.seed))
         from .builder import build_training
