@@ -270,6 +270,8 @@ def _unknown(source, dotted, schema):
 _EMPTY_LIST_ITEM = {"data.classes": str, "data.random_size": int, "train.freeze": str}
 # keys taking a bool or a word (checked in _check_values), not the type of their default
 _BOOL_OR_WORD = {"data.cache": (False, True, "ram", "disk")}
+# VOC splits: one name or a list of them (several years under one VOCdevkit data_dir)
+_STR_OR_LIST = ("data.train_split", "data.val_split")
 _TYPE_NAMES = {bool: "a bool (true/false)", int: "an integer", float: "a number",
                str: "a string", list: "a list", dict: "a mapping"}
 
@@ -301,6 +303,10 @@ def _typed(value, default, source, dotted):
     """``value`` checked and coerced to the type of ``default``."""
     if dotted in _BOOL_OR_WORD:
         return _coerce_scalar(value, object, source, dotted)
+    if dotted in _STR_OR_LIST and isinstance(value, list):
+        if not value:
+            raise ConfigError(f"{source}: '{dotted}' must be a split name or a non-empty list of them")
+        return [_coerce_scalar(x, str, source, f"{dotted}[{i}]") for i, x in enumerate(value)]
     if isinstance(default, list):
         if not isinstance(value, list):
             raise ConfigError(f"{source}: '{dotted}' must be a list, got {_describe(value)}")
@@ -401,9 +407,13 @@ def _check_values(cfg, sources):
         v, present = get(dotted)
         if present and not (len(v) == 2 and 0 < v[0] <= v[1]):
             fail(dotted, f"must be [low, high] with 0 < low <= high, got {v!r}")
+    # VOC: data.classes are the classes; COCO: the JSON's categories are, and data.classes only
+    # names them for predict/export when it lists num_classes names (predictor.class_names_for),
+    # so the demo recipe's six names do not stand in the way of a 2-class COCO dataset
     classes, _ = get("data.classes")
     num_classes, _ = get("model.num_classes")
-    if classes and num_classes is not None and len(classes) != num_classes:
+    fmt, _ = get("data.format")
+    if fmt == "voc" and classes and num_classes is not None and len(classes) != num_classes:
         fail("data.classes", f"lists {len(classes)} names but model.num_classes is {num_classes}")
 
 
@@ -422,7 +432,7 @@ def _override_layer(text, schema):
         if not isinstance(node, dict) or part not in node:
             raise _unknown(source, dotted, schema)
         node = node[part]
-    if isinstance(node, str):
+    if isinstance(node, str) and not (dotted in _STR_OR_LIST and raw.startswith("[")):
         value = raw
     else:
         try:

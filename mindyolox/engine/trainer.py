@@ -67,6 +67,15 @@ def eval_due(epoch, train_cfg):
     return ei > 0 and (epoch % ei == 0 or epoch - 1 >= start or epoch == max_epoch)
 
 
+def progress_postfix(last):
+    """The progress bar's ``loss 3.21 lr 1.00e-02`` from the last logged window (``last``, a
+    ``type: train`` record); ``loss – lr –`` until the first window is read (the loss is summed
+    on the device and read once per log line: before that there is no value to show)."""
+    if "step" not in last:
+        return "loss \u2013 lr \u2013"
+    return f"loss {last['total']:.2f} lr {last['lr']:.2e}"
+
+
 class TrainingDiverged(MindYOLOXError):
     """The loss became NaN/Inf; the last good checkpoint is kept."""
 
@@ -184,7 +193,7 @@ class Trainer:
             self.after_iter()
             if bar is not None:
                 bar.update(n)
-                bar.set_postfix_str(f"loss {self.last['total']:.2f} lr {self.last['lr']:.2e}")
+                bar.set_postfix_str(progress_postfix(self.last))
             done = self.max_iters is not None and self.iters_done >= self.max_iters
             if self.stop_signal is not None or done:
                 self._log_window()  # the steps since the last log line
