@@ -23,6 +23,8 @@ import pytest
 
 from .conftest import ROOT, shared_path
 
+pytestmark = pytest.mark.slow   # every test here builds and installs the wheel (one per module)
+
 # the console scripts and the module each runs (mindyolox-tools: a verb, then its options)
 COMMANDS = {"mindyolox-train": "mindyolox.commands.train:run", "mindyolox-test": "mindyolox.commands.evaluate:run",
             "mindyolox-predict": "mindyolox.commands.predict:run", "mindyolox-export": "mindyolox.commands.export:run",
@@ -225,7 +227,6 @@ def _check_predict(user, command, out):
 CHECKS = {"mindyolox-tools": _check_tool, "mindyolox-train": _check_train, "mindyolox-predict": _check_predict}
 
 
-@pytest.mark.slow
 def test_readme_custom_data_commands_run_from_the_installed_wheel(installed, monkeypatch):
     """Issue 26 acceptance: the README's custom-data section, as written, outside the clone."""
     from mindyolox import load_config
