@@ -32,7 +32,7 @@ def run(argv=None):
     import importlib
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(_usage())
+        print(_usage(), file=sys.stdout if argv else sys.stderr)
         sys.exit(0 if argv else 2)
     verb = argv[0].replace("_", "-")
     if verb not in TOOLS:
