@@ -6,7 +6,8 @@ The acceptance test of the custom-data section (issue 26): in a folder outside t
 only the installed wheel on the path, it writes the recipe files of the README section
 ``README_CUSTOM`` and runs that section's commands as written on generated 5-image COCO and VOC
 sets (``mindyolox-train`` commands get ``PKG_SHORT`` appended: 1 epoch, batch 2), then checks
-what each command wrote (``CHECKS``, one entry per command name)."""
+what each command wrote (``CHECKS``, one entry per command name). Beside them, in the
+background, the demo recipe trains one epoch (``train.max_epoch=1``: the schedule clipped to fit)."""
 import importlib.util
 import json
 import os
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -229,6 +231,44 @@ def _check_predict(user, command, out):
 CHECKS = {"mindyolox-tools": _check_tool, "mindyolox-train": _check_train, "mindyolox-predict": _check_predict}
 
 
+def _start_demo_one_epoch(user, env):
+    """``mindyolox-train --config demo/yolox-nano-demo train.max_epoch=1`` (issue 26: a short
+    run of a shipped recipe starts) on a small pre-made demo set, started in the background so
+    that its graph compile overlaps the README commands' (one core each)."""
+    from mindyolox.data.demo import DemoSpec, generate
+    generate(user / "demo_small", DemoSpec(32, 4, 0), progress=False)
+    log = open(user / "demo_one_epoch.out", "w")
+    command = [sys.executable, str(Path(env["PATH"].split(os.pathsep)[0]) / "mindyolox-train"), "--config",
+               "demo/yolox-nano-demo", "train.max_epoch=1", f"data.data_dir=demo:{user / 'demo_small'}",
+               "train.tensorboard=false", "--workers", "0", "--no-eval", "--run-dir", str(user / "demo_run")]
+    env = {k: v for k, v in env.items() if not k.startswith("MS_COMPILER_CACHE")}
+    return subprocess.Popen(command, cwd=user, env=env, stdout=log, stderr=subprocess.STDOUT, text=True), log
+
+
+def _check_demo_one_epoch(user, proc, log):
+    import yaml
+
+    from mindyolox.engine.lr import build_lr_schedule
+    proc.wait(timeout=900)
+    log.close()
+    out = (user / "demo_one_epoch.out").read_text()
+    assert proc.returncode == 0, out[-4000:]
+    run = user / "demo_run"
+    train_log = (run / "train_log.txt").read_text()
+    assert train_log.count("short schedule: warm-up clipped to 0.25 epoch(s), no-aug tail to 0") == 1, train_log
+    assert "no Mosaic/MixUp from now on, L1 loss on" in train_log  # the one epoch is the official last (no-aug) one
+    ran = yaml.safe_load((run / "config.yaml").read_text())["train"]   # what ran
+    assert (ran["warmup_epochs"], ran["no_aug_epochs"], ran["max_epoch"]) == (0.25, 0, 1)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["type"] == "train"]
+    assert [(r["epoch"], r["iter"]) for r in train] == [(1, 4)]  # 32 images / batch 8, one log line at the end
+    sched = build_lr_schedule(ran, 4)
+    assert sched.warmup_iters == 1 and sched(0) == 0.0
+    assert train[0]["lr"] == pytest.approx(sched(3)) and train[0]["l1"] > 0 and train[0]["total"] > 0
+    assert (run / "last.ckpt").is_file()
+    assert "epoch 1/1" in out and "loss nan" not in out   # the progress bar (issue 26, point 7)
+
+
 def test_readme_custom_data_commands_run_from_the_installed_wheel(installed, monkeypatch):
     """Issue 26 acceptance: the README's custom-data section, as written, outside the clone."""
     from mindyolox import load_config
@@ -248,6 +288,7 @@ def test_readme_custom_data_commands_run_from_the_installed_wheel(installed, mon
     env = {k: v for k, v in _env(tmp / "site").items() if k != "GLOG_v"}
     env.update(HOME=str(user / "home"), MINDYOLOX_WEIGHTS_DIR=str(weights), PYTHONUNBUFFERED="1",
                MS_COMPILER_CACHE_ENABLE="1", MS_COMPILER_CACHE_PATH=str(tmp / "ms_cache"))
+    demo = _start_demo_one_epoch(user, env)
     ran = []
     for command in commands:
         program = shlex.split(command)[0]
@@ -262,6 +303,7 @@ def test_readme_custom_data_commands_run_from_the_installed_wheel(installed, mon
         CHECKS[program](user, command, p.stdout)
         ran.append(program)
     assert ran.count("mindyolox-train") == 2 and "mindyolox-predict" in ran and "mindyolox-tools" in ran
+    _check_demo_one_epoch(user, *demo)
     # the recipe files name a shipped recipe as __base__; class names come from the JSON;
     # the all-overrides VOC command resolves to the my_voc.yaml recipe and its run folder
     monkeypatch.chdir(user)
