@@ -7,7 +7,9 @@ A recipe is a YAML mapping of sections (``model``, ``data``, ``aug``, ``train``,
 1. the schema defaults (always the bottom layer, so a recipe outside the repo that names
    no base still gets every key);
 2. each ``__base__`` file in the order listed (a string or a list of strings, paths relative
-   to the file naming them; bases may have bases of their own, cycles are an error);
+   to the file naming them, or -- when no such file exists -- a shipped recipe by name, the
+   same names ``--config`` takes: ``yolox-s``, ``demo/yolox-nano-demo``,
+   ``custom/yolox-nano-cpu``; bases may have bases of their own, cycles are an error);
 3. the file itself;
 4. dotted overrides ``section.key=value`` (value parsed as YAML).
 
@@ -46,6 +48,26 @@ def find_recipe(path):
         if candidate.is_file():
             return candidate
     return path
+
+
+def shipped_recipes():
+    """Names of the shipped recipes (``yolox-s``, ``demo/yolox-nano-demo``, ...), sorted."""
+    return sorted(p.relative_to(RECIPES).with_suffix("").as_posix() for p in RECIPES.rglob("*.yaml")
+                  if p.parent.name != "_base_")
+
+
+def _base_path(base, parent):
+    """A ``__base__`` entry of a file in folder ``parent``: the file relative to ``parent`` when
+    it exists, else the shipped recipe of that name, else the relative path (reported missing)."""
+    local = Path(os.path.normpath(parent / Path(base).expanduser()))
+    if local.is_file() or Path(base).expanduser().is_absolute():
+        return local
+    for candidate in (RECIPES / base, RECIPES / f"{base}.yaml"):
+        if candidate.is_file():
+            return candidate
+    return local
+
+
 BASE_KEY = "__base__"
 
 
@@ -142,10 +164,9 @@ def _read_yaml(path, referenced_by=None):
     """Parsed top-level mapping of ``path``; ConfigError for a missing, malformed or non-mapping file."""
     if not path.is_file():
         if referenced_by is not None:
-            raise ConfigError(f"{referenced_by}: __base__ file '{path}' not found")
-        shipped = sorted(str(p.relative_to(RECIPES).with_suffix("")) for p in RECIPES.rglob("*.yaml")
-                         if p.parent.name != "_base_")
-        raise ConfigError(f"{path}: config file not found (shipped recipes, by name: {', '.join(shipped)})")
+            raise ConfigError(f"{referenced_by}: __base__ file '{path}' not found (a path relative to that "
+                              f"file, or a shipped recipe by name: {', '.join(shipped_recipes())})")
+        raise ConfigError(f"{path}: config file not found (shipped recipes, by name: {', '.join(shipped_recipes())})")
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
     except yaml.YAMLError as e:
@@ -190,8 +211,7 @@ def _layers(path, stack=(), referenced_by=None):
     data = _read_yaml(shown, referenced_by)
     out = []
     for base in _base_list(data, shown):
-        base_path = Path(os.path.normpath(Path(path).parent / base))
-        out += _layers(base_path, (*stack, real), referenced_by=shown)
+        out += _layers(_base_path(base, Path(path).parent), (*stack, real), referenced_by=shown)
     out.append((shown, data))
     return out
 
@@ -250,6 +270,8 @@ def _unknown(source, dotted, schema):
 _EMPTY_LIST_ITEM = {"data.classes": str, "data.random_size": int, "train.freeze": str}
 # keys taking a bool or a word (checked in _check_values), not the type of their default
 _BOOL_OR_WORD = {"data.cache": (False, True, "ram", "disk")}
+# VOC splits: one name or a list of them (several years under one VOCdevkit data_dir)
+_STR_OR_LIST = ("data.train_split", "data.val_split")
 _TYPE_NAMES = {bool: "a bool (true/false)", int: "an integer", float: "a number",
                str: "a string", list: "a list", dict: "a mapping"}
 
@@ -281,6 +303,10 @@ def _typed(value, default, source, dotted):
     """``value`` checked and coerced to the type of ``default``."""
     if dotted in _BOOL_OR_WORD:
         return _coerce_scalar(value, object, source, dotted)
+    if dotted in _STR_OR_LIST and isinstance(value, list):
+        if not value:
+            raise ConfigError(f"{source}: '{dotted}' must be a split name or a non-empty list of them")
+        return [_coerce_scalar(x, str, source, f"{dotted}[{i}]") for i, x in enumerate(value)]
     if isinstance(default, list):
         if not isinstance(value, list):
             raise ConfigError(f"{source}: '{dotted}' must be a list, got {_describe(value)}")
@@ -381,9 +407,13 @@ def _check_values(cfg, sources):
         v, present = get(dotted)
         if present and not (len(v) == 2 and 0 < v[0] <= v[1]):
             fail(dotted, f"must be [low, high] with 0 < low <= high, got {v!r}")
+    # VOC: data.classes are the classes; COCO: the JSON's categories are, and data.classes only
+    # names them for predict/export when it lists num_classes names (predictor.class_names_for),
+    # so the demo recipe's six names do not stand in the way of a 2-class COCO dataset
     classes, _ = get("data.classes")
     num_classes, _ = get("model.num_classes")
-    if classes and num_classes is not None and len(classes) != num_classes:
+    fmt, _ = get("data.format")
+    if fmt == "voc" and classes and num_classes is not None and len(classes) != num_classes:
         fail("data.classes", f"lists {len(classes)} names but model.num_classes is {num_classes}")
 
 
@@ -402,7 +432,7 @@ def _override_layer(text, schema):
         if not isinstance(node, dict) or part not in node:
             raise _unknown(source, dotted, schema)
         node = node[part]
-    if isinstance(node, str):
+    if isinstance(node, str) and not (dotted in _STR_OR_LIST and raw.startswith("[")):
         value = raw
     else:
         try:

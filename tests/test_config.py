@@ -183,6 +183,28 @@ def test_missing_file_and_base_name_both_files(tmp_path):
         load_config(top)
 
 
+def test_base_may_name_a_shipped_recipe_from_any_folder(tmp_path, monkeypatch):
+    """``__base__: demo/yolox-nano-demo`` resolves as ``--config`` does (a file relative to the
+    recipe first, then the shipped recipes by name), from a folder outside the clone."""
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path / "mine.yaml", "__base__: demo/yolox-nano-demo\nmodel:\n  num_classes: 2\n"
+                                   "data:\n  classes: [cat, dog]\n")
+    cfg = load_config("mine.yaml")
+    demo = load_config("demo/yolox-nano-demo")
+    assert cfg.model.num_classes == 2 and cfg.data.input_size == demo.data.input_size == [160, 160]
+    assert cfg.train.basic_lr_per_img == demo.train.basic_lr_per_img and cfg.data.classes == ["cat", "dog"]
+    _write(tmp_path / "s.yaml", "__base__: yolox-s.yaml\n")   # with the suffix too; bases of bases resolve
+    assert load_config("s.yaml") == load_config(CONFIGS / "yolox-s.yaml")
+    # a file of that name beside the recipe comes first
+    _write(tmp_path / "local.yaml", "__base__: yolox-s.yaml\ntrain:\n  max_epoch: 7\n")
+    _write(tmp_path / "yolox-s.yaml", "train:\n  max_epoch: 3\n")
+    assert load_config("local.yaml").model.width == 1.0      # the local file (schema defaults), not yolox-s
+    with pytest.raises(ConfigError, match=r"__base__ file '.*yolox-q' not found \(a path relative to that "
+                                          r"file, or a shipped recipe by name: .*demo/yolox-nano-demo"):
+        _write(tmp_path / "bad.yaml", "__base__: yolox-q\n")
+        load_config("bad.yaml")
+
+
 def _print_config(*args):
     return subprocess.run([sys.executable, str(ROOT / "tools" / "print_config.py"), *args],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)

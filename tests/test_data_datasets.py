@@ -54,6 +54,29 @@ def test_voc2():
     assert ds[1]["image"].shape[:2] == ds.orig_size(1)
 
 
+def test_voc_roots_of_one_devkit_merge_from_a_recipe(tmp_path):
+    """README / voc.py: with data_dir = VOCdevkit, ``data.train_split`` as a list of
+    ``<year>/<split>`` reads each year's folder and merges them in order."""
+    from mindyolox import load_config
+    src = shared_path("data", "voc2")
+    for year, stem in (("VOC2007", "2007_000063"), ("VOC2012", "2011_003353")):
+        root = tmp_path / "VOCdevkit" / year
+        (root / "ImageSets" / "Main").mkdir(parents=True)
+        (root / "ImageSets" / "Main" / "trainval.txt").write_text(stem + "\n")
+        for sub in ("Annotations", "JPEGImages"):
+            (root / sub).symlink_to(src / sub)
+    cfg = load_config("yolox-nano", ["data.format=voc", f"data.data_dir={tmp_path / 'VOCdevkit'}",
+                                     "data.train_split=[VOC2007/trainval, VOC2012/trainval]",
+                                     "data.val_split=VOC2012/trainval", "model.num_classes=20"])
+    assert cfg.data.train_split == ["VOC2007/trainval", "VOC2012/trainval"]
+    ds = build_dataset(cfg.data, "train")
+    assert ds.ids == ["2007_000063", "2011_003353"]
+    assert ds.paths[0].startswith(str(tmp_path / "VOCdevkit" / "VOC2007" / "JPEGImages"))
+    assert ds.paths[1].startswith(str(tmp_path / "VOCdevkit" / "VOC2012" / "JPEGImages"))
+    assert build_dataset(cfg.data, "val").ids == ["2011_003353"]   # one entry: that year only
+    assert [ds.class_names[c] for c in ds.classes[0]] == ["dog", "chair"]
+
+
 def test_voc_unknown_class_names_file(tmp_path):
     root = tmp_path / "voc"
     shutil.copytree(shared_path("data", "voc2"), root)

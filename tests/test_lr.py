@@ -58,3 +58,28 @@ def test_bad_settings_raise_one_line_errors():
         LRSchedule("step", 0.01, 10, 10)
     with pytest.raises(ConfigError, match="must be smaller than train.max_epoch"):
         LRSchedule("yoloxwarmcos", 0.01, 10, 10, warmup_epochs=5, no_aug_epochs=5)
+
+
+def test_short_runs_clip_warmup_and_no_aug_tail_to_fit():
+    """max_epoch=1 or 2 on the demo recipe (warmup 1 + no-aug 1) and <= 20 on the COCO
+    recipes (5 + 15) used to be refused; now each is clipped to a quarter of the run."""
+    from mindyolox.engine.lr import build_lr_schedule, fit_short_schedule
+
+    def train(max_epoch, warmup, no_aug):
+        return dict(max_epoch=max_epoch, warmup_epochs=warmup, no_aug_epochs=no_aug, scheduler="yoloxwarmcos",
+                    basic_lr_per_img=0.001, batch_size=8, warmup_lr=0.0, min_lr_ratio=0.05, accumulate=1)
+
+    assert fit_short_schedule(train(300, 5.0, 15)) == (5.0, 15, None)      # the official recipe: untouched
+    assert fit_short_schedule(train(10, 1.0, 1)) == (1.0, 1, None)         # the demo recipe: untouched
+    w, n, note = fit_short_schedule(train(1, 1.0, 1))
+    assert (w, n) == (0.25, 0) and "warm-up clipped to 0.25 epoch(s), no-aug tail to 0" in note
+    assert fit_short_schedule(train(2, 1.0, 1))[:2] == (0.5, 0)
+    assert fit_short_schedule(train(10, 5.0, 15))[:2] == (2.5, 2)
+    assert fit_short_schedule(train(20, 5.0, 15))[:2] == (5.0, 5)
+    # the schedule built from a short recipe: quadratic warm-up over a quarter, cosine to the floor
+    s = build_lr_schedule(train(1, 1.0, 1), 40)
+    assert (s.warmup_iters, s.no_aug_iters, s.total_iters) == (10, 0, 40)
+    assert s(0) == 0.0 and s(5) == pytest.approx(0.008 * 0.25) and s(10) == pytest.approx(0.008)
+    assert all(s(k) > s(k + 1) for k in range(10, 39)) and s(39) > 0.008 * 0.05
+    s = build_lr_schedule(train(10, 5.0, 15), 4)   # 10 epochs of a COCO recipe: a flat tail of 2 epochs
+    assert all(s(k) == pytest.approx(0.0004) for k in range(32, 40)) and s(31) > 0.0004

@@ -6,7 +6,7 @@
 The section between ``<!-- config-reference:start -->`` and ``<!-- config-reference:end -->``
 holds (1) every key of ``configs/_base_/default.yaml`` with its default and the comment
 written beside it there, and (2) the keys each shipped recipe (``configs/*.yaml``,
-``configs/demo/*.yaml``) sets differently from those defaults, resolved through
+``configs/demo/*.yaml``, ``configs/custom/*.yaml``) sets differently from those defaults, resolved through
 ``__base__``. A key without a comment in the schema takes its text from ``EXTRA`` below; a
 key with neither, or an ``EXTRA`` entry for a key the schema no longer has, is an error.
 """
@@ -103,7 +103,7 @@ def recipes():
     order = ["nano", "tiny", "s", "m", "l", "x", "darknet53"]
     rank = {f"yolox-{n}": i for i, n in enumerate(order)}
     top = sorted((ROOT / "configs").glob("*.yaml"), key=lambda p: (rank.get(p.stem, len(order)), p.stem))
-    paths = top + sorted((ROOT / "configs" / "demo").glob("*.yaml"))
+    paths = top + sorted((ROOT / "configs" / "demo").glob("*.yaml")) + sorted((ROOT / "configs" / "custom").glob("*.yaml"))
     return [p.relative_to(ROOT).as_posix() for p in paths]
 
 

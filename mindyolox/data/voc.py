@@ -2,8 +2,11 @@
 ``JPEGImages/*.jpg``), as the official ``yolox/data/datasets/voc.py`` reads it.
 
 - Split entries: ``"trainval"`` reads ``<data_dir>/ImageSets/Main/trainval.txt``;
-  ``"VOC2007/trainval"`` reads ``<data_dir>/VOC2007/ImageSets/Main/trainval.txt`` (so one
-  ``data_dir`` = ``VOCdevkit`` can serve VOC0712 with ``["VOC2007/trainval", "VOC2012/trainval"]``).
+  ``"VOC2007/trainval"`` reads ``<data_dir>/VOC2007/ImageSets/Main/trainval.txt`` (that year's
+  ``Annotations/`` and ``JPEGImages/``). A list merges its entries in order, so one ``data_dir``
+  = ``VOCdevkit`` serves VOC0712: ``["VOC2007/trainval", "VOC2012/trainval"]`` -- in a recipe
+  ``data.train_split: [VOC2007/trainval, VOC2012/trainval]`` (or the same override;
+  ``tests/test_data_datasets.py`` reads two roots this way).
 - Class list from the recipe (``data.classes``), the 20 VOC classes when empty; an object
   whose name is not in it is an error naming the XML file and the name.
 - Coordinates: ``int(float(v)) - 1`` as the official code (VOC is 1-based); boxes are then

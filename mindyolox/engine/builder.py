@@ -94,6 +94,10 @@ def build_training(cfg, options, *, rank=0, world_size=1, distributed=False, sta
     loader = create_train_loader(cfg.data, cfg.aug, t, rank=rank, world_size=world_size, start_epoch=start_epoch,
                                  num_workers=workers, start_iter=start_iter, end_epoch=int(t.max_epoch),
                                  split_sizes=split_sizes)
+    if loader.dataset.num_classes != int(cfg.model.num_classes):  # before training, not at the first evaluation
+        from ..errors import ConfigError
+        raise ConfigError(f"{loader.dataset.name} has {loader.dataset.num_classes} classes but model.num_classes is "
+                          f"{cfg.model.num_classes}: set model.num_classes={loader.dataset.num_classes}")
     lr_schedule = build_lr_schedule(t, loader.steps_per_epoch)
     optimizer = build_optimizer(model, t)
     ema = ModelEMA(model, ema_model, decay=float(t.ema_decay), tau=float(t.ema_tau)) if ema_model is not None else None

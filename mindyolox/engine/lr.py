@@ -15,6 +15,15 @@ exactly that value for ``k``.
 
 ``warmcos`` (linear warmup then cosine to 0 over ``T - W``) and ``cos`` are also provided.
 Units: learning rates in the optimizer's units (per-step SGD step size); ``k`` in iterations.
+
+Short runs (:func:`fit_short_schedule`): when ``warmup_epochs + no_aug_epochs >= max_epoch``
+the recipe leaves no cosine phase (the official formula then runs a cut-off warm-up and a flat
+tail, and its no-aug switch never fires when ``no_aug_epochs >= max_epoch``). Such a schedule
+is clipped, not refused: the no-aug tail to ``max_epoch // 4`` whole epochs, the warm-up to
+``max_epoch / 4`` epochs (each only when larger), so ``max_epoch=1`` on any recipe trains a
+quarter-epoch warm-up and a cosine over the rest (the single epoch without Mosaic/MixUp, with
+L1: the official switch covers the last ``no_aug_epochs + 1`` epochs). Schedules with room for
+a cosine phase (every shipped recipe at its own ``max_epoch``) are unchanged.
 """
 import math
 
@@ -24,7 +33,7 @@ from mindspore import nn, ops
 from ..errors import ConfigError
 
 __all__ = ["yolox_warm_cos_lr", "warm_cos_lr", "cos_lr", "LRSchedule", "build_lr_schedule", "SCHEDULERS",
-           "ScheduleCell"]
+           "ScheduleCell", "fit_short_schedule"]
 
 
 def yolox_warm_cos_lr(lr, min_lr_ratio, total_iters, warmup_total_iters, warmup_lr_start, no_aug_iter, iters):
@@ -76,7 +85,8 @@ class LRSchedule:
                               f"got {iters_per_epoch} and {max_epoch}")
         if name == "yoloxwarmcos" and warmup_epochs + no_aug_epochs >= max_epoch:
             raise ConfigError(f"train.warmup_epochs ({warmup_epochs}) + train.no_aug_epochs ({no_aug_epochs}) "
-                              f"must be smaller than train.max_epoch ({max_epoch})")
+                              f"must be smaller than train.max_epoch ({max_epoch}) (build_lr_schedule clips a "
+                              "short run's schedule to fit: fit_short_schedule)")
         self.name, self.lr = name, float(lr)
         self.iters_per_epoch, self.max_epoch = int(iters_per_epoch), int(max_epoch)
         self.total_iters = self.iters_per_epoch * self.max_epoch
@@ -104,6 +114,22 @@ class LRSchedule:
                 f"min {self.min_lr_ratio:g}x)")
 
 
+def fit_short_schedule(train_cfg):
+    """``(warmup_epochs, no_aug_epochs, note)`` for a recipe's ``train`` section: unchanged and
+    ``note=None`` when ``warmup_epochs + no_aug_epochs < max_epoch``; else clipped to
+    ``max_epoch / 4`` (warm-up, epochs, may be fractional) and ``max_epoch // 4`` (no-aug,
+    whole epochs), and ``note`` is the one line saying so (module doc)."""
+    max_epoch = int(train_cfg["max_epoch"])
+    warmup, no_aug = float(train_cfg["warmup_epochs"]), int(train_cfg["no_aug_epochs"])
+    if warmup + no_aug < max_epoch:
+        return warmup, no_aug, None
+    new_warmup, new_no_aug = min(warmup, max_epoch / 4), min(no_aug, max_epoch // 4)
+    note = (f"note: train.max_epoch={max_epoch} leaves no cosine phase after train.warmup_epochs={warmup:g} + "
+            f"train.no_aug_epochs={no_aug}; short schedule: warm-up clipped to {new_warmup:g} epoch(s), no-aug "
+            f"tail to {new_no_aug} (each at most a quarter of the run; set both keys to choose otherwise)")
+    return new_warmup, new_no_aug, note
+
+
 def build_lr_schedule(train_cfg, iters_per_epoch):
     """The schedule of a recipe's ``train`` section: peak lr = basic_lr_per_img x batch_size
     (total) x accumulate (the effective batch); ``iters_per_epoch`` counts batches, the
@@ -111,9 +137,10 @@ def build_lr_schedule(train_cfg, iters_per_epoch):
     acc = max(1, int(train_cfg.get("accumulate", 1)))
     lr = float(train_cfg["basic_lr_per_img"]) * int(train_cfg["batch_size"]) * acc
     iters_per_epoch = max(1, int(iters_per_epoch) // acc)
+    warmup, no_aug, _ = fit_short_schedule(train_cfg)
     return LRSchedule(str(train_cfg["scheduler"]), lr, iters_per_epoch, int(train_cfg["max_epoch"]),
-                      warmup_epochs=float(train_cfg["warmup_epochs"]), warmup_lr=float(train_cfg["warmup_lr"]),
-                      no_aug_epochs=int(train_cfg["no_aug_epochs"]), min_lr_ratio=float(train_cfg["min_lr_ratio"]))
+                      warmup_epochs=warmup, warmup_lr=float(train_cfg["warmup_lr"]),
+                      no_aug_epochs=no_aug, min_lr_ratio=float(train_cfg["min_lr_ratio"]))
 
 
 class ScheduleCell(nn.Cell):

@@ -45,18 +45,44 @@ VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
 
 
 def class_names_for(cfg):
-    """Class names of a recipe: ``data.classes`` when set, the 80 COCO names for an 80-class
-    model, the 20 VOC names for a 20-class VOC recipe, else ``"0", "1", ...``."""
+    """Class names of a recipe, in class-id order: ``data.classes`` when it lists
+    ``model.num_classes`` names; for a COCO recipe the categories of its annotation JSON
+    (``data_dir`` + ``val_ann``, else ``train_ann``; sorted by id, as the dataset maps them)
+    when that file is there and holds ``num_classes`` of them; the 80 COCO names for an
+    80-class model, the 20 VOC names for a 20-class VOC recipe; else ``"0", "1", ...``."""
     from ..data import VOC_CLASSES
     n = int(cfg.model.num_classes)
     names = list(cfg.data.get("classes") or [])
     if len(names) == n:
         return tuple(names)
+    if str(cfg.data.format).lower() == "coco":
+        names = _json_class_names(cfg.data)
+        if names is not None and len(names) == n:
+            return names
     if n == len(COCO_CLASSES):
         return COCO_CLASSES
     if n == len(VOC_CLASSES) and str(cfg.data.format).lower() == "voc":
         return VOC_CLASSES
     return tuple(str(i) for i in range(n))
+
+
+def _json_class_names(data_cfg):
+    """Category names (sorted by id) of the recipe's val (else train) annotation JSON, or None
+    when neither file is there. A ``demo:<dir>`` data_dir is read, never generated, here."""
+    from ..data.demo import DEMO_PREFIX
+    data_dir = str(data_cfg["data_dir"])
+    data_dir = os.path.expanduser(data_dir[len(DEMO_PREFIX):].strip() if data_dir.startswith(DEMO_PREFIX) else data_dir)
+    for key in ("val_ann", "train_ann"):
+        path = os.path.join(data_dir, str(data_cfg[key]))
+        if os.path.isfile(path):
+            try:
+                with open(path, encoding="utf-8") as f:
+                    cats = json.load(f)["categories"]
+                return tuple(str(c.get("name", c["id"])) for c in sorted(cats, key=lambda c: c["id"]))
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise DataError(f"{path}: cannot read the class names (categories) of the annotation JSON: "
+                                f"{' '.join(str(e).split())}") from None
+    return None
 
 
 class Predictor:

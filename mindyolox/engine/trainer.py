@@ -67,6 +67,15 @@ def eval_due(epoch, train_cfg):
     return ei > 0 and (epoch % ei == 0 or epoch - 1 >= start or epoch == max_epoch)
 
 
+def progress_postfix(last):
+    """The progress bar's ``loss 3.21 lr 1.00e-02`` from the last logged window (``last``, a
+    ``type: train`` record); ``loss – lr –`` until the first window is read (the loss is summed
+    on the device and read once per log line: before that there is no value to show)."""
+    if "step" not in last:
+        return "loss \u2013 lr \u2013"
+    return f"loss {last['total']:.2f} lr {last['lr']:.2e}"
+
+
 class TrainingDiverged(MindYOLOXError):
     """The loss became NaN/Inf; the last good checkpoint is kept."""
 
@@ -119,6 +128,12 @@ class Trainer:
     def __init__(self, cfg, options=None, run_dir=None, name=None, resume=False, exist_ok=False, weights=None,
                  distributed=False, data_sink=False, num_workers=None, max_iters=None, evaluate=True,
                  hooks=(), progress=True, compile_cache=None):
+        from .lr import fit_short_schedule
+        warmup, no_aug, self._schedule_note = fit_short_schedule(cfg.train)
+        if self._schedule_note:  # a short run: a copy with the clipped schedule (lr module doc)
+            from ..config import Config
+            cfg = Config(json.loads(json.dumps(cfg, default=str)))
+            cfg.train.warmup_epochs, cfg.train.no_aug_epochs = warmup, no_aug
         self.cfg = cfg
         self.tcfg = cfg.train
         self.options = options
@@ -191,7 +206,7 @@ class Trainer:
             self.after_iter()
             if bar is not None:
                 bar.update(n)
-                bar.set_postfix_str(f"loss {self.last['total']:.2f} lr {self.last['lr']:.2e}")
+                bar.set_postfix_str(progress_postfix(self.last))
             done = self.max_iters is not None and self.iters_done >= self.max_iters
             if self.stop_signal is not None or done:
                 self._log_window()  # the steps since the last log line
@@ -261,6 +276,8 @@ class Trainer:
         if self.rank == 0:
             self._prepare_run_dir()
         self._setup_logging()
+        if self._schedule_note:
+            self.log(self._schedule_note)
         ms.set_seed(int(t.seed))
         np.random.seed(int(t.seed))
         from .builder import build_training

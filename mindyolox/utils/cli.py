@@ -35,7 +35,8 @@ def add_config_args(parser, example="data.data_dir=my_coco"):
     """Add ``--config FILE`` (required) and ``key=value`` overrides to ``parser``; ``example``
     is the override shown in ``--help`` (one that means something for that script)."""
     parser.add_argument("--config", required=True, metavar="FILE",
-                        help="YAML recipe, e.g. configs/yolox-s.yaml")
+                        help="YAML recipe: a file, or a shipped recipe by name such as yolox-s, "
+                             "demo/yolox-nano-demo, custom/yolox-nano-cpu (from any folder)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help=f"dotted overrides anywhere on the line, value parsed as YAML, e.g. {example}")
     return parser
