@@ -159,12 +159,12 @@ def _post_onnx(path, spec):
             onnx_graph.make_batch_dynamic(model)
         except ValueError as e:
             raise MindYOLOXError(f"--dynamic-batch: {e}") from None
+    tool, note = None, "--no-simplify"
+    if spec.simplify:   # the network part only, before the NMS tail
+        model, tool, note = onnx_graph.simplify(model)
     if spec.nms:
         onnx_graph.append_nms(model, spec.conf, spec.iou, spec.topk, spec.class_agnostic)
     model = onnx_graph.set_opset(model, spec.opset)
-    tool = None
-    if spec.simplify:
-        model, tool = onnx_graph.simplify(model)
     onnx.checker.check_model(model)
     onnx.save(model, path)
     if spec.dynamic_batch:
@@ -174,7 +174,7 @@ def _post_onnx(path, spec):
     if forbidden:
         raise MindYOLOXError(f"{path}: BatchNorm folding left {forbidden} in the graph")
     return {"exporter_nodes": exporter_nodes, "node_count": len(model.graph.node), "op_counts": counts,
-            "simplified_by": tool}
+            "simplified_by": tool, "simplify_note": note}
 
 
 def outputs_description(spec, num_classes, anchors):

@@ -166,16 +166,25 @@ def set_opset(model, opset):
 
 
 def simplify(model):
-    """``(model, tool)``: simplified by ``onnxslim`` (else ``onnxsim``) when installed, else
-    unchanged with ``tool`` None."""
+    """``(model, tool, note)``: simplified by ``onnxslim`` (else ``onnxsim``) when installed.
+    Simplification is optional: when the tool is missing or raises (onnxslim 0.1.98 fails on
+    the decoded graph's constant folding), the model comes back unchanged, ``tool`` None and
+    ``note`` saying why."""
     try:
         import onnxslim
-        return onnxslim.slim(model), "onnxslim"
     except ImportError:
-        pass
+        onnxslim = None
+    if onnxslim is not None:
+        try:
+            return onnxslim.slim(model), "onnxslim", ""
+        except Exception as e:  # noqa: BLE001 -- a third-party optimiser; the unsimplified graph is valid
+            return model, None, f"onnxslim failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
     try:
         import onnxsim
-        simplified, ok = onnxsim.simplify(model)
-        return (simplified, "onnxsim") if ok else (model, None)
     except ImportError:
-        return model, None
+        return model, None, "neither onnxslim nor onnxsim is installed"
+    try:
+        simplified, ok = onnxsim.simplify(model)
+    except Exception as e:  # noqa: BLE001 -- as above
+        return model, None, f"onnxsim failed ({type(e).__name__})"
+    return (simplified, "onnxsim", "") if ok else (model, None, "onnxsim could not validate its result")
