@@ -74,6 +74,13 @@ class Runner:
             chunks.append([o[:m] for o in self._run(part)])
         return [np.concatenate([c[j] for c in chunks]) for j in range(len(chunks[0]))]
 
+    def device_feed(self, x):
+        """What the device takes: the float32 NCHW batch, or with an AIPP config (Ascend
+        recipe) the letterboxed uint8 NHWC BGR canvas (exact: preproc's values are integers)."""
+        if self.meta.get("aipp"):
+            return np.ascontiguousarray(x.transpose(0, 2, 3, 1).round().clip(0, 255).astype(np.uint8))
+        return x
+
     def set_train(self, mode=False):   # the evaluator's model protocol
         return self
 
@@ -182,7 +189,7 @@ class MindIRRunner(Runner):
     def _run(self, x):
         if self.lite:
             inputs = self.model.get_inputs()
-            inputs[0].set_data_from_numpy(x)
+            inputs[0].set_data_from_numpy(self.device_feed(x))
             return [o.get_data_to_numpy() for o in self.model.predict(inputs)]
         import mindspore as ms
         out = self.model(ms.Tensor(x))
@@ -204,11 +211,10 @@ class OmRunner(Runner):
                                  f"here)") from None
         self.session = InferSession(int(device_id), str(path))
         super().__init__(path, meta, "ais_bench")
-        self.aipp = bool(meta.get("aipp"))
         self.batches = meta.get("dynamic_batch_sizes") or []
 
     def _run(self, x):
-        feed = np.ascontiguousarray(x.transpose(0, 2, 3, 1).round().clip(0, 255).astype(np.uint8)) if self.aipp else x
+        feed = self.device_feed(x)
         mode = "dymbatch" if self.batches else "static"
         return [np.asarray(o) for o in self.session.infer([feed], mode=mode)]
 
