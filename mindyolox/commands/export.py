@@ -76,8 +76,8 @@ def main(argv=None):
             f"BN folded, conv {g['conv']}, {g['dtype']}")
     if spec.fmt == "ONNX":
         line += (f", opset {g['opset']}, {g['node_count']} nodes (exporter {g['exporter_nodes']}"
-                 + (f", simplified by {g['simplified_by']})" if g["simplified_by"] else ", not simplified: "
-                    "pip install onnxslim)"))
+                 + (f", simplified by {g['simplified_by']})" if g["simplified_by"] else
+                    f", not simplified: {g['simplify_note']})"))
     print(line)
     print(f"metadata {output}.json")
     if spec.target == "ascend":
