@@ -101,7 +101,7 @@ def build_fused(cfg, weights, spec):
     options = resolve_options(cfg, device=device, conv=spec.conv, decode_exp="float32",
                               amp_level="O2" if spec.half else "O0")
     model = build_model(cfg, options, decode_in_inference=spec.decode)
-    report = load_weights(model, weights)
+    report = load_weights(model, weights) if weights else None   # None: random init (speed only)
     fuse_model(model)
     if count_batchnorms(model):
         raise MindYOLOXError("BatchNorm folding left a BatchNorm cell in the model")
@@ -199,7 +199,7 @@ def export(cfg, weights, spec, output, config_name="", log=print):
     from ..utils.postprocess import level_sizes
     spec.check()
     net, options, report = build_fused(cfg, weights, spec)
-    log(report.summary())
+    log(report.summary() if report is not None else "random initialisation (no weights): for timing only")
     path = _ms_export(net, spec, output)
     facts = _post_onnx(path, spec) if spec.fmt == "ONNX" else {}
     strides = [int(s) for s in cfg.model.strides]
