@@ -45,8 +45,20 @@ def artifacts(tmp_path_factory):
                                topk=100, opset=13),
              "mindir": ExportSpec("MINDIR", 4, (416, 416)),
              "fp16": ExportSpec("MINDIR", 8, (416, 416), half=True)}
-    return {k: export(cfg, str(shared_path("weights", "yolox_nano.pth")), s, str(out / k), log=lambda *a: None)
+    done = {k: export(cfg, str(shared_path("weights", "yolox_nano.pth")), s, str(out / k), log=lambda *a: None)
             for k, s in specs.items()}
+    # int8: static PTQ of the float32 ONNX, 16 calibration images of coco_tiny train2017 through
+    # the project's loader (deploy/quantize.py defaults)
+    from mindyolox.deploy.meta import read_meta, write_meta
+    from mindyolox.deploy.quantize import calibration_batches, quantize_onnx
+    int8 = str(out / "int8.onnx")
+    quantize_onnx(done["onnx"][0], int8, calibration_batches(str(shared_path("data", "coco_tiny", "train2017")),
+                                                              (416, 416), 16))
+    meta = read_meta(done["onnx"][0])
+    meta["graph"]["dtype"] = "int8"
+    write_meta(str(out / "int8.json"), meta)
+    done["int8"] = (int8, meta)
+    return done
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +90,7 @@ def aps(artifacts, coco_tiny, tmp_path_factory):
     from mindyolox.engine import COCOEvaluator
     sub = _subset(coco_tiny, 16, tmp_path_factory.mktemp("subset"))
     res = {}
-    for name, dataset in (("onnx", coco_tiny), ("nms", coco_tiny), ("mindir", coco_tiny),
+    for name, dataset in (("onnx", coco_tiny), ("nms", coco_tiny), ("mindir", coco_tiny), ("int8", coco_tiny),
                           ("mindir@16", sub), ("fp16@16", sub)):
         net = open_artifact(artifacts[name.split("@")[0]][0], "cpu", "mindspore")
         batch = net.runner.batch or 8
@@ -161,6 +173,17 @@ def test_artifact_ap_equals_the_model(aps):
     # float16 against float32 on the same 16 images (on all 80, measured once: 30.47 / 47.48)
     (a16, b16), (a32, b32) = aps["fp16@16"], aps["mindir@16"]
     assert abs(a16 - a32) <= 0.3 and abs(b16 - b32) <= 0.3, aps
+
+
+def test_int8_ap_drop(aps, artifacts):
+    """INT8 (QDQ, stem / depthwise / head prediction convs kept float32) loses at most 1.0
+    AP50:95 against the float32 ONNX; the graph really holds int8 convolutions."""
+    import onnx
+    ops = {n.op_type for n in onnx.load(artifacts["int8"][0]).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    drop = aps["onnx"][0] - aps["int8"][0]
+    print(f"int8 AP50:95 {aps['int8'][0]:.2f} / AP50 {aps['int8'][1]:.2f}: drop {drop:.2f}")
+    assert drop <= 1.0
 
 
 def test_export_metadata_tells_the_runner_everything(artifacts):

@@ -4,14 +4,23 @@ loader and letterbox (``mindyolox.data.create_eval_loader``: exactly the preproc
 ``test.py`` and of the runners).
 
     python deploy/quantize.py --model runs/export/nano416.onnx \
-        --images ../shared/data/coco_tiny/val2017 --num 32 --output runs/export/nano416_int8.onnx
+        --images ../shared/data/coco_tiny/train2017 --num 32 --output runs/export/nano416_int8.onnx
 
 Format QDQ (QuantizeLinear / DequantizeLinear pairs that onnxruntime's CPU provider fuses
 into ``QLinearConv`` etc.), weights int8 per output channel, activations uint8 per tensor,
-MinMax calibration by default (``--method``). Only ``Conv`` (and the ``Mul`` of SiLU and the
-``Add`` of residuals with ``--ops all``) are quantized; the head's last layers -- the 1x1
-prediction convs whose raw box regression and logits feed ``exp`` / ``sigmoid`` -- stay
-float32 unless ``--quantize-head`` (their 8-bit rounding costs most of the AP).
+Percentile (99.999 %) calibration by default (``--method``). Only ``Conv`` (and the ``Mul`` of SiLU and the
+``Add`` of residuals with ``--ops all``) are quantized, and three groups of convolutions stay
+float32 by default, each measured on nano 416 / coco_tiny (AP50:95, float32 30.52):
+
+- the stem (the Focus conv, first Conv of the graph): quantized alone it drops the AP to
+  17.73 (its per-tensor uint8 output step is ~1.0 on 0..255 input scale);
+- the depthwise convs (``group > 1``, nano's DWConv): with them and the stem quantized
+  (everything but the head) the AP is 0.54; they are cheap in float32;
+- the head's 1x1 prediction convs (raw box regression and logits feeding exp / sigmoid).
+
+With these kept float32, 32 calibration images of coco_tiny train2017: percentile 29.99 / 44.32,
+minmax 29.52 / 46.12.
+``--quantize-stem`` / ``--quantize-depthwise`` / ``--quantize-head`` quantize them too.
 The ``.json`` beside the input is copied beside the output with ``graph.dtype = "int8"`` and
 the calibration recorded.
 """
@@ -95,7 +104,19 @@ def head_prediction_nodes(model):
     return out
 
 
-def quantize_onnx(model_path, output, batches, method="minmax", ops="conv", quantize_head=False):
+def kept_float(model, head=True, stem=True, depthwise=True):
+    """Names of the Conv nodes left float32 (module doc)."""
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    out = list(head_prediction_nodes(model)) if head else []
+    if stem and convs:
+        out.append(convs[0].name)
+    if depthwise:
+        out += [n.name for n in convs if any(a.name == "group" and a.i > 1 for a in n.attribute)]
+    return sorted(set(out))
+
+
+def quantize_onnx(model_path, output, batches, method="percentile", ops="conv", quantize_head=False,
+                  quantize_stem=False, quantize_depthwise=False):
     """Write the int8 model; returns ``(output, facts)``."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -105,7 +126,7 @@ def quantize_onnx(model_path, output, batches, method="minmax", ops="conv", quan
     if method not in methods:
         raise ConfigError(f"--method must be one of {', '.join(methods)}")
     model = onnx.load(model_path)
-    exclude = [] if quantize_head else head_prediction_nodes(model)
+    exclude = kept_float(model, not quantize_head, not quantize_stem, not quantize_depthwise)
     with tempfile.TemporaryDirectory() as tmp:
         # per-channel DequantizeLinear (its ``axis``) needs opset >= 13
         from .onnx_graph import set_opset
@@ -131,9 +152,12 @@ def main(argv=None):
     parser.add_argument("--images", required=True, help="calibration image folder")
     parser.add_argument("--ann", help="COCO annotation file of --images (optional; order of its images)")
     parser.add_argument("--num", type=int, default=32, help="calibration images (default 32)")
-    parser.add_argument("--method", default="minmax", choices=("minmax", "entropy", "percentile"))
+    parser.add_argument("--method", default="percentile", choices=("minmax", "entropy", "percentile"),
+                        help="calibration (default percentile: 99.999th, measured 29.99 vs minmax 29.52 on nano)")
     parser.add_argument("--ops", default="conv", choices=("conv", "all"), help="quantized op types (default conv)")
     parser.add_argument("--quantize-head", action="store_true", help="also quantize the head's prediction convs")
+    parser.add_argument("--quantize-stem", action="store_true", help="also quantize the stem conv")
+    parser.add_argument("--quantize-depthwise", action="store_true", help="also quantize depthwise convs")
     parser.add_argument("--output", help="int8 model path (default <model>_int8.onnx)")
     args = parser.parse_args(argv)
     if not args.model.lower().endswith(".onnx") or not os.path.isfile(args.model):
@@ -148,7 +172,8 @@ def main(argv=None):
     batch = 1 if meta["input"].get("dynamic_batch") else int(meta["input"]["shape"][0])
     batches = calibration_batches(args.images, size, args.num, batch, args.ann)
     print(f"calibrating {args.model} on {args.num} images of {args.images} ({args.method})")
-    _, facts = quantize_onnx(args.model, output, batches, args.method, args.ops, args.quantize_head)
+    _, facts = quantize_onnx(args.model, output, batches, args.method, args.ops, args.quantize_head,
+                             args.quantize_stem, args.quantize_depthwise)
     out_meta = copy.deepcopy(meta)
     out_meta["file"] = os.path.basename(output)
     out_meta["graph"]["dtype"] = "int8"
@@ -157,7 +182,7 @@ def main(argv=None):
                                 "calibration_images": int(args.num), "calibration_folder": str(args.images),
                                 "from": os.path.basename(args.model), **facts}
     write_meta(meta_path(output), out_meta)
-    print(f"wrote {output} (int8, {facts['excluded_nodes']} head convs kept float32) and {meta_path(output)}")
+    print(f"wrote {output} (int8, {facts['excluded_nodes']} convs kept float32) and {meta_path(output)}")
     return 0
 
 
