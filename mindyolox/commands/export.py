@@ -54,8 +54,6 @@ def main(argv=None):
     parser.add_argument("--device", default=None, help="MindSpore device for the export (default CPU / MindSpore's)")
     args = parse_args(parser, argv)
     args.weights = resolve_weights(args.weights)
-    if not os.path.isfile(args.weights):
-        raise WeightsError(f"weights file not found: {args.weights}")
     img_size = parse_img_size(args.img_size)
     spec = ExportSpec(args.format, args.batch, img_size, args.target, args.conv, args.decode, args.nms,
                       args.conf, args.iou, args.topk, args.class_agnostic, args.dynamic_batch, args.opset,
@@ -63,6 +61,8 @@ def main(argv=None):
 
     from ..config import load_config
     cfg = load_config(args.config, args.overrides)
+    if not os.path.isfile(args.weights):
+        raise WeightsError(f"weights file not found: {args.weights}")
     tag = "bN" if spec.dynamic_batch else f"b{spec.batch}"
     output = args.output or os.path.join("runs", "export", f"{Path(args.config).stem}_{img_size[0]}x{img_size[1]}_{tag}")
     for suffix in FORMATS.values():
