@@ -42,7 +42,7 @@ def artifacts(tmp_path_factory):
     out = tmp_path_factory.mktemp("artifacts")
     specs = {"onnx": ExportSpec("ONNX", 1, (416, 416), dynamic_batch=True),
              "nms": ExportSpec("ONNX", 1, (416, 416), dynamic_batch=True, nms=True, conf=0.01, iou=0.65,
-                               topk=100, opset=13),
+                               topk=100, opset=13, simplify=False),
              "mindir": ExportSpec("MINDIR", 4, (416, 416)),
              "fp16": ExportSpec("MINDIR", 8, (416, 416), half=True)}
     done = {k: export(cfg, str(shared_path("weights", "yolox_nano.pth")), s, str(out / k), log=lambda *a: None)
@@ -307,8 +307,7 @@ def test_batch_and_size_come_from_flags(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["no_img_size", "bad_size", "missing_weights", "missing_model", "not_mindir",
-                                  "wrong_infer_size", "wrong_batch", "unknown_format", "mindir_nms",
-                                  "mindir_dynamic"])
+                                  "wrong_infer_size"])
 def test_errors_are_one_line(case, tmp_path, artifacts):
     export = ("deploy/export.py", "--config", "configs/yolox-nano.yaml", "--weights", WEIGHTS)
     if case == "no_img_size":
@@ -331,24 +330,33 @@ def test_errors_are_one_line(case, tmp_path, artifacts):
         (tmp_path / "bad.json").write_text(json.dumps(artifacts["mindir"][1]))
         p = _script("deploy/infer.py", "--model", bad, "--source", DOG, "--backend", "mindspore")
         expect = "not a loadable MindIR"
-    elif case == "wrong_infer_size":
+    else:
         p = _script("deploy/infer.py", "--model", artifacts["onnx"][0], "--img-size", 320, "--source", DOG)
         expect = "takes 416x416 inputs, not 320x320"
-    elif case == "wrong_batch":
-        p = _script("deploy/infer.py", "--model", artifacts["mindir"][0], "--batch", 6, "--source", DOG,
-                    "--backend", "mindspore")
-        expect = "fixed batch of 4"
-    elif case == "unknown_format":
-        weird = tmp_path / "model.tflite"
-        weird.write_bytes(b"x")
-        p = _script("deploy/infer.py", "--model", weird, "--source", DOG)
-        expect = "unknown model format '.tflite'"
-    elif case == "mindir_nms":
-        p = _script(*export, "--img-size", 416, "--nms", "--output", tmp_path / "m")
-        expect = "--nms is ONNX only"
-    else:
-        p = _script(*export, "--img-size", 416, "--dynamic-batch", "--output", tmp_path / "m")
-        expect = "--dynamic-batch is ONNX only"
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and expect in lines[0], p.stderr
+
+
+@pytest.mark.parametrize("case", ["wrong_batch", "unknown_format", "mindir_nms", "mindir_dynamic", "onnx_half"])
+def test_refusals_name_the_reason(case, tmp_path, artifacts):
+    """The same errors in process (run_cli prints each as one ``error:`` line, as above)."""
+    from mindyolox.deploy.export import ExportSpec
+    from mindyolox.deploy.infer import main as infer
+    from mindyolox.errors import MindYOLOXError
+    if case == "wrong_batch":
+        call, expect = (lambda: infer(["--model", artifacts["mindir"][0], "--batch", "6", "--source", str(DOG),
+                                       "--backend", "mindspore", "--no-save"])), "fixed batch of 4"
+    elif case == "unknown_format":
+        weird = tmp_path / "model.tflite"
+        weird.write_bytes(b"x")
+        call, expect = (lambda: infer(["--model", str(weird), "--source", str(DOG)])), "unknown model format '.tflite'"
+    elif case == "mindir_nms":
+        call, expect = ExportSpec("MINDIR", nms=True).check, "--nms is ONNX only"
+    elif case == "mindir_dynamic":
+        call, expect = ExportSpec("MINDIR", dynamic_batch=True).check, "--dynamic-batch is ONNX only"
+    else:
+        call, expect = ExportSpec("ONNX", half=True).check, "float16 ONNX is not written"
+    with pytest.raises(MindYOLOXError) as e:
+        call()
+    assert expect in str(e.value) and "\n" not in str(e.value)
