@@ -238,26 +238,16 @@ def test_ascend_recipe_matches_metadata(artifacts, tmp_path):
     assert "input_shape=images:[4,3,416,416]" in cfg and "insert_op_config_file_path=m_aipp.cfg" in cfg
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    out = tmp_path_factory.mktemp("export")
-    p = _script("deploy/export.py", "--config", "configs/yolox-nano.yaml", "--weights", WEIGHTS,
-                "--format", "MINDIR", "--batch", 1, "--img-size", 416, "--output", out / "nano")
-    assert p.returncode == 0, p.stderr
-    return out
-
-
-def test_mindir_raw_outputs_equal_cell(exported):
+def test_mindir_raw_outputs_equal_cell(artifacts):
     import mindspore as ms
     from mindspore import nn
-    meta = json.loads((exported / "nano.json").read_text())
-    assert meta["input_shape"] == [1, 3, 416, 416] and meta["outputs_kind"] == "raw"
+    path, meta = artifacts["mindir"]
+    assert meta["input_shape"] == [4, 3, 416, 416] and meta["outputs_kind"] == "raw"
     # CPU target by default: the fast Im2Col formulation
-    blob = (exported / "nano.mindir").read_bytes()
-    assert meta["graph"]["conv"] == "im2col" and b"Im2Col" in blob
+    assert meta["graph"]["conv"] == "im2col" and b"Im2Col" in open(path, "rb").read()
     x, _ = preproc(cv2.imread(str(DOG)), (416, 416))
-    x = ms.Tensor(x[None])
-    graph = nn.GraphCell(ms.load(str(exported / "nano.mindir")))(x).asnumpy()
+    x = ms.Tensor(np.repeat(x[None], 4, axis=0))
+    graph = nn.GraphCell(ms.load(path))(x).asnumpy()
     assert meta["options"]["conv"] == "im2col" and meta["options"]["amp_level"] == "O0"
 
     def raw_outputs(conv):
@@ -265,18 +255,18 @@ def test_mindir_raw_outputs_equal_cell(exported):
                             decode_in_inference=False)
         load_weights(model, WEIGHTS)
         model.set_train(False)
-        return model(x).asnumpy()
+        return model(x[:1]).asnumpy()
 
     cell = raw_outputs("im2col")
-    assert graph.shape == cell.shape == (1, 3549, 85)
+    assert graph.shape == (4, 3549, 85) and cell.shape == (1, 3549, 85)
     # BN folded in float64 once vs in the graph in float32: float32 rounding apart
     assert np.abs(graph - cell).max() <= 5e-4
     assert np.abs(raw_outputs("native") - cell).max() <= 5e-4
     assert np.abs(cell[..., :4]).max() < 50 and 0 <= cell[..., 4:].min() and cell[..., 4:].max() <= 1
 
 
-def test_infer_equals_predict(exported, tmp_path):
-    pi = _script("deploy/infer.py", "--model", exported / "nano.mindir", "--source", DOG,
+def test_infer_equals_predict(artifacts, tmp_path):
+    pi = _script("deploy/infer.py", "--model", artifacts["mindir"][0], "--source", DOG,
                  "--save-dir", tmp_path / "infer", "--backend", "mindspore")
     assert pi.returncode == 0, pi.stderr
     pp = _script("predict.py", "--config", "configs/yolox-nano.yaml", "--weights", WEIGHTS,
@@ -360,3 +350,26 @@ def test_refusals_name_the_reason(case, tmp_path, artifacts):
     with pytest.raises(MindYOLOXError) as e:
         call()
     assert expect in str(e.value) and "\n" not in str(e.value)
+
+
+def test_video_frames_in_batches(artifacts, tmp_path):
+    """A video goes through the runner in batches of --batch frames (3 frames, batch 2: one
+    full and one partial call) and gives every frame the detections of that image alone."""
+    from mindyolox.deploy.infer import main as infer, predict_images
+    from mindyolox.deploy.runners import open_runner
+    img = cv2.imread(str(DOG))
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5, (img.shape[1], img.shape[0]))
+    for k in range(3):
+        writer.write(np.roll(img, 8 * k, axis=1))
+    writer.release()
+    assert infer(["--model", artifacts["onnx"][0], "--source", str(video), "--batch", "2",
+                  "--save-dir", str(tmp_path / "out"), "--no-progress"]) == 0
+    frames = json.loads((tmp_path / "out" / "clip.json").read_text())["frames"]
+    assert [f["frame"] for f in frames] == [0, 1, 2] and (tmp_path / "out" / "clip.mp4").is_file()
+    cap = cv2.VideoCapture(str(video))
+    ok, first = cap.read()
+    cap.release()
+    (alone,) = predict_images(open_runner(artifacts["onnx"][0]), [first], 0.25, 0.45, False)
+    assert len(frames[0]["detections"]) == len(alone) >= 3
+    np.testing.assert_allclose([d["bbox"] for d in frames[0]["detections"]], alone[:, :4], atol=1e-3)
