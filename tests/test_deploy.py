@@ -373,3 +373,21 @@ def test_video_frames_in_batches(artifacts, tmp_path):
     (alone,) = predict_images(open_runner(artifacts["onnx"][0]), [first], 0.25, 0.45, False)
     assert len(frames[0]["detections"]) == len(alone) >= 3
     np.testing.assert_allclose([d["bbox"] for d in frames[0]["detections"]], alone[:, :4], atol=1e-3)
+
+
+def test_test_py_model_flag(artifacts, coco_tiny, aps, tmp_path):
+    """``test.py --model FILE`` on the first 16 coco_tiny images: the artifact's input size is
+    used, the metrics JSON names the model, and its AP is the evaluator's on that artifact."""
+    sub = _subset(coco_tiny, 16, tmp_path)
+    p = _script("test.py", "--config", "configs/yolox-nano.yaml", "--model", artifacts["onnx"][0], "--conf", 0.01,
+                "--ann", sub.ann_file, "--images", shared_path("data", "coco_tiny", "val2017"), "--no-progress",
+                "--save-dir", tmp_path, "--json-out", tmp_path / "m.json")
+    assert p.returncode == 0, p.stderr
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["model"] == str(artifacts["onnx"][0]) and m["num_images"] == 16
+    assert "at 416x416" in p.stdout
+    # the float32 MindIR's AP on the same 16 images (the ONNX and MindIR APs agree on all 80)
+    assert abs(100 * m["AP50_95"] - aps["mindir@16"][0]) <= 0.1
+    both = _script("test.py", "--config", "configs/yolox-nano.yaml", "--model", artifacts["onnx"][0],
+                   "--weights", WEIGHTS)
+    assert both.returncode == 2 and "exactly one of --weights" in both.stderr.strip().splitlines()[-1]
