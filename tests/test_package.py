@@ -31,6 +31,8 @@ pytestmark = pytest.mark.slow   # every test here builds and installs the wheel 
 COMMANDS = {"mindyolox-train": "mindyolox.commands.train:run", "mindyolox-test": "mindyolox.commands.evaluate:run",
             "mindyolox-predict": "mindyolox.commands.predict:run", "mindyolox-export": "mindyolox.commands.export:run",
             "mindyolox-tools": "mindyolox.tools:run"}
+# not a --config command: tested on its own (test_installed_infer_runs_exported_models_from_any_folder)
+ENTRY_POINTS = dict(COMMANDS, **{"mindyolox-infer": "mindyolox.deploy.infer:run"})
 # where the custom-data commands are documented: (file, heading of the section)
 README_CUSTOM = (ROOT / "docs" / "training.md", "## Custom datasets (COCO and VOC)")
 PKG_SHORT = ["train.max_epoch=1", "train.batch_size=2"]   # 5 images: 3 steps of 2, then the evaluation
@@ -61,7 +63,7 @@ def test_wheel_holds_the_package_recipes_and_commands(installed):
     assert {"mindyolox/configs/yolox-s.yaml", "mindyolox/configs/_base_/default.yaml",
             "mindyolox/configs/demo/yolox-nano-demo.yaml", "mindyolox/commands/train.py"} <= names
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
-    for command, target in COMMANDS.items():
+    for command, target in ENTRY_POINTS.items():
         assert f"{command} = {target}" in scripts
     assert {"mindyolox/configs/custom/yolox-nano-cpu.yaml", "mindyolox/tools/print_config.py"} <= names
 
@@ -109,6 +111,23 @@ def test_installed_commands_run(installed, command):
     assert "shipped recipes, by name: custom/yolox-nano-cpu, demo/yolox-nano-demo, yolox-darknet53" in p.stderr, \
         p.stderr[-2000:]
 
+
+
+def test_installed_infer_runs_exported_models_from_any_folder(installed):
+    """``mindyolox-infer`` (deploy/infer.py of the clone) is installed: its help names the artifact
+    kinds, and a model that is not there is one line naming it."""
+    tmp, _ = installed
+    script = tmp / "site" / "bin" / "mindyolox-infer"
+    env = _env(tmp / "site")
+    p = subprocess.run([sys.executable, str(script), "--help"], cwd=tmp, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0 and all(k in p.stdout for k in (".onnx", ".mindir", ".om")), p.stderr[-2000:]
+    image = tmp / "one.jpg"
+    cv2.imwrite(str(image), np.full((32, 32, 3), 114, np.uint8))
+    p = subprocess.run([sys.executable, str(script), "--model", "absent.onnx", "--source", str(image)], cwd=tmp,
+                       env=env, capture_output=True, text=True, timeout=300)
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    assert p.returncode == 2 and len(lines) == 1 and "absent.onnx" in lines[0], p.stderr[-2000:]
 
 # ----------------------------------------------------------------------------- custom data
 CLASSES = ("cat", "dog")         # the README's example: two classes

@@ -28,12 +28,15 @@ EXPORT_SUFFIX = ".mindir"
 
 
 def _named_outputs(command):
-    """Paths a command says it writes (export's ``--output`` gets its ``.mindir`` suffix)."""
+    """Paths a command says it writes (export's ``--output`` gets the suffix of its ``--format``)."""
     words = shlex.split(command)
     out = []
     for flag, value in zip(words, words[1:]):
         if flag in OUTPUT_FLAGS:
-            out.append(value + EXPORT_SUFFIX if words[1] == "deploy/export.py" and flag == "--output" else value)
+            if words[1] == "deploy/export.py" and flag == "--output":
+                fmt = words[words.index("--format") + 1].upper() if "--format" in words else "MINDIR"
+                value += {"ONNX": ".onnx", "AIR": ".air"}.get(fmt, EXPORT_SUFFIX)
+            out.append(value)
     return out
 
 

@@ -5,6 +5,13 @@
         --img-size 416 --conf 0.001 --ann ../shared/data/coco_tiny/annotations/instances_val2017.json \
         --images ../shared/data/coco_tiny/val2017 --json-out metrics.json
     msrun --worker_num=4 --local_worker_num=4 test.py --config configs/yolox-s.yaml --weights yolox_s.pth --distributed
+    python test.py --config configs/yolox-nano.yaml --model runs/export/nano416.onnx   # an exported artifact
+
+``--model FILE`` (.onnx, .mindir, .om with the .json of deploy/export.py beside it) evaluates
+the exported artifact instead of a Cell built from ``--weights``: same data, letterbox,
+postprocess and COCOeval (:mod:`mindyolox.deploy.evaluate`); the input size is the
+artifact's, ``--batch`` defaults to its fixed batch, ``--device`` picks the runtime
+(onnxruntime providers, MindSpore device).
 
 Prints the 12 COCO stats (VOC: mAP at IoU 0.5:0.95 and 0.5, area and 11-point metrics), a
 per-class AP table and timing (forward ms/img, NMS ms/img, images/s); writes the detections
@@ -40,7 +47,8 @@ def _no_nan(obj):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_config_args(parser, example="test.conf=0.01")
-    parser.add_argument("--weights", required=True, help=".ckpt (mindyolox), .pth (official), .npz, or an official name such as yolox_s (downloaded once)")
+    parser.add_argument("--weights", help=".ckpt (mindyolox), .pth (official), .npz, or an official name such as yolox_s (downloaded once)")
+    parser.add_argument("--model", help="evaluate an exported .onnx / .mindir / .om instead of --weights")
     parser.add_argument("--img-size", nargs="+", help="eval size: S or H W (default data.test_size)")
     parser.add_argument("--batch", type=int, help="batch size (default test.batch_size)")
     parser.add_argument("--conf", type=float, help="score threshold obj*cls (default test.conf)")
@@ -59,7 +67,21 @@ def main(argv=None):
     parser.add_argument("--distributed", action="store_true",
                         help="one shard of the images per msrun worker; rank 0 reports")
     args = parse_args(parser, argv)
-    args.weights = resolve_weights(args.weights)
+    artifact = None
+    if bool(args.weights) == bool(args.model):
+        raise ConfigError("give exactly one of --weights (a checkpoint) and --model (an exported artifact)")
+    if args.model:
+        if args.distributed or args.half:
+            raise ConfigError("--model evaluates the artifact as exported: no --distributed / --half")
+        from ..deploy.evaluate import open_artifact
+        artifact = open_artifact(args.model, args.device)
+        if args.img_size and tuple(parse_img_size(args.img_size)) != artifact.runner.img_size:
+            raise ConfigError(f"{args.model} takes {artifact.runner.img_size}, not --img-size {args.img_size}")
+        args.img_size = list(artifact.runner.img_size)
+        if args.batch is None:
+            args.batch = artifact.runner.batch or 8
+    else:
+        args.weights = resolve_weights(args.weights)
 
     from ..config import load_config
     cfg = load_config(args.config, args.overrides)
@@ -74,7 +96,7 @@ def main(argv=None):
         raise ConfigError(f"--nms must be in [0, 1], got {nms}")
     agnostic = bool(args.class_agnostic or cfg.test.class_agnostic)
     workers = int(args.workers if args.workers is not None else cfg.data.num_workers)
-    if not os.path.isfile(args.weights):
+    if artifact is None and not os.path.isfile(args.weights):
         raise WeightsError(f"weights file not found: {args.weights}")
 
     from ..data import COCODataset, build_dataset
@@ -89,14 +111,19 @@ def main(argv=None):
     if len(dataset) == 0:
         raise DataError(f"{dataset.name}: no images to evaluate")
 
-    setup_mindspore(args.device, cfg)
+    if artifact is None:
+        setup_mindspore(args.device, cfg)
     rank, world = 0, 1
     if args.distributed:
         from ..engine.distributed import init_data_parallel
         rank, world = init_data_parallel()
-    model, report = build_and_load(cfg, args.weights, half=args.half)
     say = print if rank == 0 else (lambda *a, **k: None)
-    say(report.summary())
+    if artifact is None:
+        model, report = build_and_load(cfg, args.weights, half=args.half)
+        say(report.summary())
+    else:
+        model = artifact
+        say(f"evaluating the exported {args.model} ({artifact.runner.backend}, {artifact.runner.kind} outputs)")
 
     from ..engine import evaluate, format_timing
     det_out = args.det_out or os.path.join(args.save_dir, "detections.json")
@@ -123,7 +150,7 @@ def main(argv=None):
     if args.json_out:
         os.makedirs(os.path.dirname(os.path.abspath(args.json_out)), exist_ok=True)
         out = {k: v for k, v in res.items() if k not in ("summary", "per_class_table", "samples")}
-        out.update({"config": str(args.config), "weights": str(args.weights), "dataset": dataset.name,
+        out.update({"config": str(args.config), "weights": str(args.weights or ""), "model": str(args.model or ""), "dataset": dataset.name,
                     "detections_file": det_out})
         with open(args.json_out, "w") as f:
             json.dump(_no_nan(out), f, indent=1)
