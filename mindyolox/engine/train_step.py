@@ -7,9 +7,10 @@ whole ``construct`` is one compiled graph). Per call, for a batch ``images`` flo
 1. ``value_and_grad`` of ``YOLOXWithLoss`` with the total loss multiplied by the loss scale
    (``has_aux``: the other loss terms are returned, not differentiated);
 2. data parallel: ``DistributedGradReducer`` averages the gradients over the ranks;
-3. gradients divided by the scale; if any is Inf/NaN the optimizer update is skipped (the
-   ``overflows`` counter goes up) -- decided after the all-reduce, so all ranks agree
-   (``loss_scale="none"``: no scaling, no check, ``finite`` is always True). The
+3. gradients divided by the scale; if any rank saw an overflow the optimizer update is
+   skipped on every rank (the ``overflows`` counter goes up; ``loss_scale="none"``: no
+   scaling, no check, ``finite`` is always True). One decision for all ranks (see
+   "Overflow: one decision for all ranks" below). The
    skip is branch-free (zero gradients and weight decay, lr 0, momentum 1: parameters and
    momentum buffers
    stay bit-identical), which compiles ~10 s faster on CPU than an ``if`` around SGD;
@@ -43,6 +44,28 @@ new input shape (multiscale) compiles one more graph, cached by MindSpore per sh
 Returns ``(total, iou, obj, cls, l1, num_fg, finite, scale, lr)``: the loss terms (unscaled
 float32 scalars), ``finite`` bool scalar (False = step skipped), the loss scale and the lr used.
 
+Overflow: one decision for all ranks. Each rank's own flag is
+``1 - mindspore.amp.all_finite(grads)`` on the all-reduced gradients (:meth:`_local_overflow`).
+On CPU/GPU (and Ascend 910B in its default INF_NAN mode) that flag is already the same on
+every rank, because an Inf/NaN in one rank's gradient reaches every rank through the
+all-reduce. On Ascend 910A (and 910B with ``MS_ASCEND_CHECK_OVERFLOW_MODE=SATURATION_MODE``)
+it is not: overflowing float16 values saturate to +-65504, the all-reduced gradients stay
+finite, and ``all_finite`` reads this device's float-status register instead
+(``mindspore/amp.py:124-137``: ``NPUGetFloatStatusV2`` then ``NPUClearFloatStatusV2``), so one
+rank could skip a step that the others apply. So, as MindSpore's own loss-scale cell does
+("sum overflow flag over devices", ``mindspore/nn/wrap/loss_scale.py:492-502`` and
+``:527-545``), the flag is summed over the group with an ``AllReduce`` inside the compiled
+step, before the update is selected (:meth:`_shared_finite`); the skip, the overflow count
+and the dynamic loss-scale update all read that shared flag, so the loss scales of all ranks
+stay equal. In the status mode the register is also cleared before the forward
+(:meth:`_clear_float_status`, MindSpore's ``start_overflow_check``,
+``loss_scale.py:450-482``): an overflow in an evaluation or the EMA graph launched between
+two steps would otherwise be read by the next step and skip it.
+
+Divergence: :meth:`read_stats` of a distributed step returns the loss sums all-reduced over
+the ranks (mean per rank), so a NaN/Inf loss on one rank is seen by every rank at the same
+log line and every rank stops there (the trainer's check reads these statistics).
+
 Gradient accumulation (``accumulate=N > 1``, ``train.accumulate``): each call adds the
 gradient of its micro-batch's loss *sum* (the loss times its normaliser ``max(fg, 1)``) and
 its foreground count to buffers; every N-th call divides the sums by ``max(total fg, 1)`` --
@@ -73,6 +96,22 @@ def resolve_loss_scale(loss_scale, amp_level):
     if loss_scale == "auto":
         return "none" if amp_level == "O0" else "dynamic"
     return loss_scale
+
+
+def float_status_mode():
+    """True where ``mindspore.amp.all_finite`` reads the device's float-status register
+    instead of the gradient values (``mindspore/amp.py:124-137``): Ascend 910A, and 910B with
+    ``MS_ASCEND_CHECK_OVERFLOW_MODE=SATURATION_MODE``. False on CPU/GPU."""
+    import os
+    if ms.get_context("device_target") != "Ascend":
+        return False
+    from mindspore._c_expression import MSContext
+    ctx = MSContext.get_instance()
+    if ctx.ascend_soc_supports_feature("amp_loss_scale_train_classic_target"):  # 910A
+        return True
+    return bool(ctx.ascend_soc_supports_feature("train_hq_dtype_line")
+                and os.environ.get("MS_ASCEND_CHECK_OVERFLOW_MODE") == "SATURATION_MODE")
+
 
 _unscale = ops.MultitypeFuncGraph("unscale")
 
@@ -154,8 +193,11 @@ class TrainStep(nn.Cell):
         self.scale_factor = float(scale_factor)
         self.scale_window = int(scale_window)
         self.distributed = bool(distributed)
+        self.group_size = int(group_size)
         if self.distributed:
             self.reducer = nn.DistributedGradReducer(self.weights, mean=True, degree=int(group_size))
+            self.flag_reduce = ops.AllReduce()  # sum of the ranks' overflow flags
+        self.status_mode = self.check_overflow and float_status_mode()
         self.hyper_map = ops.HyperMap()
         # 1.0 when this call ran the optimizer (always, without accumulation): gates the EMA
         self.applied = Parameter(Tensor(1.0, mstype.float32), name="accum.applied", requires_grad=False)
@@ -180,10 +222,19 @@ class TrainStep(nn.Cell):
         self.global_step.set_data(Tensor(int(k), mstype.int32))
 
     def read_stats(self, reset=True):
-        """The ``stats`` sums as a dict (``STAT_NAMES``; one device-to-host copy), then zeroed."""
+        """The ``stats`` sums as a dict (``STAT_NAMES``; one device-to-host copy), then zeroed.
+
+        Distributed: every rank must call it at the same step (the trainer does, at each log
+        line); the sums are all-reduced and divided by the number of ranks, so every rank
+        holds the same values: the loss terms averaged over the ranks' batches (a NaN/Inf on
+        any rank makes them NaN/Inf everywhere); skipped steps, steps and the loss scale
+        unchanged (they are equal on all ranks)."""
         values = self.stats.asnumpy().astype(np.float64)
         if reset:
             self.stats.set_data(Tensor(np.zeros(len(STAT_NAMES), np.float32)))
+        if self.distributed:
+            from .distributed import all_reduce_sum
+            values = all_reduce_sum(values.astype(np.float32)).astype(np.float64) / self.group_size
         return dict(zip(STAT_NAMES, values.tolist()))
 
     def set_use_l1(self, on):
@@ -196,6 +247,31 @@ class TrainStep(nn.Cell):
         return len(self.compile_cache)
 
     # ------------------------------------------------------------------ the graph
+    def _clear_float_status(self, images):
+        """Float-status mode (:func:`float_status_mode`): clear the device's overflow register
+        before the forward reads ``images`` (MindSpore's ``start_overflow_check``,
+        ``nn/wrap/loss_scale.py:450-482``). Elsewhere ``images`` unchanged."""
+        if not self.status_mode:
+            return images
+        from mindspore.ops.operations.math_ops import NPUClearFloatStatusV2
+        status = ops.depend(Tensor([0] * 8, mstype.int32), images)
+        cleared = NPUClearFloatStatusV2()(status)
+        return ops.depend(images, cleared)
+
+    def _local_overflow(self, grads):
+        """This rank's overflow flag, float32 ``[1]``: 1.0 when ``all_finite(grads)`` is False
+        (on CPU/GPU the gradient values; in float-status mode the device's register, read
+        and cleared by ``all_finite``), else 0.0."""
+        return (1.0 - ms.amp.all_finite(grads).astype(mstype.float32)).reshape(1)
+
+    def _shared_finite(self, grads):
+        """bool scalar, True when no rank overflowed: the local flags summed over the group
+        (``AllReduce``) inside the graph, so every rank selects the same update."""
+        bad = self._local_overflow(grads)
+        if self.distributed:
+            bad = self.flag_reduce(bad)
+        return (bad < 0.5).reshape(())
+
     def _record(self, terms, finite, scale):
         """Add this step's loss terms, skip flag and count to ``stats``; store the scale."""
         inc = ops.stack(terms + (1.0 - finite.astype(mstype.float32), ops.ones((), mstype.float32)))
@@ -206,6 +282,7 @@ class TrainStep(nn.Cell):
         scale = self.scale * 1.0
         k = self.global_step * 1
         step_lr = self.lr_fn(k) if self.lr_fn is not None else self.lr * 1.0
+        images = self._clear_float_status(images)
         (_, total, iou, obj, cls, l1, num_fg, fg), grads = self.grad_fn(images, labels, self.use_l1, scale)
         terms = (total, iou, obj, cls, l1, num_fg)
         if self.distributed:
@@ -215,7 +292,7 @@ class TrainStep(nn.Cell):
         sums = self.hyper_map(ops.add, self.acc_grads, grads)
         total_fg = self.acc_fg + fg
         inv = 1.0 / (ops.maximum(total_fg, 1.0) * scale)
-        finite = ms.amp.all_finite(sums) if self.check_overflow else ops.ones((), mstype.bool_)
+        finite = self._shared_finite(sums) if self.check_overflow else ops.ones((), mstype.bool_)
         go = ops.logical_and(apply, finite)
         self._sgd_if(go, self.hyper_map(ops.partial(_unscale, go, inv), sums), step_lr)
         keep = ops.logical_not(apply)
@@ -256,6 +333,7 @@ class TrainStep(nn.Cell):
         k = self.global_step * 1
         step_lr = self.lr_fn(k) if self.lr_fn is not None else self.lr * 1.0
         ops.assign_add(self.global_step, ops.ones((), mstype.int32))
+        images = self._clear_float_status(images)
         (_, total, iou, obj, cls, l1, num_fg), grads = self.grad_fn(images, labels, self.use_l1, scale)
         terms = (total, iou, obj, cls, l1, num_fg)
         if self.distributed:
@@ -265,7 +343,7 @@ class TrainStep(nn.Cell):
             finite = ops.ones((), mstype.bool_)
             self._record(terms, finite, scale)
             return total, iou, obj, cls, l1, num_fg, finite, scale, step_lr
-        finite = ms.amp.all_finite(grads)
+        finite = self._shared_finite(grads)
         # skip without graph control flow: zero grads, lr 0, momentum 1 leave all state as is
         self._sgd_if(finite, self.hyper_map(ops.partial(_unscale, finite, 1.0 / scale), grads), step_lr)
         self._count_and_rescale(finite, ops.ones((), mstype.int32), scale)

@@ -460,6 +460,9 @@ class Trainer:
         if self.distributed:
             from .distributed import init_data_parallel
             self.rank, self.world_size = init_data_parallel()
+        else:  # msrun without --distributed: one line, see distributed.check_not_launched_in_parallel
+            from .distributed import check_not_launched_in_parallel
+            check_not_launched_in_parallel()
         if self.options is None:
             from ..options import resolve_options
             self.options = resolve_options(self.cfg)
