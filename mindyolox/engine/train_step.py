@@ -58,7 +58,7 @@ rank could skip a step that the others apply. So, as MindSpore's own loss-scale 
 step, before the update is selected (:meth:`_shared_finite`); the skip, the overflow count
 and the dynamic loss-scale update all read that shared flag, so the loss scales of all ranks
 stay equal. In the status mode the register is also cleared before the forward
-(:meth:`_clear_float_status`, MindSpore's ``start_overflow_check``,
+(``float_status``, :meth:`_clear_float_status`, MindSpore's ``start_overflow_check``,
 ``loss_scale.py:450-482``): an overflow in an evaluation or the EMA graph launched between
 two steps would otherwise be read by the next step and skip it.
 
@@ -89,28 +89,26 @@ STAT_NAMES = ("total", "iou", "obj", "cls", "l1", "num_fg", "skipped", "steps", 
 LOSS_SCALES = ("none", "static", "dynamic")
 
 
-def resolve_loss_scale(loss_scale, amp_level):
-    """The recipe's ``train.loss_scale`` for an ``amp_level``: ``auto`` is ``dynamic`` under
-    mixed precision (O1-O3: float16 gradients can overflow) and ``none`` in float32 (O0),
-    where no gradient overflows and the per-step finiteness check is skipped."""
+# ``loss_scale: auto`` at O0 on Ascend: mindyolo's static scale (a power of two, so scaling and
+# unscaling are exact in float32: float32 results are unchanged, tests/test_amp.py)
+ASCEND_O0_SCALE = 1024.0
+
+
+def resolve_loss_scale(loss_scale, amp_level, device="CPU", scale_value=65536.0):
+    """``(mode, scale)`` for the recipe's ``train.loss_scale`` / ``train.loss_scale_value``.
+
+    ``auto``: ``dynamic`` from ``scale_value`` under mixed precision (O1-O3: float16
+    gradients can overflow); at O0 ``static`` 1024 on Ascend -- its matrix operators may
+    compute in float16 anyway (``runtime.precision_mode``, see :mod:`mindyolox.options`) and
+    small gradients would underflow; the overflow check comes with it -- and ``none``
+    elsewhere (float32: no gradient overflows, no per-step check). Decision: static, not
+    dynamic, as mindyolo trains at O0: a dynamic scale starting at 65536 skips steps at the
+    start until it has fallen, a static one skips only a real Inf/NaN. Explicit values win."""
     if loss_scale == "auto":
-        return "none" if amp_level == "O0" else "dynamic"
-    return loss_scale
-
-
-def float_status_mode():
-    """True where ``mindspore.amp.all_finite`` reads the device's float-status register
-    instead of the gradient values (``mindspore/amp.py:124-137``): Ascend 910A, and 910B with
-    ``MS_ASCEND_CHECK_OVERFLOW_MODE=SATURATION_MODE``. False on CPU/GPU."""
-    import os
-    if ms.get_context("device_target") != "Ascend":
-        return False
-    from mindspore._c_expression import MSContext
-    ctx = MSContext.get_instance()
-    if ctx.ascend_soc_supports_feature("amp_loss_scale_train_classic_target"):  # 910A
-        return True
-    return bool(ctx.ascend_soc_supports_feature("train_hq_dtype_line")
-                and os.environ.get("MS_ASCEND_CHECK_OVERFLOW_MODE") == "SATURATION_MODE")
+        if amp_level != "O0":
+            return "dynamic", float(scale_value)
+        return ("static", ASCEND_O0_SCALE) if device == "Ascend" else ("none", 1.0)
+    return loss_scale, float(scale_value)
 
 
 _unscale = ops.MultitypeFuncGraph("unscale")
@@ -163,11 +161,13 @@ class TrainStep(nn.Cell):
         lr_schedule: :class:`~mindyolox.engine.lr.LRSchedule` evaluated in the graph at
         ``global_step`` (None: the ``lr`` Parameter, see ``set_lr``).
         accumulate: micro-batches per optimizer step (module doc).
+        float_status: the device reports overflow through its float-status register
+        (:func:`mindyolox.options.float_status_mode`): clear it before each forward.
     """
 
     def __init__(self, net_with_loss, optimizer, ema=None, loss_scale="none", scale_value=65536.0,
                  scale_factor=2.0, scale_window=2000, distributed=False, group_size=1, lr_schedule=None,
-                 accumulate=1):
+                 accumulate=1, float_status=False):
         super().__init__(auto_prefix=False)
         if loss_scale not in LOSS_SCALES:
             raise ValueError(f"loss_scale must be one of {LOSS_SCALES}, got {loss_scale!r}")
@@ -197,7 +197,7 @@ class TrainStep(nn.Cell):
         if self.distributed:
             self.reducer = nn.DistributedGradReducer(self.weights, mean=True, degree=int(group_size))
             self.flag_reduce = ops.AllReduce()  # sum of the ranks' overflow flags
-        self.status_mode = self.check_overflow and float_status_mode()
+        self.status_mode = self.check_overflow and bool(float_status)
         self.hyper_map = ops.HyperMap()
         # 1.0 when this call ran the optimizer (always, without accumulation): gates the EMA
         self.applied = Parameter(Tensor(1.0, mstype.float32), name="accum.applied", requires_grad=False)
@@ -248,7 +248,7 @@ class TrainStep(nn.Cell):
 
     # ------------------------------------------------------------------ the graph
     def _clear_float_status(self, images):
-        """Float-status mode (:func:`float_status_mode`): clear the device's overflow register
+        """Float-status mode (``float_status``): clear the device's overflow register
         before the forward reads ``images`` (MindSpore's ``start_overflow_check``,
         ``nn/wrap/loss_scale.py:450-482``). Elsewhere ``images`` unchanged."""
         if not self.status_mode:

@@ -466,6 +466,8 @@ class Trainer:
         if self.options is None:
             from ..options import resolve_options
             self.options = resolve_options(self.cfg)
+        from ..options import apply_precision_mode
+        apply_precision_mode(self.options)  # Ascend only; recorded in the checkpoints' options
 
     def _read_resume_meta(self):
         """Resume metadata (or None); sets the start position and the best AP so far."""
