@@ -302,6 +302,8 @@ class Trainer:
             h.before_train(self)
 
     def after_train(self):
+        if getattr(self, "feeder", None) is not None:
+            self.feeder.close()  # data sink: stop_send / release every device queue (feeder module doc)
         self._restore_signals()
         if self.distributed and self.status in ("finished", "stopped", "early_stopped"):
             from .distributed import all_reduce_norm
