@@ -122,17 +122,22 @@ class _Transfer:
         self.log.append(("release", self.size))
 
 
-def test_sink_feeder_stops_and_releases_every_queue(monkeypatch):
+@pytest.mark.parametrize("start_iter", [0, 3])
+def test_sink_feeder_stops_and_releases_every_queue(monkeypatch, start_iter):
     """Data sink is refused on CPU, so ``mindspore.data_sink`` is replaced by what it does to
     the pipeline (sets ``__transfer_dataset__``, returns a function that runs the step on the
-    queue's next batch): the per-size pipelines feed the step their batches in order, and
-    ``close`` stops then releases each opened queue once (MindSpore's Model.train order)."""
+    queue's next batch): the per-size pipelines feed the step, byte for byte, the batches the
+    non-sink loop's single stream holds -- also when resumed at iteration 3 -- and ``close``
+    stops then releases each opened queue once (MindSpore's Model.train order)."""
     import mindspore as ms
 
     from mindyolox.engine.feeder import StepFeeder
     cfg = coco16_cfg("data.random_size=[2,4]", size=96)
-    ld = create_train_loader(cfg.data, cfg.aug, cfg.train, rank=0, world_size=1, num_workers=0, interval=2,
-                             end_epoch=1, split_sizes=True)
+    kw = dict(rank=0, world_size=1, num_workers=0, interval=2, end_epoch=1)
+    ld = create_train_loader(cfg.data, cfg.aug, cfg.train, split_sizes=True, start_iter=start_iter, **kw)
+    # the non-sink loop's stream of an uninterrupted run: the resumed sink run must give its tail
+    full = create_train_loader(cfg.data, cfg.aug, cfg.train, **kw)
+    stream = list(full.ms_dataset.create_tuple_iterator(num_epochs=1, output_numpy=True))[start_iter:]
     calls = []
 
     def fake_data_sink(fn, dataset, sink_size=1):
@@ -143,10 +148,9 @@ def test_sink_feeder_stops_and_releases_every_queue(monkeypatch):
         return lambda: fn(*next(it))
     monkeypatch.setattr(ms, "data_sink", fake_data_sink)
     seen = []
-    stream = list(ld.ms_dataset.create_tuple_iterator(num_epochs=1, output_numpy=True))
     feeder = StepFeeder(lambda images, labels: seen.append((images.asnumpy(), labels.asnumpy())), ld, sink=True)
     src = ld.source
-    sizes = [src.size(0, k * ld.batch_size) for k in range(ld.steps_per_epoch)]
+    sizes = [src.size(0, k * ld.batch_size) for k in range(start_iter, ld.steps_per_epoch)]
     k = 0
     while k < len(sizes):  # chunks of one size, as the trainer runs them
         n = 1
