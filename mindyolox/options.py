@@ -20,7 +20,7 @@ Fields (all plain values; ``to_dict`` goes into checkpoint metadata and the expo
                   Forced off under mixed precision, where BN must stay a float32 cell.
 ``amp_level``     ``O0`` (float32) | ``O1`` | ``O2`` | ``O3`` (see :mod:`mindyolox.engine.amp`).
 ``precision_mode`` Ascend's operator precision mode (``mindspore.device_context.ascend.
-                  op_precision.precision_mode``, ``op_precision.py:30-72``; MindSpore 2.10's
+                  op_precision.precision_mode``, ``op_precision.py:30-89``; MindSpore 2.10's
                   default is ``must_keep_origin_dtype``), ``none`` elsewhere. ``auto``: on
                   Ascend 910A ``allow_fp32_to_fp16`` -- its matrix unit computes float16 only, so
                   float32 convolutions either run in float16 this way or fail under
@@ -124,7 +124,11 @@ def apply_precision_mode(options):
     graph compiles; nothing to do for ``none`` or off Ascend)."""
     if options.device == "Ascend" and options.precision_mode != "none":
         import mindspore as ms
-        ms.device_context.ascend.op_precision.precision_mode(options.precision_mode)
+        try:
+            ms.device_context.ascend.op_precision.precision_mode(options.precision_mode)
+        except RuntimeError as e:  # op_precision.py:74-75: set once per process
+            raise ConfigError(f"runtime.precision_mode={options.precision_mode}: MindSpore sets the operator "
+                              f"precision once per process and it is already set ({e})") from None
 
 
 def resolve_options(cfg=None, device=None, conv=None, amp_level=None, decode_exp=None, fold_bn=None,

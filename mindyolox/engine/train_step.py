@@ -54,7 +54,7 @@ finite, and ``all_finite`` reads this device's float-status register instead
 (``mindspore/amp.py:124-137``: ``NPUGetFloatStatusV2`` then ``NPUClearFloatStatusV2``), so one
 rank could skip a step that the others apply. So, as MindSpore's own loss-scale cell does
 ("sum overflow flag over devices", ``mindspore/nn/wrap/loss_scale.py:492-502`` and
-``:527-545``), the flag is summed over the group with an ``AllReduce`` inside the compiled
+``:527-549``), the flag is summed over the group with an ``AllReduce`` inside the compiled
 step, before the update is selected (:meth:`_shared_finite`); the skip, the overflow count
 and the dynamic loss-scale update all read that shared flag, so the loss scales of all ranks
 stay equal. In the status mode the register is also cleared before the forward
