@@ -60,7 +60,9 @@ and the dynamic loss-scale update all read that shared flag, so the loss scales 
 stay equal. In the status mode the register is also cleared before the forward
 (``float_status``, :meth:`_clear_float_status`, MindSpore's ``start_overflow_check``,
 ``loss_scale.py:450-482``): an overflow in an evaluation or the EMA graph launched between
-two steps would otherwise be read by the next step and skip it.
+two steps would otherwise be read by the next step and skip it. Known gap (not run on a
+device): with gradient accumulation in the status mode, the register is read at every
+micro-batch and only the last micro-batch's reading decides the optimizer step.
 
 Divergence: :meth:`read_stats` of a distributed step returns the loss sums all-reduced over
 the ranks (mean per rank), so a NaN/Inf loss on one rank is seen by every rank at the same
