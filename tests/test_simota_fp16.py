@@ -87,6 +87,7 @@ def _keys16(out):
     return tier, real.astype(np.float32).astype(np.float16)
 
 
+@pytest.mark.slow  # the demo batches run the nano model (a compiled forward)
 def test_tiered_float32_keys_give_the_official_assignment(outcomes):
     for name, o in outcomes.items():
         for key in ("fg_mask", "matched_gt", "matched_classes", "dynamic_ks", "matching"):
@@ -94,6 +95,7 @@ def test_tiered_float32_keys_give_the_official_assignment(outcomes):
         assert o["official"]["fg_mask"].sum() > 0, name
 
 
+@pytest.mark.slow  # the demo batches run the nano model (a compiled forward)
 def test_float16_keys_give_the_float32_assignment_up_to_ties(outcomes):
     differing = 0
     for name, o in outcomes.items():
