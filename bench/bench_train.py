@@ -49,7 +49,7 @@ def build_case(variant, size, batch, device, boxes=8, freeze=()):
     model.set_train(True)
     net = YOLOXWithLoss(model, YOLOXLoss(int(cfg.model.num_classes)))
     opt = build_optimizer(model, cfg.train)
-    step = TrainStep(net, opt, ModelEMA(model, ema_model), loss_scale=resolve_loss_scale(str(cfg.train.loss_scale), "O0"))
+    step = TrainStep(net, opt, ModelEMA(model, ema_model), loss_scale=resolve_loss_scale(str(cfg.train.loss_scale), "O0")[0])
     step.set_lr(0.01 / 64 * batch)
     rng = np.random.default_rng(0)
     images = Tensor(rng.uniform(0, 255, (batch, 3, size, size)).astype(np.float32))

@@ -9,12 +9,16 @@ Prints, per run: status, images/s (after compiling), the compile time of each in
 device reads per step, and the loss per log window; then the relative gap between the device
 O2 curve and the CPU float32 curve (mean over windows; float16 and a different kernel order
 make them close, not equal) and whether the resumed run continued the step sequence.
-Each run is a subprocess (MindSpore's device target is per process). Exit code 1 when a run
-fails, the curves differ by more than ``--tolerance``, or the resume does not continue.
+Each run is a subprocess (MindSpore's device target is per process) with a time limit
+(``--timeout`` seconds per run; a GetNext that waits for data forever would otherwise hang
+the check): at the limit its whole process group is killed and the run counts as failed.
+``--json FILE`` writes every run's figures and the verdict. Exit code 1 when a run fails or
+times out, the curves differ by more than ``--tolerance``, or the resume does not continue.
 """
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -48,14 +52,22 @@ def run_one(args):
         "windows": [(r["step"], r["total"]) for r in train]}))
 
 
-def launch(device, amp, sink, steps, data, run_dir, resume=False):
+def launch(device, amp, sink, steps, data, run_dir, resume=False, timeout=900.0):
+    """One run in a subprocess of its own session; None when it fails or exceeds ``timeout`` s."""
     cmd = [sys.executable, __file__, "--one", "--device", device, "--amp", amp, "--steps", str(steps),
            "--data", data, "--run-dir", run_dir] + (["--sink"] if sink else []) + (["--resume"] if resume else [])
     print("+ " + " ".join(cmd[1:]), file=sys.stderr)
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    lines = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)  # the run and its data workers
+        p.communicate()
+        print(f"FAILED: no result within {timeout:.0f} s (--timeout); killed")
+        return None
+    lines = [x for x in out.splitlines() if x.startswith("RESULT ")]
     if p.returncode or not lines:
-        print(f"FAILED ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+        print(f"FAILED ({p.returncode}):\n{out[-3000:]}\n{err[-3000:]}")
         return None
     return json.loads(lines[-1][7:])
 
@@ -66,6 +78,8 @@ def main():
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--tolerance", type=float, default=0.15, help="allowed mean relative loss gap")
     p.add_argument("--workdir", default=None, help="where the runs and the demo data go (default: a temp dir)")
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds per run before it is killed (default 900)")
+    p.add_argument("--json", default=None, metavar="FILE", help="write the runs' figures and the verdict here")
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--amp", default="O2", help=argparse.SUPPRESS)
     p.add_argument("--sink", action="store_true", help=argparse.SUPPRESS)
@@ -78,14 +92,17 @@ def main():
     work = args.workdir or tempfile.mkdtemp(prefix="check_device_")
     data = os.path.join(work, "demo")
     ok = True
-    dev = launch(args.device, "O2", args.device != "CPU", args.steps, data, os.path.join(work, "device"))
-    cpu = launch("CPU", "O0", False, args.steps, data, os.path.join(work, "cpu"))
+    t = args.timeout
+    dev = launch(args.device, "O2", args.device != "CPU", args.steps, data, os.path.join(work, "device"), timeout=t)
+    cpu = launch("CPU", "O0", False, args.steps, data, os.path.join(work, "cpu"), timeout=t)
     half = args.steps // 2
-    first = launch(args.device, "O2", args.device != "CPU", half, data, os.path.join(work, "resume"))
+    first = launch(args.device, "O2", args.device != "CPU", half, data, os.path.join(work, "resume"), timeout=t)
     second = launch(args.device, "O2", args.device != "CPU", args.steps - half, data, os.path.join(work, "resume"),
-                    resume=True) if first else None
+                    resume=True, timeout=t) if first else None
+    verdict = {"device": args.device, "steps": args.steps, "runs": {}, "checks": {}}
     device_run = f"{args.device} O2" + (" sink" if args.device != "CPU" else "")
     for name, r in ((device_run, dev), ("CPU float32", cpu), ("resume 1/2", first), ("resume 2/2", second)):
+        verdict["runs"][name] = r
         if r is None:
             ok = False
             print(f"{name:<16} FAILED")
@@ -100,12 +117,18 @@ def main():
         print("loss per window (step: device / CPU): " + ", ".join(f"{k}: {d[k]:.2f}/{c[k]:.2f}" for k in common))
         print(f"mean relative gap device O2 vs CPU float32: {gap:.3f} (tolerance {args.tolerance})")
         ok &= gap <= args.tolerance
+        verdict["checks"]["loss_gap"] = {"gap": gap, "tolerance": args.tolerance, "ok": gap <= args.tolerance}
     if first and second:
         steps = [s for s, _ in first["windows"]] + [s for s, _ in second["windows"]]
         cont = steps == sorted(steps) and len(set(steps)) == len(steps) and steps[-1] == args.steps - 1
         print(f"resume with sink: windows end at steps {steps}: {'continues' if cont else 'BROKEN'}")
         ok &= cont
+        verdict["checks"]["resume_continues"] = {"window_ends": steps, "ok": cont}
     print("check_device: " + ("OK" if ok else "FAILED"))
+    verdict["ok"] = bool(ok)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(verdict, f, indent=1)
     return 0 if ok else 1
 
 

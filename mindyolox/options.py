@@ -19,17 +19,31 @@ Fields (all plain values; ``to_dict`` goes into checkpoint metadata and the expo
 ``fold_bn``       eval-mode BatchNorm folded into the convolution (one kernel less per layer).
                   Forced off under mixed precision, where BN must stay a float32 cell.
 ``amp_level``     ``O0`` (float32) | ``O1`` | ``O2`` | ``O3`` (see :mod:`mindyolox.engine.amp`).
+``precision_mode`` Ascend's operator precision mode (``mindspore.device_context.ascend.
+                  op_precision.precision_mode``, ``op_precision.py:30-89``; MindSpore 2.10's
+                  default is ``must_keep_origin_dtype``), ``none`` elsewhere. ``auto``: on
+                  Ascend 910A ``allow_fp32_to_fp16`` -- its matrix unit computes float16 only, so
+                  float32 convolutions either run in float16 this way or fail under
+                  ``must_keep_origin_dtype`` (vector operators keep float32); on other Ascend
+                  chips ``must_keep_origin_dtype`` (910B computes float32 matrices). An explicit
+                  value wins; it is applied once by :func:`apply_precision_mode` (the trainer
+                  calls it) and recorded with the other options. With float16 matrices the
+                  gradients can underflow: ``train.loss_scale: auto`` therefore scales on Ascend
+                  even at O0 (static 1024, :func:`~mindyolox.engine.train_step.resolve_loss_scale`).
 """
 from dataclasses import asdict, dataclass
 
 from .errors import ConfigError
 
-__all__ = ["DeviceOptions", "resolve_options", "DEVICES", "CONV_IMPLS", "AMP_LEVELS"]
+__all__ = ["DeviceOptions", "resolve_options", "apply_precision_mode", "default_precision_mode", "DEVICES",
+           "CONV_IMPLS", "AMP_LEVELS", "PRECISION_MODES"]
 
 DEVICES = ("CPU", "GPU", "Ascend")
 CONV_IMPLS = ("native", "im2col")
 DECODE_EXP = ("float64", "float32")
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
+PRECISION_MODES = ("none", "force_fp16", "allow_fp32_to_fp16", "allow_mix_precision", "must_keep_origin_dtype",
+                   "force_fp32", "allow_fp32_to_bf16", "allow_mix_precision_fp16", "allow_mix_precision_bf16")
 
 
 @dataclass(frozen=True)
@@ -40,11 +54,13 @@ class DeviceOptions:
     decode_exp: str = "float32"
     fold_bn: bool = True
     amp_level: str = "O0"
+    precision_mode: str = "none"
 
     def __post_init__(self):
         for name, value, allowed in (("device", self.device, DEVICES), ("conv", self.conv, CONV_IMPLS),
                                      ("decode_exp", self.decode_exp, DECODE_EXP),
-                                     ("amp_level", self.amp_level, AMP_LEVELS)):
+                                     ("amp_level", self.amp_level, AMP_LEVELS),
+                                     ("precision_mode", self.precision_mode, PRECISION_MODES)):
             if value not in allowed:
                 raise ConfigError(f"runtime option {name} must be one of {', '.join(allowed)}, got {value!r}")
 
@@ -63,7 +79,8 @@ class DeviceOptions:
 
     def describe(self):
         return (f"device {self.device}, conv {self.conv}, decode exp {self.decode_exp}, "
-                f"BN folding {'on' if self.fold_bn else 'off'}, amp {self.amp_level}")
+                f"BN folding {'on' if self.fold_bn else 'off'}, amp {self.amp_level}"
+                + (f", precision mode {self.precision_mode}" if self.precision_mode != "none" else ""))
 
 
 def _section(cfg):
@@ -73,7 +90,49 @@ def _section(cfg):
     return rt or {}
 
 
-def resolve_options(cfg=None, device=None, conv=None, amp_level=None, decode_exp=None, fold_bn=None):
+def ascend_910a():
+    """True on an Ascend 910A (MindSpore's own test, ``mindspore/amp.py:48-50``)."""
+    from mindspore._c_expression import MSContext
+    return bool(MSContext.get_instance().ascend_soc_supports_feature("amp_loss_scale_train_classic_target"))
+
+
+def float_status_mode(device):
+    """True where ``mindspore.amp.all_finite`` reads the device's float-status register
+    instead of the gradient values (``mindspore/amp.py:124-137``): Ascend 910A, and 910B with
+    ``MS_ASCEND_CHECK_OVERFLOW_MODE=SATURATION_MODE``. False on CPU/GPU (the train step's
+    module doc says what follows from it)."""
+    if device != "Ascend":
+        return False
+    import os
+    from mindspore._c_expression import MSContext
+    ctx = MSContext.get_instance()
+    if ctx.ascend_soc_supports_feature("amp_loss_scale_train_classic_target"):  # 910A
+        return True
+    return bool(ctx.ascend_soc_supports_feature("train_hq_dtype_line")
+                and os.environ.get("MS_ASCEND_CHECK_OVERFLOW_MODE") == "SATURATION_MODE")
+
+
+def default_precision_mode(device):
+    """``runtime.precision_mode: auto`` for ``device`` (module doc)."""
+    if device != "Ascend":
+        return "none"
+    return "allow_fp32_to_fp16" if ascend_910a() else "must_keep_origin_dtype"
+
+
+def apply_precision_mode(options):
+    """Set Ascend's operator precision mode of ``options`` (process-wide, before the first
+    graph compiles; nothing to do for ``none`` or off Ascend)."""
+    if options.device == "Ascend" and options.precision_mode != "none":
+        import mindspore as ms
+        try:
+            ms.device_context.ascend.op_precision.precision_mode(options.precision_mode)
+        except RuntimeError as e:  # op_precision.py:74-75: set once per process
+            raise ConfigError(f"runtime.precision_mode={options.precision_mode}: MindSpore sets the operator "
+                              f"precision once per process and it is already set ({e})") from None
+
+
+def resolve_options(cfg=None, device=None, conv=None, amp_level=None, decode_exp=None, fold_bn=None,
+                    precision_mode=None):
     """:class:`DeviceOptions` from the recipe ``cfg`` (its ``runtime`` section and
     ``train.amp_level``) and explicit arguments (command-line flags), which win.
 
@@ -103,4 +162,8 @@ def resolve_options(cfg=None, device=None, conv=None, amp_level=None, decode_exp
         train = cfg.get("train", {}) if cfg is not None and hasattr(cfg, "get") else {}
         amp_level = str(train.get("amp_level", "O0")) if train else "O0"
     fold = bool(pick(fold_bn, "fold_bn", True)) and amp_level == "O0"
-    return DeviceOptions(device=device, conv=conv, decode_exp=decode_exp, fold_bn=fold, amp_level=str(amp_level))
+    precision = pick(precision_mode, "precision_mode")
+    if precision == "auto":
+        precision = default_precision_mode(device)
+    return DeviceOptions(device=device, conv=conv, decode_exp=decode_exp, fold_bn=fold, amp_level=str(amp_level),
+                         precision_mode=precision)

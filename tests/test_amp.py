@@ -147,3 +147,37 @@ def test_half_inference_ap_on_coco_tiny(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     m = json.loads(out.read_text())
     assert abs(100 * m["AP50_95"] - 30.52) <= 0.3 and abs(100 * m["AP50"] - 47.77) <= 0.3, m["AP50_95"]
+
+
+@pytest.mark.parametrize("level", ["O2", "O3"])
+def test_half_decodes_boxes_in_float32(level):
+    """``--half`` (O2) and O3: the decoded boxes are the float32 decode of the float16
+    network's raw outputs, to float32 rounding (a float16 decode is up to 0.25 px off at
+    640: the centres land on 0.25-0.5 px steps above 256 px)."""
+    from mindyolox.models.head import level_grid
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    try:
+        cfg = _nano()
+        model = build_model(cfg, resolve_options(cfg, amp_level=level, decode_exp="float32"))
+        net = mixed_precision(model, level)
+        net.set_train(False)
+        x = Tensor(np.random.default_rng(0).uniform(0, 255, (1, 3, 640, 640)).astype(np.float32))
+        decoded = net(x).asnumpy()
+        model.head.decode_in_inference = False  # PyNative: takes effect at the next call
+        raw = net(x).asnumpy()
+    finally:
+        ms.set_context(mode=ms.GRAPH_MODE)
+    parts = [level_grid(640 // s, 640 // s, s) for s in (8, 16, 32)]
+    grids = np.concatenate([p[0].asnumpy() for p in parts])
+    strides = np.concatenate([p[1].asnumpy() for p in parts])[:, None]
+    assert decoded.dtype == np.float32 and raw.dtype == np.float32
+    xy = (raw[0, :, :2] + grids) * strides
+    wh = np.exp(raw[0, :, 2:4]) * strides
+    assert xy.max() > 512  # centres where float16's step is 0.5 px
+    np.testing.assert_allclose(decoded[0, :, :2], xy, rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(decoded[0, :, 2:4], wh, rtol=2e-5)
+    # the centres are not on float16's grid: they carry float32 fractions
+    big = xy > 512
+    assert np.any(decoded[0, :, :2][big] % 0.5 != 0)
+    # scores: float32 sigmoid here, the raw (export) layout's float16 one there
+    np.testing.assert_allclose(decoded[0, :, 4:], raw[0, :, 4:], rtol=1e-3)

@@ -19,6 +19,10 @@ and official weights would no longer match). Instead the project's layers carry 
 ``O3``  ``mindspore.amp.auto_mixed_precision(model, "O3")``: everything float16, BatchNorm
         included; outputs cast to float32.
 
+At O2 and O3 the head's eval-mode box decode (:class:`~mindyolox.models.head.BoxDecode`)
+stays a float32 cell: decoded boxes are the float32 decode of the float16 network's raw
+outputs (``--half``).
+
 In every level the parameters stay float32 Parameters (``to_float`` inserts casts where they
 are used), so SGD updates float32 master weights, the EMA model is a float32 copy and
 checkpoints hold float32 under the official names; the loss (SimOTA and the loss terms) runs
@@ -29,6 +33,7 @@ from mindspore import dtype as mstype
 
 from ..models.batchnorm import BatchNorm2d
 from ..models.conv import Conv2d
+from ..models.head import BoxDecode
 
 __all__ = ["mixed_precision"]
 
@@ -58,5 +63,8 @@ def mixed_precision(model, level):
                 cell.cast_output = mstype.float16
     else:
         net = ms.amp.auto_mixed_precision(model, "O3")
+    for _, cell in model.cells_and_names():  # the eval box decode stays float32 (--half)
+        if isinstance(cell, BoxDecode):
+            cell.to_float(mstype.float32)
     net.num_classes = model.num_classes  # for evaluators (the wrapper hides model.head)
     return net

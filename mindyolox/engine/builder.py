@@ -77,6 +77,7 @@ def build_training(cfg, options, *, rank=0, world_size=1, distributed=False, sta
     from .ema import ModelEMA
     from .lr import build_lr_schedule
     from .optimizer import build_optimizer
+    from ..options import float_status_mode
     from .train_step import TrainStep, resolve_loss_scale
 
     t = cfg.train
@@ -88,7 +89,8 @@ def build_training(cfg, options, *, rank=0, world_size=1, distributed=False, sta
         frozen = freeze(model, list(t.freeze))
     ema_model = build_model(cfg, options) if bool(t.ema) else None
     model.set_train(True)
-    loss = YOLOXLoss(int(cfg.model.num_classes), tuple(cfg.model.strides))
+    # on Ascend TopK/ArgMin may run in float16 (precision_mode): SimOTA's float16-safe keys
+    loss = YOLOXLoss(int(cfg.model.num_classes), tuple(cfg.model.strides), tiered_keys=options.device == "Ascend")
     net = YOLOXWithLoss(mixed_precision(model, options.amp_level), loss)
     workers = num_workers if num_workers is not None else min(int(cfg.data.num_workers), os.cpu_count() or 1)
     loader = create_train_loader(cfg.data, cfg.aug, t, rank=rank, world_size=world_size, start_epoch=start_epoch,
@@ -101,9 +103,12 @@ def build_training(cfg, options, *, rank=0, world_size=1, distributed=False, sta
     lr_schedule = build_lr_schedule(t, loader.steps_per_epoch)
     optimizer = build_optimizer(model, t)
     ema = ModelEMA(model, ema_model, decay=float(t.ema_decay), tau=float(t.ema_tau)) if ema_model is not None else None
-    step = TrainStep(net, optimizer, ema, loss_scale=resolve_loss_scale(str(t.loss_scale), options.amp_level),
-                     scale_value=float(t.loss_scale_value), distributed=distributed, group_size=world_size,
-                     lr_schedule=lr_schedule, accumulate=int(t.accumulate))
+    scale_mode, scale_value = resolve_loss_scale(str(t.loss_scale), options.amp_level, options.device,
+                                                 float(t.loss_scale_value))
+    step = TrainStep(net, optimizer, ema, loss_scale=scale_mode,
+                     scale_value=scale_value, distributed=distributed, group_size=world_size,
+                     lr_schedule=lr_schedule, accumulate=int(t.accumulate),
+                     float_status=float_status_mode(options.device))
     step.set_global_step((start_epoch * loader.steps_per_epoch + start_iter) // int(t.accumulate))
     evaluator = build_evaluator(cfg, rank, world_size) if evaluate and (rank == 0 or distributed) else None
     return TrainParts(options, model, net, ema_model, loader, lr_schedule, optimizer, step, evaluator, report,

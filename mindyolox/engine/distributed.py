@@ -11,7 +11,8 @@ import numpy as np
 
 from ..errors import MindYOLOXError
 
-__all__ = ["PeerLost", "lost_ranks", "init_data_parallel", "flat_all_reduce", "broadcast_initial_weights", "all_reduce_norm",
+__all__ = ["PeerLost", "lost_ranks", "init_data_parallel", "launcher_world_size", "check_not_launched_in_parallel",
+           "flat_all_reduce", "all_reduce_sum", "broadcast_initial_weights", "all_reduce_norm",
            "all_gather_rows", "broadcast_from_rank0"]
 
 _CELLS = {}
@@ -36,6 +37,12 @@ def _collective(name, x):
 
 def _all_gather(x):
     return _collective("AllGather", x)
+
+
+def all_reduce_sum(x):
+    """Element-wise sum over the ranks of the float32 numpy array ``x`` (same shape on every
+    rank), on every rank: the trainer's loss statistics (``TrainStep.read_stats``)."""
+    return _collective("AllReduce", np.ascontiguousarray(x, dtype=np.float32))
 
 
 def _bucket(n):
@@ -151,6 +158,38 @@ class _WorkerWatch:
         self.proc.kill()
         out, _ = self.proc.communicate()
         return [int(v) for v in out.split()]
+
+
+def launcher_world_size(environ=None):
+    """The number of workers a launcher started this process among: ``MS_WORKER_NUM`` (set
+    by ``msrun`` in every worker, ``mindspore/parallel/cluster/process_entity/_api.py:59``)
+    or ``RANK_SIZE`` (set by ``msrun``, ``_api.py:255``, and by rank-table launch scripts);
+    1 when neither is set (or either is not a number)."""
+    env = os.environ if environ is None else environ
+    for key in ("MS_WORKER_NUM", "RANK_SIZE"):
+        try:
+            n = int(env.get(key, "1") or "1")
+        except ValueError:
+            continue
+        if n > 1:
+            return n, key
+    return 1, None
+
+
+def check_not_launched_in_parallel(environ=None):
+    """Refuse to train without ``--distributed`` under a multi-worker launch (``msrun``).
+
+    Decision: an error, not distributed switched on silently. Without it every worker would
+    train alone on the full data as rank 0 and all of them would write (and clean) the same
+    run folder; switching data parallel on behind the user's back would change what
+    ``train.batch_size`` means per device. So the run stops with one line that names the
+    variable and the fix (``MindYOLOXError``, exit code 2 from ``train.py``)."""
+    n, key = launcher_world_size(environ)
+    if n > 1:
+        raise MindYOLOXError(f"this process is one of {n} workers of a parallel launch ({key}={n}, set by msrun) "
+                             "but training runs without --distributed: each worker would train alone as rank 0 "
+                             "into the same run folder; add --distributed (or start one process with python "
+                             "train.py)")
 
 
 def init_data_parallel():

@@ -14,6 +14,15 @@ back from the device, so the only host round trips are the trainer's ``read_stat
   size's sink function: no host data transfer, lr, or read between them. (MindSpore 2.10's
   ``data_sink`` without a ``jit_config`` runs ``sink_size`` launches in a Python loop as
   well, so this costs nothing against ``sink_size=n``; and it allows chunks of any length.)
+
+Every device queue is stopped and released when training ends, on every exit path (the
+trainer's ``after_train``, which runs in a ``finally``, calls :meth:`StepFeeder.close`): MindSpore's
+own ``Model.train`` ends a sink run with ``dataset_helper.stop_send()`` and ``release()``
+(``mindspore/train/model.py:1189-1190``); ``mindspore.data_sink`` keeps its transfer dataset
+on the pipeline as ``__transfer_dataset__`` (``mindspore/train/data_sink.py:57``), whose
+``stop_send`` / ``release`` (``mindspore/dataset/engine/datasets.py:4681``, ``:4721``) are what
+``DatasetHelper`` calls (``mindspore/train/dataset_helper.py:596-597``). Without it a queue
+keeps its prefetched batches (and its sending thread) until the process exits.
 """
 import time
 
@@ -46,6 +55,24 @@ class StepFeeder:
             import mindspore as ms
             self._sinks[size] = ms.data_sink(self.step, self.by_size[size], sink_size=1)
         return self._sinks[size]
+
+    def close(self):
+        """Stop and release the device queue of every size this feeder has opened (module
+        doc); idempotent, nothing to do without sink. Every queue is tried; the first error,
+        if any, is raised after all of them."""
+        error = None
+        for size in list(self._sinks):
+            transfer = getattr(self.by_size[size], "__transfer_dataset__", None)
+            del self._sinks[size]
+            if transfer is None:
+                continue
+            for call in (transfer.stop_send, transfer.release):
+                try:
+                    call()
+                except Exception as e:  # noqa: BLE001 -- re-raised below, after the other queues
+                    error = error or e
+        if error is not None:
+            raise error
 
     def run(self, n, size):
         if self.sink:

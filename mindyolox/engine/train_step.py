@@ -7,9 +7,10 @@ whole ``construct`` is one compiled graph). Per call, for a batch ``images`` flo
 1. ``value_and_grad`` of ``YOLOXWithLoss`` with the total loss multiplied by the loss scale
    (``has_aux``: the other loss terms are returned, not differentiated);
 2. data parallel: ``DistributedGradReducer`` averages the gradients over the ranks;
-3. gradients divided by the scale; if any is Inf/NaN the optimizer update is skipped (the
-   ``overflows`` counter goes up) -- decided after the all-reduce, so all ranks agree
-   (``loss_scale="none"``: no scaling, no check, ``finite`` is always True). The
+3. gradients divided by the scale; if any rank saw an overflow the optimizer update is
+   skipped on every rank (the ``overflows`` counter goes up; ``loss_scale="none"``: no
+   scaling, no check, ``finite`` is always True). One decision for all ranks (see
+   "Overflow: one decision for all ranks" below). The
    skip is branch-free (zero gradients and weight decay, lr 0, momentum 1: parameters and
    momentum buffers
    stay bit-identical), which compiles ~10 s faster on CPU than an ``if`` around SGD;
@@ -43,6 +44,30 @@ new input shape (multiscale) compiles one more graph, cached by MindSpore per sh
 Returns ``(total, iou, obj, cls, l1, num_fg, finite, scale, lr)``: the loss terms (unscaled
 float32 scalars), ``finite`` bool scalar (False = step skipped), the loss scale and the lr used.
 
+Overflow: one decision for all ranks. Each rank's own flag is
+``1 - mindspore.amp.all_finite(grads)`` on the all-reduced gradients (:meth:`_local_overflow`).
+On CPU/GPU (and Ascend 910B in its default INF_NAN mode) that flag is already the same on
+every rank, because an Inf/NaN in one rank's gradient reaches every rank through the
+all-reduce. On Ascend 910A (and 910B with ``MS_ASCEND_CHECK_OVERFLOW_MODE=SATURATION_MODE``)
+it is not: overflowing float16 values saturate to +-65504, the all-reduced gradients stay
+finite, and ``all_finite`` reads this device's float-status register instead
+(``mindspore/amp.py:124-137``: ``NPUGetFloatStatusV2`` then ``NPUClearFloatStatusV2``), so one
+rank could skip a step that the others apply. So, as MindSpore's own loss-scale cell does
+("sum overflow flag over devices", ``mindspore/nn/wrap/loss_scale.py:492-502`` and
+``:527-549``), the flag is summed over the group with an ``AllReduce`` inside the compiled
+step, before the update is selected (:meth:`_shared_finite`); the skip, the overflow count
+and the dynamic loss-scale update all read that shared flag, so the loss scales of all ranks
+stay equal. In the status mode the register is also cleared before the forward
+(``float_status``, :meth:`_clear_float_status`, MindSpore's ``start_overflow_check``,
+``loss_scale.py:450-482``): an overflow in an evaluation or the EMA graph launched between
+two steps would otherwise be read by the next step and skip it. Known gap (not run on a
+device): with gradient accumulation in the status mode, the register is read at every
+micro-batch and only the last micro-batch's reading decides the optimizer step.
+
+Divergence: :meth:`read_stats` of a distributed step returns the loss sums all-reduced over
+the ranks (mean per rank), so a NaN/Inf loss on one rank is seen by every rank at the same
+log line and every rank stops there (the trainer's check reads these statistics).
+
 Gradient accumulation (``accumulate=N > 1``, ``train.accumulate``): each call adds the
 gradient of its micro-batch's loss *sum* (the loss times its normaliser ``max(fg, 1)``) and
 its foreground count to buffers; every N-th call divides the sums by ``max(total fg, 1)`` --
@@ -66,13 +91,27 @@ STAT_NAMES = ("total", "iou", "obj", "cls", "l1", "num_fg", "skipped", "steps", 
 LOSS_SCALES = ("none", "static", "dynamic")
 
 
-def resolve_loss_scale(loss_scale, amp_level):
-    """The recipe's ``train.loss_scale`` for an ``amp_level``: ``auto`` is ``dynamic`` under
-    mixed precision (O1-O3: float16 gradients can overflow) and ``none`` in float32 (O0),
-    where no gradient overflows and the per-step finiteness check is skipped."""
+# ``loss_scale: auto`` at O0 on Ascend: mindyolo's static scale (a power of two, so scaling and
+# unscaling are exact in float32: float32 results are unchanged, tests/test_amp.py)
+ASCEND_O0_SCALE = 1024.0
+
+
+def resolve_loss_scale(loss_scale, amp_level, device="CPU", scale_value=65536.0):
+    """``(mode, scale)`` for the recipe's ``train.loss_scale`` / ``train.loss_scale_value``.
+
+    ``auto``: ``dynamic`` from ``scale_value`` under mixed precision (O1-O3: float16
+    gradients can overflow); at O0 ``static`` 1024 on Ascend -- its matrix operators may
+    compute in float16 anyway (``runtime.precision_mode``, see :mod:`mindyolox.options`) and
+    small gradients would underflow; the overflow check comes with it -- and ``none``
+    elsewhere (float32: no gradient overflows, no per-step check). Decision: static, not
+    dynamic, as mindyolo trains at O0: a dynamic scale starting at 65536 skips steps at the
+    start until it has fallen, a static one skips only a real Inf/NaN. Explicit values win."""
     if loss_scale == "auto":
-        return "none" if amp_level == "O0" else "dynamic"
-    return loss_scale
+        if amp_level != "O0":
+            return "dynamic", float(scale_value)
+        return ("static", ASCEND_O0_SCALE) if device == "Ascend" else ("none", 1.0)
+    return loss_scale, float(scale_value)
+
 
 _unscale = ops.MultitypeFuncGraph("unscale")
 
@@ -124,11 +163,13 @@ class TrainStep(nn.Cell):
         lr_schedule: :class:`~mindyolox.engine.lr.LRSchedule` evaluated in the graph at
         ``global_step`` (None: the ``lr`` Parameter, see ``set_lr``).
         accumulate: micro-batches per optimizer step (module doc).
+        float_status: the device reports overflow through its float-status register
+        (:func:`mindyolox.options.float_status_mode`): clear it before each forward.
     """
 
     def __init__(self, net_with_loss, optimizer, ema=None, loss_scale="none", scale_value=65536.0,
                  scale_factor=2.0, scale_window=2000, distributed=False, group_size=1, lr_schedule=None,
-                 accumulate=1):
+                 accumulate=1, float_status=False):
         super().__init__(auto_prefix=False)
         if loss_scale not in LOSS_SCALES:
             raise ValueError(f"loss_scale must be one of {LOSS_SCALES}, got {loss_scale!r}")
@@ -154,8 +195,11 @@ class TrainStep(nn.Cell):
         self.scale_factor = float(scale_factor)
         self.scale_window = int(scale_window)
         self.distributed = bool(distributed)
+        self.group_size = int(group_size)
         if self.distributed:
             self.reducer = nn.DistributedGradReducer(self.weights, mean=True, degree=int(group_size))
+            self.flag_reduce = ops.AllReduce()  # sum of the ranks' overflow flags
+        self.status_mode = self.check_overflow and bool(float_status)
         self.hyper_map = ops.HyperMap()
         # 1.0 when this call ran the optimizer (always, without accumulation): gates the EMA
         self.applied = Parameter(Tensor(1.0, mstype.float32), name="accum.applied", requires_grad=False)
@@ -180,10 +224,19 @@ class TrainStep(nn.Cell):
         self.global_step.set_data(Tensor(int(k), mstype.int32))
 
     def read_stats(self, reset=True):
-        """The ``stats`` sums as a dict (``STAT_NAMES``; one device-to-host copy), then zeroed."""
+        """The ``stats`` sums as a dict (``STAT_NAMES``; one device-to-host copy), then zeroed.
+
+        Distributed: every rank must call it at the same step (the trainer does, at each log
+        line); the sums are all-reduced and divided by the number of ranks, so every rank
+        holds the same values: the loss terms averaged over the ranks' batches (a NaN/Inf on
+        any rank makes them NaN/Inf everywhere); skipped steps, steps and the loss scale
+        unchanged (they are equal on all ranks)."""
         values = self.stats.asnumpy().astype(np.float64)
         if reset:
             self.stats.set_data(Tensor(np.zeros(len(STAT_NAMES), np.float32)))
+        if self.distributed:
+            from .distributed import all_reduce_sum
+            values = all_reduce_sum(values.astype(np.float32)).astype(np.float64) / self.group_size
         return dict(zip(STAT_NAMES, values.tolist()))
 
     def set_use_l1(self, on):
@@ -196,6 +249,31 @@ class TrainStep(nn.Cell):
         return len(self.compile_cache)
 
     # ------------------------------------------------------------------ the graph
+    def _clear_float_status(self, images):
+        """Float-status mode (``float_status``): clear the device's overflow register
+        before the forward reads ``images`` (MindSpore's ``start_overflow_check``,
+        ``nn/wrap/loss_scale.py:450-482``). Elsewhere ``images`` unchanged."""
+        if not self.status_mode:
+            return images
+        from mindspore.ops.operations.math_ops import NPUClearFloatStatusV2
+        status = ops.depend(Tensor([0] * 8, mstype.int32), images)
+        cleared = NPUClearFloatStatusV2()(status)
+        return ops.depend(images, cleared)
+
+    def _local_overflow(self, grads):
+        """This rank's overflow flag, float32 ``[1]``: 1.0 when ``all_finite(grads)`` is False
+        (on CPU/GPU the gradient values; in float-status mode the device's register, read
+        and cleared by ``all_finite``), else 0.0."""
+        return (1.0 - ms.amp.all_finite(grads).astype(mstype.float32)).reshape(1)
+
+    def _shared_finite(self, grads):
+        """bool scalar, True when no rank overflowed: the local flags summed over the group
+        (``AllReduce``) inside the graph, so every rank selects the same update."""
+        bad = self._local_overflow(grads)
+        if self.distributed:
+            bad = self.flag_reduce(bad)
+        return (bad < 0.5).reshape(())
+
     def _record(self, terms, finite, scale):
         """Add this step's loss terms, skip flag and count to ``stats``; store the scale."""
         inc = ops.stack(terms + (1.0 - finite.astype(mstype.float32), ops.ones((), mstype.float32)))
@@ -206,6 +284,7 @@ class TrainStep(nn.Cell):
         scale = self.scale * 1.0
         k = self.global_step * 1
         step_lr = self.lr_fn(k) if self.lr_fn is not None else self.lr * 1.0
+        images = self._clear_float_status(images)
         (_, total, iou, obj, cls, l1, num_fg, fg), grads = self.grad_fn(images, labels, self.use_l1, scale)
         terms = (total, iou, obj, cls, l1, num_fg)
         if self.distributed:
@@ -215,7 +294,7 @@ class TrainStep(nn.Cell):
         sums = self.hyper_map(ops.add, self.acc_grads, grads)
         total_fg = self.acc_fg + fg
         inv = 1.0 / (ops.maximum(total_fg, 1.0) * scale)
-        finite = ms.amp.all_finite(sums) if self.check_overflow else ops.ones((), mstype.bool_)
+        finite = self._shared_finite(sums) if self.check_overflow else ops.ones((), mstype.bool_)
         go = ops.logical_and(apply, finite)
         self._sgd_if(go, self.hyper_map(ops.partial(_unscale, go, inv), sums), step_lr)
         keep = ops.logical_not(apply)
@@ -256,6 +335,7 @@ class TrainStep(nn.Cell):
         k = self.global_step * 1
         step_lr = self.lr_fn(k) if self.lr_fn is not None else self.lr * 1.0
         ops.assign_add(self.global_step, ops.ones((), mstype.int32))
+        images = self._clear_float_status(images)
         (_, total, iou, obj, cls, l1, num_fg), grads = self.grad_fn(images, labels, self.use_l1, scale)
         terms = (total, iou, obj, cls, l1, num_fg)
         if self.distributed:
@@ -265,7 +345,7 @@ class TrainStep(nn.Cell):
             finite = ops.ones((), mstype.bool_)
             self._record(terms, finite, scale)
             return total, iou, obj, cls, l1, num_fg, finite, scale, step_lr
-        finite = ms.amp.all_finite(grads)
+        finite = self._shared_finite(grads)
         # skip without graph control flow: zero grads, lr 0, momentum 1 leave all state as is
         self._sgd_if(finite, self.hyper_map(ops.partial(_unscale, finite, 1.0 / scale), grads), step_lr)
         self._count_and_rescale(finite, ops.ones((), mstype.int32), scale)

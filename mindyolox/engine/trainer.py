@@ -332,6 +332,8 @@ class Trainer:
             h.before_train(self)
 
     def after_train(self):
+        if getattr(self, "feeder", None) is not None:
+            self.feeder.close()  # data sink: stop_send / release every device queue (feeder module doc)
         self._restore_signals()
         if self.distributed and self.status in ("finished", "stopped", "early_stopped"):
             from .distributed import all_reduce_norm
@@ -519,9 +521,14 @@ class Trainer:
                 self.rank, self.world_size = init_data_parallel()
             except PeerLost as e:  # msrun's scheduler process: name the step rank 0 logged last
                 raise PeerLost(e.ranks, e.detail, last_logged_step(self.run_dir / "metrics.jsonl")) from None
+        else:  # msrun without --distributed: one line, see distributed.check_not_launched_in_parallel
+            from .distributed import check_not_launched_in_parallel
+            check_not_launched_in_parallel()
         if self.options is None:
             from ..options import resolve_options
             self.options = resolve_options(self.cfg)
+        from ..options import apply_precision_mode
+        apply_precision_mode(self.options)  # Ascend only; recorded in the checkpoints' options
 
     def _read_resume_meta(self):
         """Resume metadata (or None); sets the start position and the best AP so far."""

@@ -19,6 +19,29 @@ Rules (official ``get_in_boxes_info`` / ``get_assignments`` / ``dynamic_k_matchi
   ``nlabel``) are ignored everywhere.
 
 The whole assignment is wrapped in ``ops.stop_gradient``.
+
+Reduced precision (Ascend). The official cost carries a penalty of 1e5 and the assigner
+a sentinel of 1e10 for excluded pairs: both are beyond float16's largest value (65504), so
+if TopK / ArgMin run in float16 on a device (Ascend's operator ``precision_mode``
+``allow_fp32_to_fp16`` casts them) they become inf and the candidate order is lost; and
+``max(log(x), -100)`` takes ``log(0)`` when a sigmoid saturates, which raises the overflow
+flag in Ascend 910A's saturation mode (and would skip the step). Therefore:
+
+* every log is taken of a clamped value (:func:`_bce_log`: ``log`` of ``x`` where ``x > 0``,
+  of 1 elsewhere, then -100 there): in float32 the same numbers as the official clamp,
+  and no ``log(0)`` anywhere;
+* ``tiered=True`` (``YOLOXLoss(tiered_keys=True)``, used on Ascend): the ranking keys carry
+  no penalty. The lowest-cost candidates of a gt are taken first among its "in box AND in
+  centre" anchors, then among the others (two TopK on the real cost, merged), and a
+  conflict goes to the lowest-cost gt among those that hold the anchor "in box and centre"
+  if any, else among all (two ArgMin). This is the official order (the 1e5 penalty only
+  puts the first tier before the second) without any value above float16's range: the
+  sentinel for excluded pairs is 65504, real costs stay below ~8100 (80 classes x 100 +
+  3 x 18.4). ``key_dtype=float16`` casts the keys before TopK/ArgMin, as a device would;
+  ``tests/test_simota_fp16.py`` checks that the float16 assignment equals the float32 one
+  on the official reference cases and demo batches up to ties of the float16 keys.
+  ``tiered=False`` (default, CPU/GPU) keeps the official single float32 key, including its
+  rounding of ``cost + 1e5``.
 """
 from mindspore import nn, ops
 from mindspore import dtype as mstype
@@ -32,6 +55,8 @@ IOU_COST_WEIGHT = 3.0
 # cost given to anchors that are no candidate (or padding gts): above any real cost
 # (real costs stay below ~2e5: 1e5 penalty + 3 * 18.4 + 80 * 100).
 _EXCLUDED = 1e10
+# the tiered keys' sentinel: float16's largest finite value (real costs < ~8100 without penalty)
+_EXCLUDED_FP16 = 65504.0
 
 
 def gt_valid_mask(labels):
@@ -111,8 +136,12 @@ def _factored_masks(gx, gy, hw, hh, gt_valid, levels):
 
 
 def _bce_log(x):
-    """max(log(x), -100): the clamped log of ``F.binary_cross_entropy``."""
-    return ops.maximum(ops.log(x), -100.0)
+    """max(log(x), -100), the clamped log of ``F.binary_cross_entropy``, without ever taking
+    ``log(0)``: ``x == 0`` gives -100 directly (the official value, ``max(-inf, -100)``).
+    ``x`` >= 0 (a probability or its complement)."""
+    positive = x > 0
+    logs = ops.log(ops.select(positive, x, ops.ones_like(x)))
+    return ops.select(positive, ops.maximum(logs, -100.0), ops.full_like(x, -100.0))
 
 
 def class_cost(cls_logits, obj_logits, gt_classes):
@@ -160,9 +189,11 @@ class SimOTAAssigner(nn.Cell):
         on candidate anchors of valid gts).
     """
 
-    def __init__(self, num_classes):
+    def __init__(self, num_classes, tiered=False, key_dtype=mstype.float32):
         super().__init__()
         self.num_classes = num_classes
+        self.tiered = bool(tiered)
+        self.key_dtype = key_dtype
 
     def construct(self, boxes, obj_logits, cls_logits, grids, strides, gt_boxes, gt_classes,
                   gt_valid, levels=None):
@@ -172,9 +203,8 @@ class SimOTAAssigner(nn.Cell):
         num_anchors = boxes.shape[1]
         in_both, candidate = candidate_masks(gt_boxes, gt_valid, grids, strides, levels)
         ious = pairwise_iou_cxcywh(gt_boxes, boxes)                                # [B,G,A]
-        cost = (class_cost(cls_logits, obj_logits, gt_classes)
-                + IOU_COST_WEIGHT * -ops.log(ious + 1e-8)
-                + OUTSIDE_COST * ops.logical_not(in_both).astype(mstype.float32))
+        real_cost = class_cost(cls_logits, obj_logits, gt_classes) + IOU_COST_WEIGHT * -ops.log(ious + 1e-8)
+        cost = real_cost + OUTSIDE_COST * ops.logical_not(in_both).astype(mstype.float32)
         usable = ops.logical_and(candidate.expand_dims(1), gt_valid.expand_dims(2))  # [B,G,A]
 
         # dynamic k: sum of the top-10 candidate IoUs (non-candidates count as IoU 0).
@@ -185,17 +215,20 @@ class SimOTAAssigner(nn.Cell):
         dynamic_ks = dynamic_ks * gt_valid.astype(mstype.int32)                     # [B,G]
 
         # each gt takes its dynamic_k lowest-cost candidates (dynamic_k <= 10 <= k_max).
-        masked_cost = ops.where(usable, cost, ops.full_like(cost, _EXCLUDED))
-        _, order = ops.topk(-masked_cost, k_max)                                    # [B,G,K]
         ranks = ops.arange(k_max, dtype=mstype.int32).reshape(1, 1, -1)
+        if self.tiered:
+            order, best_gt = self._tiered_ranking(real_cost, in_both, usable, k_max, ranks)
+        else:
+            masked_cost = ops.where(usable, cost, ops.full_like(cost, _EXCLUDED))
+            _, order = ops.topk(-masked_cost, k_max)                                # [B,G,K]
+            # (only candidate anchors can be claimed twice; there masked_cost = cost for valid gts)
+            best_gt = ops.argmin(masked_cost, 1).astype(mstype.int32)               # [B,A]
         take = (ranks < dynamic_ks.expand_dims(2)).astype(mstype.float32)
         matching = ops.tensor_scatter_elements(ops.zeros_like(cost), order, take, axis=2)
         matching = matching * usable.astype(mstype.float32)                         # [B,G,A]
 
         # conflicts: an anchor matched by several gts goes to the lowest-cost gt.
         n_match = matching.sum(1)                                                   # [B,A]
-        # (only candidate anchors can be claimed twice; there masked_cost = cost for valid gts)
-        best_gt = ops.argmin(masked_cost, 1).astype(mstype.int32)                   # [B,A]
         only_gt = ops.argmax(matching, 1).astype(mstype.int32)
         assigned = ops.where(n_match > 1.0, best_gt, only_gt)
         fg_mask = n_match > 0.0
@@ -214,5 +247,26 @@ class SimOTAAssigner(nn.Cell):
             "in_both": in_both,
             "cost": cost,
             "ious": ious,
+            "matching": matching > 0.5,
         }
         return out
+
+    def _tiered_ranking(self, real, in_both, usable, k_max, ranks):
+        """Float16-safe ranking (module doc): ``order`` [B, G, K] int32, each gt's candidates by
+        (not in_both, real cost) -- the official order -- and ``best_gt`` [B, A] int32, the
+        conflict winner. ``real`` [B, G, A] float32: the cost without the 1e5 penalty; the
+        keys are ``real`` and the sentinel 65504."""
+        inner = ops.logical_and(in_both, usable)
+        outer = ops.logical_and(ops.logical_not(in_both), usable)
+        sentinel = ops.full_like(real, _EXCLUDED_FP16)
+        key_in = ops.where(inner, real, sentinel).astype(self.key_dtype)
+        key_out = ops.where(outer, real, sentinel).astype(self.key_dtype)
+        _, order_in = ops.topk(-key_in, k_max)                                      # [B,G,K]
+        _, order_out = ops.topk(-key_out, k_max)
+        n_in = inner.astype(mstype.int32).sum(2, keepdims=True)                      # [B,G,1]
+        from_out = ops.clip_by_value(ranks - n_in, 0, k_max - 1)
+        order = ops.where(ranks < n_in, order_in, ops.gather_elements(order_out, 2, from_out))
+        win_in = ops.argmin(key_in, 1).astype(mstype.int32)                          # [B,A]
+        win_any = ops.argmin(ops.where(usable, real, sentinel).astype(self.key_dtype), 1).astype(mstype.int32)
+        best_gt = ops.where(inner.any(1), win_in, win_any)
+        return order, best_gt

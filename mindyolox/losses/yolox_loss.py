@@ -51,11 +51,12 @@ class YOLOXLoss(nn.Cell):
         anchors of the batch; every term is divided by max(fg, 1)).
     """
 
-    def __init__(self, num_classes, strides=(8, 16, 32)):
+    def __init__(self, num_classes, strides=(8, 16, 32), tiered_keys=False):
         super().__init__()
         self.num_classes = num_classes
         self.level_strides = tuple(int(s) for s in strides)
-        self.assigner = SimOTAAssigner(num_classes)
+        # tiered_keys: SimOTA ranking keys that survive float16 (Ascend), see losses/simota.py
+        self.assigner = SimOTAAssigner(num_classes, tiered=tiered_keys)
 
     def construct(self, raw, grids, strides, labels, use_l1, img_hw=None):
         raw_reg = raw[..., 0:4]
@@ -96,10 +97,15 @@ class YOLOXLoss(nn.Cell):
         loss_cls = ((softplus_sum - gt_logit * iou_target) * fg).sum() / num_fg
 
         s = strides.reshape(1, -1)
+        # the logs only of foreground targets (the official computes them for fg anchors only):
+        # a background anchor's target may be a padding row of width 0, whose log(0 + 1e-8)
+        # is log(0) once 1e-8 flushes to zero in float16; there log(1) is taken instead
+        is_fg = fg > 0.5
+        one = ops.ones_like(fg)
         l1_target = ops.stack((targets[..., 0] / s - grids[:, 0],
                                targets[..., 1] / s - grids[:, 1],
-                               ops.log(targets[..., 2] / s + 1e-8),
-                               ops.log(targets[..., 3] / s + 1e-8)), 2)
+                               ops.log(ops.select(is_fg, targets[..., 2] / s + 1e-8, one)),
+                               ops.log(ops.select(is_fg, targets[..., 3] / s + 1e-8, one))), 2)
         l1_per_anchor = ops.abs(raw_reg - ops.stop_gradient(l1_target)).sum(2)
         loss_l1 = (l1_per_anchor * fg).sum() / num_fg * use_l1.astype(mstype.float32)
 

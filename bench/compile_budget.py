@@ -1,0 +1,77 @@
+"""Compile budget of a multiscale run: how many train-step graphs it compiles and what each
+costs (issue 24, deliverable 9).
+
+    python bench/compile_budget.py                         # yolox-s, the recipe's 11 sizes, batch 1
+    python bench/compile_budget.py --variant nano --sizes 320 416 --batch 2
+
+A multiscale run compiles one train-step graph per input size it meets (MindSpore caches a
+graph per input shape), plus one EMA-update graph (shape-independent) and one evaluation
+graph per test size. This builds the step once (:func:`bench_train.build_case`, synthetic
+inputs) and calls it at each size of the recipe's multiscale range, printing per size the
+first call (compile + one step), a second call (the step alone) and the number of graphs the
+step holds. Run it alone (``flock /tmp/mindyolox-heavy.lock ...`` on a shared machine):
+compile times scale with the CPU's load.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+
+def recipe_sizes(variant):
+    """The square input sizes a multiscale run of recipe ``yolox-<variant>`` can draw."""
+    from mindyolox import load_config
+    from mindyolox.data.loader import multiscale_range
+    cfg = load_config(os.path.join(ROOT, "configs", f"yolox-{variant}.yaml"), [])
+    rng = multiscale_range(cfg.data)
+    base = int(cfg.data.input_size[0])
+    return [base] if rng is None else [32 * k for k in range(rng[0], rng[1] + 1)]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--variant", default="s")
+    p.add_argument("--sizes", type=int, nargs="*", help="input sizes (default: the recipe's multiscale range)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--device", default="CPU")
+    p.add_argument("--json", help="write the figures to this file")
+    args = p.parse_args(argv)
+    import numpy as np
+    from mindspore import Tensor
+
+    from bench_train import build_case
+    sizes = args.sizes or recipe_sizes(args.variant)
+    print(f"yolox-{args.variant}: {len(sizes)} input size(s) {sizes}, batch {args.batch}", flush=True)
+    t0 = time.perf_counter()
+    step, _, labels = build_case(args.variant, sizes[0], args.batch, args.device)
+    build_s = time.perf_counter() - t0
+    rows = []
+    rng = np.random.default_rng(0)
+    for size in sizes:
+        images = Tensor(rng.uniform(0, 255, (args.batch, 3, size, size)).astype(np.float32))
+        lab = Tensor(labels.asnumpy() * np.array([1] + [size / sizes[0]] * 4, np.float32))
+        t0 = time.perf_counter()
+        float(step(images, lab)[0].asnumpy())
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        float(step(images, lab)[0].asnumpy())
+        again = time.perf_counter() - t0
+        rows.append({"size": size, "first_call_s": first, "step_s": again, "compile_s": first - again,
+                     "graphs": step.compiled_graphs})
+        print(f"  {size}x{size}: first call {first:.1f} s, next step {again:.2f} s -> compile ~{first - again:.1f} s "
+              f"({step.compiled_graphs} step graph(s))", flush=True)
+    total = sum(r["compile_s"] for r in rows)
+    print(f"total: {len(rows)} step graphs + 1 EMA graph, ~{total:.0f} s of compiling "
+          f"(model build {build_s:.1f} s)", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"variant": args.variant, "batch": args.batch, "build_s": build_s, "sizes": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
