@@ -23,7 +23,7 @@ class (so NMS per ONNX class is NMS per predicted class, as the official ``batch
 """
 import numpy as np
 
-__all__ = ["op_counts", "make_batch_dynamic", "append_nms", "set_opset", "simplify", "NMS_OUTPUTS"]
+__all__ = ["op_counts", "resize_by_scales", "make_batch_dynamic", "append_nms", "set_opset", "simplify", "NMS_OUTPUTS"]
 
 NMS_OUTPUTS = ("num_dets", "boxes", "scores", "classes")
 
@@ -50,6 +50,34 @@ def _constant_arrays(graph):
                     found[node.output[0]] = (numpy_helper.to_array(attr.t),
                                              lambda arr, a=attr: a.t.CopyFrom(numpy_helper.from_array(arr, a.t.name)))
     return found
+
+
+def resize_by_scales(model):
+    """Give every ``Resize`` that MindSpore's exporter wrote with a constant output ``sizes``
+    (``[B, C, H', W']``, batch included) the equivalent constant ``scales`` instead, so the node
+    holds for any batch (and any input size). The input shapes come from ONNX shape inference
+    of the exported (static) graph. Returns the number of nodes rewritten."""
+    import onnx
+    from onnx import numpy_helper
+    graph = model.graph
+    resizes = [n for n in graph.node if n.op_type == "Resize" and len(n.input) == 4 and n.input[3]]
+    if not resizes:
+        return 0
+    consts = _constant_arrays(graph)
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in list(inferred.value_info) + list(inferred.input)}
+    for node in resizes:
+        sizes, _ = consts[node.input[3]]
+        shape = shapes[node.input[0]]
+        if not shape or 0 in shape:
+            raise ValueError(f"Resize {node.name}: input shape unknown")
+        scales = np.asarray(sizes, np.float64) / np.asarray(shape, np.float64)
+        name = node.name + "_scales"
+        graph.initializer.append(numpy_helper.from_array(scales.astype(np.float32), name))
+        node.input[2] = name
+        del node.input[3]
+    return len(resizes)
 
 
 def make_batch_dynamic(model, batch_name="batch"):

@@ -165,8 +165,14 @@ class Focus(nn.Cell):
     def __init__(self, in_channels, out_channels, ksize=1, stride=1, act="silu"):
         super().__init__()
         self.conv = BaseConv(in_channels * 4, out_channels, ksize, stride, act=act)
+        # ONNX export only (mindyolox/deploy/export.py): four strided slices + concat, which
+        # onnxruntime runs ~3x faster than the 6-D transpose (nano 416: 0.6 vs 1.75 ms)
+        self.by_slices = False
 
     def construct(self, x):
+        if self.by_slices:
+            return self.conv(ops.concat((x[:, :, ::2, ::2], x[:, :, 1::2, ::2], x[:, :, ::2, 1::2],
+                                         x[:, :, 1::2, 1::2]), 1))
         # x[.., 2y + p, 2x + q] -> channel block 2q + p (p, q = row, column phase): one reshape
         # and transpose (strided slicing is 20x slower on CPU)
         b, c, h, w = x.shape
@@ -177,7 +183,16 @@ class Focus(nn.Cell):
 class Upsample2x(nn.Cell):
     """Nearest-neighbour 2x upsampling [B,C,H,W] -> [B,C,2H,2W] (exact, as nn.Upsample)."""
 
+    def __init__(self):
+        super().__init__()
+        # ONNX export only: ResizeNearestNeighbor, exported as one ONNX Resize (nearest,
+        # asymmetric, floor: exact for 2x), which onnxruntime runs far faster than the
+        # broadcast's Expand (nano 416: 0.05 vs 1.3 ms)
+        self.by_resize = False
+
     def construct(self, x):
         b, c, h, w = x.shape
+        if self.by_resize:
+            return ops.ResizeNearestNeighbor((h * 2, w * 2))(x)
         x = ops.broadcast_to(x.reshape(b, c, h, 1, w, 1), (b, c, h, 2, w, 2))
         return x.reshape(b, c, h * 2, w * 2)
