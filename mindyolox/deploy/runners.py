@@ -12,6 +12,7 @@ graph is fed in chunks of B (the last chunk padded with 114 grey rows, dropped a
 decoded with the strides, decoded outputs go straight to ``postprocess``, end-to-end NMS
 outputs are read back (obj = score, cls_conf = 1) and thresholded at ``conf``.
 """
+import abc
 import os
 
 import numpy as np
@@ -33,7 +34,7 @@ def _first_line(e):
     return next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
 
 
-class Runner:
+class Runner(abc.ABC):
     """A loaded artifact. Attributes: ``path``, ``meta``, ``kind`` (``raw`` | ``decoded`` |
     ``nms``), ``batch`` (int, or None for a dynamic batch), ``img_size`` (H, W), ``backend``,
     ``strides``, ``num_classes``."""
@@ -49,9 +50,10 @@ class Runner:
         self.num_classes = int(meta.get("num_classes", 80))
         self.training = False
 
-    # -- the graph call of one chunk (subclasses) --
+    @abc.abstractmethod
     def _run(self, x):
-        raise NotImplementedError
+        """The graph call of one chunk: ``float32 [b, 3, H, W]`` -> list of output arrays
+        (each backend's subclass)."""
 
     def check_input(self, x):
         if x.ndim != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != self.img_size:
