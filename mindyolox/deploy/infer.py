@@ -15,7 +15,6 @@ outputs in ``--save-dir`` (default runs/infer): ``<stem>.jpg`` / ``<stem>.json``
 ``--batch`` images go through the graph at once (default: the graph's fixed batch, else 1).
 """
 import argparse
-import json
 import os
 import time
 
@@ -26,6 +25,7 @@ from tqdm import tqdm
 from ..data import preproc
 from ..errors import ConfigError, DataError, MindYOLOXError
 from ..utils.cli import run_cli
+from ..engine.predictor import _save_json
 from .runners import open_runner
 
 __all__ = ["main", "run", "predict_images", "read_source"]
@@ -70,11 +70,6 @@ def _batches(seq, n):
         yield seq[i:i + n]
 
 
-def _save(path, obj):
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=1)
-
-
 def _run_video(runner, target, args, names, save_dir, stem):
     from ..engine.predictor import _draw, detections_to_records
     cap = cv2.VideoCapture(target)
@@ -114,7 +109,7 @@ def _run_video(runner, target, args, names, save_dir, stem):
     if not frames:
         raise DataError(f"--source {target}: no frame could be read")
     if save_dir:
-        _save(os.path.join(save_dir, f"{stem}.json"), {"source": str(target), "frames": frames})
+        _save_json(os.path.join(save_dir, f"{stem}.json"), {"source": str(target), "frames": frames})
     return frames
 
 
@@ -199,7 +194,7 @@ def main(argv=None):
                 if save_dir:
                     from ..utils.visualize import save_image
                     save_image(os.path.join(save_dir, stem + ".jpg"), _draw(img, d, names))
-                    _save(os.path.join(save_dir, stem + ".json"),
+                    _save_json(os.path.join(save_dir, stem + ".json"),
                           {"source": p, "height": img.shape[0], "width": img.shape[1], "detections": recs})
                 top = ", ".join(f"{r['class_name']} {r['score']:.2f}" for r in recs[:8])
                 print(f"{p}: {len(recs)} detections" + (f" ({top}{', ...' if len(recs) > 8 else ''})" if recs else ""))
@@ -212,7 +207,7 @@ def main(argv=None):
             results[p] = frames
             print(f"{p}: {len(frames)} frames, {sum(len(f['detections']) for f in frames)} detections")
     if save_dir:
-        _save(os.path.join(save_dir, "predictions.json"),
+        _save_json(os.path.join(save_dir, "predictions.json"),
               {"results": results, "skipped": [{"file": p, "reason": r} for p, r in skipped]})
         print(f"results written to {save_dir}")
     if n_img:
