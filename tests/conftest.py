@@ -1,7 +1,16 @@
-"""Shared test fixtures.
+"""Shared test fixtures, and how the suite is shared out between pytest-xdist workers.
 
 Reference data lives in ``../shared`` beside the project root (``MINDYOLOX_SHARED``
 overrides it). Tests that need it fail, never skip, when it is missing.
+
+Workers (``pytest.ini``: ``-n 2 --dist loadgroup --no-loadscope-reorder``): most of a test's
+time here is a graph compile, largely on one core, so two workers keep both cores of the CI
+machine busy. Each test file is one unit of work that stays on one worker, so a module
+fixture (a compiled model, a training run) is built once; files that share a session
+fixture (the quickstart run of ``test_quickstart`` and ``test_readme``) form one unit. Units
+are handed out longest first (``UNIT_SECONDS``, measured with ``--durations=0``; it only
+orders the queue, a file missing from it counts as short), so no long file starts last.
+``python -m pytest -n 0`` runs everything in this one process, in file order.
 """
 import os
 from pathlib import Path
@@ -25,6 +34,25 @@ def shared_path(*parts):
 def load_npz(*parts):
     with np.load(shared_path(*parts)) as f:
         return {k: f[k] for k in f.files}
+
+
+# files whose tests share a session fixture run in the unit of the first one
+SHARED_UNITS = {"test_readme": "test_quickstart"}
+# approximate seconds of each unit (one serial run, 2026-12-02); orders the work queue only
+UNIT_SECONDS = {}
+
+
+def _unit(item):
+    stem = Path(str(item.fspath)).stem
+    return SHARED_UNITS.get(stem, stem)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the marks into unit names
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_unit(item)))
+    order = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (-UNIT_SECONDS.get(_unit(item), 0), _unit(item), order[id(item)]))
 
 
 @pytest.fixture(scope="session", autouse=True)
