@@ -1,6 +1,7 @@
-"""Microbenchmark of the model's own k x k convolutions on CPU: every CPU path of
-:class:`mindyolox.models.conv.Conv2d` (``im2col``, ``winograd``, ``im2col_bprop``, ``shift``;
-``native`` on request) against PyTorch's direct convolution of the same shapes, forward and
+"""Microbenchmark of the model's own k x k convolutions on CPU: the model's path
+(:class:`mindyolox.models.conv.Conv2d` with ``im2col``), the candidates of
+``bench/conv_candidates.py`` (``winograd``, ``winograd_mm``, ``im2col_bprop``, ``shift``) and,
+on request, MindSpore's native CPU ``Conv2D`` (``native``), against PyTorch's direct convolution of the same shapes, forward and
 forward+backward, GRAPH_MODE, in interleaved rounds (ours, PyTorch, ours, ...).
 
     python bench/bench_conv.py --anchor-python /tmp/anchor-venv/bin/python        # 3 train cases
@@ -21,6 +22,10 @@ in a subprocess (``torch.set_num_threads`` left at its default). The table lists
 the number of layers of that shape in each case, the times, the ratio of each path to
 PyTorch (medians over rounds), and the fastest path; the summary sums layers x time per case
 (the k x k convolution time of one train step) per path and for the per-shape best.
+Before timing, every candidate's forward and gradients are checked against the ``im2col``
+path on the same data (relative error < 1e-5, else the run stops). "call overhead" is the
+time of a compiled graph that adds 1 to a 1-element tensor: per-call cost included in
+every small shape's figure, absent inside a train step's single graph.
 Absolute times drift on a shared machine: compare only ratios from one invocation.
 """
 import argparse
@@ -33,6 +38,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 DEFAULT_CASES = ["train:s:320:4", "train:s:640:2", "train:nano:416:8"]
 ALL_PATHS = ("im2col", "winograd", "winograd_mm", "im2col_bprop", "shift", "native")
@@ -108,12 +114,9 @@ def model_conv_shapes(variant, size):
 
 def applicable(shape, paths):
     """The paths of ``paths`` that apply to a (cin, cout, k, stride, groups, H, W) shape."""
+    from conv_candidates import applies
     cin, cout, k, s, g, _, _ = shape
-    special = k == 3 and s == 1
-    depthwise = g == cin == cout and g > 1
-    ok = {"im2col": True, "native": True, "winograd": special and g == 1, "winograd_mm": special and g == 1,
-          "im2col_bprop": special and g == 1, "shift": special and depthwise}
-    return [p for p in paths if ok[p]]
+    return [p for p in paths if p in ("im2col", "native") or applies(p, cin, cout, k, s, g)]
 
 
 class Timer:
@@ -123,16 +126,17 @@ class Timer:
         import mindspore as ms
         import numpy as np
         from mindspore import nn, ops
+        from conv_candidates import CandidateConv
         from mindyolox.models.conv import Conv2d
         cin, cout, k, s, g, h, w = shape
         conv = Conv2d(cin, cout, k, s, padding=(k - 1) // 2, group=g)
-        if path == "native":
-            conv.use_impl("native")
-        else:
-            conv.use_impl("im2col", path)
+        conv.use_impl("native" if path == "native" else "im2col")
+        if path not in ("im2col", "native"):
+            conv = CandidateConv(conv, path)
         rng = np.random.default_rng(0)
         self.x = ms.Tensor(rng.uniform(0, 1, (batch, cin, h, w)).astype(np.float32))
-        ho, wo = (h + 2 * conv.p - k) // s + 1, (w + 2 * conv.p - k) // s + 1
+        pad = (k - 1) // 2
+        ho, wo = (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1
         self.dy = ms.Tensor(rng.uniform(0, 1, (batch, cout, ho, wo)).astype(np.float32))
         weights = ms.ParameterTuple(conv.trainable_params())
 
@@ -147,6 +151,19 @@ class Timer:
 
         self.fwd, self.fwdbwd = conv, FwdBwd()
 
+    def check_against(self, ref):
+        """Forward and gradients equal ``ref``'s (the im2col Timer of the same shape and data,
+        same initial weight) to 1e-5 of the largest magnitude; SystemExit otherwise."""
+        import numpy as np
+        self.fwd.weight.set_data(ref.fwd.weight.data)
+        ours = [self.fwd(self.x)] + list(self.fwdbwd(self.x, self.dy)[0]) + list(self.fwdbwd(self.x, self.dy)[1])
+        theirs = [ref.fwd(ref.x)] + list(ref.fwdbwd(ref.x, ref.dy)[0]) + list(ref.fwdbwd(ref.x, ref.dy)[1])
+        for name, a, b in zip(("y", "dx", "dw"), ours, theirs):
+            a, b = a.asnumpy(), b.asnumpy()
+            err = np.abs(a - b).max() / max(np.abs(b).max(), 1e-30)
+            if err > 1e-5:
+                raise SystemExit(f"error: candidate differs from im2col in {name}: relative error {err:.1e}")
+
     def time(self, reps):
         """(forward ms, forward+backward ms): medians of ``reps`` calls after one untimed."""
         res = []
@@ -160,6 +177,26 @@ class Timer:
                 ts.append(time.perf_counter() - t0)
             res.append(1e3 * statistics.median(ts))
         return res
+
+
+def call_overhead(reps):
+    """ms of one call of a compiled graph that adds 1 to a 1-element tensor (median)."""
+    import mindspore as ms
+    import numpy as np
+    from mindspore import nn
+
+    class AddOne(nn.Cell):
+        def construct(self, x):
+            return x + 1
+
+    net, x = AddOne(), ms.Tensor(np.zeros(1, np.float32))
+    net(x).asnumpy()
+    ts = []
+    for _ in range(max(reps, 5)):
+        t0 = time.perf_counter()
+        net(x).asnumpy()
+        ts.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(ts)
 
 
 def run_torch(python, jobs, reps):
@@ -178,6 +215,8 @@ def main(argv=None):
     p.add_argument("--reps", type=int, default=5, help="timed calls per measurement (median)")
     p.add_argument("--rounds", type=int, default=1, help="interleaved rounds (ours, PyTorch)")
     p.add_argument("--max-shapes", type=int, default=0, help="only the N largest shapes (by FLOPs); 0: all")
+    p.add_argument("--kinds", nargs="+", default=["dense", "depthwise"], choices=["dense", "depthwise"],
+                   help="only these kinds of convolution")
     p.add_argument("--json", help="write the raw figures here")
     args = p.parse_args(argv)
 
@@ -189,15 +228,21 @@ def main(argv=None):
         for shape, n in model_conv_shapes(variant, size).items():
             jobs.setdefault((batch, shape), {})[case] = n
     order = sorted(jobs, key=lambda j: -j[0] * j[1][1] * j[1][2] * j[1][5] * j[1][6] // j[1][4] // j[1][3] ** 2)
+    order = [j for j in order if ("depthwise" if j[1][4] > 1 else "dense") in args.kinds]
     if args.max_shapes:
         order = order[:args.max_shapes]
     print(f"{len(order)} distinct k x k conv shapes in {', '.join(args.cases)}", flush=True)
+    if "im2col" in args.paths:   # the reference of the candidates' check comes first
+        args.paths = ["im2col"] + [p for p in args.paths if p != "im2col"]
+    overhead = call_overhead(args.reps)
     timers, ours, torch_t = {}, {}, {}
     for rnd in range(args.rounds):
         for i, job in enumerate(order):
             for path in applicable(job[1], args.paths):
                 if (job, path) not in timers:
                     timers[job, path] = Timer(job[0], job[1], path)
+                    if path not in ("im2col", "native") and (job, "im2col") in timers:
+                        timers[job, path].check_against(timers[job, "im2col"])
                 ours.setdefault((job, path), []).append(timers[job, path].time(args.reps))
             print(f"round {rnd + 1} ours {i + 1}/{len(order)} {job}", flush=True)
         if args.anchor_python:
@@ -210,7 +255,8 @@ def main(argv=None):
 
     head = f"{'B':>2} {'cin':>4} {'cout':>4} k s {'g':>4} {'HxW':>9} | layers | path          fwd ms  f+b ms"
     head += "  | torch fwd  f+b | ratio fwd  f+b" if args.anchor_python else ""
-    print("\n" + head)
+    print(f"\ncall overhead (a compiled 1-element add): {overhead:.2f} ms")
+    print(head)
     rows, best = [], {}
     for job in order:
         b, (cin, cout, k, s, g, h, w) = job

@@ -28,26 +28,9 @@ exported graphs hold standard ``Conv2D`` ops for ONNX, MindSpore Lite and Ascend
 """
 from mindspore import nn, ops
 
-from .conv_cpu import Im2ColConv3x3, ShiftDepthwise3x3, WinogradConv3x3
-
-__all__ = ["Conv2d", "IMPLS", "CPU_PATHS", "cpu_path"]
+__all__ = ["Conv2d", "IMPLS"]
 
 IMPLS = ("native", "im2col")
-CPU_PATHS = ("im2col", "winograd", "winograd_mm", "im2col_bprop", "shift")
-# the CPU path of a 3x3 stride-1 padding-1 convolution, by kind (bench/bench_conv.py)
-CPU_RULE = {"dense": "im2col", "depthwise": "im2col"}
-
-
-def cpu_path(k, stride, padding, dense, depthwise):
-    """The CPU path (one of ``CPU_PATHS``, or ``native``) of a convolution of this geometry
-    under ``impl="im2col"``: 3x3 stride-1 padding-1 dense and depthwise convolutions take
-    ``CPU_RULE``'s path, the other k x k dense/depthwise ones ``im2col``, 1x1 and grouped
-    ones ``native``."""
-    if k == 1 or not (dense or depthwise):
-        return "native"
-    if k == 3 and stride == 1 and padding == 1:
-        return CPU_RULE["depthwise" if depthwise else "dense"]
-    return "im2col"
 
 
 class Conv2d(nn.Conv2d):
@@ -78,27 +61,12 @@ class Conv2d(nn.Conv2d):
         self.compute_dtype = None
         self.use_impl(impl)
 
-    def use_impl(self, impl, path=None):
+    def use_impl(self, impl):
         """``native`` or ``im2col`` for this layer (before its first call compiles a graph);
-        1x1 and grouped (non-depthwise) convolutions always run natively. Under ``im2col``
-        (the CPU formulation) ``path`` (one of ``CPU_PATHS``) overrides the choice of
-        :func:`cpu_path` (for benchmarks and tests; only 3x3 stride-1 padding-1 layers
-        have other paths than ``im2col``)."""
+        1x1 and grouped (non-depthwise) convolutions always run natively."""
         if impl not in IMPLS:
             raise ValueError(f"conv implementation must be one of {IMPLS}, got {impl!r}")
         self.im2col = impl == "im2col" and self.k > 1 and (self.group == 1 or self.depthwise)
-        if not self.im2col:
-            self.path, self.fast = "native", None
-            return
-        self.path = path or cpu_path(self.k, self.s, self.p, self.group == 1, self.depthwise)
-        special = self.k == 3 and self.s == 1 and self.p == 1
-        allowed = ("im2col", "shift") if self.depthwise else ("im2col", "winograd", "winograd_mm", "im2col_bprop")
-        if self.path not in allowed or (self.path != "im2col" and not special):
-            raise ValueError(f"conv path {self.path!r} does not apply to this layer (k {self.k}, stride "
-                             f"{self.s}, padding {self.p}, group {self.group})")
-        fast = {"winograd": lambda: WinogradConv3x3("slices"), "winograd_mm": lambda: WinogradConv3x3("im2col"),
-                "im2col_bprop": lambda: Im2ColConv3x3(self.in_channels, self.out_channels), "shift": ShiftDepthwise3x3}
-        self.fast = fast[self.path]() if self.path != "im2col" else None
 
     def construct(self, x):
         weight, bias = self.weight, self.bias
@@ -118,8 +86,6 @@ class Conv2d(nn.Conv2d):
         """The convolution of ``x`` with ``weight`` (this layer's geometry), without bias."""
         if not self.im2col:
             return self.conv2d(x, weight)
-        if self.fast is not None:
-            return self.fast(x, weight)
         b, c, h, w = x.shape
         kk = self.k * self.k
         ho = (h + 2 * self.p - self.k) // self.s + 1

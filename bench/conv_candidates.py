@@ -1,6 +1,10 @@
-"""3x3 stride-1 convolutions on CPU without a 9x column tensor: Winograd F(2x2, 3x3) for
-dense convolutions and nine shifted multiply-adds for depthwise ones, each a Cell with its
-own backward (``bprop``).
+"""Candidate CPU paths for 3x3 stride-1 convolutions, timed by ``bench/bench_conv.py`` against
+the model's ``Im2Col`` path; none of them won (docs/benchmarks.md, "Convolution paths on
+CPU"), so the model does not use them. Kept so the measurement can be repeated (e.g. on a
+later MindSpore): Winograd F(2x2, 3x3) for dense convolutions (two gathers), ``Im2Col`` with
+a convolution-of-dY backward, and nine shifted multiply-adds for depthwise ones, each a Cell
+with its own backward (``bprop``); :class:`CandidateConv` runs one of them on the weight of
+a :class:`mindyolox.models.conv.Conv2d`.
 
 Why: :mod:`mindyolox.models.conv` computes a k x k convolution on CPU as ``Im2Col`` + a 1x1
 GEMM because MindSpore 2.10's native CPU ``Conv2D`` is oneDNN's reference kernel. ``Im2Col``
@@ -22,11 +26,19 @@ reads them back. The cells here do the same arithmetic with less data movement:
   ``y = sum_ij w[:, i, j] * x_pad[:, :, i:i+H, j:j+W]``. Backward: the input gradient is
   the same sum over the output gradient with the flipped kernel, the weight gradient an
   ``Im2Col`` of the input times the output gradient (a per-channel ``BatchMatMul``).
+* :class:`Im2ColConv3x3` (dense): the model's forward, with the input gradient as ``Im2Col``
+  of dY and a 1x1 GEMM with the flipped kernel instead of ``Col2Im``.
 
 Tensor shapes: ``x`` [B, C, H, W] (float32 or float16), ``weight`` [O, C, 3, 3] (dense) or
 [C, 1, 3, 3] (depthwise), output [B, O, H, W]. Numerics: Winograd F(2x2, 3x3) has transform
 constants 1 and 1/2 only; the float32 results differ from a direct convolution by a few ULP
-of the largest partial sums (tests/test_conv_paths.py bounds it).
+of the largest partial sums. ``bench_conv.py`` checks every candidate's forward and both
+gradients against the ``Im2Col`` path before timing it.
+
+Graph-mode traps met here (MindSpore 2.10): inside a ``bprop``, functional ops with Python
+argument checks (``ops.pad``, ``ops.conv2d``) fail to compile ("The func graph is empty"),
+and so do generator expressions and conditional expressions on Python flags: use primitives
+(``ops.Pad``, ``ops.Conv2D``) and unrolled statements.
 
 The padding is ``ops.Pad`` in the forward of these cells only: their backward is written
 out, so the trap of the padding's own gradient in GRAPH_MODE (see conv.py) does not apply.
@@ -34,7 +46,8 @@ out, so the trap of the padding's own gradient in GRAPH_MODE (see conv.py) does 
 import numpy as np
 from mindspore import Tensor, nn, ops
 
-__all__ = ["WinogradConv3x3", "ShiftDepthwise3x3", "winograd_conv", "winograd_conv_mm", "Im2ColConv3x3", "winograd_weights"]
+__all__ = ["CANDIDATES", "CandidateConv", "WinogradConv3x3", "ShiftDepthwise3x3", "Im2ColConv3x3",
+           "winograd_conv", "winograd_conv_mm", "winograd_weights"]
 
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]], np.float32)
 _K = np.kron(_G, _G)          # [16, 9]: U[r*4+c] = sum_ij G[r, i] G[c, j] g[i*3+j]
@@ -217,3 +230,31 @@ class Im2ColConv3x3(nn.Cell):
         flipped = ops.flip(weight.reshape(o, c, 9), (2,)).transpose(1, 0, 2).reshape(c, o * 9, 1, 1)
         dx = self.gemm_t(self.unfold(dout).reshape(b, o * 9, h, w), flipped)
         return dx, _weight_grad_dense(x, dout, self.unfold)
+
+
+CANDIDATES = ("winograd", "winograd_mm", "im2col_bprop", "shift")
+
+
+def applies(path, cin, cout, k, stride, group):
+    """Whether candidate ``path`` computes a convolution of this geometry (padding (k-1)/2)."""
+    if k != 3 or stride != 1:
+        return False
+    depthwise = group == cin == cout and group > 1
+    return depthwise if path == "shift" else group == 1
+
+
+class CandidateConv(nn.Cell):
+    """Candidate ``path`` (one of ``CANDIDATES``) on the weight of ``conv`` (a model
+    :class:`~mindyolox.models.conv.Conv2d`, no bias): construct(x [B, C, H, W]) -> [B, O, H, W]."""
+
+    def __init__(self, conv, path):
+        super().__init__()
+        if not applies(path, conv.in_channels, conv.out_channels, conv.k, conv.s, conv.group) or conv.p != 1:
+            raise ValueError(f"candidate {path!r} does not apply to this convolution")
+        self.weight = conv.weight
+        self.op = {"winograd": lambda: WinogradConv3x3("slices"), "winograd_mm": lambda: WinogradConv3x3("im2col"),
+                   "im2col_bprop": lambda: Im2ColConv3x3(conv.in_channels, conv.out_channels),
+                   "shift": ShiftDepthwise3x3}[path]()
+
+    def construct(self, x):
+        return self.op(x, self.weight)
