@@ -1,8 +1,8 @@
 """Microbenchmark of the model's own k x k convolutions on CPU: the model's path
 (:class:`mindyolox.models.conv.Conv2d` with ``im2col``), the candidates of
 ``bench/conv_candidates.py`` (``winograd``, ``winograd_mm``, ``im2col_bprop``, ``shift``) and,
-on request, MindSpore's native CPU ``Conv2D`` (``native``), against PyTorch's direct convolution of the same shapes, forward and
-forward+backward, GRAPH_MODE, in interleaved rounds (ours, PyTorch, ours, ...).
+on request, MindSpore's native CPU ``Conv2D`` (``native``), against PyTorch's direct
+convolution of the same shapes, forward and forward+backward, GRAPH_MODE, in interleaved rounds (ours, PyTorch, ours, ...).
 
     python bench/bench_conv.py --anchor-python /tmp/anchor-venv/bin/python        # 3 train cases
     python bench/bench_conv.py --cases train:nano:416:8 --reps 3 --rounds 1        # ours only
@@ -209,7 +209,8 @@ def run_torch(python, jobs, reps):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cases", nargs="+", default=DEFAULT_CASES)
-    p.add_argument("--paths", nargs="+", default=["im2col", "winograd", "winograd_mm", "im2col_bprop", "shift"], choices=ALL_PATHS,
+    p.add_argument("--paths", nargs="+", default=["im2col", "winograd", "winograd_mm", "im2col_bprop", "shift"],
+                   choices=ALL_PATHS,
                    help="our paths to time (native: MindSpore's CPU Conv2D, oneDNN's reference kernel: slow)")
     p.add_argument("--anchor-python", help="a python with torch: PyTorch's direct conv of the same shapes")
     p.add_argument("--reps", type=int, default=5, help="timed calls per measurement (median)")
