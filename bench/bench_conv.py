@@ -2,7 +2,8 @@
 (:class:`mindyolox.models.conv.Conv2d` with ``im2col``), the candidates of
 ``bench/conv_candidates.py`` (``winograd``, ``winograd_mm``, ``im2col_bprop``, ``shift``) and,
 on request, MindSpore's native CPU ``Conv2D`` (``native``), against PyTorch's direct
-convolution of the same shapes, forward and forward+backward, GRAPH_MODE, in interleaved rounds (ours, PyTorch, ours, ...).
+convolution of the same shapes, forward and forward+backward, GRAPH_MODE, in interleaved
+rounds (ours, PyTorch, ours, ...).
 
     python bench/bench_conv.py --anchor-python /tmp/anchor-venv/bin/python        # 3 train cases
     python bench/bench_conv.py --cases train:nano:416:8 --reps 3 --rounds 1        # ours only
