@@ -27,8 +27,10 @@ here it is always float32, before mixed precision casts the model's input.
 Differences from the host resize this replaces (``cv2.resize`` ``INTER_LINEAR`` per uint8
 sample, before batching): cv2 computes with 11-bit fixed-point weights and rounds the result
 to uint8, so its images were within one grey level of the official float interpolation; the
-graph's float32 interpolation is the official one up to float32 rounding (checked once against
-``torch.nn.functional.interpolate``: see docs/devices.md, "One sink pipeline").
+graph's float32 interpolation is the official one (checked once against torch 2.13's
+``F.interpolate`` on a random uint8 batch ``[2, 3, 96, 96]`` resized to 64, 128 and 64x128:
+identical, largest difference 0.0, where the cv2 uint8 resize differed by up to 0.72 grey
+levels; docs/devices.md, "One sink pipeline").
 """
 from mindspore import nn, ops
 from mindspore import dtype as mstype
