@@ -4,7 +4,6 @@ import pytest
 
 from mindyolox.data import build_dataset, create_eval_loader, create_train_loader, preproc, size_for_step
 from mindyolox.data.loader import TrainSource, multiscale_range, no_aug_start
-from mindyolox.data.transforms import resize_sample
 from mindyolox.data.mosaic import MosaicMixup
 from mindyolox.data.transforms import xyxy2cxcywh
 
@@ -42,7 +41,7 @@ def test_train_loader_deterministic_for_any_worker_count(coco16):
     e0 = runs[0][0]
     assert len(e0) == 4
     for im, lb in e0:
-        assert im.dtype == np.float32 and im.shape == (4, 3, 96, 96) and lb.shape == (4, 50, 5)
+        assert im.dtype == np.uint8 and im.shape == (4, 3, 96, 96)  # cast on the device and lb.shape == (4, 50, 5)
         assert 0 <= im.min() and im.max() <= 255
         valid = lb[..., 3] > 0
         assert valid.any() and (lb[..., 1][valid] <= 96).all()
@@ -65,7 +64,9 @@ def test_multiscale_sizes_per_batch(coco16):
     assert size_for_step(0, (96, 96), (2, 4), seed=0) == (96, 96)  # first block: input size
     h, w = size_for_step(5, (96, 192), (2, 4), seed=1, interval=1)  # aspect 2 kept
     assert w == 2 * h and h in (64, 96, 128)
-    loader = create_train_loader(data, AUG, TRAIN, num_workers=1, dataset=coco16, interval=1)
+    # multiscale_resize: sample builds each batch at its step's size
+    loader = create_train_loader(dict(data, multiscale_resize="sample"), AUG, TRAIN, num_workers=1, dataset=coco16,
+                                 interval=1)
     source = loader.source
     shapes = []
     for step, (im, lb) in enumerate(loader):
@@ -74,29 +75,25 @@ def test_multiscale_sizes_per_batch(coco16):
         assert im.shape[2] % 32 == 0 and im.shape[2] == im.shape[3]
         valid = lb[..., 3] > 0
         assert (lb[..., 1][valid] <= im.shape[3]).all() and (lb[..., 2][valid] <= im.shape[2]).all()
-    assert len(shapes) == 4
+    assert len(shapes) == 4 and len(set(shapes)) > 1
 
 
-def test_multiscale_batch_mode_resizes_the_input_size_sample(coco16):
-    """Official Exp.preprocess: the sample is built at input_size, then resized with its labels."""
-    image = np.random.default_rng(0).integers(0, 256, (3, 96, 96), dtype=np.uint8)
-    labels = np.zeros((3, 5), np.float32)
-    labels[0] = [1, 48, 24, 12, 30]
-    out, lab = resize_sample(image, labels, (64, 128))
-    assert out.shape == (3, 64, 128) and out.dtype == np.uint8
-    np.testing.assert_allclose(lab[0], [1, 64, 16, 16, 20], rtol=1e-6)
-    assert not lab[1:].any()
+def test_multiscale_batch_mode_sends_the_input_size_samples(coco16):
+    """Official Exp.preprocess: every sample is built at input_size (one batch shape for the
+    whole run, what one data-sink queue needs); the step resizes the batch
+    (tests/test_sink_pipeline.py). ``sample`` builds the sample at the step's size instead."""
     builder = MosaicMixup(coco16, (96, 96), AUG, 50)
     src = TrainSource(builder, 2, seed=0, ms_range=(2, 4), interval=1)
     direct = TrainSource(builder, 2, seed=0, ms_range=(2, 4), interval=1, resize_batch=False)
     pos = next(p for p in range(0, 16, 2) if src.size(0, p) != (96, 96))
     index = int(src.indices(0)[pos])
-    ref = resize_sample(*builder.sample(index, (96, 96), np.random.default_rng([0, 0, index])), src.size(0, pos))
+    ref = builder.sample(index, (96, 96), np.random.default_rng([0, 0, index]))
     got = src[pos]
+    assert got[0].dtype == np.uint8 and got[0].shape == (3, 96, 96)
     np.testing.assert_array_equal(got[0], ref[0])
     np.testing.assert_array_equal(got[1], ref[1])
     other = direct[pos]
-    assert other[0].shape == got[0].shape and not np.array_equal(other[0], got[0])
+    assert other[0].shape == (3,) + src.size(0, pos)
 
 
 def test_no_aug_switch_is_the_official_epoch():

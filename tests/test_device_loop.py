@@ -1,7 +1,7 @@
 """The device-resident loop: the lr computed in the graph equals the host schedule at every
 step; chunked runs (K steps per host call, loss summed on the device, one read per log
-line) give the losses of the per-step loop; per-size pipelines (data sink) hold exactly the
-batches of the single stream; a resumed stream starts at its first unconsumed batch."""
+line) give the losses of the per-step loop; a resumed stream starts at its first unconsumed
+batch. The data-sink feeder: tests/test_sink_pipeline.py."""
 import json
 
 import numpy as np
@@ -77,26 +77,6 @@ def test_chunked_loop_gives_the_per_step_losses(tmp_path, cache):
     assert runs[1].host_reads >= 30
 
 
-def test_per_size_pipelines_hold_the_stream_batches():
-    cfg = coco16_cfg("data.random_size=[2,4]", size=96)
-    kw = dict(rank=0, world_size=1, num_workers=0, interval=2, end_epoch=2)
-    ld = create_train_loader(cfg.data, cfg.aug, cfg.train, split_sizes=True, **kw)
-    src = ld.source
-    stream = list(ld.ms_dataset.create_tuple_iterator(num_epochs=1, output_numpy=True))
-    assert len(stream) == 2 * ld.steps_per_epoch
-    sizes = [src.size(k // ld.steps_per_epoch, (k % ld.steps_per_epoch) * ld.batch_size) for k in range(len(stream))]
-    assert len(set(sizes)) > 1 and set(ld.by_size) == set(sizes)
-    iters = {s: p.create_tuple_iterator(num_epochs=1, output_numpy=True) for s, p in ld.by_size.items()}
-    for k, (images, labels) in enumerate(stream):
-        img_s, lab_s = next(iters[sizes[k]])
-        assert images.shape[2:] == sizes[k]
-        np.testing.assert_array_equal(img_s, images, err_msg=f"step {k}")
-        np.testing.assert_array_equal(lab_s, labels)
-    for it in iters.values():  # nothing left over in any size's queue
-        with pytest.raises(StopIteration):
-            next(it)
-
-
 def test_resumed_stream_starts_at_the_first_unconsumed_batch():
     cfg = coco16_cfg(size=96)
     full = list(create_train_loader(cfg.data, cfg.aug, cfg.train, num_workers=0, start_epoch=1, end_epoch=2)
@@ -108,66 +88,3 @@ def test_resumed_stream_starts_at_the_first_unconsumed_batch():
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(la, lb)
     assert np.abs(resumed[0][0]).max() > 0  # a real batch, not a blank placeholder
-
-
-class _Transfer:
-    """Stands in for MindSpore's transfer dataset: records the calls a feeder makes."""
-
-    def __init__(self, log, size):
-        self.log, self.size = log, size
-
-    def stop_send(self):
-        self.log.append(("stop_send", self.size))
-
-    def release(self):
-        self.log.append(("release", self.size))
-
-
-@pytest.mark.parametrize("start_iter", [0, 3])
-def test_sink_feeder_stops_and_releases_every_queue(monkeypatch, start_iter):
-    """Data sink is refused on CPU, so ``mindspore.data_sink`` is replaced by what it does to
-    the pipeline (sets ``__transfer_dataset__``, returns a function that runs the step on the
-    queue's next batch): the per-size pipelines feed the step, byte for byte, the batches the
-    non-sink loop's single stream holds -- also when resumed at iteration 3 -- and ``close``
-    stops then releases each opened queue once (MindSpore's Model.train order)."""
-    import mindspore as ms
-
-    from mindyolox.engine.feeder import StepFeeder
-    cfg = coco16_cfg("data.random_size=[2,4]", size=96)
-    kw = dict(rank=0, world_size=1, num_workers=0, interval=2, end_epoch=1)
-    ld = create_train_loader(cfg.data, cfg.aug, cfg.train, split_sizes=True, start_iter=start_iter, **kw)
-    # the non-sink loop's stream of an uninterrupted run: the resumed sink run must give its tail
-    full = create_train_loader(cfg.data, cfg.aug, cfg.train, **kw)
-    stream = list(full.ms_dataset.create_tuple_iterator(num_epochs=1, output_numpy=True))[start_iter:]
-    calls = []
-
-    def fake_data_sink(fn, dataset, sink_size=1):
-        assert sink_size == 1
-        size = next(s for s, p in ld.by_size.items() if p is dataset)
-        dataset.__transfer_dataset__ = _Transfer(calls, size)
-        it = dataset.create_tuple_iterator(num_epochs=1)
-        return lambda: fn(*next(it))
-    monkeypatch.setattr(ms, "data_sink", fake_data_sink)
-    seen = []
-    feeder = StepFeeder(lambda images, labels: seen.append((images.asnumpy(), labels.asnumpy())), ld, sink=True)
-    src = ld.source
-    sizes = [src.size(0, k * ld.batch_size) for k in range(start_iter, ld.steps_per_epoch)]
-    k = 0
-    while k < len(sizes):  # chunks of one size, as the trainer runs them
-        n = 1
-        while k + n < len(sizes) and sizes[k + n] == sizes[k]:
-            n += 1
-        assert feeder.run(n, sizes[k]) == 0.0
-        k += n
-    assert len(seen) == len(stream)
-    for (img, lab), (want_img, want_lab) in zip(seen, stream):  # byte for byte the stream's batches
-        np.testing.assert_array_equal(img, want_img)
-        np.testing.assert_array_equal(lab, want_lab)
-    opened = sorted(set(sizes))
-    assert len(opened) > 1 and calls == []
-    feeder.close()
-    assert sorted(calls) == sorted([("stop_send", s) for s in opened] + [("release", s) for s in opened])
-    for s in opened:  # stop before release, per queue
-        assert calls.index(("stop_send", s)) < calls.index(("release", s))
-    feeder.close()  # idempotent
-    assert len(calls) == 2 * len(opened)

@@ -54,6 +54,9 @@ DRIVER = textwrap.dedent('''
         for k, (images, labels) in enumerate(stream):
             on = rank == 1 and k == {overflow_step}
             step.injected_status.set_data(Tensor(np.array([1.0 if on else 0.0], np.float32)))
+            # the pipeline sends uint8 (NaN needs float32): every rank feeds float32, so all
+            # ranks run the same step graph at every step
+            images = images.astype(mstype.float32)
             if rank == 1 and k == {nan_step}:
                 images = Tensor(np.full(images.shape, np.nan, np.float32))
             yield images, labels

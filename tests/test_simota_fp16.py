@@ -46,7 +46,7 @@ def _demo_inputs():
         cfg = coco16_cfg(*extra, size=320, max_epoch=2)
         ld = create_train_loader(cfg.data, cfg.aug, cfg.train, num_workers=0, start_epoch=epoch, end_epoch=epoch + 1)
         images, labels = next(ld.ms_dataset.create_tuple_iterator(num_epochs=1))
-        raw, grids, strides = model(images)
+        raw, grids, strides = model(images.astype(mstype.float32))  # the pipeline sends uint8
         raw, lab = raw.asnumpy(), labels.asnumpy()
         from mindyolox.losses.yolox_loss import decode_boxes
         boxes = decode_boxes(Tensor(raw[..., :4]), grids, strides).asnumpy()

@@ -1,10 +1,13 @@
 """``mindspore.dataset`` loaders for training and evaluation.
 
 Training (:func:`create_train_loader`)
-    A ``GeneratorDataset`` over :class:`TrainSource` with a :class:`TrainSampler`, then
-    ``batch(drop_remainder=True)`` and a cast of the images to float32. Columns:
-    ``images`` float32 ``[B, 3, S, S']`` (BGR 0..255) and ``labels`` float32
-    ``[B, max_labels, 5]`` ``(class, cx, cy, w, h)`` in input pixels, zero rows = padding.
+    ONE ``GeneratorDataset`` over :class:`TrainSource` with a :class:`TrainSampler`, then
+    ``batch(drop_remainder=True)``; no cast. Columns: ``images`` uint8 ``[B, 3, H0, W0]`` (BGR)
+    and ``labels`` float32 ``[B, max_labels, 5]`` ``(class, cx, cy, w, h)`` in input pixels,
+    zero rows = padding. The images cross the host-device boundary as uint8 and the compiled
+    step casts them to float32 on the device
+    (:class:`~mindyolox.engine.preprocess.BatchPreprocess`). The same single pipeline feeds
+    the step with and without data sink (:class:`~mindyolox.engine.feeder.StepFeeder`).
 
     - Sample order, the official ``InfiniteSampler`` + ``YoloBatchSampler``: one endless
       stream of permutations of the dataset (pass ``p`` shuffled by ``[seed, p]``), rank ``r``
@@ -24,12 +27,18 @@ Training (:func:`create_train_loader`)
       rank (it depends on the global step only): ``32 * randint(lo, hi)`` for the height
       (``lo, hi`` = ``data.random_size`` or ``input_size/32 -+ multiscale_range``), the width
       keeping the recipe's aspect ratio; block 0 uses ``input_size`` as the official trainer
-      does. ``data.multiscale_resize``: ``batch`` (official) builds every sample at
-      ``input_size`` and resizes it to the step's size (bilinear, half-pixel centres: the
-      official ``F.interpolate(align_corners=False)`` of the batch, here per image on uint8,
-      so within one grey level of it) with the labels scaled; ``sample`` builds the sample
-      at the step's size directly (mosaic canvas, affine and letterbox at that size: sharper
-      small images, no second resampling).
+      does (:meth:`TrainSource.size`). ``data.multiscale_resize``:
+
+      * ``batch`` (default, official ``Exp.preprocess``): every sample is built at
+        ``input_size`` (``H0, W0``), so every batch has one shape, and the compiled step of the
+        block's size resizes the batch on the device (bilinear, half-pixel centres: the
+        official ``F.interpolate(align_corners=False)``) with the labels scaled
+        (:class:`~mindyolox.engine.preprocess.BatchPreprocess`). One shape is what a data-sink
+        device queue needs: one pipeline, one queue, for every size.
+      * ``sample``: the sample is built at the step's size directly (mosaic canvas, affine and
+        letterbox at that size: sharper small images, no second resampling). Batches change
+        shape with the size, so this is refused with data sink while multiscale is on
+        (:func:`check_sink_support`).
 
 Evaluation (:func:`create_eval_loader`)
     Columns ``images`` float32 ``[B, 3, H, W]`` (``preproc``), ``index`` int32 ``[B]`` (dataset
@@ -45,12 +54,12 @@ from ..errors import DataError
 from .base import DetectionDataset, EventLog, logger
 from .coco import COCODataset
 from .mosaic import MosaicMixup
-from .transforms import letterbox, resize_sample
+from .transforms import letterbox
 from .voc import VOCDataset
 
 __all__ = [
     "build_dataset", "no_aug_start", "TrainSource", "TrainSampler", "multiscale_range", "size_for_step",
-    "create_train_loader", "create_eval_loader", "Loader",
+    "create_train_loader", "create_eval_loader", "Loader", "check_sink_support",
 ]
 
 
@@ -114,7 +123,8 @@ def no_aug_start(max_epoch, no_aug_epochs):
 
 class TrainSource:
     """Random-access source for ``GeneratorDataset``: key ``epoch * samples_per_epoch + pos``
-    -> ``(image uint8 [3, H, W], labels float32 [max_labels, 5])``."""
+    -> ``(image uint8 [3, H, W], labels float32 [max_labels, 5])``, built at ``input_size``
+    (``resize_batch``: the step resizes the batch) or at the step's multiscale size."""
 
     def __init__(self, builder, batch_size, seed=0, rank=0, world_size=1, ms_range=None,
                  interval=10, no_aug_epoch=None, resize_batch=True):
@@ -176,11 +186,8 @@ class TrainSource:
         index = int(indices[pos])
         rng = np.random.default_rng([self.seed, int(passes[pos]), index])
         mosaic = self.no_aug_epoch is None or epoch < self.no_aug_epoch
-        size = self.size(epoch, pos)
-        if not self.resize_batch or size == self.builder.input_size:
-            return self.builder.sample(index, size, rng, mosaic=mosaic)
-        image, labels = self.builder.sample(index, self.builder.input_size, rng, mosaic=mosaic)
-        return resize_sample(image, labels, size)
+        size = self.builder.input_size if self.resize_batch else self.size(epoch, pos)
+        return self.builder.sample(index, size, rng, mosaic=mosaic)
 
 
 def _sampler_base():
@@ -194,19 +201,14 @@ class TrainSampler(_sampler_base()):
     training epochs is one pass: no pipeline restart per epoch, and a resumed run starts at
     its first unconsumed sample -- nothing is fed that the step must discard). A further
     MindSpore epoch continues with the next ``end_epoch - start_epoch`` training epochs.
+    ``source`` gives ``samples_per_epoch``."""
 
-    ``size_filter`` (``(h, w)``): only the keys of global steps trained at that input size
-    (one pipeline per multiscale size, see :func:`create_train_loader` ``split_sizes``).
-    ``source`` gives ``steps_per_epoch``, ``batch_size`` and the size of each step."""
-
-    def __init__(self, source, start_epoch=0, start_pos=0, end_epoch=None, size_filter=None):
+    def __init__(self, source, start_epoch=0, start_pos=0, end_epoch=None):
         self.source = source
         self.n = int(source.samples_per_epoch)
         self.start_epoch, self.start_pos = int(start_epoch), int(start_pos)
         self.span = (int(end_epoch) if end_epoch is not None else self.start_epoch + 1) - self.start_epoch
-        self.size_filter = tuple(size_filter) if size_filter is not None else None
         self.passes = 0
-        self._len = None
         super().__init__()
 
     def _range(self, p):
@@ -216,24 +218,11 @@ class TrainSampler(_sampler_base()):
     def __iter__(self):
         start, end = self._range(self.passes)
         self.passes += 1
-        if self.size_filter is None:
-            return iter(range(start, end))
-        return self._filtered(start, end)
-
-    def _filtered(self, start, end):
-        b = self.source.batch_size
-        for first in range(start, end, b):
-            epoch, pos = divmod(first, self.n)
-            if self.source.size(epoch, pos) == self.size_filter:
-                yield from range(first, first + b)
+        return iter(range(start, end))
 
     def __len__(self):
         start, end = self._range(0)
-        if self.size_filter is None:
-            return end - start
-        if self._len is None:  # MindSpore asks more than once; counting walks every batch
-            self._len = sum(1 for _ in self._filtered(start, end))
-        return self._len
+        return end - start
 
 
 @dataclass
@@ -241,15 +230,16 @@ class Loader:
     """What the loaders return. ``ms_dataset`` is the ``mindspore.dataset`` pipeline
     (iterate with ``create_tuple_iterator`` / ``create_dict_iterator`` or feed ``Model.train``);
     ``dataset`` the :class:`DetectionDataset`; ``events.summary()`` the skipped images and
-    dropped labels counted so far (all worker processes). ``by_size`` (training with
-    ``split_sizes``): ``{(h, w): pipeline}`` with the batches of each input size, in order."""
+    dropped labels counted so far (all worker processes). ``resize_in_graph`` (training):
+    the batches are at ``input_size`` and the step resizes them to its multiscale size
+    (``data.multiscale_resize: batch``); False: the batches already have the step's size."""
     ms_dataset: object
     dataset: DetectionDataset
     steps_per_epoch: int
     batch_size: int
     events: EventLog
     source: object = None
-    by_size: dict = None
+    resize_in_graph: bool = False
 
     def __iter__(self):
         """One epoch of numpy tuples (convenience for tools and tests); nothing for a loader
@@ -280,7 +270,7 @@ def cache_mode(data_cfg):
 
 def create_train_loader(data_cfg, aug_cfg, train_cfg, rank=0, world_size=1, start_epoch=0,
                         num_workers=None, dataset=None, interval=10, mosaic=True, start_iter=0,
-                        end_epoch=None, split_sizes=False):
+                        end_epoch=None):
     """Training loader from the recipe sections ``data``, ``aug`` and ``train`` (dict-like).
 
     ``train.batch_size`` is the total over ``world_size`` devices; each rank gets
@@ -290,11 +280,8 @@ def create_train_loader(data_cfg, aug_cfg, train_cfg, rank=0, world_size=1, star
     built dataset. The pipeline yields the batches of epochs ``start_epoch`` .. ``end_epoch - 1``
     (default: one epoch) as one MindSpore epoch, starting at batch ``start_iter`` of
     ``start_epoch`` (resuming mid-epoch: exactly the batches an uninterrupted run produces
-    from there on). ``split_sizes``: also one pipeline per multiscale input size
-    (``Loader.by_size``; data sink needs one shape per queue), the workers shared out.
-    Returns a :class:`Loader`.
+    from there on). Images are uint8 (module doc). Returns a :class:`Loader`.
     """
-    import mindspore as ms
     import mindspore.dataset as ds
 
     world_size = int(world_size)
@@ -324,20 +311,24 @@ def create_train_loader(data_cfg, aug_cfg, train_cfg, rank=0, world_size=1, star
     workers = int(data_cfg["num_workers"] if num_workers is None else num_workers)
     end_epoch = int(end_epoch) if end_epoch is not None else int(start_epoch) + 1
 
-    def pipeline(size_filter, n_workers):
-        sampler = TrainSampler(source, start_epoch, int(start_iter) * batch, end_epoch, size_filter)
-        pipe = _generator(source, ["images", "labels"], n_workers, sampler).batch(batch, drop_remainder=True)
-        return pipe.map(operations=ds.transforms.TypeCast(ms.float32), input_columns=["images"])
-
-    by_size = None
-    if split_sizes:
-        spe = source.steps_per_epoch
-        sizes = source.sizes(int(start_epoch) * spe + int(start_iter), end_epoch * spe)
-        by_size = {s: pipeline(s, max(1, workers // len(sizes)) if workers else 0) for s in sizes}
+    sampler = TrainSampler(source, start_epoch, int(start_iter) * batch, end_epoch)
+    pipe = _generator(source, ["images", "labels"], workers, sampler).batch(batch, drop_remainder=True)
     logger.info("train loader: %s, %d steps/epoch of %d on rank %d/%d, %d workers, multiscale %s",
                 dataset, source.steps_per_epoch, batch, rank, world_size, workers, source.ms_range)
-    return Loader(pipeline(None, workers), dataset, source.steps_per_epoch, batch, dataset.events, source,
-                  by_size)
+    return Loader(pipe, dataset, source.steps_per_epoch, batch, dataset.events, source, source.resize_batch)
+
+
+def check_sink_support(data_cfg):
+    """Refuse, in one line, what one data-sink device queue cannot carry: batches whose shape
+    changes during the run (``data.multiscale_resize: sample`` with multiscale on). MindSpore
+    binds a pipeline to one transfer queue once (a second ``data_sink`` on it raises "The
+    dataset has been used with network.", ``mindspore/train/data_sink.py:36-37``) and its
+    ``GetNext`` has a fixed shape (``data_sink.py:70``)."""
+    mode = str(data_cfg.get("multiscale_resize", "batch"))
+    if mode == "sample" and multiscale_range(data_cfg) is not None:
+        raise DataError("data.multiscale_resize=sample builds batches of a new shape per multiscale size, which "
+                        "one data-sink queue cannot carry: use multiscale_resize=batch (official) with --data-sink, "
+                        "or train without --data-sink")
 
 
 # ----------------------------------------------------------------------------- evaluation

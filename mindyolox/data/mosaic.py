@@ -21,7 +21,8 @@ Per sample, with ``S = (H, W)`` the input size chosen for its batch:
 Without mosaic the image goes straight to ``TrainTransform``.
 
 ``S`` is the recipe's ``input_size`` with ``data.multiscale_resize: batch`` (the official
-way: the loader resizes the finished sample to the step's size) and the step's multiscale
+way: the compiled step resizes the finished batch to its size,
+:class:`~mindyolox.engine.preprocess.BatchPreprocess`) and the step's multiscale
 size with ``sample`` (built at that size directly: sharper, no second resampling).
 """
 import cv2

@@ -22,7 +22,7 @@ import numpy as np
 __all__ = [
     "PAD_VALUE", "preproc", "letterbox", "augment_hsv", "mirror", "get_aug_params",
     "get_affine_matrix", "apply_affine_to_boxes", "random_affine", "xyxy2cxcywh",
-    "cxcywh2xyxy", "pad_labels", "TrainTransform", "resize_sample"]
+    "cxcywh2xyxy", "pad_labels", "TrainTransform"]
 
 PAD_VALUE = 114  # grey of the letterbox canvas and of the affine border
 
@@ -218,16 +218,3 @@ class TrainTransform:
 
 def _chw(canvas):
     return np.ascontiguousarray(canvas.transpose(2, 0, 1))
-
-
-def resize_sample(image, labels, size):
-    """The official ``Exp.preprocess`` for one sample: ``image`` uint8 ``[3, h, w]`` resized
-    bilinearly to ``size = (H, W)``; ``labels`` ``[M, 5]`` ``(class, cx, cy, w, h)`` with x/w
-    scaled by ``W / w`` and y/h by ``H / h`` (zero padding rows stay zero)."""
-    h, w = image.shape[1:]
-    out = cv2.resize(np.ascontiguousarray(image.transpose(1, 2, 0)), (int(size[1]), int(size[0])),
-                     interpolation=cv2.INTER_LINEAR)
-    labels = labels.copy()
-    labels[:, 1::2] *= size[1] / w
-    labels[:, 2::2] *= size[0] / h
-    return np.ascontiguousarray(out.transpose(2, 0, 1)), labels

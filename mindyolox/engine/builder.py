@@ -61,14 +61,13 @@ def build_evaluator(cfg, rank=0, world_size=1):
 
 
 def build_training(cfg, options, *, rank=0, world_size=1, distributed=False, start_epoch=0, start_iter=0,
-                   num_workers=None, weights=None, evaluate=True, split_sizes=False):
+                   num_workers=None, weights=None, evaluate=True):
     """All parts of a training run of recipe ``cfg`` under ``options``
     (:class:`~mindyolox.options.DeviceOptions`).
 
     ``start_epoch`` / ``start_iter``: where the data stream starts (resuming);
     ``weights``: fine-tuning weights loaded into the model before the EMA copies it (the
-    head's class layers keep their initialisation when ``num_classes`` differs);
-    ``split_sizes``: one data pipeline per input size as well (data sink).
+    head's class layers keep their initialisation when ``num_classes`` differs).
     """
     from .. import build_model
     from ..data.loader import create_train_loader
@@ -94,8 +93,7 @@ def build_training(cfg, options, *, rank=0, world_size=1, distributed=False, sta
     net = YOLOXWithLoss(mixed_precision(model, options.amp_level), loss)
     workers = num_workers if num_workers is not None else min(int(cfg.data.num_workers), os.cpu_count() or 1)
     loader = create_train_loader(cfg.data, cfg.aug, t, rank=rank, world_size=world_size, start_epoch=start_epoch,
-                                 num_workers=workers, start_iter=start_iter, end_epoch=int(t.max_epoch),
-                                 split_sizes=split_sizes)
+                                 num_workers=workers, start_iter=start_iter, end_epoch=int(t.max_epoch))
     if loader.dataset.num_classes != int(cfg.model.num_classes):  # before training, not at the first evaluation
         from ..errors import ConfigError
         raise ConfigError(f"{loader.dataset.name} has {loader.dataset.num_classes} classes but model.num_classes is "

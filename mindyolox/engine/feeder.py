@@ -5,81 +5,146 @@ multiscale size change, a log line, an epoch end or ``max_iters``); it never rea
 back from the device, so the only host round trips are the trainer's ``read_stats`` once per
 ``print_interval`` and the first step of a new input size (timed for the compile log line).
 
-* ``sink=False`` (CPU, or no ``--data-sink``): batches come from the loader's stream iterator
-  (``next``), each ``step(images, labels)`` is one graph launch.
-* ``sink=True`` (Ascend/GPU): one ``mindspore.data_sink(step, pipeline, sink_size=1)`` per
-  input size over the loader's per-size pipelines (``Loader.by_size``): a device queue holds
-  only one shape, which MindSpore's GetNext requires (its shape-change handling exists on
-  Ascend only, and only for ``sink_size=1``). A chunk of ``n`` steps is ``n`` calls of that
-  size's sink function: no host data transfer, lr, or read between them. (MindSpore 2.10's
-  ``data_sink`` without a ``jit_config`` runs ``sink_size`` launches in a Python loop as
-  well, so this costs nothing against ``sink_size=n``; and it allows chunks of any length.)
+One pipeline, both modes. The loader's single pipeline (``Loader.ms_dataset``) yields uint8
+batches at the recipe's ``input_size`` (``data.multiscale_resize: batch``); every step is
+``step(images, labels, size)`` with the chunk's multiscale ``size`` as a Python tuple, so each
+size is its own compiled graph, and that graph casts the images to float32 and resizes the
+batch (:class:`~mindyolox.engine.preprocess.BatchPreprocess`). With and without sink the step
+receives the same batches in the same order and applies the same graph to them.
 
-Every device queue is stopped and released when training ends, on every exit path (the
-trainer's ``after_train``, which runs in a ``finally``, calls :meth:`StepFeeder.close`): MindSpore's
-own ``Model.train`` ends a sink run with ``dataset_helper.stop_send()`` and ``release()``
-(``mindspore/train/model.py:1189-1190``); ``mindspore.data_sink`` keeps its transfer dataset
-on the pipeline as ``__transfer_dataset__`` (``mindspore/train/data_sink.py:57``), whose
-``stop_send`` / ``release`` (``mindspore/dataset/engine/datasets.py:4681``, ``:4721``) are what
-``DatasetHelper`` calls (``mindspore/train/dataset_helper.py:596-597``). Without it a queue
-keeps its prefetched batches (and its sending thread) until the process exits.
+* ``sink=False`` (CPU, or no ``--data-sink``): batches come from the pipeline's tuple iterator
+  (``next``), each ``step(images, labels, size)`` is one graph launch.
+* ``sink=True`` (Ascend/GPU): ONE ``mindspore.data_sink(dispatch, pipeline, sink_size=1)``
+  for the whole run. MindSpore binds a pipeline to one transfer queue once -- a second
+  ``data_sink`` on the same pipeline raises "The dataset has been used with network."
+  (``mindspore/train/data_sink.py:36-37``) -- and its ``GetNext`` has the pipeline's one
+  shape (``data_sink.py:66-70``), so per-size graphs cannot each own a queue of this
+  pipeline; they do not need to: without a ``jit_config`` the sink function is plain Python
+  that pops the queue with ``GetNext`` and calls ``fn(*data)`` (``data_sink.py:234-258``),
+  and ``fn`` here is ``dispatch``, which calls ``step(images, labels, size)`` with the size
+  of the chunk being run (``run(n, size)`` sets it). The queue never changes shape, so
+  nothing depends on MindSpore's Ascend-only shape-change handling. A chunk of ``n`` steps is
+  ``n`` calls of the sink function: no host data transfer, lr, or read between them.
+
+Bounded device queue. The host keeps sending batches as long as the device queue takes them:
+on Ascend up to 100 batches or 2 GB in the mbuf queue (``DataQueueOp::WaitForAscendQueue``,
+``max_queue_size = 100``, ``max_queue_memory = 2.``, in MindSpore's
+``ccsrc/minddata/dataset/engine/datasetops/data_queue_op.cc``; the compiled
+``_c_dataengine`` of 2.10 holds its log text "max queue limit"). The feeder bounds it to
+:data:`QUEUE_BATCHES` batches ahead of the step: before each step it sets
+``mindspore.dataset.config.set_sending_batches(steps_run + 1 + QUEUE_BATCHES)``
+(``mindspore/dataset/core/config.py:703-729``), a limit the sending thread re-reads every
+10 ms (``DataQueueOp::LimitSendingBatches``), so the queue holds at most that many batches.
+Two is double buffering: one batch is being read by the running step while the next one is
+copied in; a deeper device queue only helps against a host that is slower than the device on
+average, which no queue depth fixes (the host pipeline's own connectors, 16 batches each by
+default, ``set_prefetch_size``, absorb the per-batch jitter of the augmentation workers).
+On GPU MindSpore does not read ``sending_batches`` (only ``SendDataToAscend`` calls
+``LimitSendingBatches``); its device buffer already holds 2 batches
+(``DatasetInitKernelMod``, ``buffer_q_capacity_{2}``) plus 8 per copy thread on the host.
+
+Every exit path stops and releases the queue: :meth:`StepFeeder.close` (the trainer calls it
+from ``after_train``, which runs in a ``finally`` -- normal end, ``max_iters``, exception,
+SIGINT/SIGTERM after the checkpoint, a second signal's ``KeyboardInterrupt`` -- and when
+``before_train`` fails after the feeder exists) does what MindSpore's own ``Model.train``
+does at the end of a sink run, ``dataset_helper.stop_send()`` then ``release()``
+(``mindspore/train/model.py:1189-1190``), on the transfer dataset ``data_sink`` keeps on the
+pipeline as ``__transfer_dataset__`` (``mindspore/train/data_sink.py:57``;
+``stop_send`` / ``release``: ``mindspore/dataset/engine/datasets.py:4681``, ``:4721``; what
+``DatasetHelper`` calls, ``mindspore/train/dataset_helper.py:596-597``). Between the two it
+lifts the sending limit back to 0 (= none, MindSpore's default): the sending thread waits in
+``LimitSendingBatches`` without checking for termination, so ``release`` must not find it
+there. Without sink, ``close`` stops the tuple iterator (``Iterator.stop``,
+``mindspore/dataset/engine/iterators.py:301-309``: its worker processes end now, not at
+interpreter exit).
 """
 import time
 
-__all__ = ["StepFeeder"]
+__all__ = ["StepFeeder", "QUEUE_BATCHES"]
+
+# batches the device queue may hold ahead of the running step (module doc: double buffering)
+QUEUE_BATCHES = 2
 
 
 class StepFeeder:
     """Run the train ``step`` over a :class:`~mindyolox.data.loader.Loader`'s batches.
 
-    ``run(n, size)`` launches ``n`` steps whose batches have input size ``size`` ``(h, w)``
-    and returns the seconds spent waiting for data (0 with sink, where the loader must have
-    been built with ``split_sizes=True``).
+    ``run(n, size)`` launches ``n`` steps of multiscale size ``size`` ``(h, w)`` and returns the
+    seconds spent waiting for data (0 with sink). Without sink each batch's shape is checked
+    against the schedule: ``input_size`` when the step resizes (``Loader.resize_in_graph``),
+    else ``size``. ``steps_run`` counts the steps launched.
     """
 
     def __init__(self, step, loader, sink=False):
         self.step = step
         self.sink = bool(sink)
-        self._sinks = {}
-        if self.sink:
-            if not loader.by_size:
-                raise ValueError("StepFeeder: data sink needs a loader built with split_sizes=True")
-            self.by_size = loader.by_size
-        else:
-            self._stream = loader.ms_dataset.create_tuple_iterator(num_epochs=1, do_copy=False)
+        self.pipeline = loader.ms_dataset
+        self.steps_run = 0
+        self._size = None
+        self._sink_fn = None
+        self._closed = False
+        self._batch_hw = None
+        if loader.resize_in_graph:
+            self._batch_hw = tuple(int(v) for v in loader.source.builder.input_size)
+        if not self.sink:
+            self._stream = self.pipeline.create_tuple_iterator(num_epochs=1, do_copy=False)
 
-    def _sink_fn(self, size):
-        if size not in self._sinks:
-            if size not in self.by_size:
-                raise ValueError(f"StepFeeder: no pipeline for input size {size} (sizes {sorted(self.by_size)})")
-            import mindspore as ms
-            self._sinks[size] = ms.data_sink(self.step, self.by_size[size], sink_size=1)
-        return self._sinks[size]
+    def _dispatch(self, images, labels):
+        """What the sink function calls with the queue's next batch: the step graph of the
+        chunk's size."""
+        return self.step(images, labels, self._size)
+
+    def _open_sink(self):
+        import mindspore as ms
+        import mindspore.dataset as ds
+        ds.config.set_sending_batches(1 + QUEUE_BATCHES)  # data_sink starts sending at once
+        self._sink_fn = ms.data_sink(self._dispatch, self.pipeline, sink_size=1)
 
     def close(self):
-        """Stop and release the device queue of every size this feeder has opened (module
-        doc); idempotent, nothing to do without sink. Every queue is tried; the first error,
-        if any, is raised after all of them."""
+        """Stop and release the device queue (module doc), or stop the iterator without sink;
+        idempotent. Every part is tried; the first error, if any, is raised after all."""
+        if self._closed:
+            return
+        self._closed = True
+        calls = []
+        if self.sink:
+            if self._sink_fn is not None:
+                import mindspore.dataset as ds
+                transfer = getattr(self.pipeline, "__transfer_dataset__", None)
+                if transfer is not None:
+                    calls.append(transfer.stop_send)
+                calls.append(lambda: ds.config.set_sending_batches(0))
+                if transfer is not None:
+                    calls.append(transfer.release)
+            self._sink_fn = None
+        else:
+            stop = getattr(self._stream, "stop", None)
+            if stop is not None:
+                calls.append(stop)
         error = None
-        for size in list(self._sinks):
-            transfer = getattr(self.by_size[size], "__transfer_dataset__", None)
-            del self._sinks[size]
-            if transfer is None:
-                continue
-            for call in (transfer.stop_send, transfer.release):
-                try:
-                    call()
-                except Exception as e:  # noqa: BLE001 -- re-raised below, after the other queues
-                    error = error or e
+        for call in calls:
+            try:
+                call()
+            except Exception as e:  # noqa: BLE001 -- re-raised below, after the other parts
+                error = error or e
         if error is not None:
             raise error
 
     def run(self, n, size):
+        if self._closed:
+            raise RuntimeError("StepFeeder.run after close")
+        size = (int(size[0]), int(size[1]))
         if self.sink:
-            fn = self._sink_fn(tuple(size))
+            import mindspore.dataset as ds
+            if self._sink_fn is None:
+                self._open_sink()
+            self._size = size
             for _ in range(int(n)):
-                fn()
+                ds.config.set_sending_batches(self.steps_run + 1 + QUEUE_BATCHES)
+                self._sink_fn()
+                self.steps_run += 1
             return 0.0
+        want = self._batch_hw or size
         data_s = 0.0
         for _ in range(int(n)):
             t0 = time.perf_counter()
@@ -88,7 +153,8 @@ class StepFeeder:
             except StopIteration:
                 raise RuntimeError("the training data stream ended before the schedule did") from None
             data_s += time.perf_counter() - t0
-            if tuple(images.shape[2:]) != tuple(size):
-                raise RuntimeError(f"batch of size {tuple(images.shape[2:])} where the schedule expects {tuple(size)}")
-            self.step(images, labels)
+            if tuple(images.shape[2:]) != want:
+                raise RuntimeError(f"batch of size {tuple(images.shape[2:])} where the schedule expects {want}")
+            self.step(images, labels, size)
+            self.steps_run += 1
         return data_s

@@ -1,9 +1,14 @@
 """The compiled training step: forward + SimOTA loss + backward + (all-reduce) + SGD + EMA.
 
 :class:`TrainStep` is an ``nn.Cell`` run in GRAPH_MODE (``mindspore.jit`` semantics: the
-whole ``construct`` is one compiled graph). Per call, for a batch ``images`` float32
-``[B, 3, H, W]`` (BGR 0..255) and ``labels`` float32 ``[B, max_labels, 5]``:
+whole ``construct`` is one compiled graph). Per call ``step(images, labels, size)``, for a batch
+``images`` ``[B, 3, H0, W0]`` (BGR 0..255; uint8 from the training pipeline, or float32),
+``labels`` float32 ``[B, max_labels, 5]`` and the step's multiscale input size ``size``
+``(H, W)`` (a tuple: a compile-time constant, one graph per size; None = ``(H0, W0)``):
 
+0. :class:`~mindyolox.engine.preprocess.BatchPreprocess`: the images cast to float32 on the
+   device and, when ``size`` differs, the batch resized to it with the labels scaled (the
+   official ``Exp.preprocess``);
 1. ``value_and_grad`` of ``YOLOXWithLoss`` with the total loss multiplied by the loss scale
    (``has_aux``: the other loss terms are returned, not differentiated);
 2. data parallel: ``DistributedGradReducer`` averages the gradients over the ranks;
@@ -38,7 +43,7 @@ Device-resident state, so that a run of steps needs nothing from the host:
 
 ``use_l1`` is a Parameter too (``set_use_l1``, once per epoch). None of these recompile, and
 the same cell works in data-sink mode, where the dataset supplies only images and labels. A
-new input shape (multiscale) compiles one more graph, cached by MindSpore per shape;
+new multiscale ``size`` (or input shape) compiles one more graph, cached by MindSpore per size;
 ``compiled_graphs`` counts them.
 
 Returns ``(total, iou, obj, cls, l1, num_fg, finite, scale, lr)``: the loss terms (unscaled
@@ -82,6 +87,8 @@ import numpy as np
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore import dtype as mstype
+
+from .preprocess import BatchPreprocess
 
 __all__ = ["TrainStep", "ScaledLoss", "LOSS_SCALES", "resolve_loss_scale", "STAT_NAMES"]
 
@@ -201,6 +208,7 @@ class TrainStep(nn.Cell):
             self.flag_reduce = ops.AllReduce()  # sum of the ranks' overflow flags
         self.status_mode = self.check_overflow and bool(float_status)
         self.hyper_map = ops.HyperMap()
+        self.preprocess = BatchPreprocess()
         # 1.0 when this call ran the optimizer (always, without accumulation): gates the EMA
         self.applied = Parameter(Tensor(1.0, mstype.float32), name="accum.applied", requires_grad=False)
         if self.accumulate > 1:
@@ -245,7 +253,7 @@ class TrainStep(nn.Cell):
 
     @property
     def compiled_graphs(self):
-        """Number of graphs compiled for this cell so far (one per distinct input shape)."""
+        """Number of graphs compiled for this cell so far (one per multiscale size / input shape)."""
         return len(self.compile_cache)
 
     # ------------------------------------------------------------------ the graph
@@ -279,8 +287,9 @@ class TrainStep(nn.Cell):
         inc = ops.stack(terms + (1.0 - finite.astype(mstype.float32), ops.ones((), mstype.float32)))
         return ops.assign(self.stats, ops.concat((self.stats[:8] + inc, scale.reshape(1))))
 
-    def _construct_accumulate(self, images, labels):
+    def _construct_accumulate(self, images, labels, size):
         """One micro-batch of gradient accumulation (module doc)."""
+        images, labels = self.preprocess(images, labels, size)
         scale = self.scale * 1.0
         k = self.global_step * 1
         step_lr = self.lr_fn(k) if self.lr_fn is not None else self.lr * 1.0
@@ -328,9 +337,10 @@ class TrainStep(nn.Cell):
             ops.assign(self.scale, new_scale)
             ops.assign(self.good_steps, ops.select(grow, ops.zeros_like(good), good))
 
-    def construct(self, images, labels):
+    def construct(self, images, labels, size=None):
         if self.accumulate > 1:
-            return self._construct_accumulate(images, labels)
+            return self._construct_accumulate(images, labels, size)
+        images, labels = self.preprocess(images, labels, size)
         scale = self.scale * 1.0
         k = self.global_step * 1
         step_lr = self.lr_fn(k) if self.lr_fn is not None else self.lr * 1.0

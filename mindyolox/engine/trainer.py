@@ -115,8 +115,10 @@ class Trainer:
         weights: ``.ckpt``/``.pth``/``.npz`` to fine-tune from (class layers re-initialised
             when ``num_classes`` differs).
         distributed: data parallel over the ``msrun`` workers (communication initialised here).
-        data_sink: ``mindspore.data_sink`` per input size (Ascend/GPU; on CPU it falls back to
-            the dataset iterator with a message).
+        data_sink: one ``mindspore.data_sink`` over the training pipeline for every input size
+            (Ascend/GPU, :mod:`~mindyolox.engine.feeder`; on CPU it falls back to the dataset
+            iterator with a message; refused with ``data.multiscale_resize: sample`` while
+            multiscale is on, :func:`~mindyolox.data.loader.check_sink_support`).
         num_workers: data workers (default ``data.num_workers`` capped at the CPU count).
         max_iters: stop after this many iterations in this process (tests, benchmarks);
             the LR schedule still follows ``max_epoch``.
@@ -162,6 +164,11 @@ class Trainer:
         try:
             self.before_train()
         except BaseException:
+            if getattr(self, "feeder", None) is not None:  # a hook failed after the feeder was made
+                try:
+                    self.feeder.close()
+                except Exception as e:  # the error in flight is the one to show
+                    print(f"note: the data queue was not released either ({type(e).__name__}: {e})", file=sys.stderr)
             self._release_run_dir()
             raise
         try:
@@ -266,6 +273,9 @@ class Trainer:
     def before_train(self):
         import mindspore as ms
         t_setup = time.perf_counter()
+        if self.data_sink:  # on CPU too (before the run folder): the command must not fail only on the device
+            from ..data.loader import check_sink_support
+            check_sink_support(self.cfg.data)
         self._setup_runtime()
         cfg, t = self.cfg, self.tcfg
         self.max_epoch = int(t.max_epoch)
@@ -288,7 +298,7 @@ class Trainer:
         parts = build_training(cfg, self.options, rank=self.rank, world_size=self.world_size,
                                distributed=self.distributed, start_epoch=self.start_epoch, start_iter=self.start_iter,
                                num_workers=self.num_workers, weights=None if meta else self.weights,
-                               evaluate=self.do_eval, split_sizes=sink)
+                               evaluate=self.do_eval)
         for name in PARTS:
             setattr(self, name, getattr(parts, name))
         self._log_weights_report(parts.weights_report)
@@ -333,7 +343,7 @@ class Trainer:
 
     def after_train(self):
         if getattr(self, "feeder", None) is not None:
-            self.feeder.close()  # data sink: stop_send / release every device queue (feeder module doc)
+            self.feeder.close()  # data sink: stop_send / release the device queue (feeder module doc)
         self._restore_signals()
         if self.distributed and self.status in ("finished", "stopped", "early_stopped"):
             from .distributed import all_reduce_norm
