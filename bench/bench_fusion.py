@@ -193,8 +193,7 @@ def _ema_variants():
 def bench_update(steps, variants):
     """The EMA update and the SGD update of yolox-``variant`` (its parameter list) per tensor,
     against the same update on one flat tensor of the same total size (the bound a fused,
-    contiguous-buffer update could reach), the concat that a flat update of separate
-    parameters would need first, and the EMA with other per-tensor kernels."""
+    contiguous-buffer update could reach), and the EMA with other per-tensor kernels."""
     import mindspore as ms
     from mindspore import Parameter, Tensor, nn, ops
 
@@ -236,14 +235,6 @@ def bench_update(steps, variants):
             def construct(self, g, lr):
                 return self.sgd(self.p, g, lr, self.mom, Tensor(0.9, ms.float32), self.stat)
 
-        class Concat(nn.Cell):
-            def __init__(self, params):
-                super().__init__()
-                self.params = params
-
-            def construct(self):
-                return ops.concat([p.reshape(-1) for p in self.params])
-
         class OptCall(nn.Cell):
             def __init__(self, o):
                 super().__init__()
@@ -252,7 +243,10 @@ def bench_update(steps, variants):
             def construct(self, g, lr):
                 return self.o(g, lr)
 
-        flat_ema, flat_sgd, concat, opt_call = FlatEMA(n_ema), FlatSGD(n_opt), Concat(ema.src), OptCall(opt)
+        # (a Concat of the model's parameters into one buffer, which an update of one flat tensor
+        # would need each step, does not even compile here: the graph front end recurses past
+        # its depth limit on a list of ~300 reshapes)
+        flat_ema, flat_sgd, opt_call = FlatEMA(n_ema), FlatSGD(n_opt), OptCall(opt)
         g_flat = Tensor(np.full(n_opt, 1e-3, np.float32))
         fns = {f"EMA per tensor, Lerp + Assign ({len(ema.src)} tensors, {n_ema / 1e6:.2f} M values)":
                lambda: ema(on).asnumpy()}
@@ -260,7 +254,6 @@ def bench_update(steps, variants):
             fns[f"EMA per tensor, {k}"] = lambda c=cell: c(on).asnumpy()
         fns.update({
             "EMA one flat tensor (same size), Lerp + Assign": lambda: flat_ema(Tensor(0.1, ms.float32)).asnumpy(),
-            "concat of the model's parameters into one": lambda: concat().asnumpy(),
             f"SGD per tensor ({len(opt.params)} tensors, {n_opt / 1e6:.2f} M values)":
                 lambda: [x.asnumpy() for x in opt_call(grads, lr)[:1]],
             "SGD one flat tensor (same size)": lambda: flat_sgd(g_flat, lr).asnumpy(),

@@ -36,7 +36,7 @@ def parse_args(argv=None):
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--compile-cache", default="auto", metavar="auto|off|DIR",
                    help="MindSpore on-disk graph cache for a faster start of later runs: auto (default; "
-                        "~/.cache/mindyolox/compile/<run>-<key of code, recipe, device>, fixed-size recipes only), "
+                        "~/.cache/mindyolox/compile/recipe-<key of code, recipe, device>, fixed-size recipes only), "
                         "off, or a folder (a keyed subfolder of it)")
     return parse_cli(p, argv)
 

@@ -538,8 +538,8 @@ class Trainer:
         # what changes the graphs beyond recipe and options (a resume or fine-tune of a
         # fixed-size recipe compiles the same sequence, so it shares the folder)
         run = {"distributed": self.distributed, "world_size": self.world_size, "data_sink": self.data_sink}
-        path, self._cache_note = resolve_compile_cache(self.compile_cache, self.cfg, self.options, run,
-                                                       name=self.run_dir.name)
+        # (the folder is named by the key alone: two runs of one recipe have two run names)
+        path, self._cache_note = resolve_compile_cache(self.compile_cache, self.cfg, self.options, run)
         if path is not None:
             self._env_saved.update({k: os.environ.get(k) for k in _CACHE_ENV})
             os.environ["MS_COMPILER_CACHE_ENABLE"] = "1"
