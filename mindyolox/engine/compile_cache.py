@@ -1,7 +1,7 @@
 """Where a training run keeps MindSpore's on-disk graph cache (``MS_COMPILER_CACHE_PATH``).
 
-Two facts of MindSpore 2.10 decide the design (both checked on CPU, ``bench/bench_fusion.py``
-and the tests of ``tests/test_compile_cache.py``):
+Two facts of MindSpore 2.10 decide the design (checked on CPU with a two-graph script,
+2026-12-02; the speed-up is in docs/benchmarks.md, ``bench/bench_fusion.py cache``):
 
 * graphs are cached **by position**: the n-th graph a process compiles is saved as and loaded
   from ``rank_<r>/graph_cache/compile_cache_<n>.mindir``, and ``MS_COMPILER_CACHE_PATH`` is read
