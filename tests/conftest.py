@@ -63,6 +63,20 @@ def _mindspore_cpu():
     yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_compile_cache(tmp_path_factory):
+    """``train.py``'s default ``--compile-cache auto`` writes under ``$MINDYOLOX_COMPILE_CACHE``:
+    a folder of this session (inherited by the CLI subprocesses), so no test reads graphs
+    cached by another version of the code (mindyolox/engine/compile_cache.py)."""
+    saved = os.environ.get("MINDYOLOX_COMPILE_CACHE")
+    os.environ["MINDYOLOX_COMPILE_CACHE"] = str(tmp_path_factory.mktemp("compile_cache_auto"))
+    yield
+    if saved is None:
+        os.environ.pop("MINDYOLOX_COMPILE_CACHE", None)
+    else:
+        os.environ["MINDYOLOX_COMPILE_CACHE"] = saved
+
+
 @pytest.fixture(autouse=True)
 def _restore_compile_cache_env():
     """MindSpore's compile-cache switches are process-global environment variables; a test

@@ -34,8 +34,10 @@ def parse_args(argv=None):
     p.add_argument("--max-iters", type=int, default=None, help="stop after N iterations (schedule unchanged)")
     p.add_argument("--no-eval", action="store_true", help="skip the periodic evaluation")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--compile-cache", default=None, metavar="DIR",
-                   help="MindSpore on-disk graph cache (faster start of later runs)")
+    p.add_argument("--compile-cache", default="auto", metavar="auto|off|DIR",
+                   help="MindSpore on-disk graph cache for a faster start of later runs: auto (default; "
+                        "~/.cache/mindyolox/compile/recipe-<key of code, recipe, device>, fixed-size recipes only), "
+                        "off, or a folder (a keyed subfolder of it)")
     return parse_cli(p, argv)
 
 

@@ -124,7 +124,9 @@ class Trainer:
             the LR schedule still follows ``max_epoch``.
         evaluate: run the periodic evaluation (``train.eval_interval``); hooks: list of
             :class:`TrainHook`; progress: show tqdm bars; compile_cache: MindSpore's on-disk
-            graph cache folder (None: off).
+            graph cache: None / ``off`` (default), ``auto`` (a folder keyed by code version,
+            recipe and device options, for fixed-size recipes) or a folder (a keyed subfolder
+            of it); see :mod:`mindyolox.engine.compile_cache`.
     """
 
     def __init__(self, cfg, options=None, run_dir=None, name=None, resume=False, exist_ok=False, weights=None,
@@ -288,6 +290,8 @@ class Trainer:
         self._setup_logging()
         if self._schedule_note:
             self.log(self._schedule_note)
+        if getattr(self, "_cache_note", None):
+            self.log(self._cache_note)
         ms.set_seed(int(t.seed))
         np.random.seed(int(t.seed))
         from .builder import build_training
@@ -519,10 +523,6 @@ class Trainer:
         # process-global MindSpore switches: set for this run, restored by train() so that
         # later compiles in the same process (tests, notebooks) do not inherit them
         self._env_saved = {}
-        if self.compile_cache:
-            self._env_saved.update({k: os.environ.get(k) for k in _CACHE_ENV})
-            os.environ["MS_COMPILER_CACHE_ENABLE"] = "1"
-            os.environ["MS_COMPILER_CACHE_PATH"] = str(self.compile_cache)
         from .runtime import keep_compile_dumps_in
         self._env_saved.update(keep_compile_dumps_in(self.run_dir))
         if self.distributed:
@@ -539,6 +539,21 @@ class Trainer:
             self.options = resolve_options(self.cfg)
         from ..options import apply_precision_mode
         apply_precision_mode(self.options)  # Ascend only; recorded in the checkpoints' options
+        self._setup_compile_cache()
+
+    def _setup_compile_cache(self):
+        """MindSpore's graph cache for this run (``compile_cache``: None/off, ``auto`` or a
+        folder; see :mod:`mindyolox.engine.compile_cache`), set before anything compiles."""
+        from .compile_cache import resolve_compile_cache
+        # what changes the graphs beyond recipe and options (a resume or fine-tune of a
+        # fixed-size recipe compiles the same sequence, so it shares the folder)
+        run = {"distributed": self.distributed, "world_size": self.world_size, "data_sink": self.data_sink}
+        # (the folder is named by the key alone: two runs of one recipe have two run names)
+        path, self._cache_note = resolve_compile_cache(self.compile_cache, self.cfg, self.options, run)
+        if path is not None:
+            self._env_saved.update({k: os.environ.get(k) for k in _CACHE_ENV})
+            os.environ["MS_COMPILER_CACHE_ENABLE"] = "1"
+            os.environ["MS_COMPILER_CACHE_PATH"] = str(path)
 
     def _read_resume_meta(self):
         """Resume metadata (or None); sets the start position and the best AP so far."""

@@ -1,0 +1,129 @@
+"""Where a training run keeps MindSpore's on-disk graph cache (``MS_COMPILER_CACHE_PATH``).
+
+Two facts of MindSpore 2.10 decide the design (checked on CPU with a two-graph script,
+2026-12-02; the speed-up is in docs/benchmarks.md, ``bench/bench_fusion.py cache``):
+
+* graphs are cached **by position**: the n-th graph a process compiles is saved as and loaded
+  from ``rank_<r>/graph_cache/compile_cache_<n>.mindir``, and ``MS_COMPILER_CACHE_PATH`` is read
+  once, at the process's first compile. A process that compiles the same graphs in another
+  order (input sizes 6, 4 where the cache was filled with 4, 6) loads the other graph and
+  fails in a kernel (``ArgMaxWithValue``: "memory size of 'x' must be 40, but got 32").
+  A multiscale run meets its input sizes in an order that depends on the seed and on where
+  it starts (a resume), so its cache is not reusable safely: ``auto`` leaves it off there.
+  A fixed-size recipe compiles the same sequence every time (train step, EMA update,
+  evaluation), from a fresh start or a resume.
+* MindSpore validates a cached graph only by the hash of the Python files it finds from the
+  entry script through module-level imports (below).
+
+MindSpore validates a cached graph only by the hash of the Python files it finds from the
+entry script through *module-level* imports, skipping installed packages
+(``mindspore/graph/api.py:306-362``, ``__get_compile_cache_dep_files``): imports inside
+functions -- most of this package's -- are not followed, and a pip-installed ``mindyolox``
+is skipped entirely. A cache folder shared between two versions of this code, or two
+recipes, could therefore hand a graph of the other one to the run (the backend itself warns
+"be aware of correctness risks" when it loads one). So the folder is keyed here:
+
+``<root>/<recipe name>-<key>``, ``key`` = the first 16 hex digits of the SHA-256 of
+
+* every ``*.py`` file of the ``mindyolox`` package (path and bytes) -- the code version;
+* the MindSpore version and the Python version;
+* the resolved recipe (JSON, keys sorted) without the keys that never enter a graph and only
+  place the run (:data:`NOT_IN_GRAPHS`);
+* the device options (:class:`~mindyolox.options.DeviceOptions`, which choose kernels).
+
+``root`` is ``$MINDYOLOX_COMPILE_CACHE`` if set (``off`` there turns ``auto`` off), else
+``~/.cache/mindyolox/compile``. The test suite points it at a folder of its own session
+(``tests/conftest.py``), so tests never read a cache written by other code. Any change
+of code, MindSpore, recipe value or device options gives a new folder (compiled once, as
+without a cache); stale folders are never read again and can be deleted at any time.
+"""
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["code_version", "recipe_key", "default_cache_dir", "resolve_compile_cache", "NOT_IN_GRAPHS", "CACHE_ENV"]
+
+CACHE_ENV = ("MS_COMPILER_CACHE_ENABLE", "MS_COMPILER_CACHE_PATH")
+
+PACKAGE = Path(__file__).resolve().parents[1]
+# recipe keys that place a run and never reach a compiled graph (the run name is no recipe key)
+NOT_IN_GRAPHS = ("train.output_dir",)
+
+
+def code_version():
+    """SHA-256 hex of the package's ``*.py`` files (relative path and content, sorted), the
+    MindSpore version and the Python version."""
+    import mindspore
+    h = hashlib.sha256()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        h.update(path.relative_to(PACKAGE).as_posix().encode())
+        h.update(b"\0")
+        h.update(path.read_bytes())
+        h.update(b"\0")
+    h.update(f"mindspore {mindspore.__version__} python {sys.version_info[:3]}".encode())
+    return h.hexdigest()
+
+
+def _without(cfg, dotted_keys):
+    data = json.loads(json.dumps(cfg, default=str))
+    for key in dotted_keys:
+        *parents, last = key.split(".")
+        node = data
+        for p in parents:
+            node = node.get(p, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return data
+
+
+def recipe_key(cfg, options=None, run=None):
+    """16 hex digits naming the graphs of ``cfg`` (a resolved recipe) with ``options``
+    (:class:`~mindyolox.options.DeviceOptions` or None) and ``run`` (a dict of the run's
+    switches that change which graphs compile, e.g. distributed, evaluation) under this code
+    version."""
+    h = hashlib.sha256(code_version().encode())
+    h.update(json.dumps(_without(cfg, NOT_IN_GRAPHS), sort_keys=True, default=str).encode())
+    if options is not None:
+        h.update(json.dumps(options.to_dict(), sort_keys=True, default=str).encode())
+    h.update(json.dumps(run or {}, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def default_cache_dir(cfg, options=None, run=None, root=None, name=None):
+    """``<root>/<name>-<recipe_key>`` (module doc); not created here. ``root`` None:
+    ``$MINDYOLOX_COMPILE_CACHE`` or ``~/.cache/mindyolox/compile``."""
+    root = Path(root or os.environ.get("MINDYOLOX_COMPILE_CACHE") or Path.home() / ".cache" / "mindyolox" / "compile")
+    name = name or (str(cfg.get("name", "") or "recipe") if hasattr(cfg, "get") else "recipe")
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))[:48]
+    return root.expanduser() / f"{safe}-{recipe_key(cfg, options, run)}"
+
+
+def resolve_compile_cache(setting, cfg, options=None, run=None, name=None):
+    """The cache folder of a training run and a one-line note (or None) for its log.
+
+    ``setting``: None or ``off`` -- no cache; ``auto`` -- :func:`default_cache_dir` when the
+    recipe trains at one input size (no multiscale), else none (module doc); also none when
+    ``MS_COMPILER_CACHE_ENABLE`` / ``MS_COMPILER_CACHE_PATH`` are already set in the
+    environment (the caller's own cache stays in charge) or ``MINDYOLOX_COMPILE_CACHE=off``; a folder -- the keyed subfolder
+    ``<folder>/<name>-<key>`` in it (a multiscale run is cached there too, with a warning in
+    the note). Returns ``(Path or None, note or None)``."""
+    if setting is None or str(setting).lower() in ("off", "none", "false", "0", ""):
+        return None, None
+    from ..data.loader import multiscale_range
+    fixed = multiscale_range(cfg["data"]) is None
+    if str(setting).lower() == "auto":
+        if any(os.environ.get(k) for k in CACHE_ENV) or os.environ.get("MINDYOLOX_COMPILE_CACHE") == "off":
+            return None, None
+        if not fixed:
+            return None, ("compile cache off (auto): a multiscale run meets its input sizes in a "
+                          "seed- and start-dependent order, and MindSpore caches graphs by compile order")
+        path = default_cache_dir(cfg, options, run, name=name)
+        return path, f"compile cache {path} (auto: keyed by code version, recipe and device options)"
+    path = default_cache_dir(cfg, options, run, root=Path(setting), name=name)
+    note = f"compile cache {path}"
+    if not fixed:
+        note += (" -- multiscale: MindSpore caches graphs by compile order, so a run that meets the "
+                 "sizes in another order (another seed, a resume) can load the wrong graph and fail")
+    return path, note
