@@ -115,7 +115,8 @@ def run_train(args):
     """One training run in this process; prints ``RESULT {json}``."""
     import mindspore as ms
     ms.set_device(args.device)
-    ms.set_context(mode=ms.GRAPH_MODE, deterministic="ON")
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_deterministic(True)  # mindspore/device_manager.py:118
     from mindyolox import load_config
     from mindyolox.engine.trainer import Trainer
     from mindyolox.options import resolve_options
@@ -173,7 +174,8 @@ def run_simota(args):
     """The assignment of :func:`simota_batches` on ``--device``, saved to ``--out`` (npz)."""
     import mindspore as ms
     ms.set_device(args.device)
-    ms.set_context(mode=ms.GRAPH_MODE, deterministic="ON")
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_deterministic(True)  # mindspore/device_manager.py:118
     from mindspore import Tensor
     from mindspore import dtype as mstype
 
@@ -288,7 +290,7 @@ class Launcher:
             shutil.rmtree(fresh_dir, ignore_errors=True)
         left = self.deadline - time.monotonic()
         limit = min(self.timeout, left)
-        if limit < 5:
+        if left < 5:
             self.runs[name] = {"status": "not run", "reason": "budget used up"}
             return None, f"{name}: not run, the --budget was used up"
         print(f"+ {name}: {' '.join(cmd[2:])} (limit {limit:.0f} s)", file=sys.stderr, flush=True)
@@ -299,7 +301,8 @@ class Launcher:
         except subprocess.TimeoutExpired:
             os.killpg(p.pid, signal.SIGKILL)  # the run and its data workers
             p.communicate()
-            self.runs[name] = {"status": "timeout", "seconds": round(time.monotonic() - t0, 1), "limit_s": limit}
+            self.runs[name] = {"status": "timeout", "seconds": round(time.monotonic() - t0, 1), "limit_s": limit,
+                               "pid": p.pid}
             return None, f"{name}: no result within {limit:.0f} s (killed)"
         seconds = round(time.monotonic() - t0, 1)
         lines = [x for x in out.splitlines() if x.startswith("RESULT ")]

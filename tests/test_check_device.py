@@ -15,8 +15,6 @@ import sys
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.slow  # three training runs and two SimOTA runs, in subprocesses
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
@@ -39,6 +37,7 @@ def verdicts(tmp_path_factory):
     return work, good, bad
 
 
+@pytest.mark.slow  # the check's runs: three trainings and two SimOTA runs, in subprocesses
 def test_cpu_verdict_skips_sink_and_passes_the_rest(verdicts):
     _, (code, v, out), _ = verdicts
     assert code == 0, out
@@ -59,6 +58,7 @@ def test_cpu_verdict_skips_sink_and_passes_the_rest(verdicts):
     assert {v["runs"][r]["status"] for r in ("plain", "stopped", "resumed", "simota_cpu", "simota_device")} == {"ok"}
 
 
+@pytest.mark.slow  # the check's runs: three trainings and two SimOTA runs, in subprocesses
 def test_a_perturbed_batch_fails_the_check_at_that_step(verdicts):
     _, _, (code, v, out) = verdicts
     assert code == 1, out
@@ -71,6 +71,7 @@ def test_a_perturbed_batch_fails_the_check_at_that_step(verdicts):
     assert v["runs"]["plain"]["status"] == "reused" and v["runs"]["resumed"]["status"] == "ok"
 
 
+@pytest.mark.slow  # the check's runs: three trainings and two SimOTA runs, in subprocesses
 def test_simota_comparison_passes_ties_and_fails_unequal_exchanges(verdicts):
     from check_device import compare_simota
     work = verdicts[0]
@@ -91,3 +92,20 @@ def test_simota_comparison_passes_ties_and_fails_unequal_exchanges(verdicts):
     cpu_tie["in_both"][b, g, other] = cpu_tie["in_both"][b, g, sel]
     ok, f = compare_simota(cpu_tie, dev, 1e-3)
     assert ok and f["explained_by_ties"] == 1
+
+
+def test_a_run_over_its_time_limit_is_killed_and_fails_its_check(tmp_path):
+    """``--timeout 2``: the SimOTA subprocess (importing MindSpore alone takes longer) is
+    killed with its process group; the check fails with the reason, the verdict is written."""
+    out = tmp_path / "v.json"
+    cmd = [sys.executable, os.path.join(ROOT, "bench", "check_device.py"), "--device", "CPU", "--checks", "simota",
+           "--timeout", "2", "--workdir", str(tmp_path / "w"), "--json", str(out)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert p.returncode == 1, p.stdout + p.stderr
+    v = json.loads(out.read_text())
+    sim = v["checks"]["simota"]
+    assert sim["status"] == "fail" and "no result within 2 s (killed)" in sim["reason"]
+    run = v["runs"]["simota_cpu"]
+    assert run["status"] == "timeout" and run["seconds"] < 10
+    with pytest.raises(ProcessLookupError):
+        os.kill(run["pid"], 0)  # killed and reaped
