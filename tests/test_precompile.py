@@ -1,72 +1,98 @@
-"""``--precompile`` (issue 24, deliverable 9): every input size's train step, the EMA update
-and the evaluation forward compile before step 1, one log line each, and training is bit for
-bit the run without it.
-
-Two trainers in this process (nano, coco16, multiscale: 160 px for steps 0-9, then 128 px;
-batch 2, 12 steps, evaluation built but not due), sharing one compile cache, so the graphs
-compile once: ``plain`` without, ``pre`` with ``precompile=True``.
+"""``--precompile`` (issue 24, deliverable 9): :meth:`Trainer.precompile` compiles the train
+step of every input size, the EMA update and the evaluation forward before step 1, one log
+line each, changes no state, and the steps then find those graphs: training is bit for bit
+the run without it. Here on a small step (a conv + BN model, the real ``TrainStep`` and
+``ModelEMA``) at two input sizes; ``tests/test_resume.py`` runs the real trainer with
+``precompile=True`` (nano, coco16) against the same run without it.
 """
 import types
 
+import mindspore as ms
 import numpy as np
-import pytest
-from mindspore import load_checkpoint
+from mindspore import Tensor, nn
 
 from mindyolox.data.loader import TrainSource, multiscale_range
+from mindyolox.engine.ema import ModelEMA
+from mindyolox.engine.optimizer import SGD, param_groups
+from mindyolox.engine.train_step import TrainStep
 from mindyolox.engine.trainer import Trainer
 
-from .test_train import coco16_cfg
+from .test_train import _Tiny, _TinyLoss, coco16_cfg
 
-STEPS = 12
-
-
-def _cfg():
-    # random_size [4, 4]: step 0-9 at the input size 160, then 128; no evaluation due in 12 steps
-    return coco16_cfg("data.random_size=[4,4]", "train.no_aug_epochs=0", "train.print_interval=4", max_epoch=3)
+SIZES = [(16, 16), (24, 24)]
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("ms_compile_cache_precompile")
-    base = tmp_path_factory.mktemp("precompile")
-    out = {}
-    for name, pre in (("plain", False), ("pre", True)):
-        tr = Trainer(_cfg(), run_dir=base / name, max_iters=STEPS, num_workers=0, progress=False,
-                     compile_cache=cache, precompile=pre)
-        assert tr.train() == "stopped"
-        out[name] = tr
-    return base, out
+class _EvalNet(nn.Cell):
+    """Stands in for the EMA model's evaluation forward: float32 ``[B, 3, H, W]`` in."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, pad_mode="pad", padding=1)
+        self.bn = nn.BatchNorm2d(4)
+
+    def construct(self, x):
+        return self.bn(self.conv(x))
 
 
-@pytest.mark.slow  # two training runs (one compile of each graph, shared through the cache)
-def test_precompile_compiles_every_size_before_step_one(runs):
-    base, tr = runs
-    lines = [x.split(" | ", 1)[-1] for x in (base / "pre" / "train_log.txt").read_text().splitlines()]
-    first_step = next(i for i, x in enumerate(lines) if x.startswith("epoch 1/3 iter"))
-    pre = [x for x in lines[:first_step] if "precompile" in x]
-    assert [x.split(" in ")[0] for x in pre] == [
-        "precompile 1/2: train step 160x160", "precompile 2/2: train step 128x128", "precompile: EMA update",
-        "precompile: evaluation forward 160x160", "precompiled 2 train-step size(s) + EMA + evaluation"]
-    assert not any("compiled the train step for input" in x for x in lines)  # no compile in the steps
-    assert tr["pre"].step.compiled_graphs == 2 == tr["plain"].step.compiled_graphs
-    # the evaluation finds its precompiled graph
-    model = tr["pre"].ema_model
-    before = len(model.compile_cache)
-    tr["pre"].evaluator.evaluate(model, progress=False)
-    assert len(model.compile_cache) == before == 1
+def _step():
+    ms.set_seed(3)  # the same initial weights for every step built here
+    model = _Tiny()
+    model.set_train(True)
+    decay, no_decay = param_groups(model)
+    opt = SGD(decay + no_decay, [True] * len(decay) + [False] * len(no_decay))
+    step = TrainStep(_TinyLoss(model), opt, ModelEMA(model, _Tiny()))
+    step.set_lr(0.05)
+    return step
 
 
-@pytest.mark.slow
-def test_precompile_leaves_training_bit_identical(runs):
-    base, _ = runs
-    a = load_checkpoint(str(base / "plain" / "last.ckpt"))
-    b = load_checkpoint(str(base / "pre" / "last.ckpt"))
-    names = sorted(k for k in a if k != "meta_json")
-    assert names == sorted(k for k in b if k != "meta_json")
-    assert any(k.startswith("ema.") for k in names) and any(k.startswith("optimizer/") for k in names)
-    for k in names:
-        np.testing.assert_array_equal(b[k].asnumpy(), a[k].asnumpy(), err_msg=k)
-    assert float(b["state/ema_updates"].asnumpy()) == STEPS
+def _batch(size, seed=0):
+    rng = np.random.default_rng(seed)
+    return (Tensor(rng.normal(size=(2, 2) + size).astype(np.float32)),
+            Tensor(rng.uniform(size=(2, 3) + size).astype(np.float32)))
+
+
+def _stub(step, eval_net):
+    """The trainer fields :meth:`Trainer.precompile` reads, around ``step``."""
+    t = types.SimpleNamespace(step=step, sizes_seen={}, timing={"compile_s": 0.0}, lines=[], ema_model=eval_net,
+                              model=None, cfg=None, run_sizes=lambda: list(SIZES),
+                              _example_batch=lambda size: tuple(Tensor(np.zeros(x.shape, np.float32))
+                                                                for x in _batch(size)),
+                              evaluator=types.SimpleNamespace(loader=types.SimpleNamespace(
+                                  batch_size=2, source=types.SimpleNamespace(test_size=(16, 16)))))
+    t.log = t.lines.append
+    return t
+
+
+def _state(step):
+    return {p.name: p.asnumpy().copy() for p in step.get_parameters()}
+
+
+def test_precompile_compiles_each_size_ema_and_eval_and_changes_nothing():
+    plain, pre, eval_net = _step(), _step(), _EvalNet()
+    before = _state(pre)
+    stub = _stub(pre, eval_net)
+    Trainer.precompile(stub)
+    assert [x.split(" in ")[0] for x in stub.lines] == [
+        "precompile 1/2: train step 16x16", "precompile: EMA update", "precompile 2/2: train step 24x24",
+        "precompile: evaluation forward 16x16", "precompiled 2 train-step size(s) + EMA + evaluation"]
+    assert set(stub.sizes_seen) == set(SIZES) and stub.timing["compile_s"] > 0
+    assert pre.compiled_graphs == 2 and len(pre.ema.compile_cache) == 1 and len(eval_net.compile_cache) == 1
+    after = _state(pre)
+    assert after.keys() == before.keys() and len(after) > 10
+    for k in before:  # nothing ran: weights, EMA, momentum, loss scale, counters, stats as they were
+        np.testing.assert_array_equal(after[k], before[k], err_msg=k)
+    # the steps find the precompiled graphs (no new compile) and train exactly as without
+    for k in range(6):
+        for st in (plain, pre):
+            st(*_batch(SIZES[(k // 2) % 2], seed=k))
+    assert pre.compiled_graphs == 2 == plain.compiled_graphs and len(pre.ema.compile_cache) == 1
+    a, b = _state(plain), _state(pre)
+    assert any(not np.array_equal(a[k], before[k]) for k in a)  # training changed the weights
+    for k in a:
+        np.testing.assert_array_equal(b[k], a[k], err_msg=k)
+    eval_net.set_train(False)
+    eval_net(Tensor(np.ones((2, 3, 16, 16), np.float32)))
+    assert len(eval_net.compile_cache) == 1  # the evaluation forward found its graph too
 
 
 def test_run_sizes_are_the_sizes_the_steps_use():

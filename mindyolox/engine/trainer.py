@@ -301,7 +301,8 @@ class Trainer:
     def precompile(self):
         """Compile, before the first step, the train-step graph of every input size the run
         will meet (:meth:`run_sizes`), the EMA-update graph and the evaluation forward, one
-        log line per graph with its time, so that the steps then time evenly.
+        log line per graph with its time, so that the steps then time evenly. They compile in
+        the order a run without it meets them (first size, EMA, the other sizes, evaluation).
 
         Nothing runs: ``nn.Cell.compile(*args)`` builds and caches the graph for the inputs'
         shapes and dtypes and returns (``mindspore/nn/cell.py:1769-1784``); a later call
@@ -310,7 +311,8 @@ class Trainer:
         shapes and dtypes (``generate_arguments_key``, ``mindspore/graph/api.py:2311``) and
         returns the cached graph when that key was compiled (``api.py:2333-2339``). So no
         parameter, optimizer, EMA, loss-scale, step-counter or statistics value changes
-        (``tests/test_precompile.py`` checks the weights bit for bit against a run without it).
+        (``tests/test_precompile.py``, ``tests/test_resume.py``: the weights bit for bit against a run
+        without it).
         The example batch must keep the dtypes the feeder hands the step (:meth:`_example_batch`),
         or the real first step compiles once more (``step.compiled_graphs`` would show it).
         """
@@ -322,15 +324,15 @@ class Trainer:
             self.sizes_seen[size] = time.perf_counter() - t0
             self.log(f"precompile {i + 1}/{len(sizes)}: train step {size[0]}x{size[1]} in "
                      f"{self.sizes_seen[size]:.1f} s")
-        if self.step.use_ema:
-            t0 = time.perf_counter()
-            self.step.ema.compile(self.step.applied)
-            self.log(f"precompile: EMA update in {time.perf_counter() - t0:.1f} s")
+            if i == 0 and self.step.use_ema:  # the order a run without precompile meets them in
+                t0 = time.perf_counter()
+                self.step.ema.compile(self.step.applied)
+                self.log(f"precompile: EMA update in {time.perf_counter() - t0:.1f} s")
         if self.evaluator is not None:
             from mindspore import Tensor
             model = self.ema_model if self.ema_model is not None else self.model
             ld = self.evaluator.loader
-            size = tuple(getattr(ld.source, "test_size", self.cfg.data.test_size))
+            size = tuple(ld.source.test_size)
             was_training = model.training
             t0 = time.perf_counter()
             model.set_train(False)
