@@ -7,9 +7,10 @@ costs (issue 24, deliverable 9).
 A multiscale run compiles one train-step graph per input size it meets (MindSpore caches a
 graph per input shape), plus one EMA-update graph (shape-independent) and one evaluation
 graph per test size. This builds the step once (:func:`bench_train.build_case`, synthetic
-inputs) and calls it at each size of the recipe's multiscale range, printing per size the
-first call (compile + one step), a second call (the step alone) and the number of graphs the
-step holds. Run it alone (``flock /tmp/mindyolox-heavy.lock ...`` on a shared machine):
+inputs) and, at each size of the recipe's multiscale range, compiles it (``Cell.compile``,
+as ``train.py --precompile`` does: nothing runs), then calls it twice, printing per size the
+compile time, the first and the second step and the number of graphs the step holds (the
+first step after the compile shows whether it found the compiled graph). Run it alone (``flock /tmp/mindyolox-heavy.lock ...`` on a shared machine):
 compile times scale with the CPU's load.
 """
 import argparse
@@ -56,14 +57,17 @@ def main(argv=None):
         images = Tensor(rng.uniform(0, 255, (args.batch, 3, size, size)).astype(np.float32))
         lab = Tensor(labels.asnumpy() * np.array([1] + [size / sizes[0]] * 4, np.float32))
         t0 = time.perf_counter()
+        step.compile(images, lab)  # what train.py --precompile does: compile only, nothing runs
+        comp = time.perf_counter() - t0
+        t0 = time.perf_counter()
         float(step(images, lab)[0].asnumpy())
         first = time.perf_counter() - t0
         t0 = time.perf_counter()
         float(step(images, lab)[0].asnumpy())
         again = time.perf_counter() - t0
-        rows.append({"size": size, "first_call_s": first, "step_s": again, "compile_s": first - again,
+        rows.append({"size": size, "compile_s": comp, "first_call_s": first, "step_s": again,
                      "graphs": step.compiled_graphs})
-        print(f"  {size}x{size}: first call {first:.1f} s, next step {again:.2f} s -> compile ~{first - again:.1f} s "
+        print(f"  {size}x{size}: compile {comp:.1f} s, first step {first:.2f} s, next step {again:.2f} s "
               f"({step.compiled_graphs} step graph(s))", flush=True)
     total = sum(r["compile_s"] for r in rows)
     print(f"total: {len(rows)} step graphs + 1 EMA graph, ~{total:.0f} s of compiling "

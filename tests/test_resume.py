@@ -7,6 +7,8 @@ the last two -- official: no_aug_epochs + 1 -- without Mosaic and with L1, so th
 lands inside the no-aug phase): A runs through; B receives SIGTERM (sent with
 ``os.kill`` from a hook, so the trainer's own signal handler does the saving) in epoch 2;
 C resumes B's run directory. They share one compile cache, so only A compiles from scratch.
+P is A with ``precompile=True`` (issue 24, deliverable 9): its graphs compile before step 1
+and it ends bit for bit where A ends.
 """
 import json
 import os
@@ -59,7 +61,9 @@ def runs(tmp_path_factory, cache):
     b, status_b = _train(base / "B", cache, hooks=[_Sigterm()])
     meta_b = read_meta(base / "B" / "last.ckpt")
     c, status_c = _train(base / "B", cache, resume=True)
-    return dict(base=base, a=a, b=b, c=c, status=(status_a, status_b, status_c), meta_b=meta_b)
+    p, status_p = _train(base / "P", cache, precompile=True)  # A again, compiled before step 1
+    assert status_p == "finished"
+    return dict(base=base, a=a, b=b, c=c, p=p, status=(status_a, status_b, status_c), meta_b=meta_b)
 
 
 def test_sigterm_saves_mid_epoch_checkpoint(runs):
@@ -94,3 +98,18 @@ def test_resumed_weights_ema_and_optimizer_equal_uninterrupted(runs):
     # the optimizer did work (the comparison is not between two untouched inits)
     assert np.abs(cb["optimizer/momentum/head.cls_preds.0.weight"].asnumpy()).max() > 0
     assert np.abs(cb["model.head.cls_preds.0.weight"].asnumpy() - cb["ema.head.cls_preds.0.weight"].asnumpy()).max() > 0
+
+
+def test_precompiled_run_compiles_first_and_equals_the_run_without(runs):
+    log = [x.split(" | ", 1)[-1] for x in (runs["base"] / "P" / "train_log.txt").read_text().splitlines()]
+    start = next(i for i, x in enumerate(log) if x.startswith("training 3 epochs"))
+    assert [x.split(" in ")[0] for x in log[:start] if "precompile" in x] == [
+        "precompile 1/1: train step 160x160", "precompile: EMA update", "precompiled 1 train-step size(s) + EMA"]
+    assert not any("compiled the train step for input" in x for x in log)  # no compile among the steps
+    assert runs["p"].step.compiled_graphs == 1
+    ca = load_checkpoint(str(runs["base"] / "A" / "last.ckpt"))
+    cp = load_checkpoint(str(runs["base"] / "P" / "last.ckpt"))
+    names = [k for k in ca if k != "meta_json"]
+    assert names == [k for k in cp if k != "meta_json"]
+    for k in names:  # weights, EMA, momentum, loss-scale state: bit for bit
+        np.testing.assert_array_equal(cp[k].asnumpy(), ca[k].asnumpy(), err_msg=k)

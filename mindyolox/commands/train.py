@@ -38,6 +38,9 @@ def parse_args(argv=None):
                    help="MindSpore on-disk graph cache for a faster start of later runs: auto (default; "
                         "~/.cache/mindyolox/compile/recipe-<key of code, recipe, device>, fixed-size recipes only), "
                         "off, or a folder (a keyed subfolder of it)")
+    p.add_argument("--precompile", action="store_true",
+                   help="compile the train step of every multiscale size (and the EMA / eval graphs) before "
+                        "the first step, one line per graph, so that the steps time evenly")
     return parse_cli(p, argv)
 
 
@@ -62,7 +65,8 @@ def main(argv=None):
     trainer = Trainer(cfg, options, run_dir=args.run_dir, name=name, resume=args.resume, exist_ok=args.exist_ok,
                       weights=args.weights, distributed=args.distributed, data_sink=args.data_sink,
                       num_workers=args.workers, max_iters=args.max_iters, evaluate=not args.no_eval,
-                      progress=not args.no_progress, compile_cache=args.compile_cache)
+                      progress=not args.no_progress, compile_cache=args.compile_cache,
+                      precompile=args.precompile)
     status = trainer.train()
     if status == "interrupted":
         return 128 + int(trainer.stop_signal or signal.SIGINT)

@@ -101,6 +101,14 @@ class TrainHook:
     def after_iter(self, trainer):
         pass
 
+    def wrap_step(self, trainer, step):
+        """The callable the feeder launches once per training step (called once, before the
+        first step, in hook order; each hook gets what the previous one returned). It receives
+        exactly what the feeder hands the step -- with data sink, the device queue's tensors --
+        and must call ``step`` with them and return its result. Default: ``step`` unchanged.
+        (``bench/check_device.py`` checksums every batch the step receives this way.)"""
+        return step
+
 
 class Trainer:
     """Train a YOLOX model from a recipe.
@@ -126,12 +134,14 @@ class Trainer:
             :class:`TrainHook`; progress: show tqdm bars; compile_cache: MindSpore's on-disk
             graph cache: None / ``off`` (default), ``auto`` (a folder keyed by code version,
             recipe and device options, for fixed-size recipes) or a folder (a keyed subfolder
-            of it); see :mod:`mindyolox.engine.compile_cache`.
+            of it); see :mod:`mindyolox.engine.compile_cache`. precompile: compile the train
+            step for every input size the run will meet (and the EMA and evaluation graphs)
+            before the first step (:meth:`precompile`).
     """
 
     def __init__(self, cfg, options=None, run_dir=None, name=None, resume=False, exist_ok=False, weights=None,
                  distributed=False, data_sink=False, num_workers=None, max_iters=None, evaluate=True,
-                 hooks=(), progress=True, compile_cache=None):
+                 hooks=(), progress=True, compile_cache=None, precompile=False):
         from .lr import fit_short_schedule
         warmup, no_aug, self._schedule_note = fit_short_schedule(cfg.train)
         if self._schedule_note:  # a short run: a copy with the clipped schedule (lr module doc)
@@ -148,6 +158,7 @@ class Trainer:
         self.num_workers, self.max_iters = num_workers, max_iters
         self.do_eval, self.hooks, self.progress = evaluate, list(hooks), progress
         self.compile_cache = compile_cache
+        self.precompile_sizes = bool(precompile)
         self.rank, self.world_size = 0, 1
         self.best_ap, self.last_ap = 0.0, None
         self.prev_best, self.stale_evals = 0.0, 0   # early stopping (train.patience)
@@ -271,6 +282,79 @@ class Trainer:
         self._win["data_s"] += data_s
         self._win["size"] = size
 
+    # ================================================================== compile up front
+    def run_sizes(self):
+        """The input sizes ``(h, w)`` of the steps this process will run (from the start or
+        resume position to the schedule's end, or to ``max_iters``), in first-use order."""
+        spe, src = self.steps_per_epoch, self.loader.source
+        start = self.start_epoch * spe + self.start_iter
+        end = self.max_epoch * spe
+        if self.max_iters is not None:
+            end = min(end, start + int(self.max_iters))
+        sizes = []
+        for k in list(range(start - start % self.interval, end, self.interval)) + [start]:
+            size = tuple(src.size(k // spe, (k % spe) * self.per_device_batch))
+            if max(k, start) < end and size not in sizes:
+                sizes.append(size)
+        return sizes
+
+    def _example_batch(self, size):
+        """Zero tensors shaped and typed as the batch the feeder hands the step at input
+        ``size`` (the loader's columns): images float32 ``[B, 3, h, w]``, labels float32
+        ``[B, max_labels, 5]``. A compile keys on shapes and dtypes only, not on values."""
+        from mindspore import Tensor
+        b = self.per_device_batch
+        return (Tensor(np.zeros((b, 3) + tuple(size), np.float32)),
+                Tensor(np.zeros((b, int(self.cfg.data.max_labels), 5), np.float32)))
+
+    def precompile(self):
+        """Compile, before the first step, the train-step graph of every input size the run
+        will meet (:meth:`run_sizes`), the EMA-update graph and the evaluation forward, one
+        log line per graph with its time, so that the steps then time evenly. They compile in
+        the order a run without it meets them (first size, EMA, the other sizes, evaluation).
+
+        Nothing runs: ``nn.Cell.compile(*args)`` builds and caches the graph for the inputs'
+        shapes and dtypes and returns (``mindspore/nn/cell.py:1769-1784``); a later call
+        compiles through the same ``Cell.compile`` (``compile_and_run``, ``cell.py:1786-1800``),
+        whose ``_CellGraphExecutor.compile`` keys the graph on the cell and the arguments'
+        shapes and dtypes (``generate_arguments_key``, ``mindspore/graph/api.py:2311``) and
+        returns the cached graph when that key was compiled (``api.py:2333-2339``). So no
+        parameter, optimizer, EMA, loss-scale, step-counter or statistics value changes
+        (``tests/test_precompile.py``, ``tests/test_resume.py``: the weights bit for bit against a run
+        without it).
+        The example batch must keep the dtypes the feeder hands the step (:meth:`_example_batch`),
+        or the real first step compiles once more (``step.compiled_graphs`` would show it).
+        """
+        sizes = self.run_sizes()
+        t_all = time.perf_counter()
+        for i, size in enumerate(sizes):
+            t0 = time.perf_counter()
+            self.step.compile(*self._example_batch(size))
+            self.sizes_seen[size] = time.perf_counter() - t0
+            self.log(f"precompile {i + 1}/{len(sizes)}: train step {size[0]}x{size[1]} in "
+                     f"{self.sizes_seen[size]:.1f} s")
+            if i == 0 and self.step.use_ema:  # the order a run without precompile meets them in
+                t0 = time.perf_counter()
+                self.step.ema.compile(self.step.applied)
+                self.log(f"precompile: EMA update in {time.perf_counter() - t0:.1f} s")
+        if self.evaluator is not None:
+            from mindspore import Tensor
+            model = self.ema_model if self.ema_model is not None else self.model
+            ld = self.evaluator.loader
+            size = tuple(ld.source.test_size)
+            was_training = model.training
+            t0 = time.perf_counter()
+            model.set_train(False)
+            try:
+                model.compile(Tensor(np.zeros((ld.batch_size, 3) + size, np.float32)))
+            finally:
+                model.set_train(was_training)
+            self.log(f"precompile: evaluation forward {size[0]}x{size[1]} in {time.perf_counter() - t0:.1f} s")
+        spent = time.perf_counter() - t_all
+        self.timing["compile_s"] += spent
+        self.log(f"precompiled {len(sizes)} train-step size(s){' + EMA' if self.step.use_ema else ''}"
+                 f"{' + evaluation' if self.evaluator is not None else ''} in {spent:.1f} s")
+
     # ================================================================== hooks
     def before_train(self):
         import mindspore as ms
@@ -328,15 +412,20 @@ class Trainer:
         elif self.distributed:
             from .distributed import broadcast_initial_weights
             broadcast_initial_weights(self.model, self.ema_model, self.rank, self.world_size)
-        from .feeder import StepFeeder
-        self.feeder = StepFeeder(self.step, self.loader, sink=sink)
         self.sizes_seen = {}
+        feed = self.step
+        for h in self.hooks:
+            feed = h.wrap_step(self, feed)
+        from .feeder import StepFeeder
+        self.feeder = StepFeeder(feed, self.loader, sink=sink)
         self.overflow_steps = 0
         self._new_window()
         self.last = {"total": float("nan"), "lr": 0.0}
         self.t_start = time.perf_counter()
         self.timing = dict.fromkeys(("setup_s", "compile_s", "step_s", "data_s", "eval_s", "ckpt_s"), 0.0)
         self.timing["setup_s"] = self.t_start - t_setup
+        if self.precompile_sizes:
+            self.precompile()
         self._install_signals()
         self.log(f"training {self.max_epoch} epochs x {self.steps_per_epoch} iterations "
                  f"(batch {self.per_device_batch} x {self.world_size} device(s)), {self.lr_schedule}; "
@@ -545,9 +634,11 @@ class Trainer:
         """MindSpore's graph cache for this run (``compile_cache``: None/off, ``auto`` or a
         folder; see :mod:`mindyolox.engine.compile_cache`), set before anything compiles."""
         from .compile_cache import resolve_compile_cache
-        # what changes the graphs beyond recipe and options (a resume or fine-tune of a
-        # fixed-size recipe compiles the same sequence, so it shares the folder)
-        run = {"distributed": self.distributed, "world_size": self.world_size, "data_sink": self.data_sink}
+        # what changes the graphs, or the order they compile in (MindSpore caches by order),
+        # beyond recipe and options (a resume or fine-tune of a fixed-size recipe compiles the
+        # same sequence -- use_l1 is a Parameter, no graph of its own -- so it shares the folder)
+        run = {"distributed": self.distributed, "world_size": self.world_size, "data_sink": self.data_sink,
+               "evaluate": bool(self.do_eval), "precompile": self.precompile_sizes}
         # (the folder is named by the key alone: two runs of one recipe have two run names)
         path, self._cache_note = resolve_compile_cache(self.compile_cache, self.cfg, self.options, run)
         if path is not None:
