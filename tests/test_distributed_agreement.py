@@ -133,7 +133,7 @@ def injected_run(tmp_path_factory):
     driver.write_text(DRIVER.format(root=str(ROOT), config=str(ROOT / "configs" / "yolox-nano.yaml"),
                                     overrides=overrides, out=str(out), run=str(run),
                                     overflow_step=OVERFLOW_STEP, nan_step=NAN_STEP))
-    proc, worker_logs = _msrun([str(driver)], logs, timeout=420)
+    proc, worker_logs = _msrun([str(driver)], logs, timeout=900)
     results = {r: out / f"rank_{r}.json" for r in (0, 1)}
     if proc.returncode != 0 or not all(p.is_file() for p in results.values()):
         tails = "\n".join(f"--- {k}\n" + "\n".join(v.splitlines()[-25:]) for k, v in worker_logs.items())
@@ -185,7 +185,7 @@ def test_msrun_without_distributed_stops_with_one_line(tmp_path):
     run = tmp_path / "run"
     proc, logs = _msrun([str(ROOT / "train.py"), "--config", str(ROOT / "configs" / "yolox-nano.yaml"),
                          "--run-dir", str(run), "--no-progress", f"data.data_dir={shared_path('data', 'coco16')}"],
-                        tmp_path / "logs", timeout=180)
+                        tmp_path / "logs", timeout=400)
     assert proc.returncode != 0
     assert sorted(logs) == ["worker_0.log", "worker_1.log"]
     for name, log in logs.items():

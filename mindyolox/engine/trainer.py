@@ -299,13 +299,18 @@ class Trainer:
         return sizes
 
     def _example_batch(self, size):
-        """Zero tensors shaped and typed as the batch the feeder hands the step at input
-        ``size`` (the loader's columns): images float32 ``[B, 3, h, w]``, labels float32
-        ``[B, max_labels, 5]``. A compile keys on shapes and dtypes only, not on values."""
+        """Zero tensors shaped and typed as what the feeder hands the step for multiscale
+        ``size`` (:class:`~mindyolox.engine.feeder.StepFeeder`): images uint8 ``[B, 3, h0, w0]``
+        at the recipe's input size when the step graph resizes the batch
+        (``Loader.resize_in_graph``), else at ``size``; labels float32 ``[B, max_labels, 5]``;
+        and ``size`` itself (a graph constant). A compile keys on shapes, dtypes and
+        constants only, not on values."""
         from mindspore import Tensor
         b = self.per_device_batch
-        return (Tensor(np.zeros((b, 3) + tuple(size), np.float32)),
-                Tensor(np.zeros((b, int(self.cfg.data.max_labels), 5), np.float32)))
+        hw = tuple(self.loader.source.builder.input_size) if self.loader.resize_in_graph else tuple(size)
+        return (Tensor(np.zeros((b, 3) + tuple(int(v) for v in hw), np.uint8)),
+                Tensor(np.zeros((b, int(self.cfg.data.max_labels), 5), np.float32)),
+                (int(size[0]), int(size[1])))
 
     def precompile(self):
         """Compile, before the first step, the train-step graph of every input size the run
