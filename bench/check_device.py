@@ -84,8 +84,8 @@ def make_probe(corrupt_step=None):
     from mindyolox.engine.trainer import TrainHook
 
     class BatchProbe(TrainHook):
-        """Per step (global index from the start or resume position): the checksums of every
-        tensor the step receives and the step's loss, kept on the device until :meth:`read`.
+        """Per step (global index from the start or resume position): the checksums of the
+        images and labels the step receives and the step's loss, kept on the device until :meth:`read`.
         ``corrupt_step``: add 1 to the images of that step's batch (the self-test)."""
 
         def __init__(self):
@@ -95,10 +95,10 @@ def make_probe(corrupt_step=None):
             cell = _batch_checksum_cell()
             self.k = trainer.start_epoch * trainer.steps_per_epoch + trainer.start_iter
 
-            def probed(*batch):
+            def probed(*batch):  # (images, labels, size): the size is a graph constant, not data
                 if self.k == corrupt_step:
                     batch = (batch[0] + 1,) + tuple(batch[1:])
-                sums = [cell(x) for x in batch]
+                sums = [cell(x) for x in batch[:2]]
                 out = step(*batch)
                 self.records.append((self.k, sums, out[0]))
                 self.k += 1

@@ -46,14 +46,15 @@ def load_npz(*parts):
 
 # files whose tests share a session fixture run in the unit of the first one
 SHARED_UNITS = {"test_readme": "test_quickstart"}
-# approximate seconds of each unit alone on the CI machine (from --durations=0 runs,
-# 2026-12-01/02); orders the work queue only, a unit missing here starts after these
+# seconds of each unit in a two-worker run of the whole suite on the CI machine (--durations=0,
+# 2026-12-02); orders the work queue only, a unit missing here starts after these
 UNIT_SECONDS = {
-    "test_deploy": 250, "test_quickstart": 220, "test_resume": 200, "test_loss": 200, "test_distributed": 180,
-    "test_train": 170, "test_amp": 170, "test_train_options": 160, "test_distributed_agreement": 150,
-    "test_faults_run": 130, "test_distributed_eval": 130, "test_evaluate": 120, "test_device_loop": 100,
-    "test_package": 100, "test_check_device": 90, "test_data_cache": 50, "test_model_parity": 40,
-    "test_demo": 35, "test_predict": 35, "test_config": 30, "test_simota_fp16": 30, "test_faults": 25,
+    "test_amp": 380, "test_resume": 330, "test_quickstart": 270, "test_distributed": 210,
+    "test_train_options": 200, "test_train": 190, "test_deploy": 180, "test_distributed_eval": 160,
+    "test_loss": 130, "test_device_loop": 120, "test_distributed_agreement": 100, "test_package": 100,
+    "test_faults_run": 90, "test_check_device": 90, "test_simota_fp16": 60, "test_evaluate": 50,
+    "test_model_parity": 50, "test_predict": 40, "test_model_info": 30, "test_data_cache": 20,
+    "test_simota": 20,
 }
 
 
