@@ -44,6 +44,11 @@ def test_auto_for_fixed_size_recipes_only(tmp_path, monkeypatch):
     assert "off" in cc.resolve_compile_cache("auto", multi)[1]
     explicit, note = cc.resolve_compile_cache(str(tmp_path / "mine"), multi, name="n")
     assert explicit.parent == tmp_path / "mine" and "multiscale" in note   # a keyed subfolder, warned
+    # a multiscale run is keyed by its start position (its size order), a fixed-size one is not
+    at = {s: cc.run_switches(multi, s, evaluate=True) for s in [(0, 0), (1, 4)]}
+    assert cc.default_cache_dir(multi, run=at[(0, 0)]) != cc.default_cache_dir(multi, run=at[(1, 4)])
+    assert cc.run_switches(demo, (1, 4), evaluate=True) == cc.run_switches(demo, (0, 0), evaluate=True)
+    assert cc.run_switches(demo, evaluate=True) != cc.run_switches(demo, evaluate=False)
     assert cc.resolve_compile_cache("off", demo) == (None, None)
     assert cc.resolve_compile_cache(None, demo) == (None, None)
     monkeypatch.setenv("MS_COMPILER_CACHE_PATH", str(tmp_path / "callers"))   # the caller's own cache

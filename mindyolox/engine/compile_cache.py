@@ -9,7 +9,9 @@ Two facts of MindSpore 2.10 decide the design (checked on CPU with a two-graph s
   order (input sizes 6, 4 where the cache was filled with 4, 6) loads the other graph and
   fails in a kernel (``ArgMaxWithValue``: "memory size of 'x' must be 40, but got 32").
   A multiscale run meets its input sizes in an order that depends on the seed and on where
-  it starts (a resume), so its cache is not reusable safely: ``auto`` leaves it off there.
+  it starts (a resume): ``auto`` leaves it off there, and a folder given explicitly is keyed
+  by the start position too (the trainer puts it into ``run``; the seed is in the recipe),
+  so only a run of the same recipe from the same step reads it.
   A fixed-size recipe compiles the same sequence every time (train step, EMA update,
   evaluation), from a fresh start or a resume.
 * MindSpore validates a cached graph only by the hash of the Python files it finds from the
@@ -43,7 +45,7 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["code_version", "recipe_key", "default_cache_dir", "resolve_compile_cache", "NOT_IN_GRAPHS", "CACHE_ENV"]
+__all__ = ["code_version", "recipe_key", "run_switches", "default_cache_dir", "resolve_compile_cache", "NOT_IN_GRAPHS", "CACHE_ENV"]
 
 CACHE_ENV = ("MS_COMPILER_CACHE_ENABLE", "MS_COMPILER_CACHE_PATH")
 
@@ -91,6 +93,21 @@ def recipe_key(cfg, options=None, run=None):
     return h.hexdigest()[:16]
 
 
+def run_switches(cfg, start=(0, 0), **switches):
+    """The ``run`` part of the key: ``switches`` (what changes the graphs or the order they
+    compile in beyond recipe and device options -- distributed, world size, data sink,
+    evaluation, precompile) and, for a multiscale recipe only, the start position ``(epoch,
+    iter)``: such a run meets its sizes in an order fixed by the seed (in the recipe) and where
+    it starts, so a resume from another step gets a folder of its own. A fixed-size recipe
+    compiles the same sequence from any start (``use_l1`` is a Parameter, no graph of its own),
+    so its resumes share the folder."""
+    from ..data.loader import multiscale_range
+    run = dict(switches)
+    if multiscale_range(cfg["data"]) is not None:
+        run["start"] = [int(start[0]), int(start[1])]
+    return run
+
+
 def default_cache_dir(cfg, options=None, run=None, root=None, name=None):
     """``<root>/<name>-<recipe_key>`` (module doc); not created here. ``root`` None:
     ``$MINDYOLOX_COMPILE_CACHE`` or ``~/.cache/mindyolox/compile``."""
@@ -124,6 +141,6 @@ def resolve_compile_cache(setting, cfg, options=None, run=None, name=None):
     path = default_cache_dir(cfg, options, run, root=Path(setting), name=name)
     note = f"compile cache {path}"
     if not fixed:
-        note += (" -- multiscale: MindSpore caches graphs by compile order, so a run that meets the "
-                 "sizes in another order (another seed, a resume) can load the wrong graph and fail")
+        note += (" -- multiscale: MindSpore caches graphs by compile order, so the folder is keyed by the "
+                 "seed and the start position too (a resume from another step compiles again)")
     return path, note

@@ -371,6 +371,7 @@ class Trainer:
         cfg, t = self.cfg, self.tcfg
         self.max_epoch = int(t.max_epoch)
         meta = self._read_resume_meta()
+        self._setup_compile_cache()  # needs the start position; nothing has compiled yet
         if self.weights and meta is None:
             from ..convert.weights import check_weights_file
             check_weights_file(self.weights)  # before the run folder exists
@@ -633,17 +634,14 @@ class Trainer:
             self.options = resolve_options(self.cfg)
         from ..options import apply_precision_mode
         apply_precision_mode(self.options)  # Ascend only; recorded in the checkpoints' options
-        self._setup_compile_cache()
 
     def _setup_compile_cache(self):
         """MindSpore's graph cache for this run (``compile_cache``: None/off, ``auto`` or a
         folder; see :mod:`mindyolox.engine.compile_cache`), set before anything compiles."""
-        from .compile_cache import resolve_compile_cache
-        # what changes the graphs, or the order they compile in (MindSpore caches by order),
-        # beyond recipe and options (a resume or fine-tune of a fixed-size recipe compiles the
-        # same sequence -- use_l1 is a Parameter, no graph of its own -- so it shares the folder)
-        run = {"distributed": self.distributed, "world_size": self.world_size, "data_sink": self.data_sink,
-               "evaluate": bool(self.do_eval), "precompile": self.precompile_sizes}
+        from .compile_cache import resolve_compile_cache, run_switches
+        run = run_switches(self.cfg, (self.start_epoch, self.start_iter), distributed=self.distributed,
+                           world_size=self.world_size, data_sink=self.data_sink, evaluate=bool(self.do_eval),
+                           precompile=self.precompile_sizes)
         # (the folder is named by the key alone: two runs of one recipe have two run names)
         path, self._cache_note = resolve_compile_cache(self.compile_cache, self.cfg, self.options, run)
         if path is not None:
