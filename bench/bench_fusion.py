@@ -161,7 +161,6 @@ def _ema_variants():
     """ModelEMA subclasses whose per-tensor update uses other kernels (same formula)."""
     from mindspore import ops
     from mindyolox.engine.ema import ModelEMA
-    from mindspore import dtype as mstype
 
     sub_agd = ops.MultitypeFuncGraph("sub_agd")
     agd = ops.ApplyGradientDescent()
@@ -178,14 +177,7 @@ def _ema_variants():
 
     def make(fn):
         class Variant(ModelEMA):
-            def construct(self, on=None):
-                if on is None:
-                    on = ops.ones((), mstype.float32)
-                updates = self.updates + on
-                d = self.decay * (1.0 - ops.exp(-updates / self.tau))
-                ops.assign(self.updates, updates)
-                self.hyper_map(ops.partial(fn, (1.0 - d) * on), self.ema, self.src)
-                return d
+            UPDATE = fn
         return Variant
     return {"Sub + ApplyGradientDescent (in place)": make(sub_agd), "Sub, Mul, Add + Assign": make(mul_add)}
 

@@ -55,6 +55,8 @@ class ModelEMA(nn.Cell):
     they are (gradient accumulation between optimizer steps).
     """
 
+    UPDATE = _ema_update  # per-tensor update (weight, ema, value); bench/bench_fusion.py swaps it
+
     def __init__(self, model, ema_model, decay=0.9998, tau=2000.0, updates=0):
         super().__init__()
         src = [p for _, p in model.parameters_and_names()]
@@ -78,5 +80,5 @@ class ModelEMA(nn.Cell):
         updates = self.updates + on
         d = self.decay * (1.0 - ops.exp(-updates / self.tau))
         ops.assign(self.updates, updates)
-        self.hyper_map(ops.partial(_ema_update, (1.0 - d) * on), self.ema, self.src)
+        self.hyper_map(ops.partial(self.UPDATE, (1.0 - d) * on), self.ema, self.src)
         return d
