@@ -1,5 +1,7 @@
 """Microbenchmark of the model's own k x k convolutions on CPU: the model's path
-(:class:`mindyolox.models.conv.Conv2d` with ``im2col``), the candidates of
+(:class:`mindyolox.models.conv.Conv2d` with ``im2col``; ``kernel``: its depthwise layers with
+the compiled CPU kernel of :mod:`mindyolox.models.cpu_kernels`, the model's default on CPU),
+the candidates of
 ``bench/conv_candidates.py`` (``winograd``, ``winograd_mm``, ``im2col_bprop``, ``shift``) and,
 on request, MindSpore's native CPU ``Conv2D`` (``native``), against PyTorch's direct
 convolution of the same shapes, forward and forward+backward, GRAPH_MODE, in interleaved
@@ -42,7 +44,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 DEFAULT_CASES = ["train:s:320:4", "train:s:640:2", "train:nano:416:8"]
-ALL_PATHS = ("im2col", "winograd", "winograd_mm", "im2col_bprop", "shift", "native")
+ALL_PATHS = ("im2col", "kernel", "winograd", "winograd_mm", "im2col_bprop", "shift", "native")
 
 TORCH_SCRIPT = r"""
 import json, statistics, sys, time
@@ -117,7 +119,9 @@ def applicable(shape, paths):
     """The paths of ``paths`` that apply to a (cin, cout, k, stride, groups, H, W) shape."""
     from conv_candidates import applies
     cin, cout, k, s, g, _, _ = shape
-    return [p for p in paths if p in ("im2col", "native") or applies(p, cin, cout, k, s, g)]
+    from mindyolox.models.cpu_kernels import depthwise_supported
+    kernel = g == cin == cout and g > 1 and depthwise_supported(k, s, (k - 1) // 2)
+    return [p for p in paths if p in ("im2col", "native") or (kernel if p == "kernel" else applies(p, cin, cout, k, s, g))]
 
 
 class Timer:
@@ -131,8 +135,8 @@ class Timer:
         from mindyolox.models.conv import Conv2d
         cin, cout, k, s, g, h, w = shape
         conv = Conv2d(cin, cout, k, s, padding=(k - 1) // 2, group=g)
-        conv.use_impl("native" if path == "native" else "im2col")
-        if path not in ("im2col", "native"):
+        conv.use_impl("native" if path == "native" else "im2col", kernels=path == "kernel")
+        if path not in ("im2col", "native", "kernel"):
             conv = CandidateConv(conv, path)
         rng = np.random.default_rng(0)
         self.x = ms.Tensor(rng.uniform(0, 1, (batch, cin, h, w)).astype(np.float32))
@@ -210,7 +214,7 @@ def run_torch(python, jobs, reps):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cases", nargs="+", default=DEFAULT_CASES)
-    p.add_argument("--paths", nargs="+", default=["im2col", "winograd", "winograd_mm", "im2col_bprop", "shift"],
+    p.add_argument("--paths", nargs="+", default=["im2col", "kernel", "winograd", "winograd_mm", "im2col_bprop", "shift"],
                    choices=ALL_PATHS,
                    help="our paths to time (native: MindSpore's CPU Conv2D, oneDNN's reference kernel: slow)")
     p.add_argument("--anchor-python", help="a python with torch: PyTorch's direct conv of the same shapes")

@@ -68,7 +68,7 @@ def _silu_with_bprop():
 
 def bench_silu(steps, batch=8):
     """Median ms of the five SiLUs forward and forward+backward (dy given), native SiLU vs
-    :class:`mindyolox.models.activation.SiLU` decomposed, alternating rounds."""
+    two bprop variants and the compiled kernel the model takes on CPU, alternating rounds."""
     import mindspore as ms
     from mindspore import nn, ops
 
@@ -96,8 +96,15 @@ def bench_silu(steps, batch=8):
         def construct(self, a, b, c, d, e, sens):
             return self.grad(self.net)(a, b, c, d, e, sens)
 
+    def compiled():   # the model's SiLU with the compiled CPU kernel (mindyolox.models.cpu_kernels)
+        from mindyolox.models.blocks import SiLU as ModelSiLU
+        act = ModelSiLU()
+        act.use_kernels(True)
+        return act
+
     variants = {"native nn.SiLU": nn.SiLU, "decomposed SiLU (bprop)": lambda: SiLU(decomposed=True),
-                "SiLU primitive + bprop SiLUGrad": lambda: SiLU(decomposed=False)}
+                "SiLU primitive + bprop SiLUGrad": lambda: SiLU(decomposed=False),
+                "compiled kernel (the model's)": compiled}
     res = {}
     for name, act in variants.items():
         fwd, bwd = Five(act), Grad(Five(act))

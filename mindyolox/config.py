@@ -269,7 +269,7 @@ def _unknown(source, dotted, schema):
 # Element type for list keys whose default is empty (others take the default's first element).
 _EMPTY_LIST_ITEM = {"data.classes": str, "data.random_size": int, "train.freeze": str}
 # keys taking a bool or a word (checked in _check_values), not the type of their default
-_BOOL_OR_WORD = {"data.cache": (False, True, "ram", "disk")}
+_BOOL_OR_WORD = {"data.cache": (False, True, "ram", "disk"), "runtime.cpu_kernels": (False, True, "auto")}
 # VOC splits: one name or a list of them (several years under one VOCdevkit data_dir)
 _STR_OR_LIST = ("data.train_split", "data.val_split")
 _TYPE_NAMES = {bool: "a bool (true/false)", int: "an integer", float: "a number",
@@ -435,7 +435,7 @@ def _override_layer(text, schema):
         if not isinstance(node, dict) or part not in node:
             raise _unknown(source, dotted, schema)
         node = node[part]
-    if isinstance(node, str) and not (dotted in _STR_OR_LIST and raw.startswith("[")):
+    if isinstance(node, str) and dotted not in _BOOL_OR_WORD and not (dotted in _STR_OR_LIST and raw.startswith("[")):
         value = raw
     else:
         try:

@@ -18,6 +18,10 @@ Fields (all plain values; ``to_dict`` goes into checkpoint metadata and the expo
                   (1e-3 px on a 200 px box); float64 costs 2 x A elements. ``auto``: float64 on CPU.
 ``fold_bn``       eval-mode BatchNorm folded into the convolution (one kernel less per layer).
                   Forced off under mixed precision, where BN must stay a float32 cell.
+``cpu_kernels``   compiled C++ kernels for depthwise convolutions and SiLU on CPU
+                  (:mod:`mindyolox.models.cpu_kernels`; float32 layers only). ``auto``: on when the
+                  device is CPU and the library builds (g++ present), else off with one logged
+                  line; ``true`` requires it; always off on GPU/Ascend and for export.
 ``amp_level``     ``O0`` (float32) | ``O1`` | ``O2`` | ``O3`` (see :mod:`mindyolox.engine.amp`).
 ``precision_mode`` Ascend's operator precision mode (``mindspore.device_context.ascend.
                   op_precision.precision_mode``, ``op_precision.py:30-89``; MindSpore 2.10's
@@ -55,6 +59,7 @@ class DeviceOptions:
     fold_bn: bool = True
     amp_level: str = "O0"
     precision_mode: str = "none"
+    cpu_kernels: bool = False
 
     def __post_init__(self):
         for name, value, allowed in (("device", self.device, DEVICES), ("conv", self.conv, CONV_IMPLS),
@@ -79,7 +84,8 @@ class DeviceOptions:
 
     def describe(self):
         return (f"device {self.device}, conv {self.conv}, decode exp {self.decode_exp}, "
-                f"BN folding {'on' if self.fold_bn else 'off'}, amp {self.amp_level}"
+                f"BN folding {'on' if self.fold_bn else 'off'}, "
+                f"CPU kernels {'on' if self.cpu_kernels else 'off'}, amp {self.amp_level}"
                 + (f", precision mode {self.precision_mode}" if self.precision_mode != "none" else ""))
 
 
@@ -132,13 +138,14 @@ def apply_precision_mode(options):
 
 
 def resolve_options(cfg=None, device=None, conv=None, amp_level=None, decode_exp=None, fold_bn=None,
-                    precision_mode=None):
+                    precision_mode=None, cpu_kernels=None):
     """:class:`DeviceOptions` from the recipe ``cfg`` (its ``runtime`` section and
     ``train.amp_level``) and explicit arguments (command-line flags), which win.
 
     ``device`` None/``auto``: ``runtime.device``, else MindSpore's current target (call after
     ``mindspore.set_device``). ``auto`` values of ``conv`` / ``decode_exp`` follow the device.
-    ``amp_level`` None: ``train.amp_level`` of the recipe (O0 when absent).
+    ``amp_level`` None: ``train.amp_level`` of the recipe (O0 when absent). ``cpu_kernels``
+    ``auto`` builds the CPU kernel library here on first use (~1 s, cached on disk).
     """
     rt = _section(cfg)
 
@@ -165,5 +172,28 @@ def resolve_options(cfg=None, device=None, conv=None, amp_level=None, decode_exp
     precision = pick(precision_mode, "precision_mode")
     if precision == "auto":
         precision = default_precision_mode(device)
+    kernels = _cpu_kernels(pick(cpu_kernels, "cpu_kernels"), device)
     return DeviceOptions(device=device, conv=conv, decode_exp=decode_exp, fold_bn=fold, amp_level=str(amp_level),
-                         precision_mode=precision)
+                         precision_mode=precision, cpu_kernels=kernels)
+
+
+def _cpu_kernels(value, device):
+    """``runtime.cpu_kernels`` (``auto`` / true / false) resolved for ``device``."""
+    if value is False or value == "false" or device != "CPU":
+        if value is True and device != "CPU":
+            raise ConfigError(f"runtime.cpu_kernels=true: the compiled kernels run on CPU only, device is {device}")
+        return False
+    from .models import cpu_kernels
+    ok, reason = cpu_kernels.available()
+    if ok:
+        return True
+    if value is True or value == "true":
+        raise ConfigError(f"runtime.cpu_kernels=true: the CPU kernel library cannot be built: {reason}")
+    if not _logged_kernel_reason:
+        import logging
+        logging.getLogger("mindyolox").warning("CPU kernels off (runtime.cpu_kernels=auto): %s", reason)
+        _logged_kernel_reason.append(reason)
+    return False
+
+
+_logged_kernel_reason = []

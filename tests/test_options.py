@@ -21,7 +21,9 @@ def _nano(*overrides):
 
 def test_resolution_from_recipe_and_flags():
     cpu = resolve_options(_nano())  # the test session runs on CPU
-    assert cpu == DeviceOptions("CPU", "im2col", "float64", True, "O0")
+    assert cpu == DeviceOptions("CPU", "im2col", "float64", True, "O0", cpu_kernels=True)  # g++ is here
+    assert not resolve_options(_nano(), device="GPU").cpu_kernels
+    assert not resolve_options(_nano("runtime.cpu_kernels=false")).cpu_kernels
     gpu = resolve_options(_nano(), device="GPU")
     assert (gpu.conv, gpu.decode_exp) == ("native", "float32")
     o = resolve_options(_nano("runtime.conv=native", "runtime.decode_exp=float32", "train.amp_level=O2"))

@@ -100,7 +100,7 @@ def build_fused(cfg, weights, spec):
     from ..options import resolve_options
     device = {"cpu": "CPU", "gpu": "GPU", "ascend": "Ascend"}[spec.target]
     options = resolve_options(cfg, device=device, conv=spec.conv, decode_exp="float32",
-                              amp_level="O2" if spec.half else "O0")
+                              amp_level="O2" if spec.half else "O0", cpu_kernels=False)
     model = build_model(cfg, options, decode_in_inference=spec.decode)
     report = load_weights(model, weights) if weights else None   # None: random init (speed only)
     fuse_model(model)

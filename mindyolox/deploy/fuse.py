@@ -49,7 +49,7 @@ def fuse_model(model):
         w, b = _folded(block)
         new = Conv2d(old.in_channels, old.out_channels, old.k, old.s, padding=old.p, group=old.group,
                      has_bias=True)
-        new.use_impl("im2col" if old.im2col else "native")
+        new.use_impl("im2col" if old.im2col else "native", kernels=old.direct is not None)
         new.compute_dtype, new.cast_output = old.compute_dtype, old.cast_output
         new.weight = Parameter(Tensor(w), name="weight")
         new.bias = Parameter(Tensor(b), name="bias")

@@ -55,11 +55,12 @@ NOT_IN_GRAPHS = ("train.output_dir",)
 
 
 def code_version():
-    """SHA-256 hex of the package's ``*.py`` files (relative path and content, sorted), the
-    MindSpore version and the Python version."""
+    """SHA-256 hex of the package's ``*.py`` and ``*.cc`` files (relative path and content,
+    sorted; a compiled graph names the kernel library built from the ``.cc``), the MindSpore
+    version and the Python version."""
     import mindspore
     h = hashlib.sha256()
-    for path in sorted(PACKAGE.rglob("*.py")):
+    for path in sorted([*PACKAGE.rglob("*.py"), *PACKAGE.rglob("*.cc")]):
         h.update(path.relative_to(PACKAGE).as_posix().encode())
         h.update(b"\0")
         h.update(path.read_bytes())

@@ -8,8 +8,10 @@ All tensors are NCHW float32.
 """
 from contextlib import contextmanager
 
+from mindspore import dtype as mstype
 from mindspore import nn, ops
 
+from . import cpu_kernels
 from .batchnorm import BatchNorm2d
 from .conv import Conv2d
 
@@ -18,10 +20,28 @@ BN_EPS = 1e-3
 BN_MOMENTUM = 0.97
 
 
+class SiLU(nn.SiLU):
+    """``nn.SiLU`` (x * sigmoid(x), any shape) that runs the compiled CPU kernel for float32
+    inputs once :meth:`use_kernels` switched it on (:mod:`mindyolox.models.cpu_kernels`: one
+    kernel each way instead of MindSpore's 3-5; equal to float32 rounding)."""
+
+    def __init__(self):
+        super().__init__()
+        self.kernel = None
+
+    def use_kernels(self, on):
+        self.kernel = cpu_kernels.silu() if on else None
+
+    def construct(self, x):
+        if self.kernel is not None and x.dtype == mstype.float32:
+            return self.kernel(x)
+        return super().construct(x)
+
+
 def get_activation(name="silu"):
     """Return the activation Cell for ``silu``, ``relu`` or ``lrelu`` (LeakyReLU 0.1)."""
     if name == "silu":
-        return nn.SiLU()
+        return SiLU()
     if name == "relu":
         return nn.ReLU()
     if name == "lrelu":

@@ -4,13 +4,13 @@
 ``depth``, ``width``, ``act``, ``depthwise``, ``num_classes``, ``in_channels``, ``strides``,
 ``exact_bn`` (train-mode BatchNorm kernel, see :mod:`mindyolox.models.batchnorm`).
 
-Device-dependent choices (convolution implementation, decode precision, eval-time BN
-folding) come from a :class:`~mindyolox.options.DeviceOptions` passed in; they are set on
+Device-dependent choices (convolution implementation, compiled CPU kernels, decode
+precision, eval-time BN folding) come from a :class:`~mindyolox.options.DeviceOptions` passed in; they are set on
 every layer of the new model here, once, and recorded as ``model.options``.
 """
 from ..options import resolve_options
 from .batchnorm import set_exact_batchnorm
-from .blocks import BaseConv
+from .blocks import BaseConv, SiLU
 from .conv import Conv2d
 from .head import YOLOXHead
 from .necks import PAFPN, YOLOFPN
@@ -52,8 +52,10 @@ def build_model(cfg, options=None, decode_in_inference=True):
     set_exact_batchnorm(model, bool(_get(m, "exact_bn", False)))
     for _, cell in model.cells_and_names():
         if isinstance(cell, Conv2d):
-            cell.use_impl(options.conv)
+            cell.use_impl(options.conv, kernels=options.cpu_kernels)
         elif isinstance(cell, BaseConv):
             cell.fold_bn = options.fold_bn
+        elif isinstance(cell, SiLU):
+            cell.use_kernels(options.cpu_kernels)
     model.options = options
     return model

@@ -1,0 +1,237 @@
+// CPU kernels of mindyolox, run by MindSpore as ``ops.Custom(func_type="aot")`` operators
+// (mindyolox/models/cpu_kernels.py builds this file with g++ and loads it).
+//
+// Every function has MindSpore's AOT signature (mindspore/ops/operations/custom_ops.py:260-307):
+//   int F(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+//         void *stream, void *extra)
+// params = inputs then the output; all tensors float32, contiguous NCHW; returns 0 on success.
+//
+// Depthwise k x k convolution (groups == channels, stride S, symmetric padding P), weight
+// [C, 1, k, k]:
+//   DwFwdS{S}_P{P}(x [B,C,H,W], w)            -> y  [B,C,Ho,Wo]
+//   DwBwdXS{S}_P{P}(dy, w, x (shape only))    -> dx [B,C,H,W]
+//   DwBwdWS{S}_P{P}(x, dy, w (shape only))    -> dw [C,1,k,k]
+// computed directly, tap by tap over rows of the (b, c) plane: no column tensor. The forward
+// adds the taps in the (i, j) order of one output, like Im2Col + GEMM.
+//
+// SiLU y = x * sigmoid(x) and its gradient from the saved input:
+//   SiluFwd(x) -> y;  SiluBwd(x, dy) -> dx = dy * s * (1 + x * (1 - s)), s = sigmoid(x)
+// expf is glibc's vector variant (libmvec, <= 4 ulp).
+//
+// Loops over (b, c) planes (or channels, or elements) are split over threads started per
+// call (std::thread; MINDYOLOX_KERNEL_THREADS or OMP_NUM_THREADS, default: the CPUs this
+// process may run on) when a call has enough work (kMinWork); not OpenMP: libgomp's workers
+// busy-wait after a region and took the cores from MindSpore's next kernels (a nano train
+// step 25 % slower, yolox-s 2x), and its OMP_WAIT_POLICY is read once, when the library loads.
+#include <sched.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+// glibc's libmvec has SIMD variants of expf (declared by math.h only under -ffast-math)
+extern "C" float expf(float) __attribute__((simd("notinbranch")));
+
+namespace {
+constexpr int64_t kMinWork = 1 << 16;  // ~multiply-adds below which one thread does the call
+
+int thread_count() {
+  static const int count = [] {
+    for (const char *name : {"MINDYOLOX_KERNEL_THREADS", "OMP_NUM_THREADS"}) {
+      const char *v = std::getenv(name);
+      if (v != nullptr && std::atoi(v) > 0) return std::atoi(v);
+    }
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+    return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  }();
+  return count;
+}
+
+// f(begin, end) over [0, n) in contiguous chunks, one per thread; work: total cost estimate
+template <class F>
+void parallel_for(int64_t n, int64_t work, F f) {
+  const int64_t t = std::min<int64_t>({thread_count(), n, std::max<int64_t>(1, work / kMinWork)});
+  if (t <= 1) {
+    f(int64_t{0}, n);
+    return;
+  }
+  std::vector<std::thread> pool;
+  pool.reserve(t - 1);
+  for (int64_t k = 1; k < t; ++k) pool.emplace_back(f, n * k / t, n * (k + 1) / t);
+  f(int64_t{0}, n / t);
+  for (auto &th : pool) th.join();
+}
+
+// valid output columns ow for tap j: 0 <= ow*S - P + j < W
+template <int S>
+inline void ow_range(int64_t W, int64_t Wo, int P, int j, int64_t &lo, int64_t &hi) {
+  int64_t a = P - j;  // need ow*S >= a
+  lo = a <= 0 ? 0 : (a + S - 1) / S;
+  int64_t b = W - 1 + P - j;  // ow*S <= b
+  hi = b < 0 ? -1 : std::min<int64_t>(Wo - 1, b / S);
+}
+
+template <int S, int P>
+int fwd(int nparam, void **params, int *ndims, int64_t **shapes) {
+  if (nparam != 3) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *w = static_cast<const float *>(params[1]);
+  float *y = static_cast<float *>(params[2]);
+  const int64_t B = shapes[0][0], C = shapes[0][1], H = shapes[0][2], W = shapes[0][3];
+  const int K = static_cast<int>(shapes[1][2]);
+  const int64_t Ho = shapes[2][2], Wo = shapes[2][3];
+  parallel_for(B * C, B * C * Ho * Wo * K * K, [&](int64_t first, int64_t last) {
+  for (int64_t bc = first; bc < last; ++bc) {
+    const int64_t c = bc % C;
+    const float *xp = x + bc * H * W;
+    const float *wp = w + c * K * K;
+    float *yp = y + bc * Ho * Wo;
+    std::memset(yp, 0, sizeof(float) * Ho * Wo);
+    for (int64_t oh = 0; oh < Ho; ++oh) {
+      float *yr = yp + oh * Wo;
+      for (int i = 0; i < K; ++i) {
+        const int64_t ih = oh * S - P + i;
+        if (ih < 0 || ih >= H) continue;
+        const float *xr = xp + ih * W;
+        for (int j = 0; j < K; ++j) {
+          int64_t lo, hi;
+          ow_range<S>(W, Wo, P, j, lo, hi);
+          const float wv = wp[i * K + j];
+          const float *xs = xr - P + j;
+#pragma omp simd
+          for (int64_t ow = lo; ow <= hi; ++ow) yr[ow] += wv * xs[ow * S];
+        }
+      }
+    }
+  }
+  });
+  return 0;
+}
+
+// dx from dy (params: dy, w, dx)
+template <int S, int P>
+int bwd_x(int nparam, void **params, int *ndims, int64_t **shapes) {
+  if (nparam != 4) return 1;
+  const float *dy = static_cast<const float *>(params[0]);
+  const float *w = static_cast<const float *>(params[1]);
+  float *dx = static_cast<float *>(params[3]);
+  const int64_t B = shapes[3][0], C = shapes[3][1], H = shapes[3][2], W = shapes[3][3];
+  const int K = static_cast<int>(shapes[1][2]);
+  const int64_t Ho = shapes[0][2], Wo = shapes[0][3];
+  parallel_for(B * C, B * C * Ho * Wo * K * K, [&](int64_t first, int64_t last) {
+  for (int64_t bc = first; bc < last; ++bc) {
+    const int64_t c = bc % C;
+    const float *gp = dy + bc * Ho * Wo;
+    const float *wp = w + c * K * K;
+    float *xp = dx + bc * H * W;
+    std::memset(xp, 0, sizeof(float) * H * W);
+    for (int64_t oh = 0; oh < Ho; ++oh) {
+      const float *gr = gp + oh * Wo;
+      for (int i = 0; i < K; ++i) {
+        const int64_t ih = oh * S - P + i;
+        if (ih < 0 || ih >= H) continue;
+        float *xr = xp + ih * W;
+        for (int j = 0; j < K; ++j) {
+          int64_t lo, hi;
+          ow_range<S>(W, Wo, P, j, lo, hi);
+          const float wv = wp[i * K + j];
+          float *xs = xr - P + j;
+          if (S == 1) {
+#pragma omp simd
+            for (int64_t ow = lo; ow <= hi; ++ow) xs[ow] += wv * gr[ow];
+          } else {
+            for (int64_t ow = lo; ow <= hi; ++ow) xs[ow * S] += wv * gr[ow];
+          }
+        }
+      }
+    }
+  }
+  });
+  return 0;
+}
+
+// dw from x and dy (params: x, dy, dw)
+template <int S, int P>
+int bwd_w(int nparam, void **params, int *ndims, int64_t **shapes) {
+  if (nparam != 4) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *dy = static_cast<const float *>(params[1]);
+  float *dw = static_cast<float *>(params[3]);
+  const int64_t B = shapes[0][0], C = shapes[0][1], H = shapes[0][2], W = shapes[0][3];
+  const int K = static_cast<int>(shapes[3][2]);
+  if (K * K > 64) return 2;  // acc below
+  const int64_t Ho = shapes[1][2], Wo = shapes[1][3];
+  parallel_for(C, B * C * Ho * Wo * K * K, [&](int64_t first, int64_t last) {
+  for (int64_t c = first; c < last; ++c) {
+    float acc[64] = {0};  // K*K <= 64
+    for (int64_t b = 0; b < B; ++b) {
+      const float *xp = x + (b * C + c) * H * W;
+      const float *gp = dy + (b * C + c) * Ho * Wo;
+      for (int64_t oh = 0; oh < Ho; ++oh) {
+        const float *gr = gp + oh * Wo;
+        for (int i = 0; i < K; ++i) {
+          const int64_t ih = oh * S - P + i;
+          if (ih < 0 || ih >= H) continue;
+          const float *xr = xp + ih * W;
+          for (int j = 0; j < K; ++j) {
+            int64_t lo, hi;
+            ow_range<S>(W, Wo, P, j, lo, hi);
+            const float *xs = xr - P + j;
+            float s = 0.f;
+#pragma omp simd reduction(+ : s)
+            for (int64_t ow = lo; ow <= hi; ++ow) s += gr[ow] * xs[ow * S];
+            acc[i * K + j] += s;
+          }
+        }
+      }
+    }
+    for (int t = 0; t < K * K; ++t) dw[c * K * K + t] = acc[t];
+  }
+  });
+  return 0;
+}
+}  // namespace
+
+#define EXPORT(S, P)                                                                              \
+  extern "C" int DwFwdS##S##_P##P(int n, void **p, int *d, int64_t **s, const char **t, void *st, \
+                                 void *e) { return fwd<S, P>(n, p, d, s); }                      \
+  extern "C" int DwBwdXS##S##_P##P(int n, void **p, int *d, int64_t **s, const char **t, void *st, \
+                                  void *e) { return bwd_x<S, P>(n, p, d, s); }                   \
+  extern "C" int DwBwdWS##S##_P##P(int n, void **p, int *d, int64_t **s, const char **t, void *st, \
+                                  void *e) { return bwd_w<S, P>(n, p, d, s); }
+EXPORT(1, 1)
+EXPORT(2, 1)
+
+namespace {
+inline int64_t numel(int nd, const int64_t *s) { int64_t n = 1; for (int i = 0; i < nd; ++i) n *= s[i]; return n; }
+}
+extern "C" int SiluFwd(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  const float *x = static_cast<const float *>(params[0]);
+  float *y = static_cast<float *>(params[1]);
+  const int64_t n = numel(ndims[0], shapes[0]);
+  parallel_for(n, n * 8, [&](int64_t first, int64_t last) {
+#pragma omp simd
+    for (int64_t i = first; i < last; ++i) y[i] = x[i] / (1.0f + expf(-x[i]));
+  });
+  return 0;
+}
+// params: x, dy -> dx
+extern "C" int SiluBwd(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  const float *x = static_cast<const float *>(params[0]);
+  const float *g = static_cast<const float *>(params[1]);
+  float *dx = static_cast<float *>(params[2]);
+  const int64_t n = numel(ndims[0], shapes[0]);
+  parallel_for(n, n * 8, [&](int64_t first, int64_t last) {
+#pragma omp simd
+    for (int64_t i = first; i < last; ++i) {
+      const float s = 1.0f / (1.0f + expf(-x[i]));
+      dx[i] = g[i] * s * (1.0f + x[i] * (1.0f - s));
+    }
+  });
+  return 0;
+}

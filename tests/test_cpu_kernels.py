@@ -1,0 +1,139 @@
+"""The compiled CPU kernels (depthwise convolution, SiLU): the same function and gradients as
+the paths they replace, the on-disk build, and how ``runtime.cpu_kernels`` resolves."""
+import logging
+
+import numpy as np
+import pytest
+from mindspore import Tensor, nn, ops
+from mindspore import dtype as mstype
+
+from mindyolox import build_model, load_config
+from mindyolox.errors import ConfigError
+from mindyolox.models import cpu_kernels
+from mindyolox.models.blocks import SiLU
+from mindyolox.models.conv import Conv2d
+from mindyolox.options import resolve_options
+
+from .conftest import ROOT
+
+
+class _Grads(nn.Cell):
+    """(y, dL/dx, dL/dparams) of L = sum(net(x) * dy), one graph."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        self.params = net.trainable_params()
+        self.grad = ops.GradOperation(get_all=True, get_by_list=True)
+
+    def construct(self, x, dy):
+        def loss(x):
+            return (self.net(x) * dy).sum()
+        (dx,), dparams = self.grad(loss, self.params)(x)
+        return self.net(x), dx, dparams
+
+
+def _run(net, x, dy):
+    y, dx, dparams = _Grads(net)(Tensor(x), Tensor(dy))
+    return y.asnumpy(), dx.asnumpy(), [g.asnumpy() for g in dparams]
+
+
+@pytest.mark.parametrize("stride, size", [(1, 13), (2, 13), (2, 12)])
+def test_depthwise_kernel_equals_im2col_forward_and_gradients(stride, size):
+    rng = np.random.default_rng(stride * 100 + size)
+    c = 6
+    direct = Conv2d(c, c, 3, stride, padding=1, group=c, impl="im2col")
+    direct.use_impl("im2col", kernels=True)
+    reference = Conv2d(c, c, 3, stride, padding=1, group=c, impl="im2col")
+    assert direct.direct is not None and reference.direct is None
+    reference.weight.set_data(direct.weight.data.copy())
+    x = rng.standard_normal((3, c, size, size)).astype(np.float32)
+    out = (size + 2 - 3) // stride + 1
+    dy = rng.standard_normal((3, c, out, out)).astype(np.float32)
+    (y, dx, (dw,)), (y0, dx0, (dw0,)) = _run(direct, x, dy), _run(reference, x, dy)
+    assert y.shape == (3, c, out, out) and dx.shape == x.shape and dw.shape == (c, 1, 3, 3)
+    np.testing.assert_array_equal(y, y0)           # the taps are added in the same order
+    np.testing.assert_allclose(dx, dx0, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dw, dw0, rtol=1e-4, atol=1e-4)
+    # and both are the convolution numpy computes in float64
+    pad = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    w = direct.weight.data.asnumpy().astype(np.float64)[:, 0]
+    ref = sum(pad[:, :, i:i + stride * out:stride, j:j + stride * out:stride] * w[None, :, i, j, None, None]
+              for i in range(3) for j in range(3))
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_silu_kernel_equals_native_silu_forward_and_gradient():
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.standard_normal(997) * 6, [0.0, -0.0, 88.0, -88.0, 100.0, -100.0, 1e-30]])
+    x = x.astype(np.float32).reshape(1, -1)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    fast = SiLU()
+    fast.use_kernels(True)
+    assert fast.kernel is not None
+    (y, dx, _), (y0, dx0, _) = _run(fast, x, dy), _run(nn.SiLU(), x, dy)
+    np.testing.assert_allclose(y, y0, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(dx, dx0, rtol=1e-5, atol=1e-6)
+    assert np.isfinite(y).all() and np.isfinite(dx).all()
+    nan = fast(Tensor(np.array([[np.nan, 1.0]], np.float32))).asnumpy()
+    assert np.isnan(nan[0, 0]) and nan[0, 1] == pytest.approx(1 / (1 + np.exp(-1.0)))  # NaN passes on
+
+
+def test_float16_inputs_take_the_usual_path():
+    """Mixed precision (a float16 layer, as ``engine.amp`` sets it): the float32-only kernels
+    are passed over, the result is the kernel-free layer's."""
+    x = Tensor(np.random.default_rng(4).standard_normal((2, 4, 9, 9)).astype(np.float16))
+    conv = Conv2d(4, 4, 3, 1, padding=1, group=4, impl="im2col")
+    conv.compute_dtype = mstype.float16
+    act = SiLU()
+    conv.use_impl("im2col")
+    y0 = act(conv(x)).asnumpy()
+    conv.use_impl("im2col", kernels=True)
+    act.use_kernels(True)
+    y = act(conv(x))
+    assert y.dtype == mstype.float16
+    np.testing.assert_array_equal(y.asnumpy(), y0)
+
+
+def test_library_is_built_once_per_folder_and_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINDYOLOX_KERNEL_DIR", str(tmp_path))
+    monkeypatch.setattr(cpu_kernels, "_state", {})
+    path = cpu_kernels.library()
+    assert path.parent == tmp_path and path.suffix == ".so" and path.stat().st_size > 0
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]     # no temporary file left
+    stamp = path.stat().st_mtime_ns
+    monkeypatch.setattr(cpu_kernels, "_state", {})
+    assert cpu_kernels.library() == path and path.stat().st_mtime_ns == stamp   # not rebuilt
+
+
+def test_options_without_a_compiler(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("MINDYOLOX_KERNEL_DIR", str(tmp_path))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-g++"))
+    monkeypatch.setattr(cpu_kernels, "_state", {})
+    monkeypatch.setattr("mindyolox.options._logged_kernel_reason", [])
+    cfg = load_config(ROOT / "configs" / "yolox-nano.yaml")
+    with caplog.at_level(logging.WARNING, logger="mindyolox"):
+        assert resolve_options(cfg).cpu_kernels is False          # auto: off, one line
+        assert resolve_options(cfg).cpu_kernels is False
+    lines = [r.getMessage() for r in caplog.records if "CPU kernels off" in r.getMessage()]
+    assert len(lines) == 1 and "no-such-g++" in lines[0]
+    with pytest.raises(ConfigError, match="runtime.cpu_kernels=true.*no-such-g\\+\\+"):
+        resolve_options(load_config(ROOT / "configs" / "yolox-nano.yaml", ["runtime.cpu_kernels=true"]))
+    with pytest.raises(ConfigError, match="CPU only"):
+        resolve_options(load_config(ROOT / "configs" / "yolox-nano.yaml", ["runtime.cpu_kernels=true"]),
+                        device="GPU")
+    with pytest.raises(ConfigError, match="runtime.cpu_kernels"):
+        load_config(ROOT / "configs" / "yolox-nano.yaml", ["runtime.cpu_kernels=sometimes"])
+
+
+def test_nano_takes_the_kernels_where_the_options_say():
+    """What the parity tests of nano (built with the resolved options) run through."""
+    cfg = load_config(ROOT / "configs" / "yolox-nano.yaml")
+    on, off = build_model(cfg, resolve_options(cfg)), build_model(cfg, resolve_options(cfg, cpu_kernels=False))
+    def count(model):
+        cells = [c for _, c in model.cells_and_names()]
+        return (sum(isinstance(c, Conv2d) and c.direct is not None for c in cells),
+                sum(isinstance(c, SiLU) and c.kernel is not None for c in cells))
+    depthwise = sum(isinstance(c, Conv2d) and c.depthwise for _, c in on.cells_and_names())
+    assert depthwise > 20 and count(on) == (depthwise, count(on)[1]) and count(on)[1] > 50
+    assert count(off) == (0, 0)
