@@ -119,8 +119,8 @@ def applicable(shape, paths):
     """The paths of ``paths`` that apply to a (cin, cout, k, stride, groups, H, W) shape."""
     from conv_candidates import applies
     cin, cout, k, s, g, _, _ = shape
-    from mindyolox.models.cpu_kernels import depthwise_supported
-    kernel = g == cin == cout and g > 1 and depthwise_supported(k, s, (k - 1) // 2)
+    from mindyolox.models.cpu_kernels import geometry_supported
+    kernel = (g == 1 or g == cin == cout) and geometry_supported(k, s, (k - 1) // 2)
     return [p for p in paths if p in ("im2col", "native") or (kernel if p == "kernel" else applies(p, cin, cout, k, s, g))]
 
 

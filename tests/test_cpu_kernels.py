@@ -63,6 +63,24 @@ def test_depthwise_kernel_equals_im2col_forward_and_gradients(stride, size):
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("stride, size", [(1, 11), (2, 11), (2, 10)])
+def test_compiled_columns_equal_im2col_forward_and_gradients(stride, size):
+    """Dense k x k: the compiled Im2Col / Col2Im feed the same GEMM as ``ops.Im2Col``."""
+    rng = np.random.default_rng(stride * 10 + size)
+    fast = Conv2d(5, 7, 3, stride, padding=1, impl="im2col")
+    fast.use_impl("im2col", kernels=True)
+    reference = Conv2d(5, 7, 3, stride, padding=1, impl="im2col")
+    assert fast.columns is not None and fast.direct is None and reference.columns is None
+    reference.weight.set_data(fast.weight.data.copy())
+    x = rng.standard_normal((2, 5, size, size)).astype(np.float32)
+    out = (size + 2 - 3) // stride + 1
+    dy = rng.standard_normal((2, 7, out, out)).astype(np.float32)
+    (y, dx, (dw,)), (y0, dx0, (dw0,)) = _run(fast, x, dy), _run(reference, x, dy)
+    np.testing.assert_array_equal(y, y0)     # the same columns into the same GEMM
+    np.testing.assert_array_equal(dw, dw0)
+    np.testing.assert_allclose(dx, dx0, rtol=1e-5, atol=1e-5)
+
+
 def test_silu_kernel_equals_native_silu_forward_and_gradient():
     rng = np.random.default_rng(3)
     x = np.concatenate([rng.standard_normal(997) * 6, [0.0, -0.0, 88.0, -88.0, 100.0, -100.0, 1e-30]])
@@ -133,7 +151,9 @@ def test_nano_takes_the_kernels_where_the_options_say():
     def count(model):
         cells = [c for _, c in model.cells_and_names()]
         return (sum(isinstance(c, Conv2d) and c.direct is not None for c in cells),
+                sum(isinstance(c, Conv2d) and c.columns is not None for c in cells),
                 sum(isinstance(c, SiLU) and c.kernel is not None for c in cells))
-    depthwise = sum(isinstance(c, Conv2d) and c.depthwise for _, c in on.cells_and_names())
-    assert depthwise > 20 and count(on) == (depthwise, count(on)[1]) and count(on)[1] > 50
-    assert count(off) == (0, 0)
+    convs = [c for _, c in on.cells_and_names() if isinstance(c, Conv2d) and c.k == 3]
+    depthwise = sum(c.depthwise for c in convs)
+    assert depthwise > 20 and count(on)[:2] == (depthwise, len(convs) - depthwise) and count(on)[2] > 50
+    assert count(off) == (0, 0, 0)

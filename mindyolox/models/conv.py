@@ -21,9 +21,12 @@ whoever changes this: in GRAPH_MODE the gradient of ``ops.pad`` accumulates over
 calls of a compiled graph on MindSpore 2.10 CPU, and Python slicing (``StridedSlice``) is
 20x slower than ``ops.slice``.)
 
-Depthwise convolutions with stride 1 or 2 and padding 1 take, when ``cpu_kernels`` is on and
-the input is float32, the compiled direct kernel of :mod:`mindyolox.models.cpu_kernels`
-instead (no column tensor; 5-10x faster than ``Im2Col`` forward and backward, equal forward).
+With ``cpu_kernels`` on (the CPU default) and float32 inputs, k x k layers of stride 1 or 2
+and padding 1 take the compiled kernels of :mod:`mindyolox.models.cpu_kernels`: a depthwise
+layer its direct convolution (no column tensor; 5-10x faster than ``Im2Col`` forward and
+backward, the same forward sums), a dense layer the same columns built and summed back by a
+compiled ``Im2Col`` / ``Col2Im`` (multi-threaded; the k x k convs of a yolox-s train step at
+320 b4 1.6x faster, identical forward). ``bench/bench_conv.py`` measures both.
 
 The implementation is a per-layer choice made when the model is built: ``impl`` of the
 constructor (default ``native``), set for a whole model by :func:`mindyolox.build_model` from
@@ -77,8 +80,9 @@ class Conv2d(nn.Conv2d):
         if impl not in IMPLS:
             raise ValueError(f"conv implementation must be one of {IMPLS}, got {impl!r}")
         self.im2col = impl == "im2col" and self.k > 1 and (self.group == 1 or self.depthwise)
-        direct = kernels and self.depthwise and cpu_kernels.depthwise_supported(self.k, self.s, self.p)
-        self.direct = cpu_kernels.depthwise_conv(self.s, self.p) if direct else None
+        fits = kernels and cpu_kernels.geometry_supported(self.k, self.s, self.p)
+        self.direct = cpu_kernels.depthwise_conv(self.s, self.p) if fits and self.depthwise else None
+        self.columns = cpu_kernels.im2col(self.k, self.s, self.p) if fits and self.group == 1 else None
 
     def construct(self, x):
         weight, bias = self.weight, self.bias
@@ -112,5 +116,8 @@ class Conv2d(nn.Conv2d):
             # 1.1-1.6x slower forward+backward); 2-3x faster than multiply + reduce.
             w = ops.broadcast_to(weight.reshape(1, c, 1, kk), (b, c, 1, kk))
             return self.bmm(w, cols).reshape(b, c, ho, wo)
-        cols = self.unfold(x).reshape(b, c * kk, ho, wo)           # channel index c*k*k + i*k + j
+        if self.columns is not None and x.dtype == mstype.float32:
+            cols = self.columns(x)                                 # the same [B, C*k*k, Ho, Wo], compiled
+        else:
+            cols = self.unfold(x).reshape(b, c * kk, ho, wo)       # channel index c*k*k + i*k + j
         return self.gemm(cols, weight.reshape(weight.shape[0], c * kk, 1, 1))

@@ -195,6 +195,84 @@ int bwd_w(int nparam, void **params, int *ndims, int64_t **shapes) {
   });
   return 0;
 }
+
+// k x k patches of every output position as channels (channel c*k*k + i*k + j, the order of a
+// flattened [O, C, k, k] weight), stride S, symmetric padding P, zeros outside the input:
+//   Im2ColS{S}_P{P}(x [B,C,H,W])              -> cols [B, C*k*k, Ho, Wo]   (k from the shapes)
+//   Col2ImS{S}_P{P}(dcols, x (shape only))    -> dx [B,C,H,W], the sum of the patches back
+template <int S, int P>
+int im2col(int nparam, void **params, int *ndims, int64_t **shapes) {
+  if (nparam != 2) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  float *cols = static_cast<float *>(params[1]);
+  const int64_t B = shapes[0][0], C = shapes[0][1], H = shapes[0][2], W = shapes[0][3];
+  const int64_t KK = shapes[1][1] / C, Ho = shapes[1][2], Wo = shapes[1][3];
+  const int K = static_cast<int>(std::lround(std::sqrt(static_cast<double>(KK))));
+  if (K * K != KK || K * K * C != shapes[1][1]) return 2;
+  parallel_for(B * C, B * C * KK * Ho * Wo / 4, [&](int64_t first, int64_t last) {
+  for (int64_t bc = first; bc < last; ++bc) {
+    const float *xp = x + bc * H * W;
+    for (int i = 0; i < K; ++i) {
+      for (int j = 0; j < K; ++j) {
+        float *cp = cols + (bc * KK + i * K + j) * Ho * Wo;
+        int64_t lo, hi;
+        ow_range<S>(W, Wo, P, j, lo, hi);
+        for (int64_t oh = 0; oh < Ho; ++oh) {
+          float *cr = cp + oh * Wo;
+          const int64_t ih = oh * S - P + i;
+          if (ih < 0 || ih >= H || hi < lo) {
+            std::memset(cr, 0, sizeof(float) * Wo);
+            continue;
+          }
+          const float *xs = xp + ih * W - P + j;
+          for (int64_t ow = 0; ow < lo; ++ow) cr[ow] = 0.f;
+#pragma omp simd
+          for (int64_t ow = lo; ow <= hi; ++ow) cr[ow] = xs[ow * S];
+          for (int64_t ow = hi + 1; ow < Wo; ++ow) cr[ow] = 0.f;
+        }
+      }
+    }
+  }
+  });
+  return 0;
+}
+
+template <int S, int P>
+int col2im(int nparam, void **params, int *ndims, int64_t **shapes) {
+  if (nparam != 3) return 1;
+  const float *cols = static_cast<const float *>(params[0]);
+  float *dx = static_cast<float *>(params[2]);
+  const int64_t B = shapes[2][0], C = shapes[2][1], H = shapes[2][2], W = shapes[2][3];
+  const int64_t KK = shapes[0][1] / C, Ho = shapes[0][2], Wo = shapes[0][3];
+  const int K = static_cast<int>(std::lround(std::sqrt(static_cast<double>(KK))));
+  if (K * K != KK || K * K * C != shapes[0][1]) return 2;
+  parallel_for(B * C, B * C * KK * Ho * Wo / 4, [&](int64_t first, int64_t last) {
+  for (int64_t bc = first; bc < last; ++bc) {
+    float *xp = dx + bc * H * W;
+    std::memset(xp, 0, sizeof(float) * H * W);
+    for (int i = 0; i < K; ++i) {
+      for (int j = 0; j < K; ++j) {
+        const float *cp = cols + (bc * KK + i * K + j) * Ho * Wo;
+        int64_t lo, hi;
+        ow_range<S>(W, Wo, P, j, lo, hi);
+        for (int64_t oh = 0; oh < Ho; ++oh) {
+          const int64_t ih = oh * S - P + i;
+          if (ih < 0 || ih >= H) continue;
+          const float *cr = cp + oh * Wo;
+          float *xs = xp + ih * W - P + j;
+          if (S == 1) {
+#pragma omp simd
+            for (int64_t ow = lo; ow <= hi; ++ow) xs[ow] += cr[ow];
+          } else {
+            for (int64_t ow = lo; ow <= hi; ++ow) xs[ow * S] += cr[ow];
+          }
+        }
+      }
+    }
+  }
+  });
+  return 0;
+}
 }  // namespace
 
 #define EXPORT(S, P)                                                                              \
@@ -203,7 +281,11 @@ int bwd_w(int nparam, void **params, int *ndims, int64_t **shapes) {
   extern "C" int DwBwdXS##S##_P##P(int n, void **p, int *d, int64_t **s, const char **t, void *st, \
                                   void *e) { return bwd_x<S, P>(n, p, d, s); }                   \
   extern "C" int DwBwdWS##S##_P##P(int n, void **p, int *d, int64_t **s, const char **t, void *st, \
-                                  void *e) { return bwd_w<S, P>(n, p, d, s); }
+                                  void *e) { return bwd_w<S, P>(n, p, d, s); }                   \
+  extern "C" int Im2ColS##S##_P##P(int n, void **p, int *d, int64_t **s, const char **t, void *st, \
+                                   void *e) { return im2col<S, P>(n, p, d, s); }                 \
+  extern "C" int Col2ImS##S##_P##P(int n, void **p, int *d, int64_t **s, const char **t, void *st, \
+                                   void *e) { return col2im<S, P>(n, p, d, s); }
 EXPORT(1, 1)
 EXPORT(2, 1)
 

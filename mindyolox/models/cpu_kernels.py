@@ -1,12 +1,15 @@
-"""Compiled CPU kernels: depthwise convolution and SiLU as MindSpore AOT custom operators.
+"""Compiled CPU kernels: depthwise convolution, Im2Col / Col2Im and SiLU as MindSpore AOT
+custom operators.
 
-MindSpore 2.10's CPU backend has no fast kernel for either: a depthwise 3x3 convolution runs
-oneDNN's reference kernel, or (the project's default) ``Im2Col`` + a batched GEMM that writes
-and reads a 9x column tensor for three MACs per element; SiLU and its gradient are expanded
-into 3-5 element-wise kernels each way. ``cpu_kernels.cc`` beside this file computes both
-directly (depthwise: tap by tap over the rows of each (image, channel) plane, no columns;
-SiLU: one pass each way, the gradient from the saved input); ``bench/bench_kernels.py``
-measures them against those paths and PyTorch.
+MindSpore 2.10's CPU backend has no fast kernel for these: a k x k convolution runs oneDNN's
+reference kernel, so the model computes it as ``Im2Col`` + GEMM (:mod:`.conv`), whose
+``Im2Col`` and backward ``Col2Im`` kernels took 20 % of a yolox-s train step; a depthwise
+layer that way writes and reads a 9x column tensor for nine MACs per output; SiLU and its
+gradient are expanded into 3-5 element-wise kernels each way. ``cpu_kernels.cc`` beside this
+file has a direct depthwise convolution (tap by tap over the rows of each (image, channel)
+plane, no columns), a threaded Im2Col / Col2Im of the same column layout, and SiLU in one
+pass each way (the gradient from the saved input). ``bench/bench_conv.py`` (path ``kernel``)
+and ``bench/bench_fusion.py silu`` measure them against the other paths and PyTorch.
 
 Build. On first use the source is compiled with g++ (``-O3 -march=native``, the
 flags in :data:`CXXFLAGS`) into ``$MINDYOLOX_KERNEL_DIR`` (default
@@ -23,6 +26,9 @@ reason), ``off`` never builds it. GPU/Ascend never use it; exports never do (a `
 operator would bind the exported graph to this machine's library). The layers
 (:class:`~mindyolox.models.conv.Conv2d`, :class:`~mindyolox.models.blocks.SiLU`) take these
 kernels for float32 inputs only; under mixed precision their float16 inputs go the usual way.
+Threads: each call splits its planes over threads it starts (``MINDYOLOX_KERNEL_THREADS``,
+else ``OMP_NUM_THREADS``, else every CPU the process may use); not OpenMP, whose idle
+workers spin and took the cores from MindSpore's next kernels (nano 416 b8 step 25 % slower).
 
 MindSpore side. ``ops.Custom(func="<lib>.so:<name>", func_type="aot")``: on CPU the
 function is called with the input and output pointers, ranks and shapes
@@ -38,13 +44,13 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-__all__ = ["available", "library", "depthwise_supported", "depthwise_conv", "silu", "CXXFLAGS"]
+__all__ = ["available", "library", "geometry_supported", "depthwise_conv", "im2col", "silu", "CXXFLAGS"]
 
 SOURCE = Path(__file__).with_name("cpu_kernels.cc")
 CXXFLAGS = ("-std=c++17", "-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-shared", "-fPIC", "-pthread")
 LIBS = ("-lmvec",)
-# (stride, padding) pairs the library exports depthwise kernels for (``EXPORT`` in the source)
-DEPTHWISE = ((1, 1), (2, 1))
+# (stride, padding) pairs the library exports convolution kernels for (``EXPORT`` in the source)
+GEOMETRIES = ((1, 1), (2, 1))
 
 logger = logging.getLogger("mindyolox")
 _state = {}
@@ -121,9 +127,9 @@ def _custom(name, out_shape, out_dtype, bprop=None):
     return ops.Custom(f"{library()}:{name}", out_shape=out_shape, out_dtype=out_dtype, func_type="aot", **kwargs)
 
 
-def depthwise_supported(kernel, stride, padding):
-    """True when the library has a depthwise kernel for this geometry (k x k, k <= 8)."""
-    return (stride, padding) in DEPTHWISE and kernel <= 8
+def geometry_supported(kernel, stride, padding):
+    """True when the library has kernels for this convolution geometry (k x k, k <= 8)."""
+    return (stride, padding) in GEOMETRIES and 1 < kernel <= 8
 
 
 def depthwise_conv(stride, padding):
@@ -143,6 +149,28 @@ def depthwise_conv(stride, padding):
             return [x[0], x[1], (x[2] + 2 * padding - w[2]) // stride + 1, (x[3] + 2 * padding - w[3]) // stride + 1]
 
         _state[key] = _custom(f"DwFwd{tag}", out_shape, lambda x, w: x, bprop)
+    return _state[key]
+
+
+def im2col(kernel, stride, padding):
+    """The operator ``x [B, C, H, W] -> cols [B, C*k*k, Ho, Wo]`` (float32; channel
+    ``c*k*k + i*k + j``, zeros where a tap falls in the padding) -- ``ops.Im2Col`` reshaped --
+    with its gradient (the sum of the patches back, ``Col2Im``) as one more kernel."""
+    key = ("im2col", kernel, stride, padding)
+    if key not in _state:
+        tag = f"S{stride}_P{padding}"
+        grad = _custom(f"Col2Im{tag}", lambda dcols, x: x, lambda dcols, x: dcols)
+
+        def bprop(x, out, dout):
+            return (grad(dout, x),)
+
+        def out_shape(x):
+            return [x[0], x[1] * kernel * kernel, (x[2] + 2 * padding - kernel) // stride + 1,
+                    (x[3] + 2 * padding - kernel) // stride + 1]
+
+        op = _custom(f"Im2Col{tag}", out_shape, lambda x: x, bprop)
+        # recomputed in the backward rather than kept, as conv.py does with ops.Im2Col
+        _state[key] = op.recompute()
     return _state[key]
 
 
