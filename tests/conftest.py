@@ -3,15 +3,16 @@
 Reference data lives in ``../shared`` beside the project root (``MINDYOLOX_SHARED``
 overrides it). Tests that need it fail, never skip, when it is missing.
 
-Workers (``pytest.ini``: ``-n 2 --dist loadgroup --no-loadscope-reorder``): most of a test's
+Workers (``pytest.ini``: ``-n 2 --dist loadfile --no-loadscope-reorder``): most of a test's
 time here is a graph compile, largely on one core, so two workers keep both cores of the CI
-machine busy. The tests are handed out longest file first (``UNIT_SECONDS``; it only orders
-the queue). Intended, and NOT in effect yet: each file one unit on one worker (the
-``xdist_group`` marks below). pytest-xdist 3.8 applies a group by rewriting ``item._nodeid``,
-which pytest 9.2 no longer reads (``Node.nodeid`` returns ``_id``), so tests are spread one by
-one and a module fixture (a compiled model, a training run, the quickstart) may be built on
-both workers. ``--dist loadfile`` (plus sharing the quickstart run across workers) is the
-fix, not yet measured. ``python -m pytest -n 0`` runs everything in one process, in order.
+machine busy. Each test file is one unit of work on one worker, so its module fixtures (a
+compiled model, a training run, an ``msrun`` launch) are built once; the units are handed out
+longest first (``UNIT_SECONDS``; it only orders the queue). The README quickstart run, which
+``test_quickstart`` and ``test_readme`` share, is made once per session for both workers
+(``test_quickstart.quickstart``: a file lock in the session's temporary folder). (Per-file
+``xdist_group`` marks with ``--dist loadgroup`` did not work: pytest-xdist 3.8 applies a group
+by rewriting ``item._nodeid``, which pytest 9.2 no longer reads.) ``python -m pytest -n 0``
+runs everything in one process, in order.
 """
 import os
 import sys
@@ -45,8 +46,6 @@ def load_npz(*parts):
         return {k: f[k] for k in f.files}
 
 
-# files whose tests share a session fixture run in the unit of the first one
-SHARED_UNITS = {"test_readme": "test_quickstart"}
 # seconds of each unit in a two-worker run of the whole suite on the CI machine (--durations=0,
 # 2026-12-02); orders the work queue only, a unit missing here starts after these
 UNIT_SECONDS = {
@@ -60,14 +59,10 @@ UNIT_SECONDS = {
 
 
 def _unit(item):
-    stem = Path(str(item.fspath)).stem
-    return SHARED_UNITS.get(stem, stem)
+    return Path(str(item.fspath)).stem
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the marks into unit names
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(_unit(item)))
     order = {id(item): i for i, item in enumerate(items)}
     items.sort(key=lambda item: (-UNIT_SECONDS.get(_unit(item), 0), _unit(item), order[id(item)]))
 
@@ -92,6 +87,15 @@ def _session_compile_cache(tmp_path_factory):
         os.environ.pop("MINDYOLOX_COMPILE_CACHE", None)
     else:
         os.environ["MINDYOLOX_COMPILE_CACHE"] = saved
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _kernel_library_folder():
+    """The compiled CPU kernels (mindyolox/models/cpu_kernels.py) are built into
+    ``~/.cache/mindyolox/kernels``; CLI tests run with a scratch HOME, so name the real folder
+    explicitly and let every subprocess reuse the one build."""
+    os.environ.setdefault("MINDYOLOX_KERNEL_DIR", str(Path.home() / ".cache" / "mindyolox" / "kernels"))
+    yield
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,7 @@ into it (so ``~/.cache/mindyolox/demo`` is scratch too) and a short schedule:
 The helpers here are shared with ``tests/test_readme.py``; the quickstart runs once per
 pytest session (a marker file in the session's temp folder), whichever test needs it first.
 """
+import fcntl
 import json
 import os
 import re
@@ -173,8 +174,21 @@ def run_command(command, workdir, log):
 
 def quickstart(tmp_path_factory):
     """Run the README quickstart once per session (short schedule); returns ``(workdir,
-    records)`` with one record per command: command, returncode, seconds, output."""
-    base = tmp_path_factory.getbasetemp() / "quickstart"
+    records)`` with one record per command: command, returncode, seconds, output.
+
+    Under pytest-xdist the run lives in the session's temporary folder, the parent of every
+    worker's own, and a file lock makes a second worker wait for the first one's run."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    base = root / "quickstart"
+    base.mkdir(parents=True, exist_ok=True)
+    with open(base / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _quickstart_once(base)
+
+
+def _quickstart_once(base):
     done = base / "records.json"
     if done.exists():
         return base / "work", json.loads(done.read_text())

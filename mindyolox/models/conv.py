@@ -74,15 +74,16 @@ class Conv2d(nn.Conv2d):
 
     def use_impl(self, impl, kernels=False):
         """``native`` or ``im2col`` for this layer (before its first call compiles a graph);
-        1x1 and grouped (non-depthwise) convolutions always run natively. ``kernels``: a
-        depthwise layer of a supported geometry takes the compiled CPU kernel for float32
-        inputs (the caller checked :func:`cpu_kernels.available`)."""
+        1x1 and grouped (non-depthwise) convolutions always run natively. ``kernels``: for
+        float32 inputs a depthwise layer of a supported geometry takes the compiled direct
+        kernel, a dense ``im2col`` layer the compiled Im2Col / Col2Im (the caller checked
+        :func:`cpu_kernels.available`)."""
         if impl not in IMPLS:
             raise ValueError(f"conv implementation must be one of {IMPLS}, got {impl!r}")
         self.im2col = impl == "im2col" and self.k > 1 and (self.group == 1 or self.depthwise)
         fits = kernels and cpu_kernels.geometry_supported(self.k, self.s, self.p)
         self.direct = cpu_kernels.depthwise_conv(self.s, self.p) if fits and self.depthwise else None
-        self.columns = cpu_kernels.im2col(self.k, self.s, self.p) if fits and self.group == 1 else None
+        self.columns = cpu_kernels.im2col(self.k, self.s, self.p) if fits and self.im2col and self.group == 1 else None
 
     def construct(self, x):
         weight, bias = self.weight, self.bias
