@@ -10,6 +10,7 @@ from mindspore import dtype as mstype
 from mindyolox import build_model, load_config
 from mindyolox.errors import ConfigError
 from mindyolox.models import cpu_kernels
+from mindyolox.models.batchnorm import BatchNorm2d
 from mindyolox.models.blocks import SiLU
 from mindyolox.models.conv import Conv2d
 from mindyolox.options import resolve_options
@@ -79,6 +80,36 @@ def test_compiled_columns_equal_im2col_forward_and_gradients(stride, size):
     np.testing.assert_array_equal(y, y0)     # the same columns into the same GEMM
     np.testing.assert_array_equal(dw, dw0)
     np.testing.assert_allclose(dx, dx0, rtol=1e-5, atol=1e-5)
+
+
+def test_batch_norm_kernel_equals_the_exact_two_pass_batch_norm():
+    """Train mode: output, running statistics and gradients of the compiled kernel against the
+    ``exact`` ops path, on channels whose mean is large next to their spread."""
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((3, 4, 6, 5)) * [[[[0.5]], [[2.0]], [[1.0]], [[0.01]]]]
+         + [[[[100.0]], [[-3.0]], [[0.0]], [[7.0]]]]).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    results = []
+    for kernel in (True, False):
+        bn = BatchNorm2d(4, eps=1e-3, momentum=0.97, exact=True)
+        bn.gamma.set_data(Tensor(np.array([1.5, 0.5, -1.0, 2.0], np.float32)))
+        bn.beta.set_data(Tensor(np.array([0.1, 0.2, 0.3, -0.4], np.float32)))
+        bn.use_kernels(kernel)
+        assert (bn.kernel is not None) == kernel
+        bn.set_train(True)
+        y, dx, (dgamma, dbeta) = _run(bn, x, dy)     # the forward runs twice in _Grads
+        results.append((y, dx, dgamma, dbeta, bn.moving_mean.asnumpy(), bn.moving_variance.asnumpy()))
+    for got, want, tol in zip(results[0], results[1], (2e-5, 2e-4, 2e-4, 1e-5, 1e-5, 1e-5)):
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    x64 = x.astype(np.float64)
+    xhat = (x64 - x64.mean((0, 2, 3), keepdims=True)) / np.sqrt(x64.var((0, 2, 3), keepdims=True) + 1e-3)
+    want = xhat * np.array([1.5, 0.5, -1.0, 2.0])[None, :, None, None] + np.array([0.1, 0.2, 0.3, -0.4])[None, :, None, None]
+    np.testing.assert_allclose(results[0][0], want, rtol=1e-5, atol=1e-5)   # float64 batch norm
+    n = x.size // 4
+    mean, var = x64.mean((0, 2, 3)), x64.var((0, 2, 3)) * n / (n - 1)
+    # _Grads runs the forward twice (the gradient's and the returned one): two moves from (0, 1)
+    np.testing.assert_allclose(results[0][4], 0.97 * (0.97 * 0 + 0.03 * mean) + 0.03 * mean, rtol=1e-5)
+    np.testing.assert_allclose(results[0][5], 0.97 * (0.97 * 1 + 0.03 * var) + 0.03 * var, rtol=1e-5)
 
 
 def test_silu_kernel_equals_native_silu_forward_and_gradient():

@@ -24,9 +24,18 @@ Train mode, statistics per channel over [B, H, W]:
 * ``exact = True`` (``model.exact_bn: true``): two passes (mean, then the mean of squared
   deviations) written in ops and differentiated by autodiff, exactly PyTorch's float32
   numerics; the parity tests against the official gradients use it.
+
+* compiled kernel (``use_kernels(True)``: ``runtime.cpu_kernels``, the CPU default), float32
+  inputs, either ``exact``: :func:`mindyolox.models.cpu_kernels.batch_norm`, two passes in
+  double (the ``exact`` numerics, at a fraction of the fused kernel's time: one read for the
+  mean, one for the variance, one write) and the analytic backward in one more kernel; the
+  running statistics are updated as in the ``exact`` path.
 """
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
+from mindspore import dtype as mstype
+
+from . import cpu_kernels
 
 __all__ = ["BatchNorm2d", "set_exact_batchnorm"]
 
@@ -49,6 +58,12 @@ class BatchNorm2d(nn.Cell):
         self.fused = ops.BatchNorm(is_training=True, epsilon=eps, momentum=1.0 - momentum)
         self.cast_output = None
         self.frozen = False     # train.freeze: eval-mode normalisation in training too
+        self.kernel = None
+        self.eps_tensor = Tensor([eps], dtype=mstype.float32)
+
+    def use_kernels(self, on):
+        """Train mode through the compiled CPU kernel (float32 inputs; module doc)."""
+        self.kernel = cpu_kernels.batch_norm() if on else None
 
     def construct(self, x):
         y = self.normalize(x)
@@ -60,6 +75,9 @@ class BatchNorm2d(nn.Cell):
         """The batch norm of ``x`` (see the module doc), in ``x``'s dtype."""
         if not self.training or self.frozen:
             return self.infer(x, self.gamma, self.beta, self.moving_mean, self.moving_variance)[0]
+        if self.kernel is not None and x.dtype == mstype.float32:
+            y, mean, var = self.kernel(x, self.gamma, self.beta, self.eps_tensor)
+            return self._update_statistics(y, x.shape, ops.stop_gradient(mean), ops.stop_gradient(var))
         if not self.exact:
             centre = ops.stop_gradient(self.moving_mean * 1.0)   # read before the kernel updates it
             # centred by a per-channel bias add: a broadcast ``x - centre[1, C, 1, 1]`` costs as
@@ -69,16 +87,22 @@ class BatchNorm2d(nn.Cell):
                            self.moving_variance)[0]
             # the kernel moved moving_mean towards mean(x - centre): add the centre's share back
             return ops.depend(y, ops.assign_add(self.moving_mean, centre * (1.0 - self.momentum)))
-        b, c, h, w = x.shape
-        n = b * h * w
+        c = x.shape[1]
         mean = x.mean(axis=(0, 2, 3), keep_dims=True)
         xc = x - mean
         var = (xc * xc).mean(axis=(0, 2, 3), keep_dims=True)
         scale = ops.rsqrt(var + self.eps) * self.gamma.reshape(1, c, 1, 1)
         y = xc * scale + self.beta.reshape(1, c, 1, 1)
+        return self._update_statistics(y, x.shape, ops.stop_gradient(mean.reshape(c)),
+                                       ops.stop_gradient(var.reshape(c)))
+
+    def _update_statistics(self, y, shape, batch_mean, batch_var):
+        """``y`` after the running statistics moved towards the batch's (mean [C], biased
+        variance [C]; the running variance takes the unbiased one, as PyTorch)."""
+        b, _, h, w = shape
+        n = b * h * w
         keep = self.momentum
-        batch_mean = ops.stop_gradient(mean.reshape(c))
-        batch_var = ops.stop_gradient(var.reshape(c)) * (n / max(n - 1, 1))
+        batch_var = batch_var * (n / max(n - 1, 1))
         y = ops.depend(y, ops.assign(self.moving_mean,
                                      self.moving_mean * keep + batch_mean * (1 - keep)))
         y = ops.depend(y, ops.assign(self.moving_variance,

@@ -9,7 +9,7 @@ precision, eval-time BN folding) come from a :class:`~mindyolox.options.DeviceOp
 every layer of the new model here, once, and recorded as ``model.options``.
 """
 from ..options import resolve_options
-from .batchnorm import set_exact_batchnorm
+from .batchnorm import BatchNorm2d, set_exact_batchnorm
 from .blocks import BaseConv, SiLU
 from .conv import Conv2d
 from .head import YOLOXHead
@@ -55,7 +55,7 @@ def build_model(cfg, options=None, decode_in_inference=True):
             cell.use_impl(options.conv, kernels=options.cpu_kernels)
         elif isinstance(cell, BaseConv):
             cell.fold_bn = options.fold_bn
-        elif isinstance(cell, SiLU):
+        elif isinstance(cell, (SiLU, BatchNorm2d)):
             cell.use_kernels(options.cpu_kernels)
     model.options = options
     return model

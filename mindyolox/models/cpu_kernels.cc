@@ -317,3 +317,103 @@ extern "C" int SiluBwd(int nparam, void **params, int *ndims, int64_t **shapes, 
   });
   return 0;
 }
+
+// Batch normalisation in train mode over [B, C, H, W], statistics per channel over B*H*W,
+// two passes in double (mean, then the mean of squared deviations: PyTorch's biased
+// variance, exact where E[x^2] - E[x]^2 cancels):
+//   BnFwd(x, gamma [C], beta [C], eps [1])       -> (y, mean [C], var [C] (biased))
+//   BnBwd(dy, x, gamma, mean, var, eps)          -> (dx, dgamma [C], dbeta [C])
+// dbeta = sum dy, dgamma = sum dy * xhat, dx = gamma * invstd * (dy - dbeta / N - xhat * dgamma / N),
+// xhat = (x - mean) * invstd, invstd = 1 / sqrt(var + eps).
+extern "C" int BnFwd(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  if (nparam != 7 || ndims[0] != 4) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *gamma = static_cast<const float *>(params[1]);
+  const float *beta = static_cast<const float *>(params[2]);
+  const float eps = *static_cast<const float *>(params[3]);
+  float *y = static_cast<float *>(params[4]);
+  float *mean_out = static_cast<float *>(params[5]);
+  float *var_out = static_cast<float *>(params[6]);
+  const int64_t B = shapes[0][0], C = shapes[0][1], HW = shapes[0][2] * shapes[0][3];
+  const double n = static_cast<double>(B * HW);
+  parallel_for(C, B * C * HW * 3, [&](int64_t first, int64_t last) {
+    for (int64_t c = first; c < last; ++c) {
+      double sum = 0.0;
+      for (int64_t b = 0; b < B; ++b) {
+        const float *xp = x + (b * C + c) * HW;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t i = 0; i < HW; ++i) sum += xp[i];
+      }
+      const double mean = sum / n;
+      double sq = 0.0;
+      for (int64_t b = 0; b < B; ++b) {
+        const float *xp = x + (b * C + c) * HW;
+#pragma omp simd reduction(+ : sq)
+        for (int64_t i = 0; i < HW; ++i) {
+          const double d = xp[i] - mean;
+          sq += d * d;
+        }
+      }
+      const double var = sq / n;
+      // (x - mean) first: x * scale + (beta - mean * scale) would cancel when |mean| >> std
+      const float scale = static_cast<float>(gamma[c] / std::sqrt(var + eps));
+      const float m = static_cast<float>(mean), shift = beta[c];
+      for (int64_t b = 0; b < B; ++b) {
+        const float *xp = x + (b * C + c) * HW;
+        float *yp = y + (b * C + c) * HW;
+#pragma omp simd
+        for (int64_t i = 0; i < HW; ++i) yp[i] = (xp[i] - m) * scale + shift;
+      }
+      mean_out[c] = static_cast<float>(mean);
+      var_out[c] = static_cast<float>(var);
+    }
+  });
+  return 0;
+}
+
+extern "C" int BnBwd(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  if (nparam != 9 || ndims[0] != 4) return 1;
+  const float *dy = static_cast<const float *>(params[0]);
+  const float *x = static_cast<const float *>(params[1]);
+  const float *gamma = static_cast<const float *>(params[2]);
+  const float *mean_in = static_cast<const float *>(params[3]);
+  const float *var_in = static_cast<const float *>(params[4]);
+  const float eps = *static_cast<const float *>(params[5]);
+  float *dx = static_cast<float *>(params[6]);
+  float *dgamma = static_cast<float *>(params[7]);
+  float *dbeta = static_cast<float *>(params[8]);
+  const int64_t B = shapes[0][0], C = shapes[0][1], HW = shapes[0][2] * shapes[0][3];
+  const double n = static_cast<double>(B * HW);
+  parallel_for(C, B * C * HW * 3, [&](int64_t first, int64_t last) {
+    for (int64_t c = first; c < last; ++c) {
+      const double mean = mean_in[c];
+      const double invstd = 1.0 / std::sqrt(static_cast<double>(var_in[c]) + eps);
+      double sdy = 0.0, sdyx = 0.0;
+      for (int64_t b = 0; b < B; ++b) {
+        const float *gp = dy + (b * C + c) * HW;
+        const float *xp = x + (b * C + c) * HW;
+#pragma omp simd reduction(+ : sdy, sdyx)
+        for (int64_t i = 0; i < HW; ++i) {
+          sdy += gp[i];
+          sdyx += gp[i] * (xp[i] - mean);
+        }
+      }
+      const double dg = sdyx * invstd;  // sum dy * xhat
+      const double g = gamma[c] * invstd;
+      const float k_dy = static_cast<float>(g);
+      const float k_x = static_cast<float>(-g * invstd * dg / n);
+      const float k_0 = static_cast<float>(-g * sdy / n);
+      const float m = static_cast<float>(mean);
+      for (int64_t b = 0; b < B; ++b) {
+        const float *gp = dy + (b * C + c) * HW;
+        const float *xp = x + (b * C + c) * HW;
+        float *dp = dx + (b * C + c) * HW;
+#pragma omp simd
+        for (int64_t i = 0; i < HW; ++i) dp[i] = k_dy * gp[i] + k_x * (xp[i] - m) + k_0;
+      }
+      dgamma[c] = static_cast<float>(dg);
+      dbeta[c] = static_cast<float>(sdy);
+    }
+  });
+  return 0;
+}

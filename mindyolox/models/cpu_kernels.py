@@ -44,7 +44,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-__all__ = ["available", "library", "geometry_supported", "depthwise_conv", "im2col", "silu", "CXXFLAGS"]
+__all__ = ["available", "library", "geometry_supported", "depthwise_conv", "im2col", "batch_norm", "silu",
+           "CXXFLAGS"]
 
 SOURCE = Path(__file__).with_name("cpu_kernels.cc")
 CXXFLAGS = ("-std=c++17", "-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-shared", "-fPIC", "-pthread")
@@ -172,6 +173,23 @@ def im2col(kernel, stride, padding):
         # recomputed in the backward rather than kept, as conv.py does with ops.Im2Col
         _state[key] = op.recompute()
     return _state[key]
+
+
+def batch_norm():
+    """The train-mode operator ``(x [B, C, H, W], gamma [C], beta [C], eps [1]) -> (y, mean [C],
+    var [C])`` (float32; biased variance, two passes in double) with its gradient ``(dx,
+    dgamma, dbeta)`` as one more kernel; ``mean`` / ``var`` carry no gradient (the caller
+    feeds them to the running statistics only)."""
+    from mindspore import ops
+    if "bn" not in _state:
+        grad = _custom("BnBwd", lambda dy, x, g, m, v, e: (x, g, g), lambda dy, x, g, m, v, e: (x, x, x))
+
+        def bprop(x, gamma, beta, eps, out, dout):
+            dx, dgamma, dbeta = grad(dout[0], x, gamma, out[1], out[2], eps)
+            return dx, dgamma, dbeta, ops.zeros_like(eps)
+
+        _state["bn"] = _custom("BnFwd", lambda x, g, b, e: (x, g, g), lambda x, g, b, e: (x, x, x), bprop)
+    return _state["bn"]
 
 
 def silu():
