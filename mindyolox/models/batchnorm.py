@@ -29,7 +29,7 @@ Train mode, statistics per channel over [B, H, W]:
   inputs, either ``exact``: :func:`mindyolox.models.cpu_kernels.batch_norm`, two passes in
   double (the ``exact`` numerics, at a fraction of the fused kernel's time: one read for the
   mean, one for the variance, one write) and the analytic backward in one more kernel; the
-  running statistics are updated as in the ``exact`` path.
+  kernel also returns the moved running statistics (as the ``exact`` path computes them).
 """
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
@@ -59,7 +59,7 @@ class BatchNorm2d(nn.Cell):
         self.cast_output = None
         self.frozen = False     # train.freeze: eval-mode normalisation in training too
         self.kernel = None
-        self.eps_tensor = Tensor([eps], dtype=mstype.float32)
+        self.kernel_cfg = Tensor([eps, momentum], dtype=mstype.float32)
 
     def use_kernels(self, on):
         """Train mode through the compiled CPU kernel (float32 inputs; module doc)."""
@@ -76,8 +76,10 @@ class BatchNorm2d(nn.Cell):
         if not self.training or self.frozen:
             return self.infer(x, self.gamma, self.beta, self.moving_mean, self.moving_variance)[0]
         if self.kernel is not None and x.dtype == mstype.float32:
-            y, mean, var = self.kernel(x, self.gamma, self.beta, self.eps_tensor)
-            return self._update_statistics(y, x.shape, ops.stop_gradient(mean), ops.stop_gradient(var))
+            y, _, _, mean, var = self.kernel(x, self.gamma, self.beta, self.moving_mean, self.moving_variance,
+                                             self.kernel_cfg)
+            y = ops.depend(y, ops.assign(self.moving_mean, mean))
+            return ops.depend(y, ops.assign(self.moving_variance, var))
         if not self.exact:
             centre = ops.stop_gradient(self.moving_mean * 1.0)   # read before the kernel updates it
             # centred by a per-channel bias add: a broadcast ``x - centre[1, C, 1, 1]`` costs as
@@ -87,22 +89,16 @@ class BatchNorm2d(nn.Cell):
                            self.moving_variance)[0]
             # the kernel moved moving_mean towards mean(x - centre): add the centre's share back
             return ops.depend(y, ops.assign_add(self.moving_mean, centre * (1.0 - self.momentum)))
-        c = x.shape[1]
+        b, c, h, w = x.shape
+        n = b * h * w
         mean = x.mean(axis=(0, 2, 3), keep_dims=True)
         xc = x - mean
         var = (xc * xc).mean(axis=(0, 2, 3), keep_dims=True)
         scale = ops.rsqrt(var + self.eps) * self.gamma.reshape(1, c, 1, 1)
         y = xc * scale + self.beta.reshape(1, c, 1, 1)
-        return self._update_statistics(y, x.shape, ops.stop_gradient(mean.reshape(c)),
-                                       ops.stop_gradient(var.reshape(c)))
-
-    def _update_statistics(self, y, shape, batch_mean, batch_var):
-        """``y`` after the running statistics moved towards the batch's (mean [C], biased
-        variance [C]; the running variance takes the unbiased one, as PyTorch)."""
-        b, _, h, w = shape
-        n = b * h * w
         keep = self.momentum
-        batch_var = batch_var * (n / max(n - 1, 1))
+        batch_mean = ops.stop_gradient(mean.reshape(c))
+        batch_var = ops.stop_gradient(var.reshape(c)) * (n / max(n - 1, 1))
         y = ops.depend(y, ops.assign(self.moving_mean,
                                      self.moving_mean * keep + batch_mean * (1 - keep)))
         y = ops.depend(y, ops.assign(self.moving_variance,

@@ -320,20 +320,27 @@ extern "C" int SiluBwd(int nparam, void **params, int *ndims, int64_t **shapes, 
 
 // Batch normalisation in train mode over [B, C, H, W], statistics per channel over B*H*W,
 // two passes in double (mean, then the mean of squared deviations: PyTorch's biased
-// variance, exact where E[x^2] - E[x]^2 cancels):
-//   BnFwd(x, gamma [C], beta [C], eps [1])       -> (y, mean [C], var [C] (biased))
-//   BnBwd(dy, x, gamma, mean, var, eps)          -> (dx, dgamma [C], dbeta [C])
+// variance, exact where E[x^2] - E[x]^2 cancels); cfg = (eps, keep), keep the running
+// statistics' momentum (MindSpore's: the weight of the old value):
+//   BnFwd(x, gamma [C], beta [C], running_mean [C], running_var [C], cfg [2])
+//     -> (y, mean [C], var [C] (biased), new running_mean, new running_var (unbiased var))
+//   BnBwd(dy, x, gamma, mean, var, cfg)          -> (dx, dgamma [C], dbeta [C])
 // dbeta = sum dy, dgamma = sum dy * xhat, dx = gamma * invstd * (dy - dbeta / N - xhat * dgamma / N),
 // xhat = (x - mean) * invstd, invstd = 1 / sqrt(var + eps).
 extern "C" int BnFwd(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
-  if (nparam != 7 || ndims[0] != 4) return 1;
+  if (nparam != 11 || ndims[0] != 4) return 1;
   const float *x = static_cast<const float *>(params[0]);
   const float *gamma = static_cast<const float *>(params[1]);
   const float *beta = static_cast<const float *>(params[2]);
-  const float eps = *static_cast<const float *>(params[3]);
-  float *y = static_cast<float *>(params[4]);
-  float *mean_out = static_cast<float *>(params[5]);
-  float *var_out = static_cast<float *>(params[6]);
+  const float *running_mean = static_cast<const float *>(params[3]);
+  const float *running_var = static_cast<const float *>(params[4]);
+  const float eps = static_cast<const float *>(params[5])[0];
+  const float keep = static_cast<const float *>(params[5])[1];
+  float *y = static_cast<float *>(params[6]);
+  float *mean_out = static_cast<float *>(params[7]);
+  float *var_out = static_cast<float *>(params[8]);
+  float *new_mean = static_cast<float *>(params[9]);
+  float *new_var = static_cast<float *>(params[10]);
   const int64_t B = shapes[0][0], C = shapes[0][1], HW = shapes[0][2] * shapes[0][3];
   const double n = static_cast<double>(B * HW);
   parallel_for(C, B * C * HW * 3, [&](int64_t first, int64_t last) {
@@ -366,6 +373,9 @@ extern "C" int BnFwd(int nparam, void **params, int *ndims, int64_t **shapes, co
       }
       mean_out[c] = static_cast<float>(mean);
       var_out[c] = static_cast<float>(var);
+      const float unbiased = static_cast<float>(n > 1 ? var * n / (n - 1) : var);
+      new_mean[c] = running_mean[c] * keep + static_cast<float>(mean) * (1.0f - keep);
+      new_var[c] = running_var[c] * keep + unbiased * (1.0f - keep);
     }
   });
   return 0;
@@ -378,7 +388,7 @@ extern "C" int BnBwd(int nparam, void **params, int *ndims, int64_t **shapes, co
   const float *gamma = static_cast<const float *>(params[2]);
   const float *mean_in = static_cast<const float *>(params[3]);
   const float *var_in = static_cast<const float *>(params[4]);
-  const float eps = *static_cast<const float *>(params[5]);
+  const float eps = static_cast<const float *>(params[5])[0];
   float *dx = static_cast<float *>(params[6]);
   float *dgamma = static_cast<float *>(params[7]);
   float *dbeta = static_cast<float *>(params[8]);

@@ -176,19 +176,24 @@ def im2col(kernel, stride, padding):
 
 
 def batch_norm():
-    """The train-mode operator ``(x [B, C, H, W], gamma [C], beta [C], eps [1]) -> (y, mean [C],
-    var [C])`` (float32; biased variance, two passes in double) with its gradient ``(dx,
-    dgamma, dbeta)`` as one more kernel; ``mean`` / ``var`` carry no gradient (the caller
-    feeds them to the running statistics only)."""
+    """The train-mode operator ``(x [B, C, H, W], gamma [C], beta [C], running_mean [C],
+    running_var [C], cfg [2] = (eps, keep)) -> (y, mean [C], var [C], new running_mean, new
+    running_var)`` (float32; biased batch variance from two passes in double; the running
+    statistics move by the momentum ``keep``, the variance's unbiased) with its gradient
+    ``(dx, dgamma, dbeta)`` as one more kernel. Only ``y`` carries a gradient; the running
+    statistics are computed here rather than by graph arithmetic, which compiled 1.3 s slower
+    per 60 layers."""
     from mindspore import ops
     if "bn" not in _state:
-        grad = _custom("BnBwd", lambda dy, x, g, m, v, e: (x, g, g), lambda dy, x, g, m, v, e: (x, x, x))
+        grad = _custom("BnBwd", lambda dy, x, g, m, v, cfg: (x, g, g), lambda dy, x, g, m, v, cfg: (x, x, x))
 
-        def bprop(x, gamma, beta, eps, out, dout):
-            dx, dgamma, dbeta = grad(dout[0], x, gamma, out[1], out[2], eps)
-            return dx, dgamma, dbeta, ops.zeros_like(eps)
+        def bprop(x, gamma, beta, running_mean, running_var, cfg, out, dout):
+            dx, dgamma, dbeta = grad(dout[0], x, gamma, out[1], out[2], cfg)
+            return (dx, dgamma, dbeta, ops.zeros_like(running_mean), ops.zeros_like(running_var),
+                    ops.zeros_like(cfg))
 
-        _state["bn"] = _custom("BnFwd", lambda x, g, b, e: (x, g, g), lambda x, g, b, e: (x, x, x), bprop)
+        _state["bn"] = _custom("BnFwd", lambda x, g, b, m, v, cfg: (x, g, g, g, g),
+                               lambda x, g, b, m, v, cfg: (x, x, x, x, x), bprop)
     return _state["bn"]
 
 
