@@ -293,6 +293,7 @@ namespace {
 inline int64_t numel(int nd, const int64_t *s) { int64_t n = 1; for (int i = 0; i < nd; ++i) n *= s[i]; return n; }
 }
 extern "C" int SiluFwd(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  if (nparam != 2) return 1;
   const float *x = static_cast<const float *>(params[0]);
   float *y = static_cast<float *>(params[1]);
   const int64_t n = numel(ndims[0], shapes[0]);
@@ -304,6 +305,7 @@ extern "C" int SiluFwd(int nparam, void **params, int *ndims, int64_t **shapes, 
 }
 // params: x, dy -> dx
 extern "C" int SiluBwd(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  if (nparam != 3) return 1;
   const float *x = static_cast<const float *>(params[0]);
   const float *g = static_cast<const float *>(params[1]);
   float *dx = static_cast<float *>(params[2]);
