@@ -18,7 +18,7 @@ Fields (all plain values; ``to_dict`` goes into checkpoint metadata and the expo
                   (1e-3 px on a 200 px box); float64 costs 2 x A elements. ``auto``: float64 on CPU.
 ``fold_bn``       eval-mode BatchNorm folded into the convolution (one kernel less per layer).
                   Forced off under mixed precision, where BN must stay a float32 cell.
-``cpu_kernels``   compiled C++ kernels on CPU: depthwise convolutions, Im2Col / Col2Im, SiLU
+``cpu_kernels``   compiled C++ kernels on CPU: depthwise convolutions, Im2Col / Col2Im, SiLU, BN
                   (:mod:`mindyolox.models.cpu_kernels`; float32 layers only). ``auto``: on when the
                   device is CPU and the library builds (g++ present), else off with one logged
                   line; ``true`` requires it; always off on GPU/Ascend and for export.
