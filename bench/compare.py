@@ -54,22 +54,14 @@ def parse_case(case):
 
 def ours_case(case, steps, boxes):
     """Run one case of this project in this process; returns the record of the table."""
-    import mindspore as ms
-    import numpy as np
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "bench"))
-    from mindyolox.engine.runtime import setup_mindspore
     kind, variant, size, batch = parse_case(case)
     if kind == "train":  # run_case sets MindSpore up itself
         from bench_train import run_case
         r = run_case(variant, size, batch, steps, "CPU", warmup=1, boxes=boxes)
         return {"median_ms": 1e3 * r["median_step_s"], "first_s": r["compile_s"], "peak_gb": r["peak_mem_gb"]}
-    from mindyolox import build_model, load_config
-    setup_mindspore("CPU")
-    ms.set_seed(0)
-    model = build_model(load_config(ROOT / "configs" / f"yolox-{variant}.yaml"))
-    model.set_train(False)
-    x = ms.Tensor(np.random.default_rng(0).uniform(0, 255, (batch, 3, size, size)).round().astype(np.float32))
+    model, x = ours_model_and_input(variant, size, batch)
     t0 = time.perf_counter()
     model(x).asnumpy()
     first = time.perf_counter() - t0
@@ -81,6 +73,21 @@ def ours_case(case, steps, boxes):
         times.append(time.perf_counter() - t0)
     return {"median_ms": 1e3 * statistics.median(times), "first_s": first,
             "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9}
+
+
+def ours_model_and_input(variant, size, batch):
+    """The eval case's model (eval mode, the CPU's resolved options) and its input [B, 3, size, size]."""
+    import mindspore as ms
+    import numpy as np
+    sys.path.insert(0, str(ROOT))
+    from mindyolox import build_model, load_config
+    from mindyolox.engine.runtime import setup_mindspore
+    setup_mindspore("CPU")
+    ms.set_seed(0)
+    model = build_model(load_config(ROOT / "configs" / f"yolox-{variant}.yaml"))
+    model.set_train(False)
+    x = ms.Tensor(np.random.default_rng(0).uniform(0, 255, (batch, 3, size, size)).round().astype(np.float32))
+    return model, x
 
 
 def run_ours(case, steps, boxes):

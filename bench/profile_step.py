@@ -1,8 +1,10 @@
 """Where the time of a compiled train step goes: MindSpore's profiler over a few steps of the
 bench's train step (``bench_train.py``'s synthetic case), summed per part and per op type.
+``--eval``: the same for the decoded eval forward of ``compare.py``'s eval case (one part).
 
     python bench/profile_step.py --case nano:416:8
     python bench/profile_step.py --case s:640:2 --steps 3 --top 25
+    python bench/profile_step.py --eval --case nano:416:1 --steps 20
 
 Parts (by the op's scope): ``forward`` (the model, incl. SiLU), ``backward`` (gradients of
 the model and the loss, incl. SiLU's), ``loss`` (SimOTA assignment and the loss terms),
@@ -38,13 +40,13 @@ def part_of(full_name):
     return "update"
 
 
-def summarize(csv_path, steps, top):
+def summarize(csv_path, steps, top, eval_mode=False):
     """Per-part and per-(part, op type) ms per step from the profiler's cpu_op_detail_info."""
     parts, ops_ = collections.Counter(), collections.Counter()
     with open(csv_path) as f:
         for r in csv.DictReader(f):
             ms_per_step = float(r["op_total_time(ms)"]) / steps
-            part = part_of(r["full_op_name"])
+            part = "eval forward" if eval_mode else part_of(r["full_op_name"])
             parts[part] += ms_per_step
             ops_[(part, r["op_type"])] += ms_per_step
     total = sum(parts.values())
@@ -62,25 +64,37 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=3, help="profiled steps (default 3)")
     p.add_argument("--top", type=int, default=20, help="op types listed (default 20)")
     p.add_argument("--out", help="profiler output folder (default: a temporary one)")
+    p.add_argument("--eval", action="store_true", help="profile the eval forward instead of the train step")
     args = p.parse_args(argv)
     import mindspore as ms
-    from bench_train import build_case
     variant, size, batch = args.case.split(":")
-    step, images, labels = build_case(variant, int(size), int(batch), "CPU")
+    if args.eval:
+        from compare import ours_model_and_input
+        model, x = ours_model_and_input(variant, int(size), int(batch))
+
+        def run():
+            model(x).asnumpy()
+    else:
+        from bench_train import build_case
+        step, images, labels = build_case(variant, int(size), int(batch), "CPU")
+
+        def run():
+            step(images, labels)[0].asnumpy()
     for _ in range(3):  # compile, then let the memory pools settle
-        step(images, labels)[0].asnumpy()
+        run()
     out = args.out or tempfile.mkdtemp(prefix="mindyolox_prof_")
     prof = ms.Profiler(output_path=out)
     t0 = time.perf_counter()
     for _ in range(args.steps):
-        step(images, labels)[0].asnumpy()
+        run()
     wall = (time.perf_counter() - t0) / args.steps
     prof.analyse()
     found = glob.glob(os.path.join(out, "**", "cpu_op_detail_info_*.csv"), recursive=True)
     if not found:
         raise SystemExit(f"error: the profiler wrote no cpu_op_detail_info_*.csv under {out}")
-    print(f"yolox-{variant} {size} batch {batch}: {wall * 1e3:.0f} ms per profiled step (wall)")
-    print(summarize(found[0], args.steps, args.top))
+    what = "eval forward" if args.eval else "step"
+    print(f"yolox-{variant} {size} batch {batch}: {wall * 1e3:.0f} ms per profiled {what} (wall)")
+    print(summarize(found[0], args.steps, args.top, args.eval))
     return 0
 
 

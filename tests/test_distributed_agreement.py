@@ -188,7 +188,13 @@ def test_msrun_without_distributed_stops_with_one_line(tmp_path):
                         tmp_path / "logs", timeout=400)
     assert proc.returncode != 0
     assert sorted(logs) == ["worker_0.log", "worker_1.log"]
+    # msrun stops the other workers as soon as one exits non-zero: on a busy machine a slower
+    # worker can be stopped before it reached the check (seen in a CI run: worker_1.log empty)
+    stopped = [name for name, log in logs.items() if not log.strip()]
+    assert len(stopped) < len(logs), logs
     for name, log in logs.items():
+        if name in stopped:
+            continue
         errors = [line for line in log.splitlines() if line.startswith("error:")]
         assert len(errors) == 1, (name, log[-2000:])
         assert "MS_WORKER_NUM=2" in errors[0] and "add --distributed" in errors[0]

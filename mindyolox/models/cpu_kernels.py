@@ -36,7 +36,6 @@ function is called with the input and output pointers, ranks and shapes
 further custom operators, so a compiled train step holds one kernel per direction.
 """
 import hashlib
-import logging
 import os
 import platform
 import shutil
@@ -53,7 +52,6 @@ LIBS = ("-lmvec",)
 # (stride, padding) pairs the library exports convolution kernels for (``EXPORT`` in the source)
 GEOMETRIES = ((1, 1), (2, 1))
 
-logger = logging.getLogger("mindyolox")
 _state = {}
 
 
