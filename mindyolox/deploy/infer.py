@@ -78,9 +78,11 @@ def _run_video(runner, target, args, names, out, stem):
     """Per-frame records of a video, webcam or stream; ``out``: ``(drawn path, json path)``
     or None."""
     from ..engine.predictor import _draw, detections_to_records
+    stream = not isinstance(target, str) or "://" in target
+    name = f"--source {target}" if stream else f"video {target}"
     cap = cv2.VideoCapture(target)
     if not cap.isOpened():
-        raise DataError(f"--source {target}: cannot be opened as a video, webcam or stream")
+        raise DataError(f"{name}: cannot be opened" + (" as a webcam or stream" if stream else ""))
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     writer, frames, pending = None, [], []
     bar = tqdm(desc=str(stem), unit="frame", disable=args.no_progress, leave=False)
@@ -112,7 +114,7 @@ def _run_video(runner, target, args, names, out, stem):
         if writer is not None:
             writer.release()
     if not frames:
-        raise DataError(f"--source {target}: no frame could be read")
+        raise DataError(f"{name}: no frame could be read")
     if out:
         save_json(out[1], {"source": str(target), "frames": frames})
     return frames
