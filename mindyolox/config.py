@@ -15,8 +15,9 @@ A recipe is a YAML mapping of sections (``model``, ``data``, ``aug``, ``train``,
 
 Dicts merge key by key; lists and scalars are replaced whole.
 
-Types follow the default value: an int is accepted (and stored as a float) where a float is
-expected, a list default requires a list, bools are strict (``1`` is not a bool). An
+Numbers are read as YAML 1.2 writes them: ``1e-12`` and ``5e4`` are numbers (PyYAML's YAML
+1.1 would read them as strings). Types follow the default value: an int is accepted (and
+stored as a float) where a float is expected, a list default requires a list, bools are strict (``1`` is not a bool). An
 override value is typed by the key it replaces: for a string key the raw text is kept
 (``train.output_dir=123`` gives ``"123"``). Duplicate keys in one YAML mapping are an error
 (PyYAML would silently keep the last one). Every problem raises ``ConfigError`` with one
@@ -24,6 +25,7 @@ line naming the file (or override) and the dotted key.
 """
 import difflib
 import os
+import re
 from pathlib import Path
 
 import yaml
@@ -154,6 +156,13 @@ def _construct_mapping(loader, node, deep=False):
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+# YAML 1.2 numbers that PyYAML (YAML 1.1) reads as strings: an exponent without a dot or
+# without a sign (1e-12, 5e4, 1.0e5, .5e3). Added after PyYAML's own float resolver, so every
+# number it reads is unchanged; a quoted '1e-12' stays a string.
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
 
 
 def _one_line(text):

@@ -276,8 +276,8 @@ def test_infer_equals_predict(artifacts, tmp_path):
     pp = _script("predict.py", "--config", "configs/yolox-nano.yaml", "--weights", WEIGHTS,
                  "--img-size", 416, "--source", DOG, "--save-dir", tmp_path / "predict")
     assert pp.returncode == 0, pp.stderr
-    a = json.loads((tmp_path / "infer" / "dog.json").read_text())["detections"]
-    b = json.loads((tmp_path / "predict" / "dog.json").read_text())["detections"]
+    a = json.loads((tmp_path / "infer" / "dog.jpg.json").read_text())["detections"]
+    b = json.loads((tmp_path / "predict" / "dog.jpg.json").read_text())["detections"]
     assert len(a) == len(b) >= 3
     assert [d["class_id"] for d in a] == [d["class_id"] for d in b]
     np.testing.assert_allclose([d["bbox"] for d in a], [d["bbox"] for d in b], atol=1e-3)
@@ -369,7 +369,7 @@ def test_video_frames_in_batches(artifacts, tmp_path):
     writer.release()
     assert infer(["--model", artifacts["onnx"][0], "--source", str(video), "--batch", "2",
                   "--save-dir", str(tmp_path / "out"), "--no-progress"]) == 0
-    frames = json.loads((tmp_path / "out" / "clip.json").read_text())["frames"]
+    frames = json.loads((tmp_path / "out" / "clip.mp4.json").read_text())["frames"]
     assert [f["frame"] for f in frames] == [0, 1, 2] and (tmp_path / "out" / "clip.mp4").is_file()
     cap = cv2.VideoCapture(str(video))
     ok, first = cap.read()

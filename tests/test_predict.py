@@ -37,7 +37,7 @@ def folder_run(tmp_path_factory):
 def test_dog_matches_official(folder_run):
     p, src, out = folder_run
     assert p.returncode == 0, p.stderr
-    dets = json.loads((out / "dog.json").read_text())["detections"]
+    dets = json.loads((out / "dog.jpg.json").read_text())["detections"]
     best = {}
     for d in dets:
         best.setdefault(d["class_name"], d)
@@ -60,9 +60,9 @@ def test_folder_outputs_and_bad_image_skipped(folder_run):
     assert "broken.jpg" in p.stdout + p.stderr
     assert "skipped 1 file(s) of" in p.stdout and "not images or videos by their extension (notes.txt)" in p.stdout
     assert "skipped 2 file(s): 1 not images or videos, 1 unreadable" in p.stdout
-    for stem in ("dog", "chelsea"):
-        assert (out / f"{stem}.jpg").stat().st_size > 10000
-        assert (out / f"{stem}.json").is_file()
+    for name in ("dog.jpg", "chelsea.png"):  # outputs named from the whole input name
+        assert (out / name).stat().st_size > 10000
+        assert (out / f"{name}.json").is_file()
     import cv2
     drawn, orig = cv2.imread(str(out / "dog.jpg")), cv2.imread(str(DOG))
     assert drawn.shape == orig.shape and np.abs(drawn.astype(int) - orig).mean() > 0.5  # boxes drawn
@@ -84,10 +84,10 @@ def test_video(tmp_path):
     w.release()
     p = _predict("--weights", WEIGHTS, "--img-size", 416, "--source", video, "--save-dir", tmp_path / "o")
     assert p.returncode == 0, p.stderr
-    frames = json.loads((tmp_path / "o" / "clip.json").read_text())["frames"]
+    frames = json.loads((tmp_path / "o" / "clip.avi.json").read_text())["frames"]
     assert len(frames) == 3
     assert all({"dog", "bicycle", "car"} <= {d["class_name"] for d in f["detections"]} for f in frames)
-    assert (tmp_path / "o" / "clip.mp4").stat().st_size > 0
+    assert (tmp_path / "o" / "clip.avi.mp4").stat().st_size > 0
 
 
 @pytest.mark.parametrize("case", ["missing_weights", "other_model", "unreadable_image", "empty_dir",

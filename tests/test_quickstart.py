@@ -295,7 +295,7 @@ def test_quickstart_predict_writes_annotated_image_and_json(qs):
     img = cv2.imread(str(out_dir / "000001.jpg"))
     src = cv2.imread(str(work / "home/.cache/mindyolox/demo/val/000001.jpg"))
     assert img is not None and img.shape == src.shape
-    dets = json.loads((out_dir / "000001.json").read_text())["detections"]
+    dets = json.loads((out_dir / "000001.jpg.json").read_text())["detections"]
     h, w = src.shape[:2]
     for d in dets:
         x1, y1, x2, y2 = d["bbox"]
@@ -316,8 +316,8 @@ def test_quickstart_export_and_infer(qs):
     assert meta["input_shape"] == [1, 3, 160, 160]
     assert meta["class_names"] == ["circle", "square", "triangle", "star", "ring", "cross"]
     _record(records, "deploy/infer.py")
-    infer = json.loads((work / "runs/infer/demo/000001.json").read_text())["detections"]
-    pred = json.loads((work / "runs/predict/demo/000001.json").read_text())["detections"]
+    infer = json.loads((work / "runs/infer/demo/000001.jpg.json").read_text())["detections"]
+    pred = json.loads((work / "runs/predict/demo/000001.jpg.json").read_text())["detections"]
     # the exported graph gives the Cell's detections
     assert [d["class_name"] for d in infer] == [d["class_name"] for d in pred]
     for a, b in zip(infer, pred):

@@ -22,11 +22,19 @@ writes the metrics: ``{"AP50_95", "AP50", "stats": [...], "per_class_AP", "timin
 the flags override them. ``--distributed`` (under ``msrun``): each rank runs its shard of the
 images, rank 0 computes the metrics (the same 12 stats as one process) and prints and writes
 everything; every other rank prints one line with the AP it received and its own timing.
+
+Outputs never replace inputs, and two evaluations never share an output: before anything is
+written, ``--det-out`` / ``--json-out`` that would replace an input (the annotation file, the
+weights or model and its ``.json``, the recipe) or each other are refused with one line, and
+the folder of the detections (``--save-dir``) and of ``--json-out`` is claimed with the run
+lock (``<folder>/.run.lock``, :mod:`mindyolox.engine.outputs`): a second evaluation into a
+folder in use stops with one line naming the process that holds it.
 """
 import argparse
-import json
+import contextlib
 import os
 
+from ..engine.outputs import check_outputs, save_json
 from ..engine.runtime import build_and_load, parse_img_size, setup_mindspore
 from ..errors import ConfigError, DataError, WeightsError
 from ..convert.download import resolve_weights
@@ -45,6 +53,11 @@ def _no_nan(obj):
 
 
 def main(argv=None):
+    with contextlib.ExitStack() as claims:  # the output folders' locks, released at the end
+        return _main(argv, claims)
+
+
+def _main(argv, claims):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_config_args(parser, example="test.conf=0.01")
     parser.add_argument("--weights", help=".ckpt (mindyolox), .pth (official), .npz, or an official name such as yolox_s (downloaded once)")
@@ -111,6 +124,9 @@ def main(argv=None):
     if len(dataset) == 0:
         raise DataError(f"{dataset.name}: no images to evaluate")
 
+    det_out = args.det_out or os.path.join(args.save_dir, "detections.json")
+    _check_outputs(args, det_out, dataset)
+
     if artifact is None:
         setup_mindspore(args.device, cfg)
     rank, world = 0, 1
@@ -118,6 +134,12 @@ def main(argv=None):
         from ..engine.distributed import init_data_parallel
         rank, world = init_data_parallel()
     say = print if rank == 0 else (lambda *a, **k: None)
+    if rank == 0:  # the rank that writes
+        from ..engine.outputs import claim_output_dir
+        det_dir = os.path.dirname(os.path.abspath(det_out))
+        claims.enter_context(claim_output_dir(det_dir, "--det-out" if args.det_out else "--save-dir"))
+        if args.json_out and os.path.dirname(os.path.abspath(args.json_out)) != det_dir:
+            claims.enter_context(claim_output_dir(os.path.dirname(os.path.abspath(args.json_out)), "--json-out"))
     if artifact is None:
         model, report = build_and_load(cfg, args.weights, half=args.half)
         say(report.summary())
@@ -126,7 +148,6 @@ def main(argv=None):
         say(f"evaluating the exported {args.model} ({artifact.runner.backend}, {artifact.runner.kind} outputs)")
 
     from ..engine import evaluate, format_timing
-    det_out = args.det_out or os.path.join(args.save_dir, "detections.json")
     say(f"evaluating {dataset!r} at {img_size[0]}x{img_size[1]}, batch {batch}, conf {conf}, "
         f"nms {nms}{' class-agnostic' if agnostic else ''}" + (f", {world} ranks" if world > 1 else ""))
     res = evaluate(model, dataset, img_size, batch, conf, nms, agnostic, num_workers=workers,
@@ -152,10 +173,23 @@ def main(argv=None):
         out = {k: v for k, v in res.items() if k not in ("summary", "per_class_table", "samples")}
         out.update({"config": str(args.config), "weights": str(args.weights or ""), "model": str(args.model or ""), "dataset": dataset.name,
                     "detections_file": det_out})
-        with open(args.json_out, "w") as f:
-            json.dump(_no_nan(out), f, indent=1)
+        save_json(args.json_out, _no_nan(out))
         print(f"metrics written to {args.json_out}")
     return 0
+
+
+def _check_outputs(args, det_out, dataset):
+    """One line, nothing written, when ``det_out`` or ``--json-out`` would replace an input
+    file of the evaluation or each other (:func:`mindyolox.engine.outputs.check_outputs`)."""
+    from ..config import find_recipe
+    from ..deploy.meta import meta_path
+    inputs = [args.weights, args.model, meta_path(args.model) if args.model else None, str(find_recipe(args.config)),
+              args.ann, getattr(dataset, "ann_file", None)]
+    flag = "--det-out" if args.det_out else "--save-dir"
+    outs = [(det_out, f"the detections ({flag})", flag)]
+    if args.json_out:
+        outs.append((args.json_out, "the metrics (--json-out)", "--json-out"))
+    check_outputs(outs, inputs)
 
 
 def run():

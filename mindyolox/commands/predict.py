@@ -4,11 +4,14 @@
         --source ../shared/data/images/dog.jpg --img-size 416
     python predict.py --config configs/yolox-s.yaml --weights yolox_s.ckpt --source clips/ --conf 0.3
 
-Writes to ``--save-dir`` (default runs/predict): ``<stem>.jpg`` annotated (boxes, class names,
-scores), ``<stem>.json`` (detections: ``bbox`` x1,y1,x2,y2 in original pixels, ``score`` =
-obj*cls, ``class_id``, ``class_name``), ``<stem>.mp4`` for a video (JSON per frame) and
-``predictions.json`` with everything. Official demo defaults: conf 0.25, NMS 0.45, input
-``data.test_size``. An unreadable file inside a folder is skipped and reported.
+Writes to ``--save-dir`` (default runs/predict), named from the input's whole file name:
+``dog.jpg`` annotated (boxes, class names, scores), ``dog.jpg.json`` (detections: ``bbox``
+x1,y1,x2,y2 in original pixels, ``score`` = obj*cls, ``class_id``, ``class_name``),
+``clip.avi.mp4`` + ``clip.avi.json`` (per frame) for a video, and ``predictions.json`` with
+everything. Official demo defaults: conf 0.25, NMS 0.45, input ``data.test_size``. An
+unreadable file inside a folder is skipped and reported. Refused before anything is written:
+an output that would replace an input (e.g. ``--save-dir`` = the source folder), and a
+``--save-dir`` another running process writes to (:mod:`mindyolox.engine.outputs`).
 """
 import argparse
 import os
@@ -75,17 +78,26 @@ def main(argv=None):
                                                                                    "data.test_size")
     if not os.path.isfile(args.weights):
         raise WeightsError(f"weights file not found: {args.weights}")
-    from ..engine.predictor import Predictor, class_names_for, list_source, run_prediction
-    list_source(args.source)  # fail on a bad --source before building the model
-    setup_mindspore(args.device, cfg)
-    model, rep = build_and_load(cfg, args.weights, half=args.half)
-    print(rep.summary())
-
-    import mindspore as ms
-    predictor = Predictor(lambda x: model(ms.Tensor(x)), img_size, args.conf, args.nms, args.class_agnostic)
+    from ..engine.outputs import claim_output_dir
+    from ..engine.predictor import (Predictor, check_prediction_outputs, class_names_for, list_source,
+                                    run_prediction)
+    from ..config import find_recipe
     save_dir = None if args.no_save else args.save_dir
-    out = run_prediction(predictor, args.source, save_dir, class_names_for(cfg),
-                         progress=not args.no_progress)
+    inputs = (args.weights, str(find_recipe(args.config)))
+    # fail on a bad --source, or an output that would replace an input, before building the model
+    if save_dir:
+        check_prediction_outputs(args.source, save_dir, inputs)
+    else:
+        list_source(args.source)
+    with claim_output_dir(save_dir):
+        setup_mindspore(args.device, cfg)
+        model, rep = build_and_load(cfg, args.weights, half=args.half)
+        print(rep.summary())
+
+        import mindspore as ms
+        predictor = Predictor(lambda x: model(ms.Tensor(x)), img_size, args.conf, args.nms, args.class_agnostic)
+        out = run_prediction(predictor, args.source, save_dir, class_names_for(cfg),
+                             progress=not args.no_progress, inputs=inputs)
     report(out, save_dir)
     return 0
 

@@ -14,6 +14,7 @@ outputs are read back (obj = score, cls_conf = 1) and thresholded at ``conf``.
 """
 import abc
 import os
+import sys
 
 import numpy as np
 
@@ -39,16 +40,40 @@ class Runner(abc.ABC):
     ``nms``), ``batch`` (int, or None for a dynamic batch), ``img_size`` (H, W), ``backend``,
     ``strides``, ``num_classes``."""
 
-    def __init__(self, path, meta, backend):
+    def __init__(self, path, meta, backend, model_shape=None):
         self.path, self.meta, self.backend = str(path), meta, backend
         graph = meta.get("graph", {})
         self.kind = "nms" if graph.get("nms") else ("decoded" if graph.get("decode") else "raw")
         shape = meta["input"]["shape"]
         self.batch = None if meta["input"].get("dynamic_batch") else int(shape[0])
         self.img_size = (int(shape[2]), int(shape[3]))
+        if model_shape is not None:
+            self._take_model_shape(model_shape)
         self.strides = tuple(meta.get("strides", (8, 16, 32)))
         self.num_classes = int(meta.get("num_classes", 80))
         self.training = False
+
+    def _take_model_shape(self, shape):
+        """Input size and batch from the model file itself (``shape`` ``[B, 3, H, W]``; a
+        dimension that is not a positive int is dynamic). Decided (issue 33): the model wins;
+        when its ``.json`` says otherwise, one ``warning:`` line on stderr names both."""
+        dims = [d if isinstance(d, int) and d > 0 else None for d in list(shape)]
+        if len(dims) != 4:
+            raise MindYOLOXError(f"{self.path}: input shape {list(shape)} is not [batch, 3, H, W]")
+        batch = dims[0]
+        size = (dims[2], dims[3]) if dims[2] and dims[3] else self.img_size
+        said = []
+        if size != self.img_size:
+            said.append(f"input {self.img_size[0]}x{self.img_size[1]}, the model takes {size[0]}x{size[1]}")
+        if batch != self.batch:
+            def b(v):
+                return "a dynamic batch" if v is None else f"batch {v}"
+            said.append(f"{b(self.batch)}, the model has {b(batch)}")
+        if said:
+            from .meta import meta_path
+            print(f"warning: {meta_path(self.path)} says {'; '.join(said)}: using the model's", file=sys.stderr,
+                  flush=True)
+        self.img_size, self.batch = size, batch
 
     @abc.abstractmethod
     def _run(self, x):
@@ -150,8 +175,9 @@ class OnnxRunner(Runner):
             self.session = ort.InferenceSession(str(path), opts, providers=[p for p in providers if p in available])
         except Exception as e:  # noqa: BLE001 -- onnxruntime raises its own exception types
             raise WeightsError(f"{path}: onnxruntime cannot load it ({_first_line(e)})") from None
-        super().__init__(path, meta, "onnxruntime " + self.session.get_providers()[0])
-        self.input_name = self.session.get_inputs()[0].name
+        first = self.session.get_inputs()[0]
+        super().__init__(path, meta, "onnxruntime " + self.session.get_providers()[0], model_shape=first.shape)
+        self.input_name = first.name
 
     def _run(self, x):
         return self.session.run(None, {self.input_name: x})
@@ -169,6 +195,7 @@ class MindIRRunner(Runner):
             except (RuntimeError, ValueError) as e:
                 raise WeightsError(f"{path}: MindSpore Lite cannot build it ({_first_line(e)})") from None
             backend = f"mindspore_lite {context.target[0]}"
+            shape = [int(d) for d in self.model.get_inputs()[0].shape]
         else:
             import mindspore as ms
             from mindspore import nn
@@ -185,8 +212,9 @@ class MindIRRunner(Runner):
                 os.write(2, captured.text.encode())
             self.model = nn.GraphCell(graph)
             backend = "mindspore GraphCell"
+            shape = _mindir_input_shape(path)
         self.lite = lite
-        super().__init__(path, meta, backend)
+        super().__init__(path, meta, backend, model_shape=shape)
 
     def _run(self, x):
         if self.lite:
@@ -197,6 +225,22 @@ class MindIRRunner(Runner):
         out = self.model(ms.Tensor(x))
         out = out if isinstance(out, (tuple, list)) else (out,)
         return [o.asnumpy() for o in out]
+
+
+def _mindir_input_shape(path):
+    """``[B, 3, H, W]`` of the first graph input recorded in a MindIR file, or None when the
+    file records none. Read with MindSpore's protobuf reader ``read_proto``
+    (mindspore/train/_utils.py:242; its ``graph.input[i].tensor[0].dims`` holds the shape given
+    to ``mindspore.export``); a GraphCell itself does not expose its input shapes."""
+    from mindspore.train._utils import read_proto
+    try:
+        proto = read_proto(str(path))
+    except ValueError as e:
+        raise WeightsError(f"{path}: not a loadable MindIR ({_first_line(e)})") from None
+    for inp in proto.graph.input:
+        if inp.tensor:
+            return [int(d) for d in inp.tensor[0].dims]
+    return None
 
 
 class OmRunner(Runner):

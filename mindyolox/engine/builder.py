@@ -60,6 +60,14 @@ def build_evaluator(cfg, rank=0, world_size=1):
                bool(tc.class_agnostic), 0, rank, world_size)
 
 
+def data_workers(flag, key):
+    """Data loader processes: ``--workers`` (``flag``, None when not given) else
+    ``data.num_workers`` (``key``), capped alike at the CPU count -- mindspore.dataset refuses
+    more parallel workers than cores (``num_parallel_workers`` check,
+    mindspore/dataset/core/validator_helpers.py:648 ``check_num_parallel_workers``)."""
+    return max(0, min(int(key if flag is None else flag), os.cpu_count() or 1))
+
+
 def build_training(cfg, options, *, rank=0, world_size=1, distributed=False, start_epoch=0, start_iter=0,
                    num_workers=None, weights=None, evaluate=True):
     """All parts of a training run of recipe ``cfg`` under ``options``
@@ -91,7 +99,7 @@ def build_training(cfg, options, *, rank=0, world_size=1, distributed=False, sta
     # on Ascend TopK/ArgMin may run in float16 (precision_mode): SimOTA's float16-safe keys
     loss = YOLOXLoss(int(cfg.model.num_classes), tuple(cfg.model.strides), tiered_keys=options.device == "Ascend")
     net = YOLOXWithLoss(mixed_precision(model, options.amp_level), loss)
-    workers = num_workers if num_workers is not None else min(int(cfg.data.num_workers), os.cpu_count() or 1)
+    workers = data_workers(num_workers, cfg.data.num_workers)
     loader = create_train_loader(cfg.data, cfg.aug, t, rank=rank, world_size=world_size, start_epoch=start_epoch,
                                  num_workers=workers, start_iter=start_iter, end_epoch=int(t.max_epoch))
     if loader.dataset.num_classes != int(cfg.model.num_classes):  # before training, not at the first evaluation

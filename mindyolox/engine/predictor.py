@@ -9,9 +9,10 @@
 - Postprocessing: official ``postprocess`` (demo defaults conf 0.25, NMS 0.45), boxes divided
   by ``r`` -> original image pixels, not clipped to the image (as the official demo).
 
-Outputs of :func:`run_prediction` in ``save_dir``: ``<stem>.jpg`` (annotated image) and
-``<stem>.json`` per image, ``<stem>.mp4`` + ``<stem>.json`` (per frame) per video, and
-``predictions.json`` (everything, keyed by source file).
+Outputs of :func:`run_prediction` in ``save_dir``, named from the input's whole file name
+(:mod:`mindyolox.engine.outputs`): ``dog.jpg`` (annotated image) and ``dog.jpg.json`` per
+image, ``clip.avi.mp4`` + ``clip.avi.json`` (per frame) per video, and ``predictions.json``
+(everything, keyed by source file). Nothing is written when an output would replace an input.
 """
 import json
 import os
@@ -22,6 +23,7 @@ from tqdm import tqdm
 
 from ..data import preproc
 from ..errors import DataError
+from .outputs import check_outputs, prediction_outputs, save_json
 from ..utils.postprocess import decode_outputs, postprocess
 
 __all__ = ["COCO_CLASSES", "IMAGE_EXTS", "VIDEO_EXTS", "class_names_for", "Predictor",
@@ -162,25 +164,18 @@ def list_source(source):
                     f"videos: {', '.join(VIDEO_EXTS)})")
 
 
-def _save_json(path, obj):
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=1)
-
-
-def _predict_image(predictor, path, save_dir, class_names, draw):
+def _predict_image(predictor, path, out, class_names, draw):
+    """Detections records of image ``path``; ``out``: ``(drawn path, json path)`` or None."""
     img = cv2.imread(path, cv2.IMREAD_COLOR)
     if img is None:
         raise DataError(f"image {path} cannot be read (missing, empty or not an image)")
     dets = predictor(img)
-    stem = os.path.splitext(os.path.basename(path))[0]
     records = detections_to_records(dets, class_names)
-    if save_dir:
+    if out:
         from ..utils.visualize import save_image
         if draw:
-            vis = _draw(img, dets, class_names)
-            save_image(os.path.join(save_dir, stem + ".jpg"), vis)
-        _save_json(os.path.join(save_dir, stem + ".json"),
-                   {"source": path, "height": img.shape[0], "width": img.shape[1], "detections": records})
+            save_image(out[0], _draw(img, dets, class_names))
+        save_json(out[1], {"source": path, "height": img.shape[0], "width": img.shape[1], "detections": records})
     return records
 
 
@@ -189,13 +184,13 @@ def _draw(img, dets, class_names):
     return draw_boxes(img, dets[:, :4], dets[:, 6].astype(np.int64), dets[:, 4] * dets[:, 5], class_names)
 
 
-def _predict_video(predictor, path, save_dir, class_names, draw, progress):
+def _predict_video(predictor, path, out, class_names, draw, progress):
+    """Per-frame records of video ``path``; ``out``: ``(drawn path, json path)`` or None."""
     cap = cv2.VideoCapture(path)
     if not cap.isOpened():
         raise DataError(f"video {path} cannot be opened")
     n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    stem = os.path.splitext(os.path.basename(path))[0]
     writer = None
     frames = []
     bar = tqdm(total=n, desc=os.path.basename(path), unit="frame", disable=not progress, leave=False)
@@ -206,11 +201,10 @@ def _predict_video(predictor, path, save_dir, class_names, draw, progress):
                 break
             dets = predictor(frame)
             frames.append({"frame": len(frames), "detections": detections_to_records(dets, class_names)})
-            if save_dir and draw:
+            if out and draw:
                 if writer is None:
                     h, w = frame.shape[:2]
-                    writer = cv2.VideoWriter(os.path.join(save_dir, stem + ".mp4"),
-                                             cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                    writer = cv2.VideoWriter(out[0], cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
                 writer.write(_draw(frame, dets, class_names))
             bar.update(1)
     finally:
@@ -220,14 +214,32 @@ def _predict_video(predictor, path, save_dir, class_names, draw, progress):
             writer.release()
     if not frames:
         raise DataError(f"video {path}: no frame could be decoded")
-    if save_dir:
-        _save_json(os.path.join(save_dir, stem + ".json"), {"source": path, "frames": frames})
+    if out:
+        save_json(out[1], {"source": path, "frames": frames})
     return frames
 
 
-def run_prediction(predictor, source, save_dir, class_names, draw=True, progress=True, log=print):
+def is_video(path):
+    return str(path).lower().endswith(VIDEO_EXTS)
+
+
+def check_prediction_outputs(source, save_dir, inputs=()):
+    """Raise (one line, nothing written) when an output of predicting ``source`` into
+    ``save_dir`` would replace an input -- a file of ``source`` or one of ``inputs`` (weights,
+    recipe) -- or two inputs would share an output (:func:`mindyolox.engine.outputs.check_outputs`).
+    Returns ``(list_source(source), plan, summary path)``."""
+    listed = list_source(source)
+    _, files, ignored = listed
+    plan, summary = prediction_outputs(files, save_dir, is_video)
+    outs = [(o, p) for p, pair in plan.items() for o in pair] + [(summary, "the summary")]
+    check_outputs(outs, list(files) + list(ignored) + [p for p in inputs if p])
+    return listed, plan, summary
+
+
+def run_prediction(predictor, source, save_dir, class_names, draw=True, progress=True, log=print, inputs=()):
     """Predict on ``source`` (image, folder or video) and write the outputs to ``save_dir``
-    (None: write nothing). Returns ``{"results": {path: detections records (image) or
+    (None: write nothing; names in the module doc). ``inputs``: other files the run read
+    (weights, recipe) that no output may replace. Returns ``{"results": {path: detections records (image) or
     per-frame list (video)}, "skipped": [(path, reason)]}``.
 
     A single unreadable image or video raises DataError; inside a folder it is skipped,
@@ -235,9 +247,11 @@ def run_prediction(predictor, source, save_dir, class_names, draw=True, progress
     a folder whose extension is neither an image's nor a video's are listed in ``skipped``
     too, and counted in one ``log`` line.
     """
-    kind, files, ignored = list_source(source)
     if save_dir:
+        (kind, files, ignored), plan, summary = check_prediction_outputs(source, save_dir, inputs)
         os.makedirs(save_dir, exist_ok=True)
+    else:
+        (kind, files, ignored), plan, summary = list_source(source), {}, None
     skipped = [(p, NOT_MEDIA) for p in ignored]
     if ignored:
         names = ", ".join(os.path.basename(p) for p in ignored[:5]) + (", ..." if len(ignored) > 5 else "")
@@ -247,12 +261,11 @@ def run_prediction(predictor, source, save_dir, class_names, draw=True, progress
     many = len(files) > 1
     bar = tqdm(files, desc="predict", unit="file", disable=not (progress and many), leave=False)
     for path in bar:
-        is_video = path.lower().endswith(VIDEO_EXTS)
         try:
-            if is_video:
-                results[path] = _predict_video(predictor, path, save_dir, class_names, draw, progress)
+            if is_video(path):
+                results[path] = _predict_video(predictor, path, plan.get(path), class_names, draw, progress)
             else:
-                results[path] = _predict_image(predictor, path, save_dir, class_names, draw)
+                results[path] = _predict_image(predictor, path, plan.get(path), class_names, draw)
         except DataError as e:
             if kind != "dir":
                 raise
@@ -261,6 +274,5 @@ def run_prediction(predictor, source, save_dir, class_names, draw=True, progress
     if kind == "dir" and not results:
         raise DataError(f"--source {source}: none of its {len(files)} file(s) could be read")
     if save_dir:
-        _save_json(os.path.join(save_dir, "predictions.json"),
-                   {"results": results, "skipped": [{"file": p, "reason": r} for p, r in skipped]})
+        save_json(summary, {"results": results, "skipped": [{"file": p, "reason": r} for p, r in skipped]})
     return {"results": results, "skipped": skipped}

@@ -54,10 +54,13 @@ def _proc_start(pid):
 
 class RunLock:
     """The lock of ``run_dir`` (module doc). ``acquire()`` returns the notes to log (a stale
-    lock taken over); ``release()`` removes the file if it is still ours."""
+    lock taken over); ``release()`` removes the file if it is still ours. ``what`` and ``advice``
+    word the refusal (an output folder of predict.py: ``"output folder (--save-dir)"``,
+    ``"choose another --save-dir"``)."""
 
-    def __init__(self, run_dir):
+    def __init__(self, run_dir, what="run folder", advice="choose another --name"):
         self.path = Path(run_dir) / LOCK_NAME
+        self.what, self.advice = what, advice
         self.held = False
         self.host, self.pid = socket.gethostname(), os.getpid()
 
@@ -94,8 +97,8 @@ class RunLock:
                 if not self._stale(holder):
                     who = f"process {holder[1]} on {holder[0]}" if holder else "another process"
                     raise RunFolderBusy(
-                        f"run folder {self.path.parent} is in use by {who} (lock {self.path}); wait for it, "
-                        "choose another --name, or delete the lock file if that process is gone") from None
+                        f"{self.what} {self.path.parent} is in use by {who} (lock {self.path}); wait for it, "
+                        f"{self.advice}, or delete the lock file if that process is gone") from None
                 who = f"process {holder[1]} on {holder[0]}" if holder else "an unknown process"
                 notes.append(f"note: took over the lock of {who}, which is no longer running ({self.path})")
                 try:
@@ -108,7 +111,7 @@ class RunLock:
             self.held = True
             atexit.register(self.release)
             return notes
-        raise RunFolderBusy(f"run folder {self.path.parent}: could not take the lock {self.path} (other starts "
+        raise RunFolderBusy(f"{self.what} {self.path.parent}: could not take the lock {self.path} (other starts "
                             "keep taking it)")
 
     def release(self):
