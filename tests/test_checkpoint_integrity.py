@@ -315,9 +315,30 @@ def test_a_last_ckpt_cut_at_an_entry_boundary_is_cut_short_and_points_to_the_pre
         assert msg.endswith(f"the newest good checkpoint is {run / 'last.prev.ckpt'} (step 8): continue with "
                             f"--resume {run / 'last.prev.ckpt'}"), msg
         assert "--weights" not in msg
-    # cut inside the model entries: no training-state entry left, so it could be plain weights;
-    # the line says both, and still names the previous good checkpoint
+    # cut inside the model entries: nothing but model.* left, as in plain weights; the run's own
+    # last.ckpt is known to be a training checkpoint, so it is still "cut short"
     (run / "last.ckpt").write_bytes(whole[:ends[0]])
-    with pytest.raises(WeightsError, match=r"plain weights .* or a checkpoint cut short before its last entry; "
-                                           r"the newest good checkpoint is .*last\.prev\.ckpt \(step 8\)"):
+    with pytest.raises(CheckpointDamaged, match=r"last\.ckpt: cut short \(truncated\): no meta_json, the entry a "
+                                                r"training checkpoint writes last; the newest good checkpoint is "
+                                                r".*last\.prev\.ckpt \(step 8\)"):
         _trainer(run, resume=True)._read_resume_meta()
+    # --resume FILE of plain weights: the line says what it may be, and what to do
+    save_checkpoint(net, tmp_path / "plain.ckpt")
+    with pytest.raises(WeightsError, match=r"plain\.ckpt: no meta_json entry, so not a whole mindyolox training "
+                                           r"checkpoint: plain weights \(fine-tune from them with --weights\) or a "
+                                           r"checkpoint cut short before its last entry; the newest good checkpoint"):
+        _trainer(run, resume=tmp_path / "plain.ckpt")._read_resume_meta()
+
+
+def test_weights_from_a_cut_short_training_checkpoint_are_refused(tmp_path):
+    """--weights last.ckpt (fine-tune, test.py, predict.py) of a file cut inside its EMA entries:
+    the EMA found would be partial, so it is refused, not loaded as far as it goes."""
+    net = _net(0)
+    path = tmp_path / "last.ckpt"
+    save_training_state(path, net, ema_model=_net(1), meta={"epoch": 0, "iter": 1, "global_step": 1})
+    ends = _entry_ends(path)
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes()[:ends[2]])  # model.weight, model.bias, ema.weight
+    with pytest.raises(CheckpointDamaged, match=r"last\.ckpt: cut short \(truncated\): training-checkpoint entries "
+                                                r"but no meta_json"):
+        load_weights(_net(2), path)

@@ -21,7 +21,7 @@ Reading (:func:`read_ckpt`):
   checkpoint of format 2 or later says in its ``meta_json`` that it had one, and ``meta_json``
   is the last entry written (``append_dict`` entries follow the parameters, ``serialization.py:745-752``).
   So a file whose ``meta_json`` names format >= 2 but which has no trailer, or a file holding
-  training-state entries (``optimizer/momentum/...``, ``state/...``) but no ``meta_json``, is
+  training-checkpoint entries (:func:`is_training_layout`) but no ``meta_json``, is
   :class:`CheckpointDamaged` ("cut short"). A cut that breaks an entry fails to parse at all
   (also :class:`CheckpointDamaged`).
 
@@ -34,7 +34,8 @@ from pathlib import Path
 
 from ..errors import WeightsError
 
-__all__ = ["CheckpointDamaged", "FORMAT_VERSION", "META_KEY", "crc_status", "read_ckpt", "save_ckpt"]
+__all__ = ["CheckpointDamaged", "FORMAT_VERSION", "META_KEY", "crc_status", "is_training_layout", "read_ckpt",
+           "save_ckpt"]
 
 META_KEY = "meta_json"
 # 1: mindyolox up to 0.x wrote no CRC; 2: CRC trailer, "format" in meta_json
@@ -108,7 +109,8 @@ def read_ckpt(path):
             raise CheckpointDamaged(f"{path}: CRC check failed, the file is damaged (its bytes changed after it "
                                     "was written)") from None
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointDamaged(f"{path}: not a readable MindSpore checkpoint (cut short or damaged? {first})") from None
+        raise CheckpointDamaged(f"{path}: not a readable MindSpore checkpoint (cut short or damaged? "
+                                f"{first})") from None
     if status == "none":
         _check_not_cut(path, params)
     return params, status == "ok"
@@ -124,9 +126,19 @@ def _check_not_cut(path, params):
         if isinstance(meta, dict) and int(meta.get("format", 1)) >= 2:
             raise CheckpointDamaged(f"{path}: cut short (truncated): a format-{meta['format']} checkpoint without "
                                     "its CRC trailer")
-    elif any(k.startswith(_TRAINING_STATE) for k in params):
-        raise CheckpointDamaged(f"{path}: cut short (truncated): training-state entries but no {META_KEY}, "
+    elif is_training_layout(params):
+        raise CheckpointDamaged(f"{path}: cut short (truncated): training-checkpoint entries but no {META_KEY}, "
                                 "which is written last")
+
+
+def is_training_layout(names):
+    """Whether entry ``names`` are those of a mindyolox training checkpoint: training-state
+    entries (``optimizer/momentum/...``, ``state/...``), or both ``model.*`` and ``ema.*``
+    (a file cut inside its EMA entries). ``model.*`` alone is not enough: plain weights of other
+    tools use that prefix too."""
+    names = list(names)
+    return (any(k.startswith(_TRAINING_STATE) for k in names)
+            or (any(k.startswith("model.") for k in names) and any(k.startswith("ema.") for k in names)))
 
 
 def save_ckpt(entries, path, append_dict=None):

@@ -3,7 +3,8 @@
 Formats, chosen by suffix:
 
 - ``.ckpt``: a MindSpore checkpoint with mindyolox names (``save_checkpoint`` below, or
-  ``mindspore.save_checkpoint(model, path)``), its CRC checked when it has one. A training checkpoint that stores the model
+  ``mindspore.save_checkpoint(model, path)``), its CRC checked when it has one
+  (:func:`~mindyolox.convert.ckpt_file.read_ckpt`). A training checkpoint that stores the model
   under a name prefix (e.g. ``network.`` or ``ema.`` beside optimizer state) also loads:
   when the model's names are not found as-is, the prefix under which they are found is
   stripped (``ema`` prefixes win when several fit; pass ``prefix=`` to choose) and the

@@ -40,7 +40,8 @@ from ..convert.ckpt_file import FORMAT_VERSION, META_KEY, CheckpointDamaged, crc
 from ..errors import MindYOLOXError, WeightsError
 
 __all__ = ["CheckpointWriteError", "CheckpointDamaged", "NonFiniteWeights", "save_training_state",
-           "load_training_state", "read_meta", "previous_path", "state_entries", "non_finite", "stale_temp_files", "good_checkpoint",
+           "load_training_state", "read_meta", "previous_path", "state_entries", "non_finite",
+           "stale_temp_files", "good_checkpoint",
            "rng_state", "set_rng_state"]
 
 # our temporary names (.last.ckpt.tmp.ckpt, .last.prev.ckpt.tmp.ckpt) and MindSpore's (.last.ckpt.tmp.tmp)
@@ -210,18 +211,23 @@ def _step_state(step):
     return out
 
 
-def read_meta(path, notes=None):
+def read_meta(path, notes=None, ours=False):
     """The ``meta_json`` dict of a training checkpoint, its CRC checked.
 
     ``WeightsError`` when the file is missing or holds no ``meta_json``;
     :class:`CheckpointDamaged` when it is damaged or cut short. A file written before
-    checkpoint format 2 (no CRC) is read unchecked and a note is appended to ``notes``."""
-    params = _load(path, notes)
+    checkpoint format 2 (no CRC) is read unchecked and a note is appended to ``notes``.
+    ``ours``: the file is known to be a training checkpoint (a run folder's ``last.ckpt``), so
+    one without ``meta_json`` -- the entry written last -- is cut short, not plain weights."""
+    params = _load(path, notes, ours)
     return json.loads(str(params[META_KEY]))
 
 
-def _load(path, notes=None):
+def _load(path, notes=None, ours=False):
     params, checked = read_ckpt(path)
+    if META_KEY not in params and ours:
+        raise CheckpointDamaged(f"{path}: cut short (truncated): no {META_KEY}, the entry a training checkpoint "
+                                "writes last")
     if META_KEY not in params:
         raise WeightsError(f"{path}: no {META_KEY} entry, so not a whole mindyolox training checkpoint: plain "
                            "weights (fine-tune from them with --weights) or a checkpoint cut short before its "

@@ -690,7 +690,7 @@ class Trainer:
         if self.resume is True and not self.resume_path.is_file():
             raise MindYOLOXError(f"nothing to resume: {self.run_dir} holds no last.ckpt; {self._resume_advice()}")
         try:
-            meta = read_meta(self.resume_path, self._resume_notes)
+            meta = read_meta(self.resume_path, self._resume_notes, ours=self.resume is True)
         except WeightsError as e:
             if not self.resume_path.is_file():
                 raise
