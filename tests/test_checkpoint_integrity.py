@@ -28,6 +28,7 @@ from mindyolox.engine.trainer import Trainer, TrainingDiverged
 from mindyolox.errors import MindYOLOXError, WeightsError
 
 from .conftest import ROOT
+from .test_train import coco16_cfg, compile_cache  # noqa: F401  (compile_cache: the session's one compile)
 
 DEMO = ROOT / "configs" / "demo" / "yolox-nano-demo.yaml"
 
@@ -342,3 +343,27 @@ def test_weights_from_a_cut_short_training_checkpoint_are_refused(tmp_path):
     with pytest.raises(CheckpointDamaged, match=r"last\.ckpt: cut short \(truncated\): training-checkpoint entries "
                                                 r"but no meta_json"):
         load_weights(_net(2), path)
+
+
+# --------------------------------------------------------------------------- one real run (slow)
+@pytest.mark.slow
+def test_a_run_resumes_from_a_checkpoint_written_before_the_crc(tmp_path, compile_cache):
+    """A real last.ckpt rewritten exactly as mindyolox wrote it before format 2 (no CRC, no
+    ``format``) resumes; the next save has a CRC and keeps the old file as last.prev.ckpt."""
+    run = tmp_path / "run"
+    kw = dict(run_dir=run, num_workers=0, progress=False, evaluate=False, compile_cache=compile_cache)
+    assert Trainer(coco16_cfg(), max_iters=2, **kw).train() == "stopped"
+    params = ms.load_checkpoint(str(run / "last.ckpt"), crc_check=True)
+    meta = json.loads(str(params.pop("meta_json")))
+    assert meta.pop("format") == 2 and meta["global_step"] == 2
+    (run / "last.ckpt").unlink()
+    ms.save_checkpoint([{"name": k, "data": v} for k, v in params.items()], str(run / "last.ckpt"),
+                       append_dict={"meta_json": json.dumps(meta)})
+    old = (run / "last.ckpt").read_bytes()
+    assert crc_status(run / "last.ckpt") == "none"
+    tr = Trainer(coco16_cfg(), max_iters=1, resume=True, **kw)
+    assert tr.train() == "stopped" and tr.start_iter == 2
+    log = (run / "train_log.txt").read_text()
+    assert "note: last.ckpt has no CRC (written before checkpoint format 2): loaded unchecked" in log
+    assert crc_status(run / "last.ckpt") == "ok" and read_meta(run / "last.ckpt")["global_step"] == 3
+    assert (run / "last.prev.ckpt").read_bytes() == old
