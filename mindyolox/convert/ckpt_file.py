@@ -108,9 +108,11 @@ def read_ckpt(path):
         if _is_crc_failure(e):  # changed between crc_status and the load
             raise CheckpointDamaged(f"{path}: CRC check failed, the file is damaged (its bytes changed after it "
                                     "was written)") from None
+        if status == "none":  # MindSpore's text repeats the path: say it once
+            raise CheckpointDamaged(f"{path}: not a readable MindSpore checkpoint (cut short or damaged: it has no "
+                                    "CRC trailer and does not parse)") from None
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointDamaged(f"{path}: not a readable MindSpore checkpoint (cut short or damaged? "
-                                f"{first})") from None
+        raise CheckpointDamaged(f"{path}: not a readable MindSpore checkpoint ({first})") from None
     if status == "none":
         _check_not_cut(path, params)
     return params, status == "ok"

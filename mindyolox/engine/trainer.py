@@ -4,9 +4,10 @@ whole run, each epoch and each iteration) around the compiled :class:`TrainStep`
 Run directory ``<train.output_dir>/<name>`` (rank 0 writes; the other ranks train and evaluate
 their shard of the val set, printing their evaluation line on their own stdout):
 
-* ``last.ckpt`` (every epoch end and on SIGINT/SIGTERM), ``best.ckpt`` (best EMA AP50:95),
-  ``epoch_<N>.ckpt`` every ``train.save_interval`` epochs -- training checkpoints
-  (:mod:`~mindyolox.engine.checkpoint`), written atomically;
+* ``last.ckpt`` (every epoch end and on SIGINT/SIGTERM; the one it replaces is kept as
+  ``last.prev.ckpt``), ``best.ckpt`` (best EMA AP50:95), ``epoch_<N>.ckpt`` every
+  ``train.save_interval`` epochs -- training checkpoints (:mod:`~mindyolox.engine.checkpoint`),
+  written atomically with a CRC;
 * ``metrics.jsonl``: one JSON record per logged iteration (``type: train``: epoch, iter, step,
   lr, loss terms, ms/step, data ms, memory), per evaluation (``type: eval``), and run events;
 * ``train_log.txt`` (the log lines), ``config.yaml`` (resolved recipe), ``curves.png``,
@@ -758,9 +759,11 @@ class Trainer:
 
     def _prepare_run_dir(self):
         """Claim and create the run folder. It is locked first (:mod:`~mindyolox.engine.run_lock`:
-        a second start into a live run's folder stops with one line, touching nothing); then a
-        folder holding only what a start writes before its first checkpoint (a start that
-        failed) counts as not started: its files are replaced."""
+        a second start into a live run's folder stops with one line, touching nothing); then the
+        temporary files of a save that did not finish (a process killed while saving,
+        :func:`~mindyolox.engine.checkpoint.stale_temp_files`) are removed; then a folder
+        holding only what a start writes before its first checkpoint (a start that failed, or
+        was killed during its first save) counts as not started: its files are replaced."""
         from .run_lock import LOCK_NAME, RunLock
         d = self.run_dir
         self._lock = RunLock(d)
