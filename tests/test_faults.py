@@ -238,7 +238,7 @@ def test_a_failed_checkpoint_write_is_one_error_and_leaves_no_temp_file(tmp_path
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     assert str(e.value).startswith("could not write last.ckpt: file too large; the previous last.ckpt is kept")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # no .tmp files
-    assert (tmp_path / "last.ckpt").read_bytes() == before and read_meta(tmp_path / "last.ckpt") == {"epoch": 1}
+    assert (tmp_path / "last.ckpt").read_bytes() == before and read_meta(tmp_path / "last.ckpt") == {"epoch": 1, "format": 2}
 
 
 # --------------------------------------------------------------------------- 7: best.ckpt after a resume

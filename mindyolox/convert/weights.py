@@ -3,7 +3,8 @@
 Formats, chosen by suffix:
 
 - ``.ckpt``: a MindSpore checkpoint with mindyolox names (``save_checkpoint`` below, or
-  ``mindspore.save_checkpoint(model, path)``). A training checkpoint that stores the model
+  ``mindspore.save_checkpoint(model, path)``), its CRC checked when it has one
+  (:func:`~mindyolox.convert.ckpt_file.read_ckpt`). A training checkpoint that stores the model
   under a name prefix (e.g. ``network.`` or ``ema.`` beside optimizer state) also loads:
   when the model's names are not found as-is, the prefix under which they are found is
   stripped (``ema`` prefixes win when several fit; pass ``prefix=`` to choose) and the
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import WeightsError
+from .ckpt_file import read_ckpt, save_ckpt
 from .official import official_to_mindyolox
 from .torch_pickle import read_torch_state_dict
 
@@ -87,12 +89,9 @@ def _describe(report):
 
 
 def _read_ckpt(path):
-    import mindspore as ms
-    try:
-        params = ms.load_checkpoint(str(path))
-    except (ValueError, RuntimeError, TypeError, OSError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WeightsError(f"{path}: not a readable MindSpore checkpoint ({msg})") from None
+    """CRC checked when the file has one (:func:`~mindyolox.convert.ckpt_file.read_ckpt`:
+    damaged or cut-short files are ``CheckpointDamaged``; files without CRC load as they are)."""
+    params, _ = read_ckpt(path)
     return {k: v.asnumpy() if hasattr(v, "asnumpy") else np.asarray(v) for k, v in params.items()}
 
 
@@ -205,14 +204,14 @@ def load_weights(model, path, strict=True, skip_mismatched=False, prefix=None):
 def save_checkpoint(model, path):
     """Write ``model``'s parameters (BN running stats included) as a MindSpore ``.ckpt``.
 
-    Written to a temporary file first and renamed, so ``path`` is never left half-written.
+    Written with a CRC (:mod:`~mindyolox.convert.ckpt_file`) to a temporary file first and
+    renamed, so ``path`` is never left half-written.
     """
-    import mindspore as ms
     path = Path(path)
     if path.suffix.lower() != ".ckpt":
         raise WeightsError(f"{path}: output must end in .ckpt")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.ckpt")
-    ms.save_checkpoint(model, str(tmp))
+    save_ckpt(model, tmp)
     os.replace(tmp, path)
     return path

@@ -4,9 +4,10 @@ whole run, each epoch and each iteration) around the compiled :class:`TrainStep`
 Run directory ``<train.output_dir>/<name>`` (rank 0 writes; the other ranks train and evaluate
 their shard of the val set, printing their evaluation line on their own stdout):
 
-* ``last.ckpt`` (every epoch end and on SIGINT/SIGTERM), ``best.ckpt`` (best EMA AP50:95),
-  ``epoch_<N>.ckpt`` every ``train.save_interval`` epochs -- training checkpoints
-  (:mod:`~mindyolox.engine.checkpoint`), written atomically;
+* ``last.ckpt`` (every epoch end and on SIGINT/SIGTERM; the one it replaces is kept as
+  ``last.prev.ckpt``), ``best.ckpt`` (best EMA AP50:95), ``epoch_<N>.ckpt`` every
+  ``train.save_interval`` epochs -- training checkpoints (:mod:`~mindyolox.engine.checkpoint`),
+  written atomically with a CRC;
 * ``metrics.jsonl``: one JSON record per logged iteration (``type: train``: epoch, iter, step,
   lr, loss terms, ms/step, data ms, memory), per evaluation (``type: eval``), and run events;
 * ``train_log.txt`` (the log lines), ``config.yaml`` (resolved recipe), ``curves.png``,
@@ -44,8 +45,9 @@ from pathlib import Path
 import numpy as np
 
 from ..data.loader import no_aug_start
-from ..errors import ConfigError, MindYOLOXError
-from .checkpoint import load_training_state, read_meta, rng_state, save_training_state, set_rng_state
+from ..errors import ConfigError, MindYOLOXError, WeightsError
+from .checkpoint import (NonFiniteWeights, good_checkpoint, load_training_state, non_finite, read_meta, rng_state,
+                         save_training_state, set_rng_state, stale_temp_files, state_entries)
 from .run_log import fmt_eta, rss_gb
 
 __all__ = ["Trainer", "TrainingDiverged", "TrainHook", "eval_due"]
@@ -410,7 +412,10 @@ class Trainer:
         if self.no_aug_from == 0:
             self.log("note: no_aug_epochs + 1 >= max_epoch: the whole run is without Mosaic/MixUp, with L1")
         if meta is not None:
-            load_training_state(self.resume_path, self.model, self.step, self.ema_model, self.optimizer)
+            try:
+                load_training_state(self.resume_path, self.model, self.step, self.ema_model, self.optimizer)
+            except WeightsError as e:  # e.g. NaN/Inf weights in a file without CRC
+                raise type(e)(f"{e}; {self._resume_advice()}") from None
             if "rng" in meta:
                 set_rng_state(meta["rng"])
             self.log(f"resumed from {self.resume_path}: epoch {self.start_epoch + 1} iter {self.start_iter + 1} "
@@ -583,15 +588,43 @@ class Trainer:
         return res
 
     def save(self, tag, meta):
-        """Write ``<run_dir>/<tag>.ckpt`` (rank 0 only)."""
+        """Write ``<run_dir>/<tag>.ckpt`` (rank 0 only); ``last.ckpt`` keeps the file it replaces
+        as ``last.prev.ckpt`` (:func:`~mindyolox.engine.checkpoint.save_training_state`).
+
+        Weights holding NaN/Inf (a step whose loss was still finite can leave them) are never
+        written: the run stops as diverged (:meth:`_diverge`), the checkpoint on disk untouched.
+        With several devices every rank checks (the weights are the same on all of them), so
+        all stop at the same save with the same line."""
+        what = (f"the weights hold NaN/Inf after {meta.get('global_step', '?')} steps, so {tag}.ckpt was not "
+                "written over")
         if self.rank != 0:
+            if self.world_size > 1:
+                bad = non_finite(state_entries(self.model, self.step, self.ema_model, self.optimizer))
+                if bad:
+                    self._diverge(f"{what} ({', '.join(bad)})")
             return None
         t0 = time.perf_counter()
-        path = save_training_state(self.run_dir / f"{tag}.ckpt", self.model, self.step, self.ema_model,
-                                   self.optimizer, meta)
+        try:
+            path = save_training_state(self.run_dir / f"{tag}.ckpt", self.model, self.step, self.ema_model,
+                                       self.optimizer, meta, keep_previous=tag == "last")
+        except NonFiniteWeights as e:
+            self._diverge(f"{what} ({', '.join(e.names)})")
         self.timing["ckpt_s"] += time.perf_counter() - t0
         self.event("checkpoint", tag=tag, path=str(path), epoch=meta["epoch"], iter=meta["iter"])
         return path
+
+    def _diverge(self, what):
+        """Stop the run as diverged: ``TrainingDiverged`` with one line saying ``what`` happened
+        and the last good checkpoint -- the newest one in the run folder that loads, passes its
+        CRC check and holds no NaN/Inf (:func:`~mindyolox.engine.checkpoint.good_checkpoint`;
+        ``last.ckpt``, else ``last.prev.ckpt``, ...), never a file merely because it exists."""
+        self.status = "diverged"
+        found = good_checkpoint(self.run_dir)
+        kept = (f"{found[0]} (step {found[1]['global_step']}); continue from it with --resume {found[0]}"
+                if found else "none written yet")
+        msg = f"{what}; stopping. The last good checkpoint is kept: {kept}. Lower the lr or check the data."
+        self.event("diverged", message=msg)
+        raise TrainingDiverged(msg)
 
     def _meta(self):
         """Checkpoint metadata: ``epoch``/``iter`` of the next iteration to run (0-based)."""
@@ -656,9 +689,13 @@ class Trainer:
             return None
         self.resume_path = Path(self.run_dir / "last.ckpt" if self.resume is True else self.resume)
         if self.resume is True and not self.resume_path.is_file():
-            raise MindYOLOXError(f"nothing to resume: {self.run_dir} holds no last.ckpt (the run never saved "
-                                 "one); start it without --resume")
-        meta = read_meta(self.resume_path)
+            raise MindYOLOXError(f"nothing to resume: {self.run_dir} holds no last.ckpt; {self._resume_advice()}")
+        try:
+            meta = read_meta(self.resume_path, self._resume_notes, ours=self.resume is True)
+        except WeightsError as e:
+            if not self.resume_path.is_file():
+                raise
+            raise type(e)(f"{e}; {self._resume_advice()}") from None
         self.start_epoch, self.start_iter = int(meta["epoch"]), int(meta["iter"])
         self.best_ap = self.prev_best = float(meta.get("best_ap", 0.0))
         self._reconcile_best()
@@ -671,6 +708,26 @@ class Trainer:
             self._resume_notes.append(f"note: checkpoint written with {meta['world_size']} devices, "
                                       f"resuming on {self.world_size}")
         return meta
+
+    def _resume_advice(self):
+        """What to do when ``resume_path`` cannot be resumed: the newest good checkpoint of the
+        run folder (:func:`~mindyolox.engine.checkpoint.good_checkpoint`), else how to start
+        again -- without ``--resume`` when the folder holds only what a start writes before
+        its first checkpoint (and temporary files of a save that did not finish, removed by
+        :meth:`_prepare_run_dir`), else with ``--exist-ok``."""
+        found = good_checkpoint(self.run_dir, exclude=[self.resume_path])
+        if found:
+            return (f"the newest good checkpoint is {found[0]} (step {found[1]['global_step']}): continue with "
+                    f"--resume {found[0]}")
+        from .run_lock import LOCK_NAME
+        d = self.run_dir
+        temps = stale_temp_files(d)
+        cut = f" (a save was cut off: {', '.join(p.name for p in temps)})" if temps else ""
+        others = [p for p in d.iterdir() if p.name not in NOT_STARTED and p.name != LOCK_NAME
+                  and p not in temps] if d.is_dir() else []
+        if not others:
+            return f"no checkpoint was saved yet{cut}: start the run again without --resume"
+        return (f"no good checkpoint in it{cut}: start the run again with --exist-ok (or choose another --name)")
 
     def _reconcile_best(self):
         """``best_ap`` at least the AP of the ``best.ckpt`` on disk: a run killed after an
@@ -702,13 +759,21 @@ class Trainer:
 
     def _prepare_run_dir(self):
         """Claim and create the run folder. It is locked first (:mod:`~mindyolox.engine.run_lock`:
-        a second start into a live run's folder stops with one line, touching nothing); then a
-        folder holding only what a start writes before its first checkpoint (a start that
-        failed) counts as not started: its files are replaced."""
+        a second start into a live run's folder stops with one line, touching nothing); then the
+        temporary files of a save that did not finish (a process killed while saving,
+        :func:`~mindyolox.engine.checkpoint.stale_temp_files`) are removed; then a folder
+        holding only what a start writes before its first checkpoint (a start that failed, or
+        was killed during its first save) counts as not started: its files are replaced."""
         from .run_lock import LOCK_NAME, RunLock
         d = self.run_dir
         self._lock = RunLock(d)
         self._resume_notes.extend(self._lock.acquire())
+        stale = stale_temp_files(d)  # a process killed during a save; we hold the lock: nobody writes them
+        for p in stale:
+            p.unlink()
+        if stale:
+            self._resume_notes.append(f"note: removed {', '.join(p.name for p in stale)} in {d}: temporary file(s) "
+                                      "of a checkpoint save that did not finish")
         entries = [p for p in d.iterdir() if p.name != LOCK_NAME]
         if entries and not self.resume and not self.exist_ok:
             if any(p.name not in NOT_STARTED for p in entries):
@@ -783,13 +848,8 @@ class Trainer:
         self.overflow_steps += rec["skipped"]
         self._new_window()
         if not math.isfinite(rec["total"]):
-            self.status = "diverged"
-            ck = self.run_dir / "last.ckpt"
-            msg = (f"loss is {rec['total']} in the {n} step(s) up to epoch {self.epoch + 1} iter {self.iter + 1} "
-                   f"(step {k}, lr {rec['lr']:.3g}); stopping. The last good checkpoint is kept: "
-                   f"{ck if ck.exists() else 'none written yet'}. Lower the lr or check the data.")
-            self.event("diverged", message=msg)
-            raise TrainingDiverged(msg)
+            self._diverge(f"loss is {rec['total']} in the {n} step(s) up to epoch {self.epoch + 1} iter "
+                          f"{self.iter + 1} (step {k}, lr {rec['lr']:.3g})")
         total_steps = self.max_epoch * self.steps_per_epoch
         eta = (total_steps - k - 1) * (rec["step_ms"] + rec["data_ms"]) / 1e3
         cur, peak = rss_gb()
