@@ -111,7 +111,7 @@ def file_stats(paths):
     return out
 
 
-def _changed(meta, stats, paths):
+def _changed(meta, stats):
     """Indices of the images whose file differs from when the cache was built."""
     old = meta.get("files")
     if not isinstance(old, list) or len(old) != len(stats):
@@ -205,7 +205,7 @@ def open_disk_cache(dataset, size, folder=None, workers=None):
         stats = file_stats(dataset.paths)  # taken before the build reads the files: a change during it shows next time
         meta, why = _read_record(data, record, nbytes)
         if meta is not None:
-            changed = _changed(meta, stats, dataset.paths)
+            changed = _changed(meta, stats)
             if changed:
                 first = dataset.paths[changed[0]]
                 logger.warning("data.cache=disk: %d image file(s) changed since %s was built (e.g. %s: other size or "
