@@ -46,11 +46,17 @@ PROBE = textwrap.dedent('''
 
 
 def coco128_copies(out_dir, n):
-    """A COCO JSON listing coco128's images ``n`` times (other ids, the same files)."""
+    """A COCO JSON listing coco128's images ``n`` times (other ids; the same files through
+    ``n`` symlinks ``<out_dir>/images/c<k>`` to coco128's image folder, since one path under
+    two ids is refused: :mod:`mindyolox.data.coco`). Its image folder is ``<out_dir>/images``."""
     src = json.loads((COCO128 / "annotations" / "instances_train2017.json").read_text())
     images, anns = [], []
+    (Path(out_dir) / "images").mkdir(parents=True, exist_ok=True)
     for c in range(n):
-        images += [dict(im, id=im["id"] + c * 10**7) for im in src["images"]]
+        link = Path(out_dir) / "images" / f"c{c}"
+        if not link.is_symlink():
+            link.symlink_to((COCO128 / "train2017").resolve(), target_is_directory=True)
+        images += [dict(im, id=im["id"] + c * 10**7, file_name=f"c{c}/{im['file_name']}") for im in src["images"]]
         anns += [dict(a, id=a["id"] + c * 10**8, image_id=a["image_id"] + c * 10**7) for a in src["annotations"]]
     path = Path(out_dir) / f"coco128x{n}.json"
     path.write_text(json.dumps(dict(src, images=images, annotations=anns)))
@@ -59,8 +65,8 @@ def coco128_copies(out_dir, n):
 
 def peak_rss(ann, mode, size, folder):
     """``{"before_mb", "peak_mb", "s"}`` of a fresh process reading every image of ``ann``
-    (coco128's image folder) once with ``data.cache=mode`` (None: no cache)."""
-    script = PROBE.format(root=str(ROOT), ann=str(ann), images=str(COCO128 / "train2017"), mode=mode,
+    (:func:`coco128_copies`' image folder) once with ``data.cache=mode`` (None: no cache)."""
+    script = PROBE.format(root=str(ROOT), ann=str(ann), images=str(Path(ann).parent / "images"), mode=mode,
                           size=tuple(size), folder=str(folder))
     p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=3600)
     if p.returncode != 0:

@@ -93,12 +93,14 @@ def _png(h, w):
 
 def _broken_set(tmp_path):
     """A COCO set of 9 images: 4 good (one with padding after its JPEG end marker, one PNG,
-    one turned by EXIF: recorded w x h swapped), 5 broken."""
+    one turned by its EXIF orientation tag: recorded w x h swapped), 5 broken."""
+    from .test_data_integrity import exif_segment
+    turned = _jpeg(80, 60, 4)
     d = tmp_path / "imgs"
     d.mkdir()
     files = {"good.jpg": _jpeg(60, 80), "padded.jpg": _jpeg(60, 80, 1) + b"\0" * 300, "good.png": _png(60, 80),
              "cut.jpg": _jpeg(60, 80, 2)[:-2000], "cut.png": _png(60, 80)[:-12], "empty.jpg": b"",
-             "wrongsize.jpg": _jpeg(50, 80, 3), "turned.jpg": _jpeg(80, 60, 4)}
+             "wrongsize.jpg": _jpeg(50, 80, 3), "turned.jpg": turned[:2] + exif_segment(6) + turned[2:]}
     for name, data in files.items():
         (d / name).write_bytes(data)
     names = list(files) + ["missing.jpg"]

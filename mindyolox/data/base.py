@@ -145,6 +145,7 @@ class DetectionDataset:
         self.events = EventLog()
         self._cache = None          # images resized for _cache_size: a list (ram) or a DiskImageCache
         self._cache_size = None     # (H, W) the cached images were resized for
+        self.decode_flags = None    # per image: the cv2.imread flag (EXIF decision, data.verify); None: IMREAD_COLOR
 
     # ------------------------------------------------------------------ basic access
     def __len__(self):
@@ -169,10 +170,18 @@ class DetectionDataset:
         """Indices of images with at least one box (mixup partners)."""
         return [i for i, b in enumerate(self.boxes) if len(b)]
 
+    def decode_flag(self, index):
+        """The ``cv2.imread`` flag of image ``index``: ``IMREAD_COLOR`` (EXIF orientation applied,
+        as official YOLOX's ``cv2.imread``) or, for an image annotated in its stored frame,
+        with ``IMREAD_IGNORE_ORIENTATION`` (the rule: :mod:`~mindyolox.data.verify`)."""
+        flags = self.decode_flags
+        return int(flags[index]) if flags is not None else cv2.IMREAD_COLOR
+
     def load_image(self, index):
-        """Decode image ``index`` as BGR uint8 ``[h, w, 3]``; raises :class:`ImageUnreadable`."""
+        """Decode image ``index`` as BGR uint8 ``[h, w, 3]`` in the frame its annotation is in
+        (:meth:`decode_flag`); raises :class:`ImageUnreadable`."""
         path = self.paths[index]
-        img = cv2.imread(path, cv2.IMREAD_COLOR)
+        img = cv2.imread(path, self.decode_flag(index))
         if img is None:
             reason = "file not found" if not os.path.exists(path) else "cannot be decoded"
             raise ImageUnreadable(f"image {path} (record {self.ids[index]!r} of {self.name}): {reason}")
@@ -218,10 +227,12 @@ class DetectionDataset:
         r = min(size[0] / h0, size[1] / w0)
         return img, self.boxes[index].astype(np.float64) * r, self.classes[index].copy()
 
-    def cache_images(self, size, mode="ram", folder=None):
+    def cache_images(self, size, mode="ram", folder=None, copies=1):
         """Decode every image once, resized for ``size=(H, W)``, and serve :meth:`load_resized`
         from it. ``mode="ram"``: kept in this process's RAM (uint8, about ``N * H * W * 3``
-        bytes at most; worker processes started afterwards share it through fork);
+        bytes at most; worker processes started afterwards share it through fork), refused in
+        one line before anything is decoded when ``copies`` of it (the ranks of this machine)
+        would not fit in the available memory (:func:`~mindyolox.data.cache.check_ram_cache`);
         ``"disk"``: one file per machine in ``folder``, shared by every process
         (:mod:`mindyolox.data.cache`). Unreadable images are recorded and stay unreadable."""
         size = (int(size[0]), int(size[1]))
@@ -229,6 +240,10 @@ class DetectionDataset:
             from .cache import open_disk_cache
             self._cache, self._cache_size = open_disk_cache(self, size, folder), size
             return
+        from .cache import check_ram_cache
+        need = check_ram_cache(self, size, copies)
+        logger.info("data.cache=ram: caching %d images of %s at %dx%d: %.2f GB in this process", len(self),
+                    self.name, size[0], size[1], need / 1e9)
         cache = []
         for i in tqdm(range(len(self)), desc=f"caching {self.name} at {size[0]}x{size[1]}",
                       unit="img", leave=False):

@@ -11,12 +11,22 @@
   negative size (before or after clipping) or zero ``area`` are dropped; both are counted in
   ``stats`` and logged once. (The official code clips ``x1`` before adding ``w``, which only
   differs for boxes starting left of/above the image: none in COCO.)
+- Ids (decisions; nothing trains or is scored twice or half): an image ``id`` listed twice in
+  ``images``, or one image file (``file_name``) under two ids, is refused with one line naming
+  the ids and files -- pycocotools keeps one ``images`` record per id and merges both images'
+  annotations into it, and one file under two ids trains twice with part of its boxes each
+  time. Duplicate (or missing) annotation ``id`` s are renumbered ``1..N`` in file order with one
+  warning naming them: the ids mean nothing to training, but pycocotools' index keeps one
+  annotation per id, so the evaluator would score against fewer (and doubled) ground truths
+  than the trainer learns from. The renumbered annotations are what both the training index
+  and the evaluator's ``coco`` index are built from, so they agree.
 """
 import contextlib
 import io
 import json
+import logging
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from numbers import Number
 
 import numpy as np
@@ -25,6 +35,8 @@ from ..errors import DataError
 from .base import DetectionDataset
 
 __all__ = ["COCODataset"]
+
+logger = logging.getLogger("mindyolox.data")
 
 _IMAGE_KEYS = ("id", "file_name", "height", "width")
 _ANN_KEYS = ("image_id", "category_id", "bbox")
@@ -47,6 +59,7 @@ class COCODataset(DetectionDataset):
         self.ann_file, self.image_dir = str(ann_file), str(image_dir)
         data = _read_json(self.ann_file)
         self._validate(data)
+        self._check_ids(data)
         self.coco = _make_coco(data)
 
         cats = {c["id"]: c for c in data["categories"]}
@@ -134,6 +147,51 @@ class COCODataset(DetectionDataset):
             listed = ", ".join(f"{c!r} (e.g. annotation id {a})" for c, a in sorted(
                 unknown.items(), key=lambda kv: str(kv[0]))[:10])
             raise DataError(f"annotation file {where}: category ids not in 'categories': {listed}")
+
+
+    def _check_ids(self, data):
+        """Refuse duplicate image ids and files listed twice; renumber duplicate or missing
+        annotation ids (module doc). ``data`` is changed in place."""
+        where, images = self.ann_file, data["images"]
+        seen = defaultdict(list)
+        for i, im in enumerate(images):
+            seen[_hashable(im["id"])].append(i)
+        dup = [(k, v) for k, v in seen.items() if len(v) > 1]
+        if dup:
+            listed = "; ".join(f"id {images[v[0]]['id']!r} at images{v}" for _, v in dup[:5])
+            more = f" (and {len(dup) - 5} more)" if len(dup) > 5 else ""
+            raise DataError(f"annotation file {where}: {len(dup)} image id(s) listed more than once: {listed}{more}; "
+                            "each image needs its own id (their annotations would be merged)")
+        files = defaultdict(list)
+        for im in images:
+            files[os.path.normpath(os.path.join(self.image_dir, str(im["file_name"])))].append(im["id"])
+        dup = [(f, ids) for f, ids in files.items() if len(ids) > 1]
+        if dup:
+            listed = "; ".join(f"{f} as ids {ids!r}" for f, ids in dup[:5])
+            more = f" (and {len(dup) - 5} more)" if len(dup) > 5 else ""
+            raise DataError(f"annotation file {where}: {len(dup)} image file(s) listed under more than one id: "
+                            f"{listed}{more}; list each file once with all its annotations")
+        anns = data["annotations"]
+        counts = Counter(_hashable(a.get("id")) for a in anns)
+        dup = sorted((k for k, n in counts.items() if n > 1 and k is not None), key=str)
+        missing = counts.get(None, 0)
+        if dup or missing:
+            what = []
+            if dup:
+                what.append(f"{len(dup)} id(s) used more than once ({', '.join(repr(k) for k in dup[:10])}"
+                            f"{', ...' if len(dup) > 10 else ''})")
+            if missing:
+                what.append(f"{missing} without an id")
+            logger.warning("annotation file %s: annotation ids not unique: %s; all %d annotations renumbered 1..%d "
+                           "in file order (training and evaluation use every box)", where, " and ".join(what),
+                           len(anns), len(anns))
+            for n, a in enumerate(anns, 1):
+                a["id"] = n
+
+
+def _hashable(v):
+    """A JSON value usable as a dict key (lists become tuples)."""
+    return tuple(_hashable(x) for x in v) if isinstance(v, list) else v
 
 
 def _read_json(path):

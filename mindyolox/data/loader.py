@@ -295,7 +295,7 @@ def create_train_loader(data_cfg, aug_cfg, train_cfg, rank=0, world_size=1, star
     input_size = tuple(int(v) for v in data_cfg["input_size"])
     mode = cache_mode(data_cfg)
     if mode:
-        dataset.cache_images(input_size, mode, data_cfg.get("cache_dir"))
+        dataset.cache_images(input_size, mode, data_cfg.get("cache_dir"), copies=world_size)
     builder = MosaicMixup(dataset, input_size, aug_cfg, int(data_cfg["max_labels"]))
     no_aug_epoch = 0 if not mosaic else no_aug_start(train_cfg["max_epoch"], train_cfg["no_aug_epochs"])
     seed = int(train_cfg.get("seed", 0))

@@ -12,6 +12,10 @@
 - Coordinates: ``int(float(v)) - 1`` as the official code (VOC is 1-based); boxes are then
   clipped to the image, zero-size ones dropped; both counted. Difficult objects are kept (the
   official default ``keep_difficult=True``), flagged in ``difficult[i]``.
+- Decision: an image listed twice (the same stem twice in a split file, or in two splits of
+  the same folder) or two images with one id (the same stem in two year folders: the id is
+  the stem, and the evaluator indexes ground truth by id) is refused with one line naming the
+  split files and stems: it would train twice and be scored against one set of boxes.
 """
 import os
 import xml.etree.ElementTree as ET
@@ -47,6 +51,7 @@ class VOCDataset(DetectionDataset):
         self.class_ids = list(range(len(self.class_names)))
         to_class = {n: i for i, n in enumerate(self.class_names)}
         self.difficult = []
+        listed = {}                  # stem -> (split file, image root) where it was first listed
         for split in splits:
             sub, _, name = split.rpartition("/")
             root = os.path.join(self.data_dir, sub) if sub else self.data_dir
@@ -56,6 +61,13 @@ class VOCDataset(DetectionDataset):
             with open(list_file) as f:
                 stems = [ln.split()[0] for ln in f if ln.strip()]
             for stem in stems:
+                if stem in listed:
+                    first, first_root = listed[stem]
+                    same = os.path.normpath(first_root) == os.path.normpath(root)
+                    raise DataError(f"VOC split file {list_file}: image {stem} is already listed in {first}"
+                                    + ("" if same else f" (another image with the same id, in {first_root})")
+                                    + "; list each image once (it would train twice and be scored once)")
+                listed[stem] = (list_file, root)
                 self._add(root, stem, to_class)
         self.verify_images()
         self.log_stats()
