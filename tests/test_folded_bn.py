@@ -143,17 +143,19 @@ def coco128_cfg(*extra, size=320):
         f"data.data_dir={data_dir}", "data.val_ann=annotations/instances_train2017.json",
         "data.val_images=train2017", f"data.input_size=[{size},{size}]", f"data.test_size=[{size},{size}]",
         "data.random_size=[]", "data.multiscale_range=0", "aug.mosaic_prob=0.0", "train.batch_size=8",
-        "train.warmup_epochs=0", "train.no_aug_epochs=0", "train.print_interval=4", "train.eval_interval=1",
+        "train.warmup_epochs=0", "train.no_aug_epochs=2", "train.print_interval=4", "train.eval_interval=1",
         "train.save_interval=0", "train.tensorboard=false", "train.bn_calibration_images=32", *extra])
 
 
 @pytest.mark.slow
 def test_fine_tuning_folded_nano_on_coco128_keeps_then_raises_ap(tmp_path):
-    """Nano from the folded weights, coco128 at 320 (train = val), 3 epochs at the recipe's lr
-    (1.25e-3 at batch 8, cosine, no warm-up, no mosaic): AP stays near its start after epoch 1
-    and ends above it. Before the fix epoch 1 gave AP 0.00 (even at lr ~0)."""
+    """Nano from the folded weights, coco128 at 320 (train = val), 3 epochs at a constant lr
+    of 1e-4 (batch 8, no warm-up, the whole run without augmentation: no_aug_epochs + 1 >=
+    max_epoch): AP stays near its start after epoch 1 and ends above it. Before the fix epoch 1
+    gave AP 0.00 (even at lr ~0). (At the recipe's 1.25e-3, cosine, this small set loses AP in
+    the first epoch -- 17-26 -- and climbs back: docs/troubleshooting.md.)"""
     run = tmp_path / "run"
-    tr = Trainer(coco128_cfg("train.max_epoch=3"), run_dir=run, weights=str(shared_path(*NANO_PTH)),
+    tr = Trainer(coco128_cfg("train.max_epoch=3", "train.basic_lr_per_img=1.25e-5", "train.min_lr_ratio=1.0"), run_dir=run, weights=str(shared_path(*NANO_PTH)),
                  num_workers=1, progress=False)
     assert tr.train() == "finished"
     log = (run / "train_log.txt").read_text()
