@@ -11,7 +11,8 @@ batches).
 
 Re-inflation gives each such layer statistics without changing its eval-mode function.
 A BN in eval mode computes ``x * s + beta`` per channel with ``s = gamma / sqrt(var + eps)``
-(``s = 1`` when folded; a nonzero running mean ``m`` is moved into ``beta - s * m``). With ``mu``, ``sigma2`` the per-channel mean and variance of the
+(``s = 1`` when folded; a nonzero running mean ``m`` is moved into ``beta - s * m``). With
+``mu``, ``sigma2`` the per-channel mean and variance of the
 layer's input ``x`` (the convolution's output) on calibration images, set
 
     moving_mean = mu, moving_variance = sigma2,
@@ -186,7 +187,8 @@ def reinflate_folded(model, dataset, size, num, batch, source="", norm=WEIGHT_NO
     t0 = time.perf_counter()
     batches, count = calibration_batches(dataset, size, num, batch)
     if not batches:
-        raise DataError(f"BatchNorm calibration: none of the {min(int(num), len(dataset))} images chosen from {dataset.name} is readable")
+        raise DataError(f"BatchNorm calibration: none of the {min(int(num), len(dataset))} images chosen "
+                        f"from {dataset.name} is readable")
     stats = batchnorm_input_stats(model, names, batches)
     cells = dict(model.cells_and_names())
     for n in names:
