@@ -195,9 +195,11 @@ def reinflate_folded(model, dataset, size, num, batch, source="", norm=WEIGHT_NO
         parent = cells.get(n.rsplit(".", 1)[0]) if "." in n else None
         conv = getattr(parent, "conv", None) if isinstance(parent, BaseConv) else None
         reinflate_batchnorm(cells[n], *stats[n], conv=conv, norm=norm)
+    rescaled = f"conv weights rescaled to norm {norm:g} per output channel and " if norm else ""
     partial = " (the other layers hold trained statistics and are left as they are)" if len(names) < total else ""
     return (f"fine-tuning: {of}{where} were folded into their convolutions (weight 1, running mean 0, "
             f"running variance 1-eps: weights recovered from an exported graph); re-inflated{partial}: running "
             f"statistics measured on {count} images of {dataset.name} at {size[0]}x{size[1]} (no augmentation, "
-            f"batches of {int(batch)}), weight and bias set so the eval-mode output is unchanged, so training "
-            f"starts from the checkpoint's function ({time.perf_counter() - t0:.1f} s)")
+            f"batches of {int(batch)}), {rescaled}BN weight and bias "
+            f"set so the eval-mode output is unchanged: training starts from the checkpoint's function "
+            f"({time.perf_counter() - t0:.1f} s)")
