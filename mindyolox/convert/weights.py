@@ -44,6 +44,8 @@ class LoadReport:
 
     Names are mindyolox names. ``mismatched`` holds ``(name, model_shape, file_shape)``;
     with ``skip_mismatched=True`` these are the tensors left at their current values.
+    ``folded_bn``: names of the BatchNorm cells loaded from the file whose BN was folded into the
+    convolution (module doc); ``batchnorms``: the model's BatchNorm2d count.
     """
 
     path: str
