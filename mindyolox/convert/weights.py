@@ -15,6 +15,14 @@ Formats, chosen by suffix:
 
 ``num_batches_tracked`` entries are ignored (counted in ``LoadReport.ignored``) (no MindSpore counterpart). Nothing is assigned
 unless the whole load is accepted, so a failed load leaves the model untouched.
+
+Folded BatchNorm: after the load, the BatchNorm layers that hold no statistics of their own --
+on every channel weight 1, running mean 0, running variance ``1 - eps``, what weights recovered
+from an exported (ONNX) graph hold, BN folded into the convolution
+(:func:`~mindyolox.models.batchnorm.looks_folded`) -- are listed in ``LoadReport.folded_bn``
+and the summary says so. They are exact in eval mode (evaluation, prediction, export need
+nothing); train-mode BatchNorm would renormalise them, so fine-tuning re-inflates them first
+(:mod:`~mindyolox.engine.bn_reinflate`).
 """
 import os
 import zipfile
@@ -38,6 +46,8 @@ class LoadReport:
 
     Names are mindyolox names. ``mismatched`` holds ``(name, model_shape, file_shape)``;
     with ``skip_mismatched=True`` these are the tensors left at their current values.
+    ``folded_bn``: names of the BatchNorm cells loaded from the file whose BN was folded into the
+    convolution (module doc); ``batchnorms``: the model's BatchNorm2d count.
     """
 
     path: str
@@ -47,6 +57,8 @@ class LoadReport:
     mismatched: list = field(default_factory=list)
     ignored: int = 0
     prefix: str = ""
+    folded_bn: list = field(default_factory=list)
+    batchnorms: int = 0
 
     def summary(self):
         """One line, e.g. ``loaded 538 tensors from yolox_nano.pth``, plus what was left out."""
@@ -54,7 +66,14 @@ class LoadReport:
         if self.prefix:
             line += f" (prefix '{self.prefix}')"
         extra = _describe(self)
-        return f"{line}; not loaded: {extra}" if extra else line
+        line = f"{line}; not loaded: {extra}" if extra else line
+        if self.folded_bn:
+            n, total = len(self.folded_bn), self.batchnorms
+            which = f"all {total}" if n == total else f"{n} of {total} (the others hold trained statistics)"
+            line += (f"; BatchNorm folded into the convolutions in {which} layers (weight 1, running mean 0, "
+                     "running variance 1-eps: weights recovered from an exported graph): exact in eval mode; "
+                     "train-mode BatchNorm would renormalise them unless re-inflated (train.bn_calibration_images)")
+        return line
 
 
 def _shape(s):
@@ -198,6 +217,10 @@ def load_weights(model, path, strict=True, skip_mismatched=False, prefix=None):
     for name, value, param in todo:
         param.set_data(ms.Tensor(np.ascontiguousarray(value), dtype=param.dtype))
         report.loaded.append(name)
+    from ..models.batchnorm import folded_batchnorms
+    loaded = set(report.loaded)
+    folded, report.batchnorms = folded_batchnorms(model)
+    report.folded_bn = [n for n in folded if f"{n}.gamma" in loaded and f"{n}.moving_variance" in loaded]
     return report
 
 

@@ -22,7 +22,8 @@ class TrainParts:
     values in its graph); ``optimizer``, ``step``: :class:`~mindyolox.engine.train_step.TrainStep`;
     ``evaluator`` (with evaluation: rank 0, or every rank when distributed) or None;
     ``weights_report``: fine-tuning load report; ``frozen``: ``(tensors, BN layers)`` frozen
-    by ``train.freeze`` (:mod:`~mindyolox.engine.freeze`) or None."""
+    by ``train.freeze`` (:mod:`~mindyolox.engine.freeze`) or None; ``bn_note``: the log line
+    of the folded-BatchNorm re-inflation (:mod:`~mindyolox.engine.bn_reinflate`) or None."""
     options: object
     model: object
     net: object
@@ -34,6 +35,7 @@ class TrainParts:
     evaluator: object = None
     weights_report: object = None
     frozen: object = None
+    bn_note: object = None
 
 
 def _load_finetune_weights(model, weights):
@@ -75,7 +77,10 @@ def build_training(cfg, options, *, rank=0, world_size=1, distributed=False, sta
 
     ``start_epoch`` / ``start_iter``: where the data stream starts (resuming);
     ``weights``: fine-tuning weights loaded into the model before the EMA copies it (the
-    head's class layers keep their initialisation when ``num_classes`` differs).
+    head's class layers keep their initialisation when ``num_classes`` differs); BatchNorm
+    layers folded into their convolutions in that file are re-inflated on
+    ``train.bn_calibration_images`` training images right after the load
+    (:mod:`~mindyolox.engine.bn_reinflate`), before freezing, mixed precision and the EMA copy.
     """
     from .. import build_model
     from ..data.loader import create_train_loader
@@ -90,6 +95,13 @@ def build_training(cfg, options, *, rank=0, world_size=1, distributed=False, sta
     t = cfg.train
     model = build_model(cfg, options)
     report = _load_finetune_weights(model, weights) if weights else None
+    train_set, bn_note = None, None
+    if report is not None and report.folded_bn:
+        from ..data.loader import build_dataset
+        from .bn_reinflate import reinflate_folded
+        train_set = build_dataset(cfg.data, "train")
+        bn_note = reinflate_folded(model, train_set, tuple(cfg.data.input_size), int(t.bn_calibration_images),
+                                   int(t.batch_size) // max(1, int(world_size)), source=weights)
     frozen = None
     if t.freeze:
         from .freeze import freeze
@@ -101,7 +113,8 @@ def build_training(cfg, options, *, rank=0, world_size=1, distributed=False, sta
     net = YOLOXWithLoss(mixed_precision(model, options.amp_level), loss)
     workers = data_workers(num_workers, cfg.data.num_workers)
     loader = create_train_loader(cfg.data, cfg.aug, t, rank=rank, world_size=world_size, start_epoch=start_epoch,
-                                 num_workers=workers, start_iter=start_iter, end_epoch=int(t.max_epoch))
+                                 num_workers=workers, start_iter=start_iter, end_epoch=int(t.max_epoch),
+                                 dataset=train_set)
     if loader.dataset.num_classes != int(cfg.model.num_classes):  # before training, not at the first evaluation
         from ..errors import ConfigError
         raise ConfigError(f"{loader.dataset.name} has {loader.dataset.num_classes} classes but model.num_classes is "
@@ -118,4 +131,4 @@ def build_training(cfg, options, *, rank=0, world_size=1, distributed=False, sta
     step.set_global_step((start_epoch * loader.steps_per_epoch + start_iter) // int(t.accumulate))
     evaluator = build_evaluator(cfg, rank, world_size) if evaluate and (rank == 0 or distributed) else None
     return TrainParts(options, model, net, ema_model, loader, lr_schedule, optimizer, step, evaluator, report,
-                      frozen)
+                      frozen, bn_note)

@@ -3,8 +3,10 @@
 :func:`plot_training_curves` reads the trainer's ``metrics.jsonl`` (records with
 ``"type": "train"`` carry ``step`` and loss terms, ``"type": "eval"`` carry ``epoch`` and
 ``AP50_95`` / ``AP50`` fractions) and draws two panels: the loss terms against the global
-iteration, and COCO AP (percent) against the epoch (a dot at each evaluation). Axis labels
-are round numbers without exponents; legends sit above the plots, off the data.
+iteration, and COCO AP (percent) against the epoch (a dot at each evaluation). The AP axis is
+always 0-100 %: an axis scaled to the data drew an AP that collapsed to 0.00-0.008 % as a
+rising curve (issue 33). Axis labels are round numbers without exponents; legends sit above
+the plots, off the data.
 """
 import json
 from pathlib import Path
@@ -60,11 +62,12 @@ def _text(img, text, org, scale=0.45, color=(0, 0, 0)):
     cv2.putText(img, text, org, FONT, scale, color, 1, cv2.LINE_AA)
 
 
-def _panel(img, x0, y0, w, h, series, title, xlabel, markers=False):
+def _panel(img, x0, y0, w, h, series, title, xlabel, markers=False, y_range=None):
     """Draw ``series`` ({name: (xs, ys)}) in the plot box (x0, y0, w, h): grid, axes with
     :func:`nice_ticks` labels, lines (``markers``: a dot at every point too), the title and a
-    legend in one row above the box (never on the data). Returns the legend entries' boxes
-    ``[(x, y, w, h), ...]``."""
+    legend in one row above the box (never on the data). ``y_range``: ``(lo, hi)`` fixed y
+    axis (values outside are clipped to the box) instead of one fitted to the data. Returns
+    the legend entries' boxes ``[(x, y, w, h), ...]``."""
     cv2.rectangle(img, (x0, y0), (x0 + w, y0 + h), (0, 0, 0), 1)
     _text(img, title, (x0, y0 - 12), 0.6)
     _text(img, xlabel, (x0 + w // 2 - 30, y0 + h + 40))
@@ -75,7 +78,11 @@ def _panel(img, x0, y0, w, h, series, title, xlabel, markers=False):
     xt, xl = nice_ticks(min(0.0, min(float(x.min()) for x, _ in pts)), max(float(x.max()) for x, _ in pts),
                         integer=True)
     finite = [y[np.isfinite(y)] for _, y in pts if np.isfinite(y).any()]
-    yt, yl = nice_ticks(min([0.0] + [float(y.min()) for y in finite]), max([1e-9] + [float(y.max()) for y in finite]))
+    if y_range is not None:
+        yt, yl = nice_ticks(*y_range)
+    else:
+        yt, yl = nice_ticks(min([0.0] + [float(y.min()) for y in finite]),
+                            max([1e-9] + [float(y.max()) for y in finite]))
     (xmin, xmax), (ymin, ymax) = (xt[0], xt[-1]), (yt[0], yt[-1])
     for t, label in zip(yt, yl):
         yy = int(round(y0 + h - (t - ymin) / (ymax - ymin) * h))
@@ -94,7 +101,7 @@ def _panel(img, x0, y0, w, h, series, title, xlabel, markers=False):
         if not ok.any():
             continue
         px = np.round(x0 + (xs[ok] - xmin) / (xmax - xmin) * w).astype(np.int32)
-        py = np.round(y0 + h - (ys[ok] - ymin) / (ymax - ymin) * h).astype(np.int32)
+        py = np.round(y0 + h - (np.clip(ys[ok], ymin, ymax) - ymin) / (ymax - ymin) * h).astype(np.int32)
         color = COLORS.get(name, (0, 0, 0))
         if len(px) > 1:
             cv2.polylines(img, [np.stack([px, py], 1)], False, color, 2, cv2.LINE_AA)
@@ -110,7 +117,7 @@ def _panel(img, x0, y0, w, h, series, title, xlabel, markers=False):
 
 
 def plot_training_curves(metrics_path, out_path):
-    """Write ``out_path`` (PNG, 1200x500): loss terms vs iteration and AP (%) vs epoch.
+    """Write ``out_path`` (PNG, 1200x500): loss terms vs iteration and AP (%, axis 0-100) vs epoch.
     Returns the output path."""
     records = read_metrics(metrics_path)
     train = [r for r in records if r.get("type") == "train"]
@@ -121,7 +128,7 @@ def plot_training_curves(metrics_path, out_path):
                  for k in ("AP50_95", "AP50")}
     img = np.full((500, 1200, 3), 255, np.uint8)
     _panel(img, 80, 50, 480, 380, loss_series, "training loss", "iteration")
-    _panel(img, 690, 50, 480, 380, ap_series, "COCO AP (%), EMA weights", "epoch", markers=True)
+    _panel(img, 690, 50, 480, 380, ap_series, "COCO AP (%), EMA weights", "epoch", markers=True, y_range=(0.0, 100.0))
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out_path), img):

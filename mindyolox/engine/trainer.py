@@ -398,6 +398,8 @@ class Trainer:
         for name in PARTS:
             setattr(self, name, getattr(parts, name))
         self._log_weights_report(parts.weights_report)
+        if parts.bn_note:  # folded BatchNorm re-inflated (or, with train.bn_calibration_images 0, the warning)
+            self.log(parts.bn_note)
         if parts.frozen is not None:
             n_train = len(self.optimizer.params)
             self.log(f"frozen ({', '.join(map(str, t.freeze))}): {parts.frozen[0]} tensors without gradient, "

@@ -37,7 +37,7 @@ from mindspore import dtype as mstype
 
 from . import cpu_kernels
 
-__all__ = ["BatchNorm2d", "set_exact_batchnorm"]
+__all__ = ["BatchNorm2d", "folded_batchnorms", "looks_folded", "set_exact_batchnorm"]
 
 
 class BatchNorm2d(nn.Cell):
@@ -104,6 +104,32 @@ class BatchNorm2d(nn.Cell):
         y = ops.depend(y, ops.assign(self.moving_variance,
                                      self.moving_variance * keep + batch_var * (1 - keep)))
         return y
+
+
+FOLDED_TOL = 1e-5   # absolute, per value: float32 rounding of 1 - eps is ~6e-8
+
+
+def looks_folded(cell, tol=FOLDED_TOL):
+    """True when the BatchNorm ``cell`` holds no statistics of its own: on every channel
+    ``gamma == 1``, ``moving_mean == 0`` and ``moving_variance == 1 - eps`` (to ``tol``).
+
+    That is what a checkpoint recovered from an exported graph (ONNX, where BatchNorm was
+    folded into the convolution) holds: the eval-mode output ``(x - 0) / sqrt(1 - eps + eps)
+    * 1 + beta`` is exactly ``x + beta``, the folded bias added to the convolution's output.
+    A freshly initialised layer (``moving_variance == 1``) and any layer that saw data in
+    training (its moving statistics moved) do not match."""
+    g = cell.gamma.asnumpy()
+    m = cell.moving_mean.asnumpy()
+    v = cell.moving_variance.asnumpy()
+    return bool(np.all(np.abs(g - 1.0) <= tol) and np.all(np.abs(m) <= tol)
+                and np.all(np.abs(v - (1.0 - cell.eps)) <= tol))
+
+
+def folded_batchnorms(model, tol=FOLDED_TOL):
+    """``(folded, total)``: the names of the :class:`BatchNorm2d` cells of ``model`` that
+    :func:`looks_folded`, and the number of BatchNorm2d cells."""
+    cells = [(n, c) for n, c in model.cells_and_names() if isinstance(c, BatchNorm2d)]
+    return [n for n, c in cells if looks_folded(c, tol)], len(cells)
 
 
 def set_exact_batchnorm(model, exact=True):
