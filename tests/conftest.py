@@ -51,7 +51,7 @@ def load_npz(*parts):
 UNIT_SECONDS = {
     "test_amp": 380, "test_resume": 330, "test_quickstart": 270, "test_distributed": 210,
     "test_train_options": 200, "test_train": 190, "test_deploy": 180, "test_distributed_eval": 160,
-    "test_loss": 130, "test_device_loop": 120, "test_distributed_agreement": 100, "test_package": 100,
+    "test_folded_bn": 145, "test_loss": 130, "test_checkpoint_integrity": 110, "test_device_loop": 120, "test_distributed_agreement": 100, "test_package": 100,
     "test_faults_run": 90, "test_check_device": 90, "test_simota_fp16": 60, "test_evaluate": 50,
     "test_model_parity": 50, "test_predict": 40, "test_model_info": 30, "test_data_cache": 20,
     "test_simota": 20,
