@@ -81,3 +81,48 @@ def test_predict_takes_a_name(server, tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     assert "downloaded " + url + "yolox_nano.pth" in p.stdout and "dog 0.8" in p.stdout
     assert requests == ["/yolox_nano.pth"] or len(requests) == 1
+
+
+# issue 33, case 11: a hand-placed cut-short file, a hash recorded for it, a misspelt name
+def test_hand_placed_truncated_weights_are_not_trusted(server, monkeypatch):
+    from mindyolox.convert.download import resolve_weights
+    url, requests, cache = server
+    cache.mkdir()
+    good = shared_path("weights", "yolox_nano.pth").read_bytes()
+    dest = cache / "yolox_nano.pth"
+    dest.write_bytes(good[:len(good) // 3])   # copied by hand, cut short
+    monkeypatch.setenv("MINDYOLOX_WEIGHTS_URL", "http://127.0.0.1:9/")   # offline
+    with pytest.raises(WeightsError) as e:
+        resolve_weights("yolox_nano")
+    msg = str(e.value)
+    assert msg.startswith(f"{dest} cannot be used (not a PyTorch checkpoint") and "\n" not in msg
+    assert "could not be downloaded again (cannot download http://127.0.0.1:9/yolox_nano.pth" in msg
+    assert msg.endswith("replace it with the official yolox_nano.pth (or delete it and run again when online)")
+    assert not (cache / "yolox_nano.pth.sha256").exists()   # its hash is not recorded
+    monkeypatch.setenv("MINDYOLOX_WEIGHTS_URL", url)           # the network is back
+    assert resolve_weights("yolox_nano") == str(dest) and dest.read_bytes() == good and len(requests) == 1
+
+
+def test_hash_recorded_for_a_broken_file_recovers(server, monkeypatch):
+    """A cache left by the earlier code: the truncated file's hash recorded as a bare line."""
+    from mindyolox.convert.download import _sha256, resolve_weights
+    url, requests, cache = server
+    cache.mkdir()
+    good = shared_path("weights", "yolox_nano.pth").read_bytes()
+    dest = cache / "yolox_nano.pth"
+    dest.write_bytes(good[:len(good) // 3])
+    (cache / "yolox_nano.pth.sha256").write_text(_sha256(dest) + "\n")
+    monkeypatch.setenv("MINDYOLOX_WEIGHTS_URL", url)
+    assert resolve_weights("yolox_nano") == str(dest) and dest.read_bytes() == good and len(requests) == 1
+    assert resolve_weights("yolox_nano") == str(dest) and len(requests) == 1   # now trusted, not fetched again
+
+
+def test_unknown_weights_name_lists_the_names():
+    from mindyolox.convert.download import OFFICIAL_WEIGHTS, resolve_weights
+    with pytest.raises(WeightsError) as e:
+        resolve_weights("yolox_nanoo")
+    msg = str(e.value)
+    assert msg.startswith("--weights yolox_nanoo: no such file and not an official name; official names "
+                          "(closest first): yolox_nano, ")
+    assert all(n in msg for n in OFFICIAL_WEIGHTS)
+    assert resolve_weights("some/file.ckpt") == "some/file.ckpt"   # a path: the caller says "not found"

@@ -60,13 +60,22 @@ def crc_status(path):
     return "ok" if binascii.crc32(data[:-_TRAILER], 0) == stored else "bad"
 
 
-class _DropMindSporeLines:
-    """Drop MindSpore's own log lines of a failed load (``Failed to read/load the checkpoint
-    file ...``, logged before it raises, ``serialization.py:1294-1295`` and ``1718``): the
-    caller says it once, in its own words."""
+class DropMindSporeLines:
+    """Drop MindSpore's own log lines that start with one of ``prefixes`` while inside: its
+    lines of a failed load (``Failed to read/load the checkpoint file ...``, logged before it
+    raises, ``serialization.py:1294-1295`` and ``1718``) or of a failed save (``Failed to save
+    the checkpoint file ... Maybe don't have the permission ...``, ``serialization.py:475-477``),
+    all through ``mindspore.log._get_logger`` (``log.py:152``): the caller says it once, in its
+    own words."""
+
+    LOAD = ("Failed to read the checkpoint file", "Failed to load the checkpoint")
+    SAVE = ("Failed to save the checkpoint file",)
+
+    def __init__(self, prefixes=LOAD):
+        self.prefixes = tuple(prefixes)
 
     def filter(self, record):
-        return not str(record.msg).startswith(("Failed to read the checkpoint file", "Failed to load the checkpoint"))
+        return not str(record.msg).startswith(self.prefixes)
 
     def __enter__(self):
         from mindspore import log
@@ -102,7 +111,7 @@ def read_ckpt(path):
         raise CheckpointDamaged(f"{path}: CRC check failed, the file is damaged (its bytes changed after it was "
                                 "written)")
     try:
-        with _DropMindSporeLines():
+        with DropMindSporeLines():
             params = ms.load_checkpoint(str(path), crc_check=status == "ok")
     except (ValueError, RuntimeError, TypeError, OSError) as e:
         if _is_crc_failure(e):  # changed between crc_status and the load

@@ -36,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..convert.ckpt_file import FORMAT_VERSION, META_KEY, CheckpointDamaged, crc_status, read_ckpt, save_ckpt
+from ..convert.ckpt_file import (FORMAT_VERSION, META_KEY, CheckpointDamaged, DropMindSporeLines, crc_status, read_ckpt,
+                                 save_ckpt)
 from ..errors import MindYOLOXError, WeightsError
 
 __all__ = ["CheckpointWriteError", "CheckpointDamaged", "NonFiniteWeights", "save_training_state",
@@ -156,7 +157,7 @@ def save_training_state(path, model, step=None, ema_model=None, optimizer=None, 
     tmp = path.with_name(f".{path.name}.tmp.ckpt")
     prev, prev_tmp = previous_path(path), path.with_name(f".{previous_path(path).name}.tmp.ckpt")
     try:
-        with _quiet_save_failure():
+        with DropMindSporeLines(DropMindSporeLines.SAVE):
             save_ckpt(entries, tmp, append_dict={META_KEY: json.dumps(meta)})
         if crc_status(tmp) != "ok":
             raise OSError(0, "the written file fails its CRC check (a bad write)")
@@ -182,26 +183,6 @@ def _temp_files(tmp):
     (``_exec_save`` writes ``<name without .ckpt>.tmp`` and renames it to the name it was given,
     mindspore/train/serialization.py:380-382 and 471-472 of MindSpore 2.10)."""
     return [tmp, tmp.with_suffix(".tmp")]
-
-
-class _quiet_save_failure:
-    """Drop MindSpore's own CRITICAL line for a failed save ("Failed to save the checkpoint file
-    ... Maybe don't have the permission ...", logged by ``_exec_save`` before it re-raises,
-    mindspore/train/serialization.py:475-477, through ``mindspore.log._get_logger``, log.py:152):
-    the caller says it once, in its own words."""
-
-    def filter(self, record):
-        return not str(record.msg).startswith("Failed to save the checkpoint file")
-
-    def __enter__(self):
-        from mindspore import log
-        self._logger = log._get_logger()
-        self._logger.addFilter(self)
-        return self
-
-    def __exit__(self, *exc):
-        self._logger.removeFilter(self)
-        return False
 
 
 def _step_state(step):
