@@ -49,15 +49,26 @@ class CheckpointDamaged(WeightsError):
     """A ``.ckpt`` failed its CRC check, is cut short, or does not parse."""
 
 
-def crc_status(path):
+def crc_status(path, chunk=1 << 24):
     """``"ok"`` (trailer present, CRC matches), ``"bad"`` (trailer present, CRC differs) or
     ``"none"`` (no trailer: written without a CRC, or cut short) for the file at ``path``.
-    Reads the whole file once (about 11 MB for a nano training checkpoint)."""
-    data = Path(path).read_bytes()
-    if len(data) < _TRAILER or data[-_TRAILER:-10] != _MARK:
-        return "none"
-    stored = int.from_bytes(data[-10:], byteorder="big")
-    return "ok" if binascii.crc32(data[:-_TRAILER], 0) == stored else "bad"
+    Reads the file once in ``chunk``-byte pieces (16 MB), so checking a yolox-x training
+    checkpoint (~1.2 GB) never holds the whole file in memory."""
+    with open(path, "rb") as f:
+        size = f.seek(0, 2)
+        if size < _TRAILER:
+            return "none"
+        f.seek(size - _TRAILER)
+        trailer = f.read(_TRAILER)
+        if trailer[:-10] != _MARK:
+            return "none"
+        f.seek(0)
+        crc, left = 0, size - _TRAILER
+        while left:
+            block = f.read(min(chunk, left))
+            crc = binascii.crc32(block, crc)
+            left -= len(block)
+    return "ok" if crc == int.from_bytes(trailer[-10:], byteorder="big") else "bad"
 
 
 class DropMindSporeLines:

@@ -119,12 +119,25 @@ def state_entries(model, step=None, ema_model=None, optimizer=None):
     return entries
 
 
+def host_entries(entries):
+    """``entries`` with every tensor copied to the host once, as a CPU ``Tensor`` sharing a
+    NumPy array's memory (``Tensor.from_numpy``): the NaN check and the save then read the
+    same copy instead of each copying the device tensors."""
+    import mindspore as ms
+    return [{"name": e["name"], "data": ms.Tensor.from_numpy(np.asarray(_host(e["data"]), order="C"))}
+            for e in entries]
+
+
+def _host(data):
+    return data.asnumpy() if hasattr(data, "asnumpy") else np.asarray(data)
+
+
 def non_finite(entries, limit=3):
     """Names of the first ``limit`` float entries of ``entries`` (``[{"name", "data"}]``)
     holding NaN/Inf; reads every tensor to the host."""
     bad = []
     for e in entries:
-        a = e["data"].asnumpy() if hasattr(e["data"], "asnumpy") else np.asarray(e["data"])
+        a = _host(e["data"])
         if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
             bad.append(e["name"])
             if len(bad) >= limit:
@@ -149,7 +162,7 @@ def save_training_state(path, model, step=None, ema_model=None, optimizer=None, 
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    entries = state_entries(model, step, ema_model, optimizer)
+    entries = host_entries(state_entries(model, step, ema_model, optimizer))
     bad = non_finite(entries)
     if bad:
         raise NonFiniteWeights(f"not saving {path.name}: NaN/Inf in {', '.join(bad)}", bad)
