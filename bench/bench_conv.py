@@ -1,6 +1,6 @@
 """Microbenchmark of the model's own k x k convolutions on CPU: the model's path
 (:class:`mindyolox.models.conv.Conv2d` with ``im2col``; ``kernel``: its depthwise layers with
-the compiled CPU kernel of :mod:`mindyolox.models.cpu_kernels`, the model's default on CPU),
+the compiled CPU kernel of :mod:`mindyolox.ops.cpu_kernels`, the model's default on CPU),
 the candidates of
 ``bench/conv_candidates.py`` (``winograd``, ``winograd_mm``, ``im2col_bprop``, ``shift``) and,
 on request, MindSpore's native CPU ``Conv2D`` (``native``), against PyTorch's direct
@@ -119,7 +119,7 @@ def applicable(shape, paths):
     """The paths of ``paths`` that apply to a (cin, cout, k, stride, groups, H, W) shape."""
     from conv_candidates import applies
     cin, cout, k, s, g, _, _ = shape
-    from mindyolox.models.cpu_kernels import geometry_supported
+    from mindyolox.ops.cpu_kernels import geometry_supported
     kernel = (g == 1 or g == cin == cout) and geometry_supported(k, s, (k - 1) // 2)
     return [p for p in paths if p in ("im2col", "native") or (kernel if p == "kernel" else applies(p, cin, cout, k, s, g))]
 
@@ -226,7 +226,7 @@ def main(argv=None):
     p.add_argument("--json", help="write the raw figures here")
     args = p.parse_args(argv)
 
-    from mindyolox.engine.runtime import setup_mindspore
+    from mindyolox.runtime.context import setup_mindspore
     setup_mindspore("CPU")
     jobs = {}   # (batch, shape) -> {case: layers}
     for case in args.cases:

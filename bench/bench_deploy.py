@@ -67,7 +67,7 @@ def build_cases(args, work):
 
     print("exporting ...", flush=True)
     from mindyolox import load_config
-    from mindyolox.engine.runtime import build_and_load
+    from mindyolox.runtime.context import build_and_load
     cell, _ = build_and_load(load_config(ROOT / "configs" / "yolox-nano.yaml"), nano_w)
     cases["predict.py (MindSpore Cell)"] = {b: (lambda x: cell(ms.Tensor(x)).asnumpy()) for b in BATCHES}
     mindir = {}
@@ -177,8 +177,8 @@ def _call(fn, b, x, name):
 
 def measure_aps(files):
     from mindyolox.data import COCODataset, create_eval_loader
-    from mindyolox.deploy.evaluate import open_artifact
-    from mindyolox.engine import COCOEvaluator
+    from mindyolox.evaluation.artifacts import open_artifact
+    from mindyolox.evaluation import COCOEvaluator
     root = SHARED / "data" / "coco_tiny"
     ds = COCODataset(root / "annotations" / "instances_val2017.json", root / "val2017")
     out = {}

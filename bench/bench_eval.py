@@ -62,7 +62,7 @@ def bench_s_forward(weights, runs, warmup):
 def bench_nano_eval(batch, workers):
     from mindyolox import build_model, load_config, load_weights
     from mindyolox.data import COCODataset
-    from mindyolox.engine import evaluate, format_timing
+    from mindyolox.evaluation import evaluate, format_timing
     root = SHARED / "data" / "coco_tiny"
     ds = COCODataset(root / "annotations" / "instances_val2017.json", root / "val2017")
     model = build_model(load_config(ROOT / "configs" / "yolox-nano.yaml"))

@@ -72,7 +72,7 @@ def bench_silu(steps, batch=8):
     import mindspore as ms
     from mindspore import nn, ops
 
-    from mindyolox.engine.runtime import setup_mindspore
+    from mindyolox.runtime.context import setup_mindspore
     setup_mindspore("CPU")
     SiLU = _silu_with_bprop()
     rng = np.random.default_rng(0)
@@ -96,7 +96,7 @@ def bench_silu(steps, batch=8):
         def construct(self, a, b, c, d, e, sens):
             return self.grad(self.net)(a, b, c, d, e, sens)
 
-    def compiled():   # the model's SiLU with the compiled CPU kernel (mindyolox.models.cpu_kernels)
+    def compiled():   # the model's SiLU with the compiled CPU kernel (mindyolox.ops.cpu_kernels)
         from mindyolox.models.blocks import SiLU as ModelSiLU
         act = ModelSiLU()
         act.use_kernels(True)
@@ -167,7 +167,7 @@ def _labels_one(case, steps):
 def _ema_variants():
     """ModelEMA subclasses whose per-tensor update uses other kernels (same formula)."""
     from mindspore import ops
-    from mindyolox.engine.ema import ModelEMA
+    from mindyolox.training.ema import ModelEMA
 
     sub_agd = ops.MultitypeFuncGraph("sub_agd")
     agd = ops.ApplyGradientDescent()
@@ -197,9 +197,9 @@ def bench_update(steps, variants):
     from mindspore import Parameter, Tensor, nn, ops
 
     from mindyolox import build_model, load_config
-    from mindyolox.engine.ema import ModelEMA
-    from mindyolox.engine.optimizer import build_optimizer
-    from mindyolox.engine.runtime import setup_mindspore
+    from mindyolox.training.ema import ModelEMA
+    from mindyolox.training.optimizer import build_optimizer
+    from mindyolox.runtime.context import setup_mindspore
     setup_mindspore("CPU")
     out = {}
     for variant in variants:

@@ -33,10 +33,10 @@ def build_case(variant, size, batch, device, boxes=8, freeze=()):
     from mindspore import Tensor
 
     from mindyolox import build_model, load_config
-    from mindyolox.engine.ema import ModelEMA
-    from mindyolox.engine.optimizer import build_optimizer
-    from mindyolox.engine.runtime import setup_mindspore
-    from mindyolox.engine.train_step import TrainStep, resolve_loss_scale
+    from mindyolox.training.ema import ModelEMA
+    from mindyolox.training.optimizer import build_optimizer
+    from mindyolox.runtime.context import setup_mindspore
+    from mindyolox.training.train_step import TrainStep, resolve_loss_scale
     from mindyolox.losses import YOLOXLoss, YOLOXWithLoss
 
     setup_mindspore(device)
@@ -44,7 +44,7 @@ def build_case(variant, size, batch, device, boxes=8, freeze=()):
     ms.set_seed(0)
     model, ema_model = build_model(cfg), build_model(cfg)
     if freeze:
-        from mindyolox.engine.freeze import freeze as freeze_parts
+        from mindyolox.training.freeze import freeze as freeze_parts
         freeze_parts(model, list(freeze))
     model.set_train(True)
     net = YOLOXWithLoss(model, YOLOXLoss(int(cfg.model.num_classes)))
@@ -92,7 +92,7 @@ def run_loop(steps, device):
     import mindspore as ms
 
     from mindyolox import load_config
-    from mindyolox.engine.trainer import TrainHook, Trainer
+    from mindyolox.training.trainer import TrainHook, Trainer
     ms.set_device(device)
     ms.set_context(mode=ms.GRAPH_MODE)
     work = tempfile.mkdtemp(prefix="bench_loop_")

@@ -79,9 +79,9 @@ def _batch_checksum_cell():
 
 
 def make_probe(corrupt_step=None):
-    """A :class:`~mindyolox.engine.trainer.TrainHook` whose ``wrap_step`` puts
+    """A :class:`~mindyolox.training.trainer.TrainHook` whose ``wrap_step`` puts
     :class:`BatchProbe` between the feeder and the train step."""
-    from mindyolox.engine.trainer import TrainHook
+    from mindyolox.training.trainer import TrainHook
 
     class BatchProbe(TrainHook):
         """Per step (global index from the start or resume position): the checksums of the
@@ -118,7 +118,7 @@ def run_train(args):
     ms.set_context(mode=ms.GRAPH_MODE)
     ms.set_deterministic(True)  # mindspore/device_manager.py:118
     from mindyolox import load_config
-    from mindyolox.engine.trainer import Trainer
+    from mindyolox.training.trainer import Trainer
     from mindyolox.options import resolve_options
     lo, hi = args.random_size
     cfg = load_config(os.path.join(ROOT, "configs", "demo", "yolox-nano-demo.yaml"), [

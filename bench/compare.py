@@ -81,7 +81,7 @@ def ours_model_and_input(variant, size, batch):
     import numpy as np
     sys.path.insert(0, str(ROOT))
     from mindyolox import build_model, load_config
-    from mindyolox.engine.runtime import setup_mindspore
+    from mindyolox.runtime.context import setup_mindspore
     setup_mindspore("CPU")
     ms.set_seed(0)
     model = build_model(load_config(ROOT / "configs" / f"yolox-{variant}.yaml"))

@@ -101,7 +101,7 @@ def recipe_opts(cfg, exp):
 
 def eval_epochs(train_cfg):
     """The epochs (1-based) after which our trainer evaluates (see the module doc)."""
-    from mindyolox.engine.trainer import eval_due
+    from mindyolox.training.trainer import eval_due
     return [e for e in range(1, int(train_cfg.max_epoch) + 1) if eval_due(e, train_cfg)]
 
 

@@ -19,10 +19,10 @@ Fields (all plain values; ``to_dict`` goes into checkpoint metadata and the expo
 ``fold_bn``       eval-mode BatchNorm folded into the convolution (one kernel less per layer).
                   Forced off under mixed precision, where BN must stay a float32 cell.
 ``cpu_kernels``   compiled C++ kernels on CPU: depthwise convolutions, Im2Col / Col2Im, SiLU, BN
-                  (:mod:`mindyolox.models.cpu_kernels`; float32 layers only). ``auto``: on when the
+                  (:mod:`mindyolox.ops.cpu_kernels`; float32 layers only). ``auto``: on when the
                   device is CPU and the library builds (g++ present), else off with one logged
                   line; ``true`` requires it; always off on GPU/Ascend and for export.
-``amp_level``     ``O0`` (float32) | ``O1`` | ``O2`` | ``O3`` (see :mod:`mindyolox.engine.amp`).
+``amp_level``     ``O0`` (float32) | ``O1`` | ``O2`` | ``O3`` (see :mod:`mindyolox.training.amp`).
 ``precision_mode`` Ascend's operator precision mode (``mindspore.device_context.ascend.
                   op_precision.precision_mode``, ``op_precision.py:30-89``; MindSpore 2.10's
                   default is ``must_keep_origin_dtype``), ``none`` elsewhere. ``auto``: on
@@ -33,7 +33,7 @@ Fields (all plain values; ``to_dict`` goes into checkpoint metadata and the expo
                   value wins; it is applied once by :func:`apply_precision_mode` (the trainer
                   calls it) and recorded with the other options. With float16 matrices the
                   gradients can underflow: ``train.loss_scale: auto`` therefore scales on Ascend
-                  even at O0 (static 1024, :func:`~mindyolox.engine.train_step.resolve_loss_scale`).
+                  even at O0 (static 1024, :func:`~mindyolox.training.train_step.resolve_loss_scale`).
 """
 from dataclasses import asdict, dataclass
 
@@ -183,7 +183,7 @@ def _cpu_kernels(value, device):
         if value is True and device != "CPU":
             raise ConfigError(f"runtime.cpu_kernels=true: the compiled kernels run on CPU only, device is {device}")
         return False
-    from .models import cpu_kernels
+    from .ops import cpu_kernels
     ok, reason = cpu_kernels.available()
     if ok:
         return True

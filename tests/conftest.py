@@ -79,7 +79,7 @@ def _mindspore_cpu():
 def _session_compile_cache(tmp_path_factory):
     """``train.py``'s default ``--compile-cache auto`` writes under ``$MINDYOLOX_COMPILE_CACHE``:
     a folder of this session (inherited by the CLI subprocesses), so no test reads graphs
-    cached by another version of the code (mindyolox/engine/compile_cache.py)."""
+    cached by another version of the code (mindyolox/runtime/compile_cache.py)."""
     saved = os.environ.get("MINDYOLOX_COMPILE_CACHE")
     os.environ["MINDYOLOX_COMPILE_CACHE"] = str(tmp_path_factory.mktemp("compile_cache_auto"))
     yield
@@ -91,7 +91,7 @@ def _session_compile_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session", autouse=True)
 def _kernel_library_folder():
-    """The compiled CPU kernels (mindyolox/models/cpu_kernels.py) are built into
+    """The compiled CPU kernels (mindyolox/ops/cpu_kernels.py) are built into
     ``~/.cache/mindyolox/kernels``; CLI tests run with a scratch HOME, so name the real folder
     explicitly and let every subprocess reuse the one build."""
     os.environ.setdefault("MINDYOLOX_KERNEL_DIR", str(Path.home() / ".cache" / "mindyolox" / "kernels"))

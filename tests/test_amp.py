@@ -10,8 +10,8 @@ from mindspore import dtype as mstype
 
 from mindyolox import build_model, load_config, load_weights
 from mindyolox.data.demo import DemoSpec, generate
-from mindyolox.engine.amp import mixed_precision
-from mindyolox.engine.trainer import TrainHook, Trainer
+from mindyolox.training.amp import mixed_precision
+from mindyolox.training.trainer import TrainHook, Trainer
 from mindyolox.losses import YOLOXLoss, YOLOXWithLoss
 from mindyolox.models.batchnorm import BatchNorm2d
 from mindyolox.models.conv import Conv2d

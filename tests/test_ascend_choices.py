@@ -7,9 +7,9 @@ import pytest
 from mindspore import Tensor
 
 from mindyolox import load_config
-from mindyolox.engine.ema import ModelEMA
-from mindyolox.engine.optimizer import SGD, param_groups
-from mindyolox.engine.train_step import ASCEND_O0_SCALE, TrainStep, resolve_loss_scale
+from mindyolox.training.ema import ModelEMA
+from mindyolox.training.optimizer import SGD, param_groups
+from mindyolox.training.train_step import ASCEND_O0_SCALE, TrainStep, resolve_loss_scale
 from mindyolox.errors import ConfigError
 from mindyolox.options import DeviceOptions, default_precision_mode, resolve_options
 

@@ -23,8 +23,8 @@ from mindspore import Tensor, nn
 from mindyolox.config import load_config
 from mindyolox.convert.ckpt_file import CheckpointDamaged, crc_status
 from mindyolox.convert.weights import load_weights, save_checkpoint
-from mindyolox.engine.checkpoint import (NonFiniteWeights, load_training_state, read_meta, save_training_state)
-from mindyolox.engine.trainer import Trainer, TrainingDiverged
+from mindyolox.training.checkpoint import (NonFiniteWeights, load_training_state, read_meta, save_training_state)
+from mindyolox.training.trainer import Trainer, TrainingDiverged
 from mindyolox.errors import MindYOLOXError, WeightsError
 
 from .conftest import ROOT
@@ -187,7 +187,7 @@ class _Options:
 
 def _fake_run(run, net):
     """A Trainer with just what ``save`` / ``_log_window`` use (no model build, no compile)."""
-    from mindyolox.engine.run_log import RunLog
+    from mindyolox.training.run_log import RunLog
     tr = _trainer(run)
     tr.model, tr.ema_model, tr.step, tr.optimizer = net, None, None, None
     tr.options, tr.epoch, tr.iter, tr.steps_per_epoch = _Options(), 0, 5, 8

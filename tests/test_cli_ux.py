@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from mindyolox.config import load_config
-from mindyolox.engine.plots import _panel, nice_ticks
-from mindyolox.engine.trainer import Trainer
+from mindyolox.training.plots import _panel, nice_ticks
+from mindyolox.training.trainer import Trainer
 from mindyolox.errors import MindYOLOXError
 from mindyolox.utils.cli import add_config_args, parse_args
 from mindyolox.utils.visualize import draw_boxes, place_labels

@@ -1,10 +1,10 @@
-"""The compile-cache folder of a training run (mindyolox/engine/compile_cache.py): keyed by code
+"""The compile-cache folder of a training run (mindyolox/runtime/compile_cache.py): keyed by code
 version, recipe and device options, so no run reads graphs of other code or another recipe;
 ``auto`` only for fixed-size recipes (MindSpore caches graphs by compile order)."""
 from pathlib import Path
 
 from mindyolox import load_config
-from mindyolox.engine import compile_cache as cc
+from mindyolox.runtime import compile_cache as cc
 from mindyolox.options import resolve_options
 
 DEMO = "configs/demo/yolox-nano-demo.yaml"

@@ -4,7 +4,7 @@ match ``model.num_classes``, and a class count that does not fit the data stops 
 import pytest
 
 from mindyolox import load_config
-from mindyolox.engine.predictor import class_names_for
+from mindyolox.predict.predictor import class_names_for
 from mindyolox.errors import ConfigError
 
 from .test_package import CLASSES, make_coco, make_voc
@@ -29,7 +29,7 @@ def test_voc_classes_must_match_num_classes():
 
 
 def test_a_class_count_that_does_not_fit_the_data_stops_before_training(tmp_path):
-    from mindyolox.engine.builder import build_training
+    from mindyolox.training.builder import build_training
     from mindyolox.options import resolve_options
     make_voc(tmp_path / "my_voc")
     cfg = load_config("custom/yolox-nano-cpu", ["data.format=voc", f"data.data_dir={tmp_path / 'my_voc'}",

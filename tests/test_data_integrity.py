@@ -183,7 +183,7 @@ def test_one_file_under_two_ids_is_refused_naming_it(tmp_path):
 def test_duplicate_annotation_ids_are_renumbered_and_the_evaluator_scores_every_box(tmp_path, caplog):
     """Before: training had 3 boxes, pycocotools' index 2 (one id kept), so the ground truth
     scored as detections gave AP below 100."""
-    from mindyolox.engine.evaluator import COCOEvaluator
+    from mindyolox.evaluation.evaluator import COCOEvaluator
     files = {"a.jpg": jpeg(stripe_image()), "b.jpg": jpeg(stripe_image())}
     anns = [_ann(5, 1, (10, 10, 40, 40)), _ann(5, 1, (100, 20, 50, 60)), _ann(6, 2, (30, 30, 40, 40))]
     ann, d = coco_set(tmp_path, files, [_img(1, "a.jpg", 100, 200), _img(2, "b.jpg", 100, 200)], anns)
@@ -284,7 +284,7 @@ def test_ram_cache_too_big_is_refused_in_one_line_before_decoding(tmp_path, monk
 
 def test_ram_cache_refusal_at_train_start_releases_the_run_lock(tmp_path, monkeypatch):
     from mindyolox.config import load_config
-    from mindyolox.engine.trainer import Trainer
+    from mindyolox.training.trainer import Trainer
     data_dir = str(shared_path("data", "coco16"))
     cfg = load_config(str(ROOT / "configs" / "yolox-nano.yaml"), [
         f"data.data_dir={data_dir}", "data.val_ann=annotations/instances_train2017.json",

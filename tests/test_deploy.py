@@ -86,8 +86,8 @@ def aps(artifacts, coco_tiny, tmp_path_factory):
     80 images for the float32 ones and the NMS graph; the float16 MindIR (~0.5 s per image on
     this CPU: MindSpore's CPU float16 kernels) and the float32 MindIR again on the first 16
     images (``fp16@16``, ``mindir@16``)."""
-    from mindyolox.deploy.evaluate import open_artifact
-    from mindyolox.engine import COCOEvaluator
+    from mindyolox.evaluation.artifacts import open_artifact
+    from mindyolox.evaluation import COCOEvaluator
     sub = _subset(coco_tiny, 16, tmp_path_factory.mktemp("subset"))
     res = {}
     for name, dataset in (("onnx", coco_tiny), ("nms", coco_tiny), ("mindir", coco_tiny), ("int8", coco_tiny),

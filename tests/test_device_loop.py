@@ -9,11 +9,11 @@ import pytest
 from mindspore import Tensor
 
 from mindyolox.data.loader import create_train_loader
-from mindyolox.engine.ema import ModelEMA
-from mindyolox.engine.lr import LRSchedule
-from mindyolox.engine.optimizer import SGD, param_groups
-from mindyolox.engine.train_step import TrainStep
-from mindyolox.engine.trainer import Trainer
+from mindyolox.training.ema import ModelEMA
+from mindyolox.training.lr import LRSchedule
+from mindyolox.training.optimizer import SGD, param_groups
+from mindyolox.training.train_step import TrainStep
+from mindyolox.training.trainer import Trainer
 
 from .test_train import _Tiny, _TinyLoss, coco16_cfg
 

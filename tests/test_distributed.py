@@ -34,7 +34,7 @@ DRIVER = textwrap.dedent('''
     ms.set_device("CPU")
     ms.set_context(mode=ms.GRAPH_MODE)
     from mindyolox import load_config
-    from mindyolox.engine.trainer import Trainer, TrainHook
+    from mindyolox.training.trainer import Trainer, TrainHook
 
     class Dump(TrainHook):
         def after_train(self, tr):

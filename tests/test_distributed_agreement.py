@@ -43,8 +43,8 @@ DRIVER = textwrap.dedent('''
     ms.set_device("CPU")
     ms.set_context(mode=ms.GRAPH_MODE)
     from mindyolox import load_config
-    from mindyolox.engine import train_step as ts
-    from mindyolox.engine.trainer import Trainer, TrainHook, TrainingDiverged
+    from mindyolox.training import train_step as ts
+    from mindyolox.training.trainer import Trainer, TrainHook, TrainingDiverged
 
     def local_overflow(self, grads):  # the production flag + an injected "float-status register"
         return (1.0 - ms.amp.all_finite(grads).astype(mstype.float32)).reshape(1) + self.injected_status
@@ -173,7 +173,7 @@ def test_a_nan_on_one_rank_stops_every_rank_at_the_same_step(injected_run):
     assert f"epoch {epoch + 1} iter {it + 1} (step {NAN_STEP}" in ranks[0]["message"]
     ckpt = injected_run["run"] / "last.ckpt"
     assert str(ckpt) in ranks[0]["message"] and ckpt.is_file()  # kept, and named in the line
-    from mindyolox.engine.checkpoint import read_meta
+    from mindyolox.training.checkpoint import read_meta
     assert read_meta(ckpt)["global_step"] == STEPS_PER_EPOCH  # the epoch-1 checkpoint, nothing after it
     for r in (0, 1):
         log = injected_run["logs"][f"worker_{r}.log"]

@@ -1,4 +1,4 @@
-"""The EMA update in place (``ema -= (1 - d) * (ema - model)``, mindyolox/engine/ema.py) is as
+"""The EMA update in place (``ema -= (1 - d) * (ema - model)``, mindyolox/training/ema.py) is as
 close to the exact update (float64) as the former ``Assign(ema, Lerp(ema, model, 1 - d))``,
 over several updates of a nano model's parameters including BN statistics; ``on = 0`` leaves
 every value bit-identical."""
@@ -7,7 +7,7 @@ from mindspore import Tensor, ops
 from mindspore import dtype as mstype
 
 from mindyolox import build_model, load_config
-from mindyolox.engine.ema import ModelEMA
+from mindyolox.training.ema import ModelEMA
 
 
 def test_in_place_ema_is_as_exact_as_the_lerp_update():

@@ -12,7 +12,7 @@ import pytest
 
 from mindyolox import build_model, load_config, load_weights
 from mindyolox.data import COCODataset, VOCDataset, create_eval_loader
-from mindyolox.engine import COCOEvaluator, VOCEvaluator, evaluate, voc_ap, voc_map
+from mindyolox.evaluation import COCOEvaluator, VOCEvaluator, evaluate, voc_ap, voc_map
 
 from .conftest import ROOT, SHARED, shared_path
 

@@ -35,9 +35,9 @@ def _dets():
 
 
 def test_every_drawing_path_takes_non_finite_boxes(tmp_path):
-    from mindyolox.engine.plots import plot_training_curves
-    from mindyolox.engine.predictor import _draw, detections_to_records
-    from mindyolox.engine.tensorboard import TensorBoardLog
+    from mindyolox.training.plots import plot_training_curves
+    from mindyolox.predict.predictor import _draw, detections_to_records
+    from mindyolox.training.tensorboard import TensorBoardLog
     from mindyolox.utils.visualize import draw_boxes
     img = np.full((80, 120, 3), 90, np.uint8)
     d = _dets()
@@ -159,7 +159,7 @@ HOLD = """
 import sys, time
 sys.path.insert(0, {root!r})
 from mindyolox.config import load_config
-from mindyolox.engine.trainer import Trainer
+from mindyolox.training.trainer import Trainer
 tr = Trainer(load_config({cfg!r}, []), run_dir={run!r}, progress=False)
 tr._prepare_run_dir()
 (tr.run_dir / "train_log.txt").write_text("live run\\n")
@@ -191,7 +191,7 @@ def test_a_second_start_into_a_live_run_folder_stops_naming_the_holder(tmp_path)
         holder.kill()
         holder.wait()
     # the holder was killed (-9): its lock is stale, the next start takes it over with a note
-    from mindyolox.engine.run_lock import LOCK_NAME, RunLock
+    from mindyolox.runtime.run_lock import LOCK_NAME, RunLock
     assert str(holder.pid) in (run / LOCK_NAME).read_text()
     lock = RunLock(run)
     notes = lock.acquire()
@@ -205,7 +205,7 @@ def test_two_starts_in_the_same_instant_get_one_lock(tmp_path):
     """O_EXCL: of processes racing for one folder (released together once all are ready),
     exactly one holds it."""
     code = ("import os, sys, time; sys.path.insert(0, {root!r})\n"
-            "from mindyolox.engine.run_lock import RunLock, RunFolderBusy\n"
+            "from mindyolox.runtime.run_lock import RunLock, RunFolderBusy\n"
             "print('ready', flush=True)\n"
             "while not os.path.exists({go!r}): time.sleep(0.001)\n"
             "try:\n    RunLock({run!r}).acquire(); print('got', flush=True); time.sleep(2)\n"
@@ -225,7 +225,7 @@ def test_a_failed_checkpoint_write_is_one_error_and_leaves_no_temp_file(tmp_path
     write returns EFBIG), which works as root, where a read-only folder does not stop writes."""
     from mindspore import nn
 
-    from mindyolox.engine.checkpoint import CheckpointWriteError, read_meta, save_training_state
+    from mindyolox.training.checkpoint import CheckpointWriteError, read_meta, save_training_state
     net = nn.Dense(400, 400)  # 640 KB of weights
     save_training_state(tmp_path / "last.ckpt", net, meta={"epoch": 1})
     before = (tmp_path / "last.ckpt").read_bytes()
@@ -251,9 +251,9 @@ def test_best_ap_survives_a_kill_between_an_evaluation_and_the_next_save(tmp_pat
     from mindspore import nn
 
     from mindyolox.config import load_config
-    from mindyolox.engine.checkpoint import read_meta, save_training_state
-    from mindyolox.engine.run_log import RunLog
-    from mindyolox.engine.trainer import Trainer
+    from mindyolox.training.checkpoint import read_meta, save_training_state
+    from mindyolox.training.run_log import RunLog
+    from mindyolox.training.trainer import Trainer
     run = tmp_path / "run"
     net = nn.Dense(2, 2)
     save_training_state(run / "last.ckpt", net, meta={"epoch": 2, "iter": 0, "best_ap": 0.10, "last_ap": 0.10})
@@ -284,7 +284,7 @@ def test_best_ap_survives_a_kill_between_an_evaluation_and_the_next_save(tmp_pat
 # --------------------------------------------------------------------------- 5: signals, compile dumps
 def test_the_signal_named_is_the_one_received_and_sets_the_exit_code(tmp_path):
     from mindyolox.config import load_config
-    from mindyolox.engine.trainer import Trainer
+    from mindyolox.training.trainer import Trainer
     cfg = load_config(ROOT / "configs" / "demo" / "yolox-nano-demo.yaml", ["data.data_dir=unused"])
     for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
         tr = Trainer(cfg, run_dir=tmp_path / "r", progress=False)
@@ -306,7 +306,7 @@ def test_sigint_stays_sigint_while_mindspore_runs_graphs():
     import mindspore as ms
     from mindspore import nn
 
-    from mindyolox.engine.signals import SignalKeeper
+    from mindyolox.runtime.signals import SignalKeeper
     got = []
     old = {s: signal.signal(s, lambda n, f: got.append(signal.Signals(n).name)) for s in (signal.SIGINT,
                                                                                          signal.SIGTERM)}
@@ -334,7 +334,7 @@ def test_compile_dumps_go_to_the_run_folder_not_the_working_directory(tmp_path, 
     import mindspore as ms
     from mindspore import nn, ops
 
-    from mindyolox.engine.runtime import keep_compile_dumps_in
+    from mindyolox.runtime.context import keep_compile_dumps_in
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MS_OM_PATH", raising=False)
     monkeypatch.delenv("MS_DEV_SAVE_GRAPHS_PATH", raising=False)
@@ -353,8 +353,8 @@ def test_compile_dumps_go_to_the_run_folder_not_the_working_directory(tmp_path, 
 
 # --------------------------------------------------------------------------- 6: a lost msrun peer
 def test_a_lost_peer_is_named_with_its_step_not_the_launch_advice(tmp_path):
-    from mindyolox.engine.distributed import PeerLost, lost_ranks
-    from mindyolox.engine.trainer import last_logged_step
+    from mindyolox.runtime.distributed import PeerLost, lost_ranks
+    from mindyolox.training.trainer import last_logged_step
     said = ("The total number of timed out node is 2. Timed out node list is: [const vector]{0, 1}, "
             "worker 0 is the first one timed out, please check its log.")
     assert lost_ranks(said) == [0, 1] and lost_ranks("Failed to connect to the scheduler") is None
@@ -373,7 +373,7 @@ def test_a_lost_peer_is_named_with_its_step_not_the_launch_advice(tmp_path):
 def test_the_scheduler_sees_which_worker_went_first(tmp_path):
     """msrun SIGKILLs the other workers right after the first one fails, so MindSpore's list of
     timed-out nodes is in rank order; the scheduler's watch process notes the real order."""
-    from mindyolox.engine.distributed import _WorkerWatch
+    from mindyolox.runtime.distributed import _WorkerWatch
     port = str(40000 + os.getpid() % 20000)
     sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
     workers = [subprocess.Popen(sleep, env=dict(os.environ, MS_ROLE="MS_WORKER", MS_SCHED_PORT=port,

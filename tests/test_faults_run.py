@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mindyolox.engine.checkpoint import read_meta
-from mindyolox.engine.run_lock import LOCK_NAME
+from mindyolox.training.checkpoint import read_meta
+from mindyolox.runtime.run_lock import LOCK_NAME
 
 from .conftest import ROOT
 
@@ -60,7 +60,7 @@ import sys
 sys.path.insert(0, {root!r})
 import numpy as np
 from mindspore import Tensor
-from mindyolox.engine import trainer as T
+from mindyolox.training import trainer as T
 
 
 class Faults(T.TrainHook):

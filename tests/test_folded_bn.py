@@ -4,7 +4,7 @@ The shared nano file (``../shared/weights/yolox_nano.pth``, recovered from an ON
 every BN weight 1, running mean 0, running variance 1 - eps. Eval mode is exact; train-mode BN
 renormalised those activations and one epoch of fine-tuning at a learning rate of ~0 took nano
 on coco128 from AP 29.6 (320 px) to 0.00. Now the file is detected at load and the layers are
-re-inflated (mindyolox/engine/bn_reinflate.py) before training; curves.png draws AP on 0-100.
+re-inflated (mindyolox/training/bn_reinflate.py) before training; curves.png draws AP on 0-100.
 
 Fast tests: the detection, the re-inflation maths (eval output unchanged, train-mode output
 close to it where the folded layers are far off: the cheap negative control), the switch-off
@@ -21,9 +21,9 @@ import pytest
 from mindyolox import build_model, load_config
 from mindyolox.convert.weights import load_weights
 from mindyolox.data import COCODataset
-from mindyolox.engine.bn_reinflate import calibration_batches, reinflate_folded
-from mindyolox.engine.plots import plot_training_curves
-from mindyolox.engine.trainer import Trainer
+from mindyolox.training.bn_reinflate import calibration_batches, reinflate_folded
+from mindyolox.training.plots import plot_training_curves
+from mindyolox.training.trainer import Trainer
 from mindyolox.models.batchnorm import folded_batchnorms
 
 from .conftest import shared_path

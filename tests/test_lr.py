@@ -5,7 +5,7 @@ import math
 import pytest
 
 from mindyolox import load_config
-from mindyolox.engine.lr import LRSchedule, build_lr_schedule
+from mindyolox.training.lr import LRSchedule, build_lr_schedule
 from mindyolox.errors import ConfigError
 
 
@@ -63,7 +63,7 @@ def test_bad_settings_raise_one_line_errors():
 def test_short_runs_clip_warmup_and_no_aug_tail_to_fit():
     """max_epoch=1 or 2 on the demo recipe (warmup 1 + no-aug 1) and <= 20 on the COCO
     recipes (5 + 15) used to be refused; now each is clipped to a quarter of the run."""
-    from mindyolox.engine.lr import build_lr_schedule, fit_short_schedule
+    from mindyolox.training.lr import build_lr_schedule, fit_short_schedule
 
     def train(max_epoch, warmup, no_aug):
         return dict(max_epoch=max_epoch, warmup_epochs=warmup, no_aug_epochs=no_aug, scheduler="yoloxwarmcos",

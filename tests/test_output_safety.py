@@ -53,7 +53,7 @@ def _tree(folder):
 
 # ----------------------------------------------------------------------------- case 1: names and inputs
 def test_save_dir_equal_to_source_folder_is_refused_before_writing(tmp_path):
-    from mindyolox.engine.predictor import run_prediction
+    from mindyolox.predict.predictor import run_prediction
     src = tmp_path / "photos"
     src.mkdir()
     _image(src / "photo.jpg")
@@ -67,7 +67,7 @@ def test_save_dir_equal_to_source_folder_is_refused_before_writing(tmp_path):
 def test_each_input_gets_its_own_outputs(tmp_path):
     """a.jpg, a.png, a.avi and predictions.jpg in one folder: one drawn file and one JSON each,
     and the summary predictions.json holds all four."""
-    from mindyolox.engine.predictor import run_prediction
+    from mindyolox.predict.predictor import run_prediction
     src, out = tmp_path / "src", tmp_path / "out"
     src.mkdir()
     _image(src / "a.jpg", 10)
@@ -89,7 +89,7 @@ def test_each_input_gets_its_own_outputs(tmp_path):
 
 
 def test_two_inputs_on_one_output_are_refused(tmp_path):
-    from mindyolox.engine.predictor import run_prediction
+    from mindyolox.predict.predictor import run_prediction
     src = tmp_path / "src"
     src.mkdir()
     _video(src / "x.avi")
@@ -139,7 +139,7 @@ def held(tmp_path_factory):
     """Three output folders held by another live process (its output folder lock), and its pid."""
     base = tmp_path_factory.mktemp("held")
     folders = [base / n for n in ("predict", "test", "infer")]
-    code = ("import sys, time\nfrom mindyolox.engine.run_lock import RunLock\n"
+    code = ("import sys, time\nfrom mindyolox.runtime.run_lock import RunLock\n"
             "for d in sys.argv[1:]:\n    RunLock(d).acquire()\nprint('ready', flush=True)\ntime.sleep(300)\n")
     proc = subprocess.Popen([sys.executable, "-c", code, *map(str, folders)], cwd=ROOT, stdout=subprocess.PIPE,
                             text=True)
@@ -175,7 +175,7 @@ def test_busy_save_dir_is_refused_by_predict_test_and_infer(held, tmp_path, monk
 
 
 def test_output_folder_is_free_again_after_a_run(tmp_path):
-    from mindyolox.engine.outputs import claim_output_dir
+    from mindyolox.runtime.outputs import claim_output_dir
     with claim_output_dir(tmp_path / "o") as lock:
         assert lock.path.is_file()
     assert not (tmp_path / "o" / ".run.lock").exists()
@@ -273,7 +273,7 @@ def test_mindir_input_size_comes_from_the_model(tmp_path, capsys):
 def test_workers_flag_is_capped_like_the_key(monkeypatch):
     import mindyolox.data.loader as loader_mod
     from mindyolox import load_config
-    from mindyolox.engine.builder import build_training
+    from mindyolox.training.builder import build_training
     from mindyolox.options import DeviceOptions
     seen = []
 

@@ -267,7 +267,7 @@ def _start_demo_one_epoch(user, env):
 def _check_demo_one_epoch(user, proc, log):
     import yaml
 
-    from mindyolox.engine.lr import build_lr_schedule
+    from mindyolox.training.lr import build_lr_schedule
     proc.wait(timeout=900)
     log.close()
     out = (user / "demo_one_epoch.out").read_text()
@@ -291,7 +291,7 @@ def _check_demo_one_epoch(user, proc, log):
 def test_readme_custom_data_commands_run_from_the_installed_wheel(installed, monkeypatch):
     """Issue 26 acceptance: the README's custom-data section, as written, outside the clone."""
     from mindyolox import load_config
-    from mindyolox.engine.predictor import class_names_for
+    from mindyolox.predict.predictor import class_names_for
     tmp, _ = installed
     files, commands, as_overrides = custom_section()
     assert set(files) == {"my_coco.yaml", "my_voc.yaml"} and len(commands) >= 4 and as_overrides

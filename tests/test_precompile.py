@@ -12,10 +12,10 @@ import numpy as np
 from mindspore import Tensor, nn
 
 from mindyolox.data.loader import TrainSource, multiscale_range
-from mindyolox.engine.ema import ModelEMA
-from mindyolox.engine.optimizer import SGD, param_groups
-from mindyolox.engine.train_step import TrainStep
-from mindyolox.engine.trainer import Trainer
+from mindyolox.training.ema import ModelEMA
+from mindyolox.training.optimizer import SGD, param_groups
+from mindyolox.training.train_step import TrainStep
+from mindyolox.training.trainer import Trainer
 
 from .test_train import _Tiny, _TinyLoss, coco16_cfg
 

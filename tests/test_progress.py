@@ -1,7 +1,7 @@
 """The trainer's progress bar before the first loss window. (The demo recipe trained for one
 epoch with ``train.max_epoch=1``, its schedule clipped to fit, runs from the installed wheel in
 ``tests/test_package.py``, beside the README's custom-data commands.)"""
-from mindyolox.engine.trainer import progress_postfix
+from mindyolox.training.trainer import progress_postfix
 
 
 def test_progress_bar_shows_no_loss_before_the_first_log_window():

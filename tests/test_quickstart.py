@@ -252,7 +252,7 @@ def test_quickstart_train_writes_checkpoints_metrics_and_evaluates(qs):
     from mindyolox.config import load_config
     cfg = load_config(str(ROOT / "configs/demo/yolox-nano-demo.yaml"), [o for o in TRAIN_SHORT if "=" in o])
     base_lr = cfg.train.basic_lr_per_img * cfg.train.batch_size
-    from mindyolox.engine.lr import build_lr_schedule
+    from mindyolox.training.lr import build_lr_schedule
     sched = build_lr_schedule(cfg.train, 6)  # each record: the lr of the last step of its window
     assert sched(0) == base_lr and all(abs(m["lr"] - sched(m["step"])) < 1e-9 for m in train)
     assert train[-1]["lr"] < 0.1 * base_lr  # near min_lr_ratio (0.05) at the last step

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from mindspore import load_checkpoint
 
-from mindyolox.engine.checkpoint import read_meta
-from mindyolox.engine.trainer import TrainHook, Trainer
+from mindyolox.training.checkpoint import read_meta
+from mindyolox.training.trainer import TrainHook, Trainer
 
 from .test_train import coco16_cfg
 

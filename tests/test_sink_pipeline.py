@@ -9,7 +9,7 @@ dataset to it (``:57``), and returns a function that takes the next batch the pi
 and calls ``fn`` on it (``:234-258``). Its sending thread honours
 ``mindspore.dataset.config.set_sending_batches`` the way ``DataQueueOp::LimitSendingBatches``
 does, so the queue depth the feeder allows is measured. The step is
-:class:`~mindyolox.engine.preprocess.BatchPreprocess`, the cell :class:`TrainStep` runs first
+:class:`~mindyolox.training.preprocess.BatchPreprocess`, the cell :class:`TrainStep` runs first
 (``test_train_step_runs_the_batch_preprocess`` ties the two), so what is compared is the exact
 float32 batch each step graph computes on.
 """
@@ -23,11 +23,11 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore import dtype as mstype
 
 from mindyolox.data.loader import check_sink_support, create_train_loader
-from mindyolox.engine.feeder import QUEUE_BATCHES, StepFeeder
-from mindyolox.engine.optimizer import SGD
-from mindyolox.engine.preprocess import BatchPreprocess
-from mindyolox.engine.train_step import TrainStep
-from mindyolox.engine.trainer import Trainer
+from mindyolox.training.feeder import QUEUE_BATCHES, StepFeeder
+from mindyolox.training.optimizer import SGD
+from mindyolox.training.preprocess import BatchPreprocess
+from mindyolox.training.train_step import TrainStep
+from mindyolox.training.trainer import Trainer
 from mindyolox.errors import DataError
 
 from .test_train import coco16_cfg

@@ -16,10 +16,10 @@ import pytest
 from mindspore import Parameter, Tensor, nn
 
 from mindyolox import build_model, load_config
-from mindyolox.engine.ema import ModelEMA, ema_decay
-from mindyolox.engine.optimizer import SGD, param_groups
-from mindyolox.engine.train_step import TrainStep
-from mindyolox.engine.trainer import TrainHook, Trainer, TrainingDiverged
+from mindyolox.training.ema import ModelEMA, ema_decay
+from mindyolox.training.optimizer import SGD, param_groups
+from mindyolox.training.train_step import TrainStep
+from mindyolox.training.trainer import TrainHook, Trainer, TrainingDiverged
 from mindyolox.errors import MindYOLOXError
 
 from .conftest import shared_path
@@ -213,7 +213,7 @@ def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tmp_path, compil
                  progress=False, evaluate=False, compile_cache=compile_cache)
     with pytest.raises(TrainingDiverged, match=r"loss is (nan|inf).*last good checkpoint is kept: .*last\.ckpt"):
         tr.train()
-    from mindyolox.engine.checkpoint import read_meta
+    from mindyolox.training.checkpoint import read_meta
     meta = read_meta(tmp_path / "run" / "last.ckpt")
     assert meta["global_step"] == 3  # the good one, not overwritten
     events = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from mindyolox.engine.trainer import TrainHook, Trainer
+from mindyolox.training.trainer import TrainHook, Trainer
 
 from .test_train import coco16_cfg
 
@@ -34,7 +34,7 @@ def test_patience_ends_the_run_cleanly(tmp_path):
     assert [r["epoch"] for r in records if r["type"] == "eval"] == [1, 2, 3, 4]
     assert [r["epoch"] for r in records if r.get("event") == "early_stop"] == [4]
     assert (tmp_path / "run" / "last.ckpt").is_file() and (tmp_path / "run" / "best.ckpt").is_file()
-    from mindyolox.engine.checkpoint import read_meta
+    from mindyolox.training.checkpoint import read_meta
     assert read_meta(tmp_path / "run" / "best.ckpt")["epoch"] == 2
     log = (tmp_path / "run" / "train_log.txt").read_text()
     assert "early stop after epoch 4: 2 evaluation(s) without a better AP50:95 than 12.00" in log
@@ -72,7 +72,7 @@ def test_freeze_keeps_the_frozen_parts_bit_identical(tmp_path):
 def test_freeze_names_parts_and_refuses_unknown_ones():
     import pytest
     from mindyolox import build_model, load_config
-    from mindyolox.engine.freeze import freeze
+    from mindyolox.training.freeze import freeze
     from mindyolox.errors import ConfigError
     model = build_model(load_config("configs/yolox-nano.yaml"))
     n_neck, bn_neck = freeze(model, ["neck"])
@@ -91,9 +91,9 @@ def _accum_case(accumulate, batch, exact=True):
     from mindspore import Tensor
 
     from mindyolox import build_model, load_config
-    from mindyolox.engine.ema import ModelEMA
-    from mindyolox.engine.optimizer import build_optimizer
-    from mindyolox.engine.train_step import TrainStep
+    from mindyolox.training.ema import ModelEMA
+    from mindyolox.training.optimizer import build_optimizer
+    from mindyolox.training.train_step import TrainStep
     from mindyolox.losses import YOLOXLoss, YOLOXWithLoss
     from mindyolox.models.batchnorm import BatchNorm2d
     cfg = load_config("configs/yolox-nano.yaml", ["model.num_classes=3", f"model.exact_bn={str(exact).lower()}"])
@@ -142,7 +142,7 @@ def test_four_accumulated_micro_batches_equal_one_batch():
 
 
 def test_the_lr_schedule_counts_optimizer_steps():
-    from mindyolox.engine.lr import build_lr_schedule
+    from mindyolox.training.lr import build_lr_schedule
     base = dict(basic_lr_per_img=0.01 / 64, batch_size=16, scheduler="yoloxwarmcos", max_epoch=10, warmup_epochs=1,
                 warmup_lr=0.0, no_aug_epochs=2, min_lr_ratio=0.05)
     plain, acc = build_lr_schedule(dict(base, batch_size=64), 100), build_lr_schedule(dict(base, accumulate=4), 400)

@@ -9,7 +9,7 @@
 
 ``--model FILE`` (.onnx, .mindir, .om with the .json of deploy/export.py beside it) evaluates
 the exported artifact instead of a Cell built from ``--weights``: same data, letterbox,
-postprocess and COCOeval (:mod:`mindyolox.deploy.evaluate`); the input size is the
+postprocess and COCOeval (:mod:`mindyolox.evaluation.artifacts`); the input size is the
 artifact's, ``--batch`` defaults to its fixed batch, ``--device`` picks the runtime
 (onnxruntime providers, MindSpore device).
 
@@ -27,15 +27,15 @@ Outputs never replace inputs, and two evaluations never share an output: before 
 written, ``--det-out`` / ``--json-out`` that would replace an input (the annotation file, the
 weights or model and its ``.json``, the recipe) or each other are refused with one line, and
 the folder of the detections (``--save-dir``) and of ``--json-out`` is claimed with the run
-lock (``<folder>/.run.lock``, :mod:`mindyolox.engine.outputs`): a second evaluation into a
+lock (``<folder>/.run.lock``, :mod:`mindyolox.runtime.outputs`): a second evaluation into a
 folder in use stops with one line naming the process that holds it.
 """
 import argparse
 import contextlib
 import os
 
-from ..engine.outputs import check_outputs, save_json
-from ..engine.runtime import build_and_load, parse_img_size, setup_mindspore
+from ..runtime.outputs import check_outputs, save_json
+from ..runtime.context import build_and_load, parse_img_size, setup_mindspore
 from ..errors import ConfigError, DataError, WeightsError
 from ..convert.download import resolve_weights
 from ..utils.cli import add_config_args, parse_args, run_cli
@@ -86,7 +86,7 @@ def _main(argv, claims):
     if args.model:
         if args.distributed or args.half:
             raise ConfigError("--model evaluates the artifact as exported: no --distributed / --half")
-        from ..deploy.evaluate import open_artifact
+        from ..evaluation.artifacts import open_artifact
         artifact = open_artifact(args.model, args.device)
         if args.img_size and tuple(parse_img_size(args.img_size)) != artifact.runner.img_size:
             raise ConfigError(f"{args.model} takes {artifact.runner.img_size}, not --img-size {args.img_size}")
@@ -131,11 +131,11 @@ def _main(argv, claims):
         setup_mindspore(args.device, cfg)
     rank, world = 0, 1
     if args.distributed:
-        from ..engine.distributed import init_data_parallel
+        from ..runtime.distributed import init_data_parallel
         rank, world = init_data_parallel()
     say = print if rank == 0 else (lambda *a, **k: None)
     if rank == 0:  # the rank that writes
-        from ..engine.outputs import claim_output_dir
+        from ..runtime.outputs import claim_output_dir
         det_dir = os.path.dirname(os.path.abspath(det_out))
         claims.enter_context(claim_output_dir(det_dir, "--det-out" if args.det_out else "--save-dir"))
         if args.json_out and os.path.dirname(os.path.abspath(args.json_out)) != det_dir:
@@ -147,7 +147,7 @@ def _main(argv, claims):
         model = artifact
         say(f"evaluating the exported {args.model} ({artifact.runner.backend}, {artifact.runner.kind} outputs)")
 
-    from ..engine import evaluate, format_timing
+    from ..evaluation import evaluate, format_timing
     say(f"evaluating {dataset!r} at {img_size[0]}x{img_size[1]}, batch {batch}, conf {conf}, "
         f"nms {nms}{' class-agnostic' if agnostic else ''}" + (f", {world} ranks" if world > 1 else ""))
     res = evaluate(model, dataset, img_size, batch, conf, nms, agnostic, num_workers=workers,
@@ -180,7 +180,7 @@ def _main(argv, claims):
 
 def _check_outputs(args, det_out, dataset):
     """One line, nothing written, when ``det_out`` or ``--json-out`` would replace an input
-    file of the evaluation or each other (:func:`mindyolox.engine.outputs.check_outputs`)."""
+    file of the evaluation or each other (:func:`mindyolox.runtime.outputs.check_outputs`)."""
     from ..config import find_recipe
     from ..deploy.meta import meta_path
     inputs = [args.weights, args.model, meta_path(args.model) if args.model else None, str(find_recipe(args.config)),

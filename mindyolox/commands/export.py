@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from ..convert.download import resolve_weights
-from ..engine.runtime import parse_img_size, setup_mindspore
+from ..runtime.context import parse_img_size, setup_mindspore
 from ..errors import WeightsError
 from ..utils.cli import add_config_args, parse_args, run_cli
 from ..deploy.export import DEFAULT_OPSET, FORMATS, ExportSpec, export

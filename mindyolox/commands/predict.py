@@ -11,13 +11,13 @@ x1,y1,x2,y2 in original pixels, ``score`` = obj*cls, ``class_id``, ``class_name`
 everything. Official demo defaults: conf 0.25, NMS 0.45, input ``data.test_size``. An
 unreadable file inside a folder is skipped and reported. Refused before anything is written:
 an output that would replace an input (e.g. ``--save-dir`` = the source folder), and a
-``--save-dir`` another running process writes to (:mod:`mindyolox.engine.outputs`).
+``--save-dir`` another running process writes to (:mod:`mindyolox.runtime.outputs`).
 """
 import argparse
 import os
 
-from ..engine.runtime import build_and_load, parse_img_size, setup_mindspore
-from ..engine.predictor import NOT_MEDIA
+from ..runtime.context import build_and_load, parse_img_size, setup_mindspore
+from ..predict.predictor import NOT_MEDIA
 from ..errors import ConfigError, WeightsError
 from ..convert.download import resolve_weights
 from ..utils.cli import add_config_args, parse_args, run_cli
@@ -78,8 +78,8 @@ def main(argv=None):
                                                                                    "data.test_size")
     if not os.path.isfile(args.weights):
         raise WeightsError(f"weights file not found: {args.weights}")
-    from ..engine.outputs import claim_output_dir
-    from ..engine.predictor import (Predictor, check_prediction_outputs, class_names_for, list_source,
+    from ..runtime.outputs import claim_output_dir
+    from ..predict.predictor import (Predictor, check_prediction_outputs, class_names_for, list_source,
                                     run_prediction)
     from ..config import find_recipe
     save_dir = None if args.no_save else args.save_dir

@@ -48,8 +48,8 @@ def main(argv=None):
     args = parse_args(argv)
     args.weights = resolve_weights(args.weights)
     from .. import load_config
-    from ..engine.runtime import setup_mindspore
-    from ..engine.trainer import Trainer, check_config
+    from ..runtime.context import setup_mindspore
+    from ..training.trainer import Trainer, check_config
     from ..errors import MindYOLOXError
 
     if args.max_iters is not None and args.max_iters <= 0:

@@ -22,7 +22,7 @@ from an exported (ONNX) graph hold, BN folded into the convolution
 (:func:`~mindyolox.models.batchnorm.looks_folded`) -- are listed in ``LoadReport.folded_bn``
 and the summary says so. They are exact in eval mode (evaluation, prediction, export need
 nothing); train-mode BatchNorm would renormalise them, so fine-tuning re-inflates them first
-(:mod:`~mindyolox.engine.bn_reinflate`).
+(:mod:`~mindyolox.training.bn_reinflate`).
 """
 import os
 import zipfile

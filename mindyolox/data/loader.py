@@ -6,8 +6,8 @@ Training (:func:`create_train_loader`)
     and ``labels`` float32 ``[B, max_labels, 5]`` ``(class, cx, cy, w, h)`` in input pixels,
     zero rows = padding. The images cross the host-device boundary as uint8 and the compiled
     step casts them to float32 on the device
-    (:class:`~mindyolox.engine.preprocess.BatchPreprocess`). The same single pipeline feeds
-    the step with and without data sink (:class:`~mindyolox.engine.feeder.StepFeeder`).
+    (:class:`~mindyolox.training.preprocess.BatchPreprocess`). The same single pipeline feeds
+    the step with and without data sink (:class:`~mindyolox.training.feeder.StepFeeder`).
 
     - Sample order, the official ``InfiniteSampler`` + ``YoloBatchSampler``: one endless
       stream of permutations of the dataset (pass ``p`` shuffled by ``[seed, p]``), rank ``r``
@@ -33,7 +33,7 @@ Training (:func:`create_train_loader`)
         ``input_size`` (``H0, W0``), so every batch has one shape, and the compiled step of the
         block's size resizes the batch on the device (bilinear, half-pixel centres: the
         official ``F.interpolate(align_corners=False)``) with the labels scaled
-        (:class:`~mindyolox.engine.preprocess.BatchPreprocess`). One shape is what a data-sink
+        (:class:`~mindyolox.training.preprocess.BatchPreprocess`). One shape is what a data-sink
         device queue needs: one pipeline, one queue, for every size.
       * ``sample``: the sample is built at the step's size directly (mosaic canvas, affine and
         letterbox at that size: sharper small images, no second resampling). Batches change

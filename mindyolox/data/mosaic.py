@@ -22,7 +22,7 @@ Without mosaic the image goes straight to ``TrainTransform``.
 
 ``S`` is the recipe's ``input_size`` with ``data.multiscale_resize: batch`` (the official
 way: the compiled step resizes the finished batch to its size,
-:class:`~mindyolox.engine.preprocess.BatchPreprocess`) and the step's multiscale
+:class:`~mindyolox.training.preprocess.BatchPreprocess`) and the step's multiscale
 size with ``sample`` (built at that size directly: sharper, no second resampling).
 """
 import cv2

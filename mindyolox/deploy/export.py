@@ -96,7 +96,7 @@ def build_fused(cfg, weights, spec):
     """The fused, eval-mode network to export (float16 when ``spec.half``); returns
     ``(net, options, load_report)``."""
     from .. import build_model, load_weights
-    from ..engine.amp import mixed_precision
+    from ..training.amp import mixed_precision
     from ..options import resolve_options
     device = {"cpu": "CPU", "gpu": "GPU", "ascend": "Ascend"}[spec.target]
     options = resolve_options(cfg, device=device, conv=spec.conv, decode_exp="float32",
@@ -203,7 +203,7 @@ def outputs_description(spec, num_classes, anchors):
 def export(cfg, weights, spec, output, config_name="", log=print):
     """Export per ``spec`` (an :class:`ExportSpec`) to ``output`` + suffix and write
     ``output.json``; returns ``(path, meta)``."""
-    from ..engine.predictor import class_names_for
+    from ..predict.predictor import class_names_for
     from ..utils.postprocess import level_sizes
     spec.check()
     net, options, report = build_fused(cfg, weights, spec)

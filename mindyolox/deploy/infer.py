@@ -29,14 +29,14 @@ from tqdm import tqdm
 from ..data import preproc
 from ..errors import ConfigError, DataError, MindYOLOXError
 from ..utils.cli import run_cli
-from ..engine.outputs import check_outputs, claim_output_dir, prediction_outputs, save_json
+from ..runtime.outputs import check_outputs, claim_output_dir, prediction_outputs, save_json
 from .runners import open_runner
 
 __all__ = ["main", "run", "predict_images", "read_source"]
 
 
 def _records(dets, r, names):
-    from ..engine.predictor import detections_to_records
+    from ..predict.predictor import detections_to_records
     d = dets.copy()
     d[:, :4] /= np.float32(r)
     return d, detections_to_records(d, names)
@@ -58,9 +58,9 @@ def predict_images(runner, images, conf, nms, agnostic):
 
 def read_source(source):
     """``(kind, items, ignored)``: ``("stream", [capture target], [])`` for a webcam index
-    (digits) or a URL (``scheme://``), else :func:`mindyolox.engine.predictor.list_source`'s
+    (digits) or a URL (``scheme://``), else :func:`mindyolox.predict.predictor.list_source`'s
     ``("image" | "video" | "dir", [paths], [other files of the folder])``."""
-    from ..engine.predictor import list_source
+    from ..predict.predictor import list_source
     s = str(source)
     if s.isdigit():
         return "stream", [int(s)], []
@@ -77,7 +77,7 @@ def _batches(seq, n):
 def _run_video(runner, target, args, names, out, stem):
     """Per-frame records of a video, webcam or stream; ``out``: ``(drawn path, json path)``
     or None."""
-    from ..engine.predictor import _draw, detections_to_records
+    from ..predict.predictor import _draw, detections_to_records
     stream = not isinstance(target, str) or "://" in target
     name = f"--source {target}" if stream else f"video {target}"
     cap = cv2.VideoCapture(target)
@@ -151,7 +151,7 @@ def main(argv=None):
     with claim_output_dir(save_dir):
         n_img, seconds, skipped = _infer(args, kind, items, ignored, plan, summary)
     if skipped:
-        from ..engine.predictor import NOT_MEDIA
+        from ..predict.predictor import NOT_MEDIA
         not_media = sum(reason == NOT_MEDIA for _, reason in skipped)
         print(f"skipped {len(skipped)} file(s): {not_media} not images or videos, "
               f"{len(skipped) - not_media} unreadable")
@@ -179,7 +179,7 @@ def _infer(args, kind, items, ignored, plan, summary):
                              f"multiple of it (re-export with --dynamic-batch or --batch {args.batch})")
     names = tuple(runner.meta.get("class_names") or ())
     if not names:
-        from ..engine.predictor import COCO_CLASSES
+        from ..predict.predictor import COCO_CLASSES
         names = COCO_CLASSES
     b = "any batch" if runner.batch is None else f"batch {runner.batch}"
     print(f"running {args.model} with {runner.backend} (input {b} x 3 x {runner.img_size[0]} x "
@@ -193,10 +193,10 @@ def _infer(args, kind, items, ignored, plan, summary):
 def _plan_outputs(kind, items, ignored, model, save_dir):
     """``({input: (drawn path, json path)}, summary path)`` in ``save_dir`` (``({}, None)``
     without one), after checking that no output replaces an input (the sources, ``model`` and
-    its ``.json``) and no two share a path (:mod:`mindyolox.engine.outputs`)."""
+    its ``.json``) and no two share a path (:mod:`mindyolox.runtime.outputs`)."""
     if not save_dir:
         return {}, None
-    from ..engine.predictor import is_video
+    from ..predict.predictor import is_video
     from .meta import meta_path
     if kind == "stream":
         stem = f"webcam{items[0]}" if isinstance(items[0], int) else "stream"
@@ -215,7 +215,7 @@ def _run_source(runner, kind, items, ignored, args, names, plan):
     """Predict every item; returns ``(results, skipped [(path, reason)], images done, seconds
     spent on images)``. In a folder an unreadable image or video is skipped and named, the rest
     processed; a single one (or a whole folder unreadable) raises DataError."""
-    from ..engine.predictor import NOT_MEDIA, _draw, detections_to_records, is_video
+    from ..predict.predictor import NOT_MEDIA, _draw, detections_to_records, is_video
     results, skipped = {}, [(p, NOT_MEDIA) for p in ignored]
     if ignored:
         shown = ", ".join(os.path.basename(p) for p in ignored[:5]) + (", ..." if len(ignored) > 5 else "")

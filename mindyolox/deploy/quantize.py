@@ -61,7 +61,7 @@ def folder_dataset(folder, num):
     of ``folder`` (sorted by name), for calibration."""
     import cv2
     from ..data.base import DetectionDataset
-    from ..engine.predictor import IMAGE_EXTS
+    from ..predict.predictor import IMAGE_EXTS
     if not os.path.isdir(folder):
         raise DataError(f"--images {folder}: not a folder")
     files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTS))[:num]

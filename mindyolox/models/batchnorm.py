@@ -26,7 +26,7 @@ Train mode, statistics per channel over [B, H, W]:
   numerics; the parity tests against the official gradients use it.
 
 * compiled kernel (``use_kernels(True)``: ``runtime.cpu_kernels``, the CPU default), float32
-  inputs, either ``exact``: :func:`mindyolox.models.cpu_kernels.batch_norm`, two passes in
+  inputs, either ``exact``: :func:`mindyolox.ops.cpu_kernels.batch_norm`, two passes in
   double (the ``exact`` numerics, at a fraction of the fused kernel's time: one read for the
   mean, one for the variance, one write) and the analytic backward in one more kernel; the
   kernel also returns the moved running statistics (as the ``exact`` path computes them).
@@ -35,7 +35,7 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore import dtype as mstype
 
-from . import cpu_kernels
+from ..ops import cpu_kernels
 
 __all__ = ["BatchNorm2d", "folded_batchnorms", "looks_folded", "set_exact_batchnorm"]
 

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from mindspore import dtype as mstype
 from mindspore import nn, ops
 
-from . import cpu_kernels
+from ..ops import cpu_kernels
 from .batchnorm import BatchNorm2d
 from .conv import Conv2d
 
@@ -22,7 +22,7 @@ BN_MOMENTUM = 0.97
 
 class SiLU(nn.SiLU):
     """``nn.SiLU`` (x * sigmoid(x), any shape) that runs the compiled CPU kernel for float32
-    inputs once :meth:`use_kernels` switched it on (:mod:`mindyolox.models.cpu_kernels`: one
+    inputs once :meth:`use_kernels` switched it on (:mod:`mindyolox.ops.cpu_kernels`: one
     kernel each way instead of MindSpore's 3-5; equal to float32 rounding)."""
 
     def __init__(self):

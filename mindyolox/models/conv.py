@@ -22,7 +22,7 @@ calls of a compiled graph on MindSpore 2.10 CPU, and Python slicing (``StridedSl
 20x slower than ``ops.slice``.)
 
 With ``cpu_kernels`` on (the CPU default) and float32 inputs, k x k layers of stride 1 or 2
-and padding 1 take the compiled kernels of :mod:`mindyolox.models.cpu_kernels`: a depthwise
+and padding 1 take the compiled kernels of :mod:`mindyolox.ops.cpu_kernels`: a depthwise
 layer its direct convolution (no column tensor; 5-10x faster than ``Im2Col`` forward and
 backward, the same forward sums), a dense layer the same columns built and summed back by a
 compiled ``Im2Col`` / ``Col2Im`` (multi-threaded; the k x k convs of a yolox-s train step at
@@ -37,7 +37,7 @@ exported graphs hold standard ``Conv2D`` ops for ONNX, MindSpore Lite and Ascend
 from mindspore import dtype as mstype
 from mindspore import nn, ops
 
-from . import cpu_kernels
+from ..ops import cpu_kernels
 
 __all__ = ["Conv2d", "IMPLS"]
 
@@ -50,7 +50,7 @@ class Conv2d(nn.Conv2d):
 
     Input [B, C, H, W] float32, output [B, O, Ho, Wo], Ho = (H + 2 padding - k) // stride + 1.
     ``compute_dtype`` / ``cast_output`` (None, or MindSpore float types set by
-    :func:`~mindyolox.engine.amp.mixed_precision`): the dtype the weights are cast to (float16
+    :func:`~mindyolox.training.amp.mixed_precision`): the dtype the weights are cast to (float16
     under O1-O3) and the dtype the output is cast to (O1: float16 layers handing float32 on).
     """
 

@@ -41,7 +41,7 @@ class TensorBoardLog:
             if key in _SKIP or isinstance(value, bool) or value is None:
                 continue
             if key == "stats" and kind == "eval":
-                from .evaluator import COCO_STAT_NAMES
+                from ..evaluation.evaluator import COCO_STAT_NAMES
                 names = COCO_STAT_NAMES if len(value) == len(COCO_STAT_NAMES) else [f"stat{i}" for i in range(len(value))]
                 for name, v in zip(names, value):
                     if name not in rec:  # AP50_95 / AP50 are keys of the record too

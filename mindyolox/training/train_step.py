@@ -6,7 +6,7 @@ whole ``construct`` is one compiled graph). Per call ``step(images, labels, size
 ``labels`` float32 ``[B, max_labels, 5]`` and the step's multiscale input size ``size``
 ``(H, W)`` (a tuple: a compile-time constant, one graph per size; None = ``(H0, W0)``):
 
-0. :class:`~mindyolox.engine.preprocess.BatchPreprocess`: the images cast to float32 on the
+0. :class:`~mindyolox.training.preprocess.BatchPreprocess`: the images cast to float32 on the
    device and, when ``size`` differs, the batch resized to it with the labels scaled (the
    official ``Exp.preprocess``);
 1. ``value_and_grad`` of ``YOLOXWithLoss`` with the total loss multiplied by the loss scale
@@ -23,7 +23,7 @@ whole ``construct`` is one compiled graph). Per call ``step(images, labels, size
    good steps (static: fixed; none: 1);
 5. SGD with ``lr`` (official order: optimizer then EMA; the EMA update runs every step like
    the official ``ModelEMA.update`` after ``scaler.step``).
-6. the EMA update, a second compiled graph (:class:`~mindyolox.engine.ema.ModelEMA`) that
+6. the EMA update, a second compiled graph (:class:`~mindyolox.training.ema.ModelEMA`) that
    ``__call__`` launches right after the step graph, also under ``mindspore.data_sink``
    (which calls the cell per step). Inside the step graph its update per parameter cost
    ~10 s more compile time on CPU (nano 416 b8: first step 41 -> 28 s, the EMA graph
@@ -34,7 +34,7 @@ whole ``construct`` is one compiled graph). Per call ``step(images, labels, size
 Device-resident state, so that a run of steps needs nothing from the host:
 
 * ``global_step`` (int32 Parameter) counts calls; with an ``lr_schedule``
-  (:class:`~mindyolox.engine.lr.LRSchedule`) the step's lr is ``schedule(global_step)``
+  (:class:`~mindyolox.training.lr.LRSchedule`) the step's lr is ``schedule(global_step)``
   computed in the graph (the host sets ``global_step`` once, when training starts or
   resumes); without one, the ``lr`` Parameter (``set_lr``) is used.
 * ``stats`` (float32 Parameter ``[9]``): sums since the last :meth:`read_stats` of the six
@@ -161,13 +161,13 @@ class TrainStep(nn.Cell):
 
     Args:
         net_with_loss: ``YOLOXWithLoss`` (model in train mode).
-        optimizer: :class:`~mindyolox.engine.optimizer.SGD` over the model's trainable params.
-        ema: :class:`~mindyolox.engine.ema.ModelEMA` or None.
+        optimizer: :class:`~mindyolox.training.optimizer.SGD` over the model's trainable params.
+        ema: :class:`~mindyolox.training.ema.ModelEMA` or None.
         loss_scale: ``none`` | ``static`` | ``dynamic``; scale_value: initial / static scale;
         scale_factor, scale_window: dynamic-scaling growth factor and good-step window.
         distributed: average gradients over ``group_size`` ranks (``mindspore.communication``
         must be initialised).
-        lr_schedule: :class:`~mindyolox.engine.lr.LRSchedule` evaluated in the graph at
+        lr_schedule: :class:`~mindyolox.training.lr.LRSchedule` evaluated in the graph at
         ``global_step`` (None: the ``lr`` Parameter, see ``set_lr``).
         accumulate: micro-batches per optimizer step (module doc).
         float_status: the device reports overflow through its float-status register
@@ -243,7 +243,7 @@ class TrainStep(nn.Cell):
         if reset:
             self.stats.set_data(Tensor(np.zeros(len(STAT_NAMES), np.float32)))
         if self.distributed:
-            from .distributed import all_reduce_sum
+            from ..runtime.distributed import all_reduce_sum
             values = all_reduce_sum(values.astype(np.float32)).astype(np.float64) / self.group_size
         return dict(zip(STAT_NAMES, values.tolist()))
 

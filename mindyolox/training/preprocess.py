@@ -4,7 +4,7 @@ The training pipeline (:func:`~mindyolox.data.loader.create_train_loader`) sends
 as it was built, uint8 ``[B, 3, H0, W0]`` BGR at the recipe's ``input_size`` (with
 ``data.multiscale_resize: batch``, the default) plus float32 labels ``[B, max_labels, 5]``
 ``(class, cx, cy, w, h)`` in input pixels. :class:`BatchPreprocess` is the first thing the step
-graph does with them (:class:`~mindyolox.engine.train_step.TrainStep`), on the device:
+graph does with them (:class:`~mindyolox.training.train_step.TrainStep`), on the device:
 
 1. cast the images to float32 (0..255, no normalisation): a quarter of the bytes cross the
    host-device boundary, and the device queue holds uint8 batches (9.8 MB for yolox-s 640

@@ -24,7 +24,7 @@ Checks, all before the first file is written (:func:`check_outputs`):
 - no two outputs of one run share a path (inputs ``x.avi`` and ``x.avi.mp4``).
 
 Concurrency (:func:`claim_output_dir`): an output folder is claimed by one process at a time
-with the training run lock (:mod:`mindyolox.engine.run_lock`, ``<folder>/.run.lock`` created
+with the training run lock (:mod:`mindyolox.runtime.run_lock`, ``<folder>/.run.lock`` created
 with ``O_EXCL``, removed at the end, a dead holder's lock taken over with a note); a second
 run into a folder in use stops with one line before writing anything. JSON files are
 written atomically (:func:`save_json`: a temporary file renamed over the target).
@@ -98,7 +98,7 @@ def check_outputs(outputs, inputs, flag="--save-dir"):
 @contextlib.contextmanager
 def claim_output_dir(folder, flag="--save-dir", log=print):
     """Hold the run lock of output folder ``folder`` (created) for the ``with`` block; a
-    folder in use by a live process raises :class:`~mindyolox.engine.run_lock.RunFolderBusy`
+    folder in use by a live process raises :class:`~mindyolox.runtime.run_lock.RunFolderBusy`
     (one line naming the holder). ``folder`` None: nothing is claimed."""
     if not folder:
         yield None

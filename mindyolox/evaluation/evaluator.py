@@ -195,14 +195,14 @@ class _Evaluator:
                                         progress, desc=f"eval {self.dataset.name}")
         timing["wait_s"] = 0.0
         if self.world_size > 1:
-            from .distributed import all_gather_rows
+            from ..runtime.distributed import all_gather_rows
             t0 = time.perf_counter()
             rows = all_gather_rows(_to_rows(results), self.world_size)
             timing["wait_s"] += time.perf_counter() - t0
             results = _from_rows(rows)
         res = self._metrics(results, timing, det_file) if self.rank == 0 else None
         if res is not None:  # the first images' detections, for a look (TensorBoard)
-            from .tensorboard import SAMPLE_IMAGES
+            from ..training.tensorboard import SAMPLE_IMAGES
             res["samples"] = {i: np.zeros((0, 7), np.float32) for i in range(min(SAMPLE_IMAGES, len(self.dataset)))}
             res["samples"].update({i: d for i, d in results if i < SAMPLE_IMAGES})
         if self.world_size > 1:
@@ -211,7 +211,7 @@ class _Evaluator:
 
     def _share(self, res, timing):
         """Rank 0's metrics on every rank (module doc); ``timing`` is this rank's."""
-        from .distributed import broadcast_from_rank0
+        from ..runtime.distributed import broadcast_from_rank0
         names = list(self.dataset.class_names)
         vec = np.zeros(self.STATS + len(names) + 1)
         if self.rank == 0:

@@ -2,13 +2,13 @@
 (``test.py --model FILE``): the same loader, letterbox, ``postprocess`` and COCOeval as for a
 Cell, only the forward pass is the artifact's (:mod:`mindyolox.deploy.runners`).
 
-:class:`ArtifactNetwork` gives a runner the protocol :func:`mindyolox.engine.evaluate` calls:
+:class:`ArtifactNetwork` gives a runner the protocol :func:`mindyolox.evaluation.evaluate` calls:
 ``net(Tensor [B, 3, H, W]).asnumpy()`` -> decoded rows ``[B, N, 5+C]``; an end-to-end NMS
 graph's K rows are handed on as one-hot rows (see :func:`~mindyolox.deploy.runners.as_decoded`).
 """
 import numpy as np
 
-from .runners import as_decoded, open_runner
+from ..deploy.runners import as_decoded, open_runner
 
 __all__ = ["ArtifactNetwork", "open_artifact"]
 

@@ -150,9 +150,9 @@ def save_training_state(path, model, step=None, ema_model=None, optimizer=None, 
 
     Args:
         model: the trained Cell; ema_model: the EMA Cell (or None);
-        optimizer: :class:`~mindyolox.engine.optimizer.SGD` (momentum buffers saved by the
+        optimizer: :class:`~mindyolox.training.optimizer.SGD` (momentum buffers saved by the
         names of the parameters they belong to); step: the
-        :class:`~mindyolox.engine.train_step.TrainStep` (its ``state.*`` scalars and the EMA
+        :class:`~mindyolox.training.train_step.TrainStep` (its ``state.*`` scalars and the EMA
         update count); meta: JSON-serialisable dict (``format`` is added: checkpoint format
         version); keep_previous: keep the file being replaced as :func:`previous_path` (only
         when its CRC checks or it predates CRCs: a damaged file never replaces a good one).

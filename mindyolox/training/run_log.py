@@ -47,7 +47,7 @@ class RunLog:
     only) and in ``train_log.txt`` (appended, date and time);
     ``record(dict)``: one line of ``metrics.jsonl``; ``event(kind, **fields)``: a
     ``type: event`` record with the time; with ``tensorboard`` every record also goes to
-    ``run_dir/tensorboard`` (:mod:`~mindyolox.engine.tensorboard`). The data package's messages (``mindyolox.data``:
+    ``run_dir/tensorboard`` (:mod:`~mindyolox.training.tensorboard`). The data package's messages (``mindyolox.data``:
     loader set-up, image cache, skipped images) go to the same console and file."""
 
     def __init__(self, run_dir, rank=0, name="mindyolox.train", tensorboard=False):

@@ -10,7 +10,7 @@
   by ``r`` -> original image pixels, not clipped to the image (as the official demo).
 
 Outputs of :func:`run_prediction` in ``save_dir``, named from the input's whole file name
-(:mod:`mindyolox.engine.outputs`): ``dog.jpg`` (annotated image) and ``dog.jpg.json`` per
+(:mod:`mindyolox.runtime.outputs`): ``dog.jpg`` (annotated image) and ``dog.jpg.json`` per
 image, ``clip.avi.mp4`` + ``clip.avi.json`` (per frame) per video, and ``predictions.json``
 (everything, keyed by source file). Nothing is written when an output would replace an input.
 """
@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from ..data import preproc
 from ..errors import DataError
-from .outputs import check_outputs, prediction_outputs, save_json
+from ..runtime.outputs import check_outputs, prediction_outputs, save_json
 from ..utils.postprocess import decode_outputs, postprocess
 
 __all__ = ["COCO_CLASSES", "IMAGE_EXTS", "VIDEO_EXTS", "class_names_for", "Predictor",
@@ -226,7 +226,7 @@ def is_video(path):
 def check_prediction_outputs(source, save_dir, inputs=()):
     """Raise (one line, nothing written) when an output of predicting ``source`` into
     ``save_dir`` would replace an input -- a file of ``source`` or one of ``inputs`` (weights,
-    recipe) -- or two inputs would share an output (:func:`mindyolox.engine.outputs.check_outputs`).
+    recipe) -- or two inputs would share an output (:func:`mindyolox.runtime.outputs.check_outputs`).
     Returns ``(list_source(source), plan, summary path)``."""
     listed = list_source(source)
     _, files, ignored = listed

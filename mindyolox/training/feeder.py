@@ -9,7 +9,7 @@ One pipeline, both modes. The loader's single pipeline (``Loader.ms_dataset``) y
 batches at the recipe's ``input_size`` (``data.multiscale_resize: batch``); every step is
 ``step(images, labels, size)`` with the chunk's multiscale ``size`` as a Python tuple, so each
 size is its own compiled graph, and that graph casts the images to float32 and resizes the
-batch (:class:`~mindyolox.engine.preprocess.BatchPreprocess`). With and without sink the step
+batch (:class:`~mindyolox.training.preprocess.BatchPreprocess`). With and without sink the step
 receives the same batches in the same order and applies the same graph to them.
 
 * ``sink=False`` (CPU, or no ``--data-sink``): batches come from the pipeline's tuple iterator

@@ -6,17 +6,17 @@ their shard of the val set, printing their evaluation line on their own stdout):
 
 * ``last.ckpt`` (every epoch end and on SIGINT/SIGTERM; the one it replaces is kept as
   ``last.prev.ckpt``), ``best.ckpt`` (best EMA AP50:95), ``epoch_<N>.ckpt`` every
-  ``train.save_interval`` epochs -- training checkpoints (:mod:`~mindyolox.engine.checkpoint`),
+  ``train.save_interval`` epochs -- training checkpoints (:mod:`~mindyolox.training.checkpoint`),
   written atomically with a CRC;
 * ``metrics.jsonl``: one JSON record per logged iteration (``type: train``: epoch, iter, step,
   lr, loss terms, ms/step, data ms, memory), per evaluation (``type: eval``), and run events;
 * ``train_log.txt`` (the log lines), ``config.yaml`` (resolved recipe), ``curves.png``,
-  ``tensorboard/`` (``train.tensorboard``: :mod:`~mindyolox.engine.tensorboard`).
+  ``tensorboard/`` (``train.tensorboard``: :mod:`~mindyolox.training.tensorboard`).
 
 The parts (model, EMA model, loader, optimizer, compiled step, evaluator) come from
-:func:`~mindyolox.engine.builder.build_training`; this class runs the loop around them.
+:func:`~mindyolox.training.builder.build_training`; this class runs the loop around them.
 
-The loop is device-resident: steps run in chunks (:class:`~mindyolox.engine.feeder.StepFeeder`)
+The loop is device-resident: steps run in chunks (:class:`~mindyolox.training.feeder.StepFeeder`)
 that end at a multiscale size change (every 10 global steps, the official interval), a log
 line (``train.print_interval``), the epoch end or ``max_iters``; inside a chunk the host sends
 nothing (the lr comes from the step's counter) and reads nothing. The loss terms are summed on
@@ -126,7 +126,7 @@ class Trainer:
             when ``num_classes`` differs).
         distributed: data parallel over the ``msrun`` workers (communication initialised here).
         data_sink: one ``mindspore.data_sink`` over the training pipeline for every input size
-            (Ascend/GPU, :mod:`~mindyolox.engine.feeder`; on CPU it falls back to the dataset
+            (Ascend/GPU, :mod:`~mindyolox.training.feeder`; on CPU it falls back to the dataset
             iterator with a message; refused with ``data.multiscale_resize: sample`` while
             multiscale is on, :func:`~mindyolox.data.loader.check_sink_support`).
         num_workers: data workers (default ``data.num_workers`` capped at the CPU count).
@@ -136,7 +136,7 @@ class Trainer:
             :class:`TrainHook`; progress: show tqdm bars; compile_cache: MindSpore's on-disk
             graph cache: None / ``off`` (default), ``auto`` (a folder keyed by code version,
             recipe and device options, for fixed-size recipes) or a folder (a keyed subfolder
-            of it); see :mod:`mindyolox.engine.compile_cache`. precompile: compile the train
+            of it); see :mod:`mindyolox.runtime.compile_cache`. precompile: compile the train
             step for every input size the run will meet (and the EMA and evaluation graphs)
             before the first step (:meth:`precompile`).
     """
@@ -302,7 +302,7 @@ class Trainer:
 
     def _example_batch(self, size):
         """Zero tensors shaped and typed as what the feeder hands the step for multiscale
-        ``size`` (:class:`~mindyolox.engine.feeder.StepFeeder`): images uint8 ``[B, 3, h0, w0]``
+        ``size`` (:class:`~mindyolox.training.feeder.StepFeeder`): images uint8 ``[B, 3, h0, w0]``
         at the recipe's input size when the step graph resizes the batch
         (``Loader.resize_in_graph``), else at ``size``; labels float32 ``[B, max_labels, 5]``;
         and ``size`` itself (a graph constant). A compile keys on shapes, dtypes and
@@ -423,7 +423,7 @@ class Trainer:
             self.log(f"resumed from {self.resume_path}: epoch {self.start_epoch + 1} iter {self.start_iter + 1} "
                      f"(step {self.start_epoch * self.steps_per_epoch + self.start_iter}), best AP {100 * self.best_ap:.2f}")
         elif self.distributed:
-            from .distributed import broadcast_initial_weights
+            from ..runtime.distributed import broadcast_initial_weights
             broadcast_initial_weights(self.model, self.ema_model, self.rank, self.world_size)
         self.sizes_seen = {}
         feed = self.step
@@ -452,7 +452,7 @@ class Trainer:
             self.feeder.close()  # data sink: stop_send / release the device queue (feeder module doc)
         self._restore_signals()
         if self.distributed and self.status in ("finished", "stopped", "early_stopped"):
-            from .distributed import all_reduce_norm
+            from ..runtime.distributed import all_reduce_norm
             all_reduce_norm(self.model, self.world_size)
         for h in self.hooks:
             h.after_train(self)
@@ -517,7 +517,7 @@ class Trainer:
         # AP, so a kill at any point leaves best_ap and best.ckpt consistent (see _read_resume_meta)
         if self.do_eval and eval_due(ep, self.tcfg):
             if self.distributed:
-                from .distributed import all_reduce_norm
+                from ..runtime.distributed import all_reduce_norm
                 all_reduce_norm(self.model, self.world_size)
                 if self.ema_model is not None:  # one model evaluated on every shard
                     all_reduce_norm(self.ema_model, self.world_size)
@@ -591,7 +591,7 @@ class Trainer:
 
     def save(self, tag, meta):
         """Write ``<run_dir>/<tag>.ckpt`` (rank 0 only); ``last.ckpt`` keeps the file it replaces
-        as ``last.prev.ckpt`` (:func:`~mindyolox.engine.checkpoint.save_training_state`).
+        as ``last.prev.ckpt`` (:func:`~mindyolox.training.checkpoint.save_training_state`).
 
         Weights holding NaN/Inf (a step whose loss was still finite can leave them) are never
         written: the run stops as diverged (:meth:`_diverge`), the checkpoint on disk untouched.
@@ -618,7 +618,7 @@ class Trainer:
     def _diverge(self, what):
         """Stop the run as diverged: ``TrainingDiverged`` with one line saying ``what`` happened
         and the last good checkpoint -- the newest one in the run folder that loads, passes its
-        CRC check and holds no NaN/Inf (:func:`~mindyolox.engine.checkpoint.good_checkpoint`;
+        CRC check and holds no NaN/Inf (:func:`~mindyolox.training.checkpoint.good_checkpoint`;
         ``last.ckpt``, else ``last.prev.ckpt``, ...), never a file merely because it exists."""
         self.status = "diverged"
         found = good_checkpoint(self.run_dir)
@@ -653,16 +653,16 @@ class Trainer:
         # process-global MindSpore switches: set for this run, restored by train() so that
         # later compiles in the same process (tests, notebooks) do not inherit them
         self._env_saved = {}
-        from .runtime import keep_compile_dumps_in
+        from ..runtime.context import keep_compile_dumps_in
         self._env_saved.update(keep_compile_dumps_in(self.run_dir))
         if self.distributed:
-            from .distributed import PeerLost, init_data_parallel
+            from ..runtime.distributed import PeerLost, init_data_parallel
             try:
                 self.rank, self.world_size = init_data_parallel()
             except PeerLost as e:  # msrun's scheduler process: name the step rank 0 logged last
                 raise PeerLost(e.ranks, e.detail, last_logged_step(self.run_dir / "metrics.jsonl")) from None
         else:  # msrun without --distributed: one line, see distributed.check_not_launched_in_parallel
-            from .distributed import check_not_launched_in_parallel
+            from ..runtime.distributed import check_not_launched_in_parallel
             check_not_launched_in_parallel()
         if self.options is None:
             from ..options import resolve_options
@@ -672,8 +672,8 @@ class Trainer:
 
     def _setup_compile_cache(self):
         """MindSpore's graph cache for this run (``compile_cache``: None/off, ``auto`` or a
-        folder; see :mod:`mindyolox.engine.compile_cache`), set before anything compiles."""
-        from .compile_cache import resolve_compile_cache, run_switches
+        folder; see :mod:`mindyolox.runtime.compile_cache`), set before anything compiles."""
+        from ..runtime.compile_cache import resolve_compile_cache, run_switches
         run = run_switches(self.cfg, (self.start_epoch, self.start_iter), distributed=self.distributed,
                            world_size=self.world_size, data_sink=self.data_sink, evaluate=bool(self.do_eval),
                            precompile=self.precompile_sizes)
@@ -713,7 +713,7 @@ class Trainer:
 
     def _resume_advice(self):
         """What to do when ``resume_path`` cannot be resumed: the newest good checkpoint of the
-        run folder (:func:`~mindyolox.engine.checkpoint.good_checkpoint`), else how to start
+        run folder (:func:`~mindyolox.training.checkpoint.good_checkpoint`), else how to start
         again -- without ``--resume`` when the folder holds only what a start writes before
         its first checkpoint (and temporary files of a save that did not finish, removed by
         :meth:`_prepare_run_dir`), else with ``--exist-ok``."""
@@ -721,7 +721,7 @@ class Trainer:
         if found:
             return (f"the newest good checkpoint is {found[0]} (step {found[1]['global_step']}): continue with "
                     f"--resume {found[0]}")
-        from .run_lock import LOCK_NAME
+        from ..runtime.run_lock import LOCK_NAME
         d = self.run_dir
         temps = stale_temp_files(d)
         cut = f" (a save was cut off: {', '.join(p.name for p in temps)})" if temps else ""
@@ -760,13 +760,13 @@ class Trainer:
         self.log(report.summary())
 
     def _prepare_run_dir(self):
-        """Claim and create the run folder. It is locked first (:mod:`~mindyolox.engine.run_lock`:
+        """Claim and create the run folder. It is locked first (:mod:`~mindyolox.runtime.run_lock`:
         a second start into a live run's folder stops with one line, touching nothing); then the
         temporary files of a save that did not finish (a process killed while saving,
-        :func:`~mindyolox.engine.checkpoint.stale_temp_files`) are removed; then a folder
+        :func:`~mindyolox.training.checkpoint.stale_temp_files`) are removed; then a folder
         holding only what a start writes before its first checkpoint (a start that failed, or
         was killed during its first save) counts as not started: its files are replaced."""
-        from .run_lock import LOCK_NAME, RunLock
+        from ..runtime.run_lock import LOCK_NAME, RunLock
         d = self.run_dir
         self._lock = RunLock(d)
         self._resume_notes.extend(self._lock.acquire())
@@ -887,7 +887,7 @@ class Trainer:
             except ValueError:  # not the main thread
                 pass
         if signal.SIGINT in self._old_handlers:  # MindSpore turns SIGINT into SIGTERM otherwise
-            from .signals import SignalKeeper
+            from ..runtime.signals import SignalKeeper
             self._sigint_keeper = SignalKeeper(signal.SIGINT)
 
     def _restore_signals(self):

@@ -1,7 +1,7 @@
 """Build everything a training run needs from a recipe (the role of the official
 ``Exp.get_model / get_data_loader / get_optimizer / get_lr_scheduler / get_evaluator``).
 
-:func:`build_training` returns a :class:`TrainParts`; the :class:`~mindyolox.engine.trainer.Trainer`
+:func:`build_training` returns a :class:`TrainParts`; the :class:`~mindyolox.training.trainer.Trainer`
 only runs the loop, hooks, checkpoints and logging around them.
 """
 import os
@@ -15,15 +15,15 @@ __all__ = ["TrainParts", "build_training", "build_evaluator"]
 @dataclass
 class TrainParts:
     """``model``: the trained YOLOX Cell (float32 parameters); ``net``: what the step calls
-    (``model`` under mixed precision, :func:`~mindyolox.engine.amp.mixed_precision`);
+    (``model`` under mixed precision, :func:`~mindyolox.training.amp.mixed_precision`);
     ``ema_model``: float32 EMA copy or None; ``loader``: training
     :class:`~mindyolox.data.loader.Loader` (all epochs from the start point as one stream);
-    ``lr_schedule``: host :class:`~mindyolox.engine.lr.LRSchedule` (the step computes the same
-    values in its graph); ``optimizer``, ``step``: :class:`~mindyolox.engine.train_step.TrainStep`;
+    ``lr_schedule``: host :class:`~mindyolox.training.lr.LRSchedule` (the step computes the same
+    values in its graph); ``optimizer``, ``step``: :class:`~mindyolox.training.train_step.TrainStep`;
     ``evaluator`` (with evaluation: rank 0, or every rank when distributed) or None;
     ``weights_report``: fine-tuning load report; ``frozen``: ``(tensors, BN layers)`` frozen
-    by ``train.freeze`` (:mod:`~mindyolox.engine.freeze`) or None; ``bn_note``: the log line
-    of the folded-BatchNorm re-inflation (:mod:`~mindyolox.engine.bn_reinflate`) or None."""
+    by ``train.freeze`` (:mod:`~mindyolox.training.freeze`) or None; ``bn_note``: the log line
+    of the folded-BatchNorm re-inflation (:mod:`~mindyolox.training.bn_reinflate`) or None."""
     options: object
     model: object
     net: object
@@ -51,7 +51,7 @@ def build_evaluator(cfg, rank=0, world_size=1):
     """COCO or VOC evaluator over the recipe's val split at ``data.test_size`` (this rank's
     shard of a distributed evaluation)."""
     from ..data.loader import build_dataset
-    from .evaluator import COCOEvaluator, VOCEvaluator
+    from ..evaluation.evaluator import COCOEvaluator, VOCEvaluator
     try:
         ds = build_dataset(cfg.data, "val")
     except MindYOLOXError as e:
@@ -80,7 +80,7 @@ def build_training(cfg, options, *, rank=0, world_size=1, distributed=False, sta
     head's class layers keep their initialisation when ``num_classes`` differs); BatchNorm
     layers folded into their convolutions in that file are re-inflated on
     ``train.bn_calibration_images`` training images right after the load
-    (:mod:`~mindyolox.engine.bn_reinflate`), before freezing, mixed precision and the EMA copy.
+    (:mod:`~mindyolox.training.bn_reinflate`), before freezing, mixed precision and the EMA copy.
     """
     from .. import build_model
     from ..data.loader import create_train_loader

@@ -1,0 +1,1 @@
+"""Compiled operators below the models: the CPU kernels (:mod:`.cpu_kernels`)."""
