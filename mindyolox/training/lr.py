@@ -126,7 +126,8 @@ def fit_short_schedule(train_cfg):
     new_warmup, new_no_aug = min(warmup, max_epoch / 4), min(no_aug, max_epoch // 4)
     note = (f"note: train.max_epoch={max_epoch} leaves no cosine phase after train.warmup_epochs={warmup:g} + "
             f"train.no_aug_epochs={no_aug}; short schedule: warm-up clipped to {new_warmup:g} epoch(s), no-aug "
-            f"tail to {new_no_aug} (each at most a quarter of the run; set both keys to choose otherwise)")
+            f"tail to {new_no_aug} (each at most a quarter of the run; a warm-up + no-aug tail shorter than "
+            f"train.max_epoch is kept as given)")
     return new_warmup, new_no_aug, note
 
 
