@@ -11,7 +11,7 @@ Parent side: :func:`train_in_subprocess` (returns the JSON the child wrote). Chi
 ``tests.test_train.coco16_cfg``, ``trainer`` (keyword arguments of ``Trainer``; ``run_dir``
 and ``compile_cache`` are paths), ``sigterm_at`` (optional: the global step after which the
 process sends itself SIGTERM, so the trainer's own handler saves), ``out`` (the JSON to write:
-status, start_iter, the lr of every step of the schedule, compiled_graphs, and whether the
+status, start_iter, the lr of every step of the schedule, compiled_graphs, host_reads, and whether the
 SIGTERM handler was removed after the run).
 """
 import json
@@ -24,9 +24,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def train_in_subprocess(spec, work, timeout=900):
+def train_in_subprocess(spec, work, timeout=900, ms_cache=None):
     """Run ``spec`` (dict, see the module doc; ``out`` is set here) in a child process and
-    return its result dict; a failing child fails the test with its output's tail."""
+    return its result dict; a failing child fails the test with its output's tail.
+    ``ms_cache``: a folder given to MindSpore itself (``MS_COMPILER_CACHE_ENABLE/PATH``), for
+    runs whose recipes differ only in keys that never reach a graph (the trainer's own
+    ``compile_cache`` keys its folder by the whole recipe); pass ``compile_cache=None`` then."""
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     n = len(list(work.glob("spec*.json")))
@@ -34,6 +37,8 @@ def train_in_subprocess(spec, work, timeout=900):
     spec_path = work / f"spec{n}.json"
     spec_path.write_text(json.dumps(spec, default=str))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MS_COMPILER_CACHE")}
+    if ms_cache is not None:
+        env.update(MS_COMPILER_CACHE_ENABLE="1", MS_COMPILER_CACHE_PATH=str(ms_cache))
     p = subprocess.run([sys.executable, "-m", "tests.train_subprocess", str(spec_path)], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=timeout)
     if p.returncode != 0 or not Path(spec["out"]).is_file():
@@ -68,7 +73,7 @@ def main(spec_path):
     total = int(tr.max_epoch) * int(tr.steps_per_epoch)
     Path(spec["out"]).write_text(json.dumps(dict(
         status=status, start_iter=int(tr.start_iter), lr=[float(tr.lr_schedule(k)) for k in range(total)],
-        compiled_graphs=int(tr.step.compiled_graphs),
+        compiled_graphs=int(tr.step.compiled_graphs), host_reads=int(tr.host_reads),
         sigterm_default_after=signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)))
 
 
