@@ -119,18 +119,30 @@ def test_o2_training_on_cpu_lowers_the_loss(o2_run):
 def test_o2_forced_overflow_is_skipped_and_the_scale_drops(o2_run):
     tr, _ = o2_run
     step = tr.step
+    # float16 activations overflow: the first convolution's weights at 1e4 on white images
+    # (3x3 over 12 Focus channels x 255 x 1e4 ~ 3e8 > 65504). The batch is shaped and typed as
+    # the feeder's (uint8 images, the recipe's label slots, the size), so the step runs the
+    # graph the training compiled instead of compiling another one (float32 images would).
+    conv = next(c for _, c in tr.model.cells_and_names() if isinstance(c, ms.nn.Conv2d))
+    saved = conv.weight.asnumpy().copy()
+    conv.weight.set_data(Tensor(np.full(saved.shape, 1e4, np.float32)))
     before = {p.name: p.asnumpy().copy() for p in tr.model.trainable_params()}
     scale = float(step.scale.asnumpy())
     skipped = int(step.overflows.asnumpy())
-    images = np.full((4, 3, 160, 160), 1e5, np.float32)  # float16 activations overflow
-    labels = np.zeros((4, 16, 5), np.float32)
+    size = next(iter(tr.sizes_seen))
+    example_images, example_labels, size = tr._example_batch(size)
+    images = np.full(example_images.shape, 255, np.uint8)
+    labels = np.zeros(example_labels.shape, np.float32)
     labels[:, 0] = (0, 80, 80, 40, 40)
-    out = step(Tensor(images), Tensor(labels))
-    assert not bool(out[6].asnumpy())
-    assert int(step.overflows.asnumpy()) == skipped + 1
-    assert float(step.scale.asnumpy()) == max(scale / 2, 1.0) < scale
-    for p in tr.model.trainable_params():
-        np.testing.assert_array_equal(p.asnumpy(), before[p.name], err_msg=p.name)
+    try:
+        out = step(Tensor(images), Tensor(labels), size)
+        assert not bool(out[6].asnumpy())
+        assert int(step.overflows.asnumpy()) == skipped + 1
+        assert float(step.scale.asnumpy()) == max(scale / 2, 1.0) < scale
+        for p in tr.model.trainable_params():
+            np.testing.assert_array_equal(p.asnumpy(), before[p.name], err_msg=p.name)
+    finally:
+        conv.weight.set_data(Tensor(saved))
 
 
 def test_half_inference_ap_on_coco_tiny(tmp_path):

@@ -28,7 +28,7 @@ from mindyolox.training.trainer import Trainer, TrainingDiverged
 from mindyolox.errors import MindYOLOXError, WeightsError
 
 from .conftest import ROOT
-from .test_train import coco16_cfg, compile_cache  # noqa: F401  (compile_cache: the session's one compile)
+from .train_subprocess import train_in_subprocess
 
 DEMO = ROOT / "configs" / "demo" / "yolox-nano-demo.yaml"
 
@@ -347,12 +347,14 @@ def test_weights_from_a_cut_short_training_checkpoint_are_refused(tmp_path):
 
 # --------------------------------------------------------------------------- one real run (slow)
 @pytest.mark.slow
-def test_a_run_resumes_from_a_checkpoint_written_before_the_crc(tmp_path, compile_cache):
+def test_a_run_resumes_from_a_checkpoint_written_before_the_crc(tmp_path):
     """A real last.ckpt rewritten exactly as mindyolox wrote it before format 2 (no CRC, no
     ``format``) resumes; the next save has a CRC and keeps the old file as last.prev.ckpt."""
     run = tmp_path / "run"
-    kw = dict(run_dir=run, num_workers=0, progress=False, evaluate=False, compile_cache=compile_cache)
-    assert Trainer(coco16_cfg(), max_iters=2, **kw).train() == "stopped"
+    # each run in a fresh process (tests/train_subprocess.py): the resume loads the first one's
+    # graphs from the cache (a second Trainer in this process would compile them again)
+    kw = dict(run_dir=run, num_workers=0, progress=False, evaluate=False, compile_cache=tmp_path / "cache")
+    assert train_in_subprocess(dict(trainer=dict(kw, max_iters=2)), tmp_path / "spec")["status"] == "stopped"
     params = ms.load_checkpoint(str(run / "last.ckpt"), crc_check=True)
     meta = json.loads(str(params.pop("meta_json")))
     assert meta.pop("format") == 2 and meta["global_step"] == 2
@@ -361,8 +363,8 @@ def test_a_run_resumes_from_a_checkpoint_written_before_the_crc(tmp_path, compil
                        append_dict={"meta_json": json.dumps(meta)})
     old = (run / "last.ckpt").read_bytes()
     assert crc_status(run / "last.ckpt") == "none"
-    tr = Trainer(coco16_cfg(), max_iters=1, resume=True, **kw)
-    assert tr.train() == "stopped" and tr.start_iter == 2
+    tr = train_in_subprocess(dict(trainer=dict(kw, max_iters=1, resume=True)), tmp_path / "spec")
+    assert tr["status"] == "stopped" and tr["start_iter"] == 2
     log = (run / "train_log.txt").read_text()
     assert "note: last.ckpt has no CRC (written before checkpoint format 2): loaded unchecked" in log
     assert crc_status(run / "last.ckpt") == "ok" and read_meta(run / "last.ckpt")["global_step"] == 3

@@ -13,9 +13,9 @@ from mindyolox.training.ema import ModelEMA
 from mindyolox.training.lr import LRSchedule
 from mindyolox.training.optimizer import SGD, param_groups
 from mindyolox.training.train_step import TrainStep
-from mindyolox.training.trainer import Trainer
 
 from .test_train import _Tiny, _TinyLoss, coco16_cfg
+from .train_subprocess import train_in_subprocess
 
 
 @pytest.mark.parametrize("name", ["yoloxwarmcos", "warmcos", "cos"])
@@ -52,10 +52,14 @@ def _records(run):
 def test_chunked_loop_gives_the_per_step_losses(tmp_path, cache):
     runs = {}
     for pi in (1, 10):  # print_interval 1: a read per step; 10: chunks of 10, one read each
-        cfg = coco16_cfg(f"train.print_interval={pi}", "train.no_aug_epochs=1", max_epoch=5)
-        tr = Trainer(cfg, run_dir=tmp_path / f"p{pi}", max_iters=30, num_workers=0, progress=False,
-                     evaluate=False, compile_cache=cache)
-        assert tr.train() == "stopped"
+        # each run in a fresh process (tests/train_subprocess.py), the second loading the first's
+        # graphs: print_interval never reaches a graph (it only sets the host's chunk length,
+        # mindyolox/training/trainer.py _chunk_length), so both runs compile the same train step
+        tr = train_in_subprocess(dict(cfg_args=[f"train.print_interval={pi}", "train.no_aug_epochs=1"],
+                                      cfg_kwargs=dict(max_epoch=5), trainer=dict(
+                                          run_dir=tmp_path / f"p{pi}", max_iters=30, num_workers=0, progress=False,
+                                          evaluate=False, compile_cache=None)), tmp_path / "spec", ms_cache=cache)
+        assert tr["status"] == "stopped"
         runs[pi] = tr
     per_step, chunked = _records(tmp_path / "p1"), _records(tmp_path / "p10")
     assert [r["step"] for r in per_step] == list(range(30))
@@ -73,8 +77,8 @@ def test_chunked_loop_gives_the_per_step_losses(tmp_path, cache):
             assert r[term] == pytest.approx(np.mean([w[term] for w in window]), rel=1e-4, abs=1e-6), (term, ends)
         start = r["step"] + 1
     # host round trips: one read per log line (+ one sync timing the compile), no lr sets
-    assert runs[10].host_reads == len(chunked) + 1
-    assert runs[1].host_reads >= 30
+    assert runs[10]["host_reads"] == len(chunked) + 1
+    assert runs[1]["host_reads"] >= 30
 
 
 def test_resumed_stream_starts_at_the_first_unconsumed_batch():

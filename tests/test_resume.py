@@ -6,12 +6,13 @@ Three trainers in this process (nano, coco16, 160 px, batch 2, 3 epochs x 8 iter
 the last two -- official: no_aug_epochs + 1 -- without Mosaic and with L1, so the resume
 lands inside the no-aug phase): A runs through; B receives SIGTERM (sent with
 ``os.kill`` from a hook, so the trainer's own signal handler does the saving) in epoch 2;
-C resumes B's run directory. They share one compile cache, so only A compiles from scratch.
-P is A with ``precompile=True`` (issue 24, deliverable 9): its graphs compile before step 1
-and it ends bit for bit where A ends.
+C resumes B's run directory. A, B and C each run in a fresh process (tests/train_subprocess.py)
+sharing one compile cache, so only A compiles from scratch (MindSpore caches graphs by their
+position in a process: a second Trainer in one process compiles again).
+P is A with ``precompile=True`` (issue 24, deliverable 9), in this process: its graphs
+compile before step 1 and it ends bit for bit where A ends.
 """
 import json
-import os
 import signal
 
 import numpy as np
@@ -19,9 +20,10 @@ import pytest
 from mindspore import load_checkpoint
 
 from mindyolox.training.checkpoint import read_meta
-from mindyolox.training.trainer import TrainHook, Trainer
+from mindyolox.training.trainer import Trainer
 
 from .test_train import coco16_cfg
+from .train_subprocess import train_in_subprocess
 
 pytestmark = pytest.mark.slow  # three training runs
 
@@ -37,12 +39,6 @@ def _cfg():
     return coco16_cfg("train.no_aug_epochs=1", max_epoch=3)
 
 
-class _Sigterm(TrainHook):
-    def after_iter(self, trainer):
-        if trainer.progress_in_iter == STOP_AT:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-
 def _train(run_dir, cache, **kw):
     tr = Trainer(_cfg(), run_dir=run_dir, num_workers=1, progress=False, evaluate=False,
                  compile_cache=cache, **kw)
@@ -54,23 +50,33 @@ def _train_records(run_dir):
     return [r for r in recs if r["type"] == "train"]
 
 
+def _train_fresh(run_dir, cache, sigterm_at=None, **kw):
+    """``_train`` in a fresh process (tests/train_subprocess.py; ``sigterm_at``: the step after
+    which it sends itself SIGTERM from a hook): B and C load A's graphs from ``cache``
+    there (in this process each Trainer compiled again: MindSpore caches graphs by position)."""
+    return train_in_subprocess(dict(cfg_args=["train.no_aug_epochs=1"], cfg_kwargs=dict(max_epoch=3), sigterm_at=sigterm_at,
+                                    trainer=dict(run_dir=run_dir, num_workers=1, progress=False, evaluate=False,
+                                                 compile_cache=cache, **kw)), run_dir.parent / "spec")
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, cache):
     base = tmp_path_factory.mktemp("resume")
-    a, status_a = _train(base / "A", cache)
-    b, status_b = _train(base / "B", cache, hooks=[_Sigterm()])
+    a = _train_fresh(base / "A", cache)
+    b = _train_fresh(base / "B", cache, sigterm_at=STOP_AT)
     meta_b = read_meta(base / "B" / "last.ckpt")
-    c, status_c = _train(base / "B", cache, resume=True)
+    c = _train_fresh(base / "B", cache, resume=True)
     p, status_p = _train(base / "P", cache, precompile=True)  # A again, compiled before step 1
     assert status_p == "finished"
-    return dict(base=base, a=a, b=b, c=c, p=p, status=(status_a, status_b, status_c), meta_b=meta_b)
+    return dict(base=base, a=a, b=b, c=c, p=p, status=(a["status"], b["status"], c["status"]), meta_b=meta_b)
 
 
 def test_sigterm_saves_mid_epoch_checkpoint(runs):
     assert runs["status"] == ("finished", "interrupted", "finished")
     meta = runs["meta_b"]
     assert (meta["epoch"], meta["iter"], meta["global_step"]) == (1, 4, STOP_AT + 1)
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler removed after the run
+    assert runs["b"]["sigterm_default_after"]  # handler removed after the run (in B's process)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # and after P's, in this one
 
 
 def test_resumed_run_continues_iterations_lr_and_losses(runs):
@@ -79,7 +85,7 @@ def test_resumed_run_continues_iterations_lr_and_losses(runs):
     assert [r["step"] for r in a] == list(range(24))
     assert [r["step"] for r in bc] == list(range(24))  # B: 0..11, C: 12..23, no gap or repeat
     for ra, rb in zip(a, bc):
-        assert rb["lr"] == ra["lr"] == pytest.approx(runs["a"].lr_schedule(ra["step"]))
+        assert rb["lr"] == ra["lr"] == pytest.approx(runs["a"]["lr"][ra["step"]])
         assert rb["total"] == pytest.approx(ra["total"], rel=1e-4, abs=1e-5), ra["step"]
     assert all(r["l1"] > 0 for r in a[8:]) and all(r["l1"] == 0 for r in a[:8])
 

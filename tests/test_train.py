@@ -2,9 +2,11 @@
 for 300 iterations on coco16 (loss down >= 40 %, EMA evaluates, one graph per input size,
 JSONL + PNG written), the NaN stop, and the run-directory guard.
 
-The end-to-end runs share one MindSpore compile cache (``compile_cache`` fixture) so the
-train-step graph (nano, 160 px, batch 2 -- the smallest setting that shows learning) is
-compiled once per session; later trainers load it from disk.
+The end-to-end runs (nano, 160 px, batch 2 -- the smallest setting that shows learning) pass
+one MindSpore compile cache (``compile_cache`` fixture). Note: a later Trainer in this process
+does not load a graph from it (MindSpore caches graphs by their position in a process: each
+Trainer here compiles its own); a run that should load one runs in a fresh process
+(tests/train_subprocess.py).
 """
 import json
 import math
