@@ -212,6 +212,25 @@ def run_process(cmd, timeout=None, env=None, cwd=ROOT, log=None):
     return Run(cmd, None if timed_out else p.returncode, wall, stdout, stderr, peak, p.pid, timed_out)
 
 
+def _user_errors(script_main, argv):
+    """``script_main(argv)``'s exit code; a ``MindYOLOXError`` (bad input) is one ``error: ...``
+    line and exit code 2, Ctrl-C exit code 130 (as ``mindyolox.utils.cli.run_cli``). mindyolox
+    is imported only when such an error occurs, so the harness runs without it (anchor venv)."""
+    try:
+        return script_main(argv) or 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if not type(e).__module__.startswith("mindyolox"):
+            raise
+        from mindyolox.errors import MindYOLOXError
+        if not isinstance(e, MindYOLOXError):
+            raise
+        print("error: " + (" ".join(str(e).split()) or type(e).__name__), file=sys.stderr)
+        return 2
+
+
 class CaseError(RuntimeError):
     """A case that failed, gave no ``RESULT`` line or was killed at its time limit; ``run`` is
     its :class:`Run`. ``str()`` is one line; ``detail()`` adds the tail of its stderr."""
@@ -253,7 +272,7 @@ def main(script_main, argv=None):
     anything else goes to ``script_main(argv)``. Returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] != ["--case"]:
-        return script_main(argv) or 0
+        return _user_errors(script_main, argv)
     p = argparse.ArgumentParser(prog="python -m bench.<script> --case")
     p.add_argument("--case", required=True)
     p.add_argument("--kwargs", default="{}")
