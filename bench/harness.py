@@ -286,3 +286,21 @@ def main(script_main, argv=None):
         result.setdefault("peak_rss_mb", peak_rss_mb())
     print(RESULT + json.dumps(result), flush=True)
     return 0
+
+
+# ============================================================================ self-test
+def allocate(mb):
+    """Case (the harness's self-test, ``tests/test_bench_harness.py``): write ``mb`` MiB and
+    return a record (its ``peak_rss_mb`` is this process's, whatever its parent holds)."""
+    block = b"\x01" * int(mb * 2**20)  # written, so resident
+    return record(f"allocate:{mb}", None, size=len(block))
+
+
+def _usage(argv):
+    print("bench/harness.py is the bench's library; run a bench script: python -m bench.NAME --help",
+          file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(_usage))
