@@ -22,8 +22,9 @@ Timing: the network call only, on a preprocessed batch (no loading, letterbox or
 ``--warmup`` calls (compilation excluded). ``--rounds`` rounds interleave the cases (each
 round runs every case ``--runs`` times), so a slower minute hits every case alike; latency
 median and p90 over all timed calls of batch 1 (:func:`bench.harness.timed` per case and
-round); throughput = batch / median call time at batch 1, 4 and 8. ``--ap``: COCO AP50:95 / AP50 of each nano artifact on coco_tiny val (416,
-conf 0.01, NMS 0.65) through ``test.py --model``'s evaluator. Prints a Markdown table and
+round); throughput = batch / median call time at batch 1, 4 and 8. The cases share one
+process on purpose: they alternate within it. ``--ap``: COCO AP50:95 / AP50 of each nano
+artifact on coco_tiny val (416, conf 0.01, NMS 0.65) through ``test.py --model``'s evaluator. Prints a Markdown table and
 writes ``--json``.
 """
 import argparse
