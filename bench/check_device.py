@@ -172,8 +172,8 @@ def simota_batches(seed=0, size=320, batch=2, num_classes=80, max_labels=16):
             "grids": grids, "strides": strides, "labels": labels}
 
 
-def simota_job(device, tiered, out):
-    """Case: the assignment of :func:`simota_batches` on ``device``, saved to ``out`` (npz)."""
+def simota_job(device, tiered, out_file):
+    """Case: the assignment of :func:`simota_batches` on ``device``, saved to ``out_file`` (npz)."""
     import mindspore as ms
     ms.set_device(device)
     ms.set_context(mode=ms.GRAPH_MODE)
@@ -189,8 +189,8 @@ def simota_job(device, tiered, out):
                    Tensor(x["strides"]), lab[..., 1:5], lab[..., 0].astype(mstype.int32), gt_valid_mask(lab), None)
     res = {k: v.asnumpy() for k, v in out.items()}
     res["gt_valid"] = gt_valid_mask(lab).asnumpy()
-    np.savez(out, **res)
-    return {"file": out, "fg": int(res["fg_mask"].sum())}
+    np.savez(out_file, **res)
+    return {"file": out_file, "fg": int(res["fg_mask"].sum())}
 
 
 # ============================================================================ comparisons
@@ -416,7 +416,7 @@ def main(argv=None):
         outs, why = {}, None
         for name, dev in (("simota_cpu", "CPU"), ("simota_device", args.device)):
             path = os.path.join(work, f"{name}.npz")
-            res, why = launch(name, "simota_job", dict(device=dev, tiered=tiered, out=path))
+            res, why = launch(name, "simota_job", dict(device=dev, tiered=tiered, out_file=path))
             if res is None:
                 break
             outs[name] = dict(np.load(res["file"]))
