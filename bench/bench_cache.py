@@ -2,47 +2,48 @@
 cache, with ``data.cache=ram`` and with ``data.cache=disk`` (the file built beforehand, as by
 another rank of the machine), for coco128 listed 1x and 10x (same image files, other ids):
 
-    python bench/bench_cache.py --copies 1 10 --size 640
+    python -m bench.bench_cache --copies 1 10 --size 640
 
-Each measurement is its own process (``VmHWM``, the peak RSS of that process image;
-MindSpore's import is most of the baseline). Prints one row per (copies, mode): peak RSS, its growth over the import, wall
-time, and the disk cache's file size.
+Each measurement is its own process (:func:`read_every_image`, a case run by
+:func:`bench.harness.run_case`; peak RSS is its VmHWM, :func:`bench.harness.peak_rss_mb`;
+MindSpore's import is most of the baseline). Prints one row per (copies, mode): peak RSS,
+its growth over the import, wall time, and the disk cache's file size.
 """
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import textwrap
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MINDYOLOX_SHARED", ROOT.parent / "shared"))
-COCO128 = SHARED / "data" / "coco128"
+from bench import harness
 
-PROBE = textwrap.dedent('''
-    import json, sys, time
+COCO128 = harness.SHARED / "data" / "coco128"
+
+
+def read_every_image(ann, images, mode, size, folder):
+    """Case: load COCO ``ann`` / ``images``, cache its images (``data.cache=mode``: ram, disk or
+    None) at ``size`` [h, w] in ``folder``, then read every image once through the training
+    sample builder (mosaic and mixup off). Returns ``{"before_mb", "peak_mb", "s"}``: VmHWM
+    with the dataset loaded, at the end, and the seconds taken."""
     import numpy as np
-    sys.path.insert(0, {root!r})
+
     from mindyolox.data import COCODataset
     from mindyolox.data.mosaic import MosaicMixup
-    ds = COCODataset({ann!r}, {images!r})
-    def hwm_mb():  # this process image's peak RSS (ru_maxrss would include the parent's at fork)
-        with open("/proc/self/status") as f:
-            return next(int(x.split()[1]) for x in f if x.startswith("VmHWM:")) / 1024
-    t0 = time.perf_counter()
-    before = hwm_mb()
-    if {mode!r}:
-        ds.cache_images({size!r}, {mode!r}, {folder!r})
+    size = tuple(size)
+    ds = COCODataset(ann, images)
     aug = dict(mosaic_prob=0.0, mixup_prob=0.0, hsv_prob=1.0, flip_prob=0.5, degrees=10.0, translate=0.1,
                mosaic_scale=[0.1, 2.0], enable_mixup=False, mixup_scale=[0.5, 1.5], shear=2.0)
-    builder = MosaicMixup(ds, {size!r}, aug, 50)
-    rng = np.random.default_rng(0)
-    for i in range(len(ds)):  # every image read once
-        builder.sample(i, {size!r}, rng)
-    print(json.dumps({{"before_mb": before, "peak_mb": hwm_mb(), "s": time.perf_counter() - t0}}))
-''')
+
+    def cache_and_read():
+        if mode:
+            ds.cache_images(size, mode, folder)
+        builder = MosaicMixup(ds, size, aug, 50)
+        rng = np.random.default_rng(0)
+        for i in range(len(ds)):  # every image read once
+            builder.sample(i, size, rng)
+    before = harness.peak_rss_mb()
+    seconds, _ = harness.once(cache_and_read)
+    return {"before_mb": before, "peak_mb": harness.peak_rss_mb(), "s": seconds}
 
 
 def coco128_copies(out_dir, n):
@@ -65,13 +66,15 @@ def coco128_copies(out_dir, n):
 
 def peak_rss(ann, mode, size, folder):
     """``{"before_mb", "peak_mb", "s"}`` of a fresh process reading every image of ``ann``
-    (:func:`coco128_copies`' image folder) once with ``data.cache=mode`` (None: no cache)."""
-    script = PROBE.format(root=str(ROOT), ann=str(ann), images=str(Path(ann).parent / "images"), mode=mode,
-                          size=tuple(size), folder=str(folder))
-    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=3600)
-    if p.returncode != 0:
-        raise RuntimeError(p.stderr[-2000:])
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    (:func:`coco128_copies`' image folder) once with ``data.cache=mode`` (None: no cache):
+    :func:`read_every_image` run by :func:`bench.harness.run_case`."""
+    try:
+        r = harness.run_case("bench_cache", "read_every_image", dict(
+            ann=str(ann), images=str(Path(ann).parent / "images"), mode=mode, size=list(size), folder=str(folder)),
+            timeout=3600)
+    except harness.CaseError as e:
+        raise RuntimeError(e.detail()) from None
+    return {k: r[k] for k in ("before_mb", "peak_mb", "s")}
 
 
 def main(argv=None):
@@ -96,4 +99,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(harness.main(main))

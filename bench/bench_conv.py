@@ -7,21 +7,22 @@ on request, MindSpore's native CPU ``Conv2D`` (``native``), against PyTorch's di
 convolution of the same shapes, forward and forward+backward, GRAPH_MODE, in interleaved
 rounds (ours, PyTorch, ours, ...).
 
-    python bench/bench_conv.py --anchor-python /tmp/anchor-venv/bin/python        # 3 train cases
-    python bench/bench_conv.py --cases train:nano:416:8 --reps 3 --rounds 1        # ours only
-    python bench/bench_conv.py --cases train:s:640:2 --paths im2col native --max-shapes 1
+    python -m bench.bench_conv --anchor-python /tmp/anchor-venv/bin/python        # 3 train cases
+    python -m bench.bench_conv --cases train:nano:416:8 --reps 3 --rounds 1        # ours only
+    python -m bench.bench_conv --cases train:s:640:2 --paths im2col native --max-shapes 1
 
 The shapes are those of the model's k x k convolutions (1x1 convolutions run natively on
 every path and are left out): one PyNative forward of the model (batch 1, train mode) with a
 pre-hook on each :class:`~mindyolox.models.conv.Conv2d` records (cin, cout, k, stride,
 groups, H, W); the case's batch is then applied. A case is ``train:variant:size:batch`` as
-in ``bench/compare.py`` (its three default train cases are the default here).
+in ``bench.compare`` (its three default train cases are the default here).
 
 Per shape and path: a compiled forward ``conv(x)`` and a compiled forward+backward (the
 gradients of ``x`` and of the weight for a fixed random output gradient), each the median of
 ``--reps`` calls after one untimed call. PyTorch (``--anchor-python``: the official anchor's
 venv, any torch on CPU) runs ``F.conv2d`` and its ``autograd`` backward of the same shapes
-in a subprocess (``torch.set_num_threads`` left at its default). The table lists per shape
+in a case process of that interpreter (:func:`torch_conv_times`; ``torch.set_num_threads``
+left at its default). The table lists per shape
 the number of layers of that shape in each case, the times, the ratio of each path to
 PyTorch (medians over rounds), and the fastest path; the summary sums layers x time per case
 (the k x k convolution time of one train step) per path and for the per-shape best.
@@ -32,49 +33,40 @@ every small shape's figure, absent inside a train step's single graph.
 Absolute times drift on a shared machine: compare only ratios from one invocation.
 """
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "bench"))
+from bench import harness
 
+ROOT = str(harness.ROOT)
 DEFAULT_CASES = ["train:s:320:4", "train:s:640:2", "train:nano:416:8"]
 ALL_PATHS = ("im2col", "kernel", "winograd", "winograd_mm", "im2col_bprop", "shift", "native")
 
-TORCH_SCRIPT = r"""
-import json, statistics, sys, time
-import torch
-import torch.nn.functional as F
-shapes, reps = json.loads(sys.argv[1]), int(sys.argv[2])
-torch.manual_seed(0)
-out = []
-for b, cin, cout, k, s, g, h, w in shapes:
-    x = torch.rand(b, cin, h, w, requires_grad=True)
-    wt = torch.rand(cout, cin // g, k, k, requires_grad=True)
-    p = (k - 1) // 2
-    def fwd():
-        with torch.no_grad():
-            return F.conv2d(x, wt, None, s, p, 1, g)
-    y = F.conv2d(x, wt, None, s, p, 1, g)
-    dy = torch.rand_like(y)
-    def fwdbwd():
-        y = F.conv2d(x, wt, None, s, p, 1, g)
-        return torch.autograd.grad(y, (x, wt), dy)
-    rec = []
-    for fn in (fwd, fwdbwd):
-        fn()
-        ts = []
-        for _ in range(reps):
-            t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
-        rec.append(1e3 * statistics.median(ts))
-    out.append(rec)
-print(json.dumps(out))
-"""
+
+def torch_conv_times(shapes, reps):
+    """Case, run by a python with torch (``--anchor-python``): per ``[b, cin, cout, k, s, g, h,
+    w]`` of ``shapes``, PyTorch's ``F.conv2d`` forward (no grad) and forward + ``autograd.grad``
+    of x and the weight for a fixed random dy, ms, each the median of ``reps`` calls after one
+    untimed. Returns a record with ``extra.times``: ``[[fwd ms, fwd+bwd ms], ...]``."""
+    import torch
+    import torch.nn.functional as F
+    torch.manual_seed(0)
+    out = []
+    for b, cin, cout, k, s, g, h, w in shapes:
+        x = torch.rand(b, cin, h, w, requires_grad=True)
+        wt = torch.rand(cout, cin // g, k, k, requires_grad=True)
+        p = (k - 1) // 2
+
+        def fwd():
+            with torch.no_grad():
+                return F.conv2d(x, wt, None, s, p, 1, g)
+        dy = torch.rand_like(F.conv2d(x, wt, None, s, p, 1, g))
+
+        def fwdbwd():
+            return torch.autograd.grad(F.conv2d(x, wt, None, s, p, 1, g), (x, wt), dy)
+        out.append([harness.timed(fn, reps, warmup=1, first=False).ms() for fn in (fwd, fwdbwd)])
+    return harness.record("torch conv2d", None, times=out)
 
 
 def parse_case(case):
@@ -117,7 +109,7 @@ def model_conv_shapes(variant, size):
 
 def applicable(shape, paths):
     """The paths of ``paths`` that apply to a (cin, cout, k, stride, groups, H, W) shape."""
-    from conv_candidates import applies
+    from bench.conv_candidates import applies
     cin, cout, k, s, g, _, _ = shape
     from mindyolox.ops.cpu_kernels import geometry_supported
     kernel = (g == 1 or g == cin == cout) and geometry_supported(k, s, (k - 1) // 2)
@@ -131,7 +123,7 @@ class Timer:
         import mindspore as ms
         import numpy as np
         from mindspore import nn, ops
-        from conv_candidates import CandidateConv
+        from bench.conv_candidates import CandidateConv
         from mindyolox.models.conv import Conv2d
         cin, cout, k, s, g, h, w = shape
         conv = Conv2d(cin, cout, k, s, padding=(k - 1) // 2, group=g)
@@ -171,17 +163,13 @@ class Timer:
 
     def time(self, reps):
         """(forward ms, forward+backward ms): medians of ``reps`` calls after one untimed."""
-        res = []
-        for fn, args in ((self.fwd, (self.x,)), (self.fwdbwd, (self.x, self.dy))):
-            fn(*args)
-            ts = []
-            for _ in range(reps):
-                t0 = time.perf_counter()
+        def call(fn, args):
+            def run():
                 out = fn(*args)
                 (out[0][0] if isinstance(out, tuple) else out).asnumpy()
-                ts.append(time.perf_counter() - t0)
-            res.append(1e3 * statistics.median(ts))
-        return res
+            return run
+        return [harness.timed(call(fn, args), reps, warmup=1, first=False).ms()
+                for fn, args in ((self.fwd, (self.x,)), (self.fwdbwd, (self.x, self.dy)))]
 
 
 def call_overhead(reps):
@@ -195,20 +183,18 @@ def call_overhead(reps):
             return x + 1
 
     net, x = AddOne(), ms.Tensor(np.zeros(1, np.float32))
-    net(x).asnumpy()
-    ts = []
-    for _ in range(max(reps, 5)):
-        t0 = time.perf_counter()
-        net(x).asnumpy()
-        ts.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(ts)
+    return harness.timed(lambda: net(x).asnumpy(), max(reps, 5), warmup=1, first=False).ms()
 
 
 def run_torch(python, jobs, reps):
-    """PyTorch [fwd ms, fwd+bwd ms] per (batch, shape) of ``jobs``, in a subprocess."""
-    arg = json.dumps([[b, *shape] for b, shape in jobs])
-    out = subprocess.run([python, "-c", TORCH_SCRIPT, arg, str(reps)], check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """PyTorch [fwd ms, fwd+bwd ms] per (batch, shape) of ``jobs``: :func:`torch_conv_times` in
+    a case process of ``python``."""
+    try:
+        r = harness.run_case("bench_conv", "torch_conv_times", dict(shapes=[[b, *shape] for b, shape in jobs],
+                                                                    reps=reps), python=python)
+    except harness.CaseError as e:
+        raise SystemExit(f"error: the PyTorch side failed: {e.detail()}") from None
+    return r["extra"]["times"]
 
 
 def main(argv=None):
@@ -297,9 +283,9 @@ def main(argv=None):
                 totals["torch"] = totals.get("torch", 0.0) + n * med(torch_t[job], 1)
         print(f"  {case}: " + ", ".join(f"{k} {v:.0f}" for k, v in totals.items()))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        harness.write_json(args.json, {"cpu": harness.cpu_model(), "versions": harness.versions(), "rows": rows,
+                                       "call_overhead_ms": overhead})
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(harness.main(main))

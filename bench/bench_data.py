@@ -1,32 +1,27 @@
 """Throughput of the training data pipeline (Mosaic + MixUp + HSV + flip at 640, the
 ``mindspore.dataset`` loader with Python worker processes).
 
-    python bench/bench_data.py                       # coco_tiny from ../shared, 640, 1 and 2 workers
-    python bench/bench_data.py --workers 0 1 2 --batches 20 --size 640
+    python -m bench.bench_data                       # coco_tiny from ../shared, 640, 1 and 2 workers
+    python -m bench.bench_data --workers 0 1 2 --batches 20 --size 640
 
 Prints images/s and ms/image per worker count; with ``--step-ms`` (a train step's ms for
-``--step-batch`` images, measured in the same sitting, e.g. by ``bench/compare.py``) also
+``--step-batch`` images, measured in the same sitting, e.g. by ``python -m bench.compare``) also
 the images/s that step needs from the pipeline.
 """
 import argparse
 import logging
 import os
 import sys
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench import harness
 
-from mindyolox.config import load_config  # noqa: E402
-from mindyolox.data.loader import build_dataset, create_train_loader  # noqa: E402
-from mindyolox.utils.cli import run_cli  # noqa: E402
-
-SHARED = Path(os.environ.get("MINDYOLOX_SHARED", ROOT.parent / "shared"))
+ROOT, SHARED = harness.ROOT, harness.SHARED
 
 
 def measure(cfg, dataset, workers, batches, warmup):
-    """Seconds per image over ``batches`` batches after ``warmup`` batches."""
+    """Seconds per image over ``batches`` batches after ``warmup`` batches, and the last batch's
+    image shape."""
+    from mindyolox.data.loader import create_train_loader
     loader = create_train_loader(cfg["data"], cfg["aug"], cfg["train"], num_workers=workers, dataset=dataset)
     epochs = loader.ms_dataset.create_tuple_iterator(num_epochs=-1, output_numpy=True)
 
@@ -35,15 +30,9 @@ def measure(cfg, dataset, workers, batches, warmup):
             yield from epochs  # each pass over the iterator is one more epoch
 
     it = endless()
-    for _ in range(warmup):
-        next(it)
-    t0 = time.perf_counter()
-    n = 0
-    for _ in range(batches):
-        images, _ = next(it)
-        n += images.shape[0]
-    dt = time.perf_counter() - t0
-    return dt / n, images.shape
+    t = harness.timed(lambda: next(it)[0].shape, batches, warmup=warmup, first=False)
+    images_shape = t.result
+    return sum(t.times_s) / (batches * images_shape[0]), images_shape
 
 
 def main(argv=None):
@@ -60,6 +49,8 @@ def main(argv=None):
     p.add_argument("--step-batch", type=int, default=4)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    from mindyolox.config import load_config
+    from mindyolox.data.loader import build_dataset
     cfg = load_config(args.config, [
         f"data.data_dir={args.data_dir}", f"data.input_size=[{args.size},{args.size}]",
         "data.multiscale_range=0", "data.random_size=[]", f"train.batch_size={args.batch}",
@@ -77,4 +68,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    sys.exit(harness.main(main))

@@ -1,6 +1,6 @@
 """Speed (and optionally COCO AP) of every deployment path, side by side in one sitting.
 
-    flock /tmp/mindyolox-heavy.lock python bench/bench_deploy.py \
+    flock /tmp/mindyolox-heavy.lock python -m bench.bench_deploy \
         --official-s /tmp/yolox_s_official.onnx --ap          # the README table
 
 Cases (nano at 416 with the official COCO weights unless said; yolox-s at 640 random init):
@@ -21,9 +21,10 @@ Cases (nano at 416 with the official COCO weights unless said; yolox-s at 640 ra
 Timing: the network call only, on a preprocessed batch (no loading, letterbox or NMS), after
 ``--warmup`` calls (compilation excluded). ``--rounds`` rounds interleave the cases (each
 round runs every case ``--runs`` times), so a slower minute hits every case alike; latency
-median and p90 over all timed calls of batch 1; throughput = batch / median call time at
-batch 1, 4 and 8. ``--ap``: COCO AP50:95 / AP50 of each nano artifact on coco_tiny val (416,
-conf 0.01, NMS 0.65) through ``test.py --model``'s evaluator. Prints a Markdown table and
+median and p90 over all timed calls of batch 1 (:func:`bench.harness.timed` per case and
+round); throughput = batch / median call time at batch 1, 4 and 8. The cases share one
+process on purpose: they alternate within it. ``--ap``: COCO AP50:95 / AP50 of each nano
+artifact on coco_tiny val (416, conf 0.01, NMS 0.65) through ``test.py --model``'s evaluator. Prints a Markdown table and
 writes ``--json``.
 """
 import argparse
@@ -32,17 +33,11 @@ import os
 import shutil
 import statistics
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
+from bench import harness
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from mindyolox.utils.cli import run_cli  # noqa: E402
-
-SHARED = Path(os.environ.get("MINDYOLOX_SHARED", ROOT.parent / "shared"))
+ROOT, SHARED = harness.ROOT, harness.SHARED
 BATCHES = (1, 4, 8)
 
 
@@ -124,6 +119,7 @@ def main(argv=None):
     parser.add_argument("--json", default="runs/bench_deploy/results.json")
     args = parser.parse_args(argv)
     import mindspore as ms
+    import numpy as np
     ms.set_device("CPU")
     ms.set_context(mode=ms.GRAPH_MODE)
     work = Path(args.work)
@@ -135,7 +131,7 @@ def main(argv=None):
         size = 640 if "640" in name else 416
         for b in fns:
             inputs[(size, b)] = inputs.get((size, b), rng.uniform(0, 255, (b, 3, size, size)).astype(np.float32))
-            for _ in range(args.warmup):
+            for _ in range(args.warmup):  # compilation included, before any case is timed
                 _call(fns[b], b, inputs[(size, b)], name)
     times = {(n, b): [] for n, fns in cases.items() for b in fns}
     for r in range(args.rounds):
@@ -144,10 +140,8 @@ def main(argv=None):
             size = 640 if "640" in name else 416
             for b, fn in fns.items():
                 runs = max(2, args.runs // b) if b > 1 else args.runs
-                for _ in range(runs):
-                    t0 = time.perf_counter()
-                    _call(fn, b, inputs[(size, b)], name)
-                    times[(name, b)].append(time.perf_counter() - t0)
+                t = harness.timed(lambda: _call(fn, b, inputs[(size, b)], name), runs, warmup=0, first=False)
+                times[(name, b)] += t.times_s
     aps = {}
     if args.ap:
         aps = measure_aps(files)
@@ -161,8 +155,8 @@ def main(argv=None):
         rows.append(row)
     print_table(rows)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"rows": rows, "load": os.getloadavg(),
-                                           "settings": vars(args)}, indent=1, default=str))
+    harness.write_json(args.json, {"rows": rows, "load": os.getloadavg(), "cpu": harness.cpu_model(),
+                                   "versions": harness.versions(), "settings": vars(args)})
     return 0
 
 
@@ -202,4 +196,4 @@ def print_table(rows):
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    sys.exit(harness.main(main))

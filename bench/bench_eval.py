@@ -1,33 +1,24 @@
 """Evaluation speed: YOLOX-s forward at 640 batch 1, and YOLOX-Nano end to end on coco_tiny val.
 
-    python bench/bench_eval.py                         # both, GRAPH_MODE on CPU
-    python bench/bench_eval.py --runs 20 --skip-nano
-    python bench/bench_eval.py --s-weights yolox_s.ckpt --batch 1
+    python -m bench.bench_eval                         # both, GRAPH_MODE on CPU
+    python -m bench.bench_eval --runs 20 --skip-nano
+    python -m bench.bench_eval --s-weights yolox_s.ckpt --batch 1
 
 1. YOLOX-s eval forward (decoded outputs) at 640x640, batch 1: median, best and mean ms/img
    over ``--runs`` calls after ``--warmup`` calls (graph compilation excluded). On a shared
    machine the best run is the figure least disturbed by other processes (load is printed).
    Weights do not change the speed; random initialisation is used unless ``--s-weights``.
-   For the ratio to the official model run ``bench/compare.py --anchor-python ...``.
+   For the ratio to the official model run ``python -m bench.compare --anchor-python ...``.
 2. YOLOX-Nano (official COCO weights) over coco_tiny val2017 at 416, batch ``--batch``,
    conf 0.01, NMS 0.65: images/s end to end (loading, letterbox, forward, NMS, box mapping;
    first batch with compilation excluded), forward and NMS ms/img, and the COCO AP found.
 """
 import argparse
-import os
-import statistics
 import sys
-import time
-from pathlib import Path
 
-import numpy as np
+from bench import harness
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from mindyolox.utils.cli import run_cli  # noqa: E402
-
-SHARED = Path(os.environ.get("MINDYOLOX_SHARED", ROOT.parent / "shared"))
+ROOT, SHARED = harness.ROOT, harness.SHARED
 
 
 def bench_s_forward(weights, runs, warmup):
@@ -41,22 +32,13 @@ def bench_s_forward(weights, runs, warmup):
     model.set_train(False)
     x, _ = preproc(cv2.imread(str(SHARED / "data" / "images" / "dog.jpg")), (640, 640))
     x = ms.Tensor(x[None])
-    t0 = time.perf_counter()
-    model(x).asnumpy()
-    compile_s = time.perf_counter() - t0
-    for _ in range(max(0, warmup - 1)):
-        model(x).asnumpy()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        model(x).asnumpy()
-        times.append(1000 * (time.perf_counter() - t0))
-    med, best = statistics.median(times), min(times)
-    print(f"yolox-s forward 640x640 batch 1: median {med:.1f} ms/img, best {best:.1f}, mean "
-          f"{np.mean(times):.1f} over {runs} runs (first call incl. compilation {compile_s:.1f} s; load "
-          f"average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores); no ratio measured here: "
-          f"bench/compare.py runs the official model side by side")
-    return med
+    t = harness.timed(lambda: model(x).asnumpy(), runs, warmup=max(0, warmup - 1))
+    mean = 1e3 * sum(t.times_s) / len(t.times_s)
+    print(f"yolox-s forward 640x640 batch 1: median {t.ms():.1f} ms/img, best {1e3 * t.min_s:.1f}, mean "
+          f"{mean:.1f} over {runs} runs (first call incl. compilation {t.first_s:.1f} s; "
+          f"{harness.load_info()}); no ratio measured here: "
+          f"python -m bench.compare runs the official model side by side")
+    return harness.record("eval:s:640:1 forward", t)
 
 
 def bench_nano_eval(batch, workers):
@@ -67,14 +49,13 @@ def bench_nano_eval(batch, workers):
     ds = COCODataset(root / "annotations" / "instances_val2017.json", root / "val2017")
     model = build_model(load_config(ROOT / "configs" / "yolox-nano.yaml"))
     load_weights(model, SHARED / "weights" / "yolox_nano.pth")
-    t0 = time.perf_counter()
-    r = evaluate(model, ds, img_size=(416, 416), batch_size=batch, conf=0.01, nms=0.65,
-                 num_workers=workers, progress=True)
-    total = time.perf_counter() - t0
+    total, r = harness.once(lambda: evaluate(model, ds, img_size=(416, 416), batch_size=batch, conf=0.01,
+                                             nms=0.65, num_workers=workers, progress=True))
     print(f"yolox-nano coco_tiny val 416 batch {batch}: {format_timing(r['timing'])}")
     print(f"  whole evaluate() incl. compilation and COCOeval: {total:.1f} s; "
           f"AP50:95 {100 * r['AP50_95']:.2f} AP50 {100 * r['AP50']:.2f} (official 30.52 / 47.77)")
-    return r["timing"]["images_per_s"]
+    return harness.record(f"eval:nano:416:{batch} coco_tiny", None, seconds=total, timing=r["timing"],
+                          AP50_95=r["AP50_95"], AP50=r["AP50"])
 
 
 def main(argv=None):
@@ -86,16 +67,20 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=0, help="nano eval loader workers (default 0)")
     parser.add_argument("--skip-s", action="store_true")
     parser.add_argument("--skip-nano", action="store_true")
+    parser.add_argument("--json", help="also write the records here")
     args = parser.parse_args(argv)
     import mindspore as ms
     ms.set_device("CPU")
     ms.set_context(mode=ms.GRAPH_MODE)
+    records = []
     if not args.skip_s:
-        bench_s_forward(args.s_weights, args.runs, args.warmup)
+        records.append(bench_s_forward(args.s_weights, args.runs, args.warmup))
     if not args.skip_nano:
-        bench_nano_eval(args.batch, args.workers)
+        records.append(bench_nano_eval(args.batch, args.workers))
+    if args.json:
+        harness.write_json(args.json, records)
     return 0
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    sys.exit(harness.main(main))

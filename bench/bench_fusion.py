@@ -1,41 +1,32 @@
 """Issue 28's measurements past the convolutions: SiLU, label slots, EMA/SGD, compile cache.
 
-    python bench/bench_fusion.py silu              # SiLU forward / forward+backward, nano 416 b8 shapes
-    python bench/bench_fusion.py labels            # train step per label-slot count + compile per graph
-    python bench/bench_fusion.py update            # EMA and SGD update: per tensor vs one flat tensor
-    python bench/bench_fusion.py cache             # first call of a fresh process, compile cache off/on
+    python -m bench.bench_fusion silu              # SiLU forward / forward+backward, nano 416 b8 shapes
+    python -m bench.bench_fusion labels            # train step per label-slot count + compile per graph
+    python -m bench.bench_fusion update            # EMA and SGD update: per tensor vs one flat tensor
+    python -m bench.bench_fusion cache             # first call of a fresh process, compile cache off/on
 
-Every figure is the median of ``--steps`` calls after one untimed warm-up call, measured in
-this process (``cache``: in fresh subprocesses). Run it under ``flock /tmp/mindyolox-heavy.lock``
+Every figure is the median of ``--steps`` calls after one untimed warm-up call
+(:func:`bench.harness.timed`), measured in this process (``labels``: one case process per
+case; ``cache``: fresh case processes, :func:`bench.harness.run_case`). Run it under ``flock /tmp/mindyolox-heavy.lock``
 on a shared machine and compare only figures of one invocation (the variants alternate
 within it).
 """
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
-import numpy as np
+from bench import harness
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "bench"))
+ROOT = str(harness.ROOT)
 
 # the SiLU inputs of a nano train step at 416 b8: the five backbone stages (channels, side)
 NANO_416_ACTS = ((16, 208), (32, 104), (64, 52), (128, 26), (256, 13))
 
 
 def _median_ms(fn, steps):
-    fn()  # warm-up (the first call compiles)
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(times))
+    """Median ms of ``steps`` calls of ``fn`` after one untimed call (the first compiles)."""
+    return harness.timed(fn, steps, warmup=1, first=False).ms()
 
 
 def _silu_with_bprop():
@@ -70,6 +61,7 @@ def bench_silu(steps, batch=8):
     """Median ms of the five SiLUs forward and forward+backward (dy given), native SiLU vs
     two bprop variants and the compiled kernel the model takes on CPU, alternating rounds."""
     import mindspore as ms
+    import numpy as np
     from mindspore import nn, ops
 
     from mindyolox.runtime.context import setup_mindspore
@@ -125,17 +117,15 @@ def bench_silu(steps, batch=8):
 
 def bench_labels(steps, cases):
     """Train-step median and the first call (compile) per label-slot count, one process per
-    case: ``variant:size:batch:boxes:G1,G2,...`` -- the same batch sliced to G slots."""
+    case (:func:`labels_case`): ``variant:size:batch:boxes:G1,G2,...`` -- the same batch
+    sliced to G slots."""
     out = []
     for case in cases:
         v, s, b, boxes, slots = case.split(":")
-        r = subprocess.run([sys.executable, __file__, "labels-one", case, "--steps", str(steps)],
-                           capture_output=True, text=True)
-        line = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
-        if not line:
-            print(r.stdout[-2000:], r.stderr[-3000:])
-            raise SystemExit(f"labels case {case} failed")
-        rec = json.loads(line[0][7:])
+        try:
+            rec = harness.run_case("bench_fusion", "labels_case", dict(case=case, steps=steps))["extra"]["slots"]
+        except harness.CaseError as e:
+            raise SystemExit(f"error: labels case {case} failed: {e.detail()}") from None
         for g, d in rec.items():
             print(f"{v} {s} b{b}, {boxes} boxes/image, {int(g):3d} label slots: step {d['median_ms']:7.1f} ms, "
                   f"first call {d['first_s']:5.1f} s, loss {d['loss']:.6f}")
@@ -143,9 +133,13 @@ def bench_labels(steps, cases):
     return out
 
 
-def _labels_one(case, steps):
+def labels_case(case, steps):
+    """Case of :func:`bench_labels`: a record whose ``extra.slots`` maps each slot count G to
+    its first call (s), loss and median step (ms over two alternating rounds)."""
     import mindspore as ms
-    from bench_train import build_case
+    import numpy as np
+
+    from bench.bench_train import build_case
     v, s, b, boxes, slots = case.split(":")
     step, images, labels = build_case(v, int(s), int(b), "CPU", boxes=int(boxes))
     full = labels.asnumpy()
@@ -153,15 +147,15 @@ def _labels_one(case, steps):
     rec = {}
     for g in gs:
         lab = ms.Tensor(np.ascontiguousarray(full[:, :g]))
-        t0 = time.perf_counter()
-        loss = float(step(images, lab)[0].asnumpy())
-        rec[g] = {"first_s": time.perf_counter() - t0, "loss": loss, "times": []}
+        first_s, loss = harness.once(lambda: float(step(images, lab)[0].asnumpy()))
+        rec[g] = {"first_s": first_s, "loss": loss, "times": []}
     for _ in range(2):  # alternate the slot counts
         for g in gs:
             lab = ms.Tensor(np.ascontiguousarray(full[:, :g]))
             rec[g]["times"].append(_median_ms(lambda: step(images, lab)[0].asnumpy(), steps))
-    return {g: {"first_s": d["first_s"], "loss": d["loss"], "median_ms": float(np.median(d["times"]))}
-            for g, d in rec.items()}
+    return harness.record(f"labels:{case}", None, slots={
+        g: {"first_s": d["first_s"], "loss": d["loss"], "median_ms": float(np.median(d["times"]))}
+        for g, d in rec.items()})
 
 
 def _ema_variants():
@@ -194,6 +188,7 @@ def bench_update(steps, variants):
     against the same update on one flat tensor of the same total size (the bound a fused,
     contiguous-buffer update could reach), and the EMA with other per-tensor kernels."""
     import mindspore as ms
+    import numpy as np
     from mindspore import Parameter, Tensor, nn, ops
 
     from mindyolox import build_model, load_config
@@ -267,41 +262,34 @@ def bench_update(steps, variants):
     return out
 
 
-_CACHE_PROBE = """
-import sys, time, json
-sys.path.insert(0, {root!r}); sys.path.insert(0, {bench!r})
-from bench_train import build_case
-t0 = time.perf_counter()
-step, images, labels = build_case({variant!r}, {size}, {batch}, "CPU")
-build = time.perf_counter() - t0
-t0 = time.perf_counter()
-loss = float(step(images, labels)[0].asnumpy())
-print("RESULT " + json.dumps({{"build_s": build, "first_s": time.perf_counter() - t0, "loss": loss}}))
-"""
+def cache_probe(variant, size, batch):
+    """Case of :func:`bench_cache`: build the train step of ``variant:size:batch``
+    (:func:`bench.bench_train.build_case`) and time its first call. A record with ``extra``:
+    ``build_s``, ``loss`` (``first_s`` is the first call)."""
+    from bench.bench_train import build_case
+    build_s, (step, images, labels) = harness.once(lambda: build_case(variant, size, batch, "CPU"))
+    t = harness.timed(lambda: float(step(images, labels)[0].asnumpy()), 0, warmup=0)
+    return harness.record(f"cache:{variant}:{size}:{batch}", t, build_s=build_s, loss=t.result)
 
 
 def bench_cache(case, rounds):
-    """First call of a fresh process building the train step of ``variant:size:batch``: no
-    cache, and with ``MS_COMPILER_CACHE_PATH`` (the first run fills it, the next load it)."""
+    """First call of a fresh process building the train step of ``variant:size:batch``
+    (:func:`cache_probe`): no cache, and with ``MS_COMPILER_CACHE_PATH`` (the first run fills
+    it, the next load it). MindSpore keys the cache by the entry script, here always
+    ``bench/bench_fusion.py``."""
     v, s, b = case.split(":")
-    code = _CACHE_PROBE.format(root=ROOT, bench=os.path.join(ROOT, "bench"), variant=v, size=int(s), batch=int(b))
-
-    probe = None
 
     def run(env_extra):
         env = {k: x for k, x in os.environ.items() if not k.startswith("MS_COMPILER_CACHE")}
         env.update(env_extra)
-        r = subprocess.run([sys.executable, probe], capture_output=True, text=True, env=env)
-        line = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
-        if not line:
-            raise SystemExit(r.stderr[-3000:])
-        return json.loads(line[0][7:])
+        try:
+            r = harness.run_case("bench_fusion", "cache_probe", dict(variant=v, size=int(s), batch=int(b)), env=env)
+        except harness.CaseError as e:
+            raise SystemExit(e.detail()) from None
+        return {"build_s": r["extra"]["build_s"], "first_s": r["first_s"], "loss": r["extra"]["loss"]}
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="ms_cache_bench_") as d:
-        probe = os.path.join(d, "probe.py")  # a file: MindSpore hashes the entry script
-        with open(probe, "w") as f:
-            f.write(code)
         cache = {"MS_COMPILER_CACHE_ENABLE": "1", "MS_COMPILER_CACHE_PATH": os.path.join(d, "cache")}
         fill = run(cache)
         print(f"{case}: cache filling run: first call {fill['first_s']:.1f} s (build {fill['build_s']:.1f} s)")
@@ -313,26 +301,27 @@ def bench_cache(case, rounds):
     return rows
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("what", choices=["silu", "labels", "update", "cache", "labels-one"])
+    p.add_argument("what", choices=["silu", "labels", "update", "cache"])
     p.add_argument("cases", nargs="*")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--rounds", type=int, default=2)
-    args = p.parse_args()
+    p.add_argument("--json", help="also write the figures here")
+    args = p.parse_args(argv)
     if args.what == "silu":
-        bench_silu(args.steps)
+        out = bench_silu(args.steps)
     elif args.what == "labels":
-        bench_labels(args.steps, args.cases or ["nano:160:8:4:4,8,16", "nano:416:8:8:8,32,120"])
-    elif args.what == "labels-one":
-        print("RESULT " + json.dumps(_labels_one(args.cases[0], args.steps)))
+        out = bench_labels(args.steps, args.cases or ["nano:160:8:4:4,8,16", "nano:416:8:8:8,32,120"])
     elif args.what == "update":
-        bench_update(args.steps, args.cases or ["nano", "s"])
-    elif args.what == "cache":
-        for case in args.cases or ["nano:160:8"]:
-            bench_cache(case, args.rounds)
+        out = bench_update(args.steps, args.cases or ["nano", "s"])
+    else:
+        out = {case: bench_cache(case, args.rounds) for case in args.cases or ["nano:160:8"]}
+    if args.json:
+        harness.write_json(args.json, {"what": args.what, "cpu": harness.cpu_model(),
+                                       "versions": harness.versions(), "results": out})
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(harness.main(main))

@@ -1,26 +1,26 @@
 """Train-step benchmark: first-step compile time, median step time and peak host memory of
 the compiled YOLOX train step (forward, SimOTA loss, backward, SGD, EMA) in GRAPH_MODE.
 
-    python bench/bench_train.py                      # yolox-s: 320 batch 4 and 640 batch 2
-    python bench/bench_train.py --cases s:320:4 nano:416:8 --steps 10
-    python bench/bench_train.py --loop --steps 40    # host round trips of the trainer's loop
-    python bench/bench_train.py --cases nano:416:8 --freeze backbone   # train.freeze's step time
+    python -m bench.bench_train                      # yolox-s: 320 batch 4 and 640 batch 2
+    python -m bench.bench_train --cases s:320:4 nano:416:8 --steps 10
+    python -m bench.bench_train --loop --steps 40    # host round trips of the trainer's loop
+    python -m bench.bench_train --cases nano:416:8 --freeze backbone   # train.freeze's step time
 
-Each case runs in its own subprocess so its peak memory (``ru_maxrss``) is its own. Inputs
+Each case (:func:`train_step`) runs in its own subprocess (:func:`bench.harness.run_case`) so
+its peak memory (VmHWM, :func:`bench.harness.peak_rss_mb`) and compile are its own. Inputs
 are synthetic images (uniform 0..255) with 8 random boxes per image, so the figures measure
 the step, not the data pipeline. These are our absolute figures only: for a comparison
-with the official code run ``bench/compare.py --anchor-python ...`` (interleaved rounds).
+with the official code run ``python -m bench.compare --anchor-python ...`` (interleaved rounds).
 """
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from bench import harness
+
+ROOT = str(harness.ROOT)
+
 
 def build_case(variant, size, batch, device, boxes=8, freeze=()):
     """The compiled-to-be train step of yolox-``variant`` (forward, SimOTA loss, backward,
@@ -61,27 +61,14 @@ def build_case(variant, size, batch, device, boxes=8, freeze=()):
     return step, images, Tensor(labels)
 
 
-def run_case(variant, size, batch, steps, device, warmup=3, boxes=8, freeze=()):
-    """Compile time, median / min step time and peak RSS of :func:`build_case`'s step."""
-    import numpy as np
+def train_step(variant, size, batch, steps, device="CPU", warmup=3, boxes=8, freeze=()):
+    """Case: the first call (compile), ``warmup`` untimed calls (the first calls after compiling
+    still settle memory pools) and ``steps`` timed calls of :func:`build_case`'s step. A
+    :func:`bench.harness.record` (``extra``: variant, size, batch, the last loss)."""
     step, images, labels = build_case(variant, size, batch, device, boxes, freeze)
-    t0 = time.perf_counter()
-    out = step(images, labels)
-    float(out[0].asnumpy())
-    compile_s = time.perf_counter() - t0
-    for _ in range(warmup):  # the first calls after compiling still settle memory pools
-        float(step(images, labels)[0].asnumpy())
-    times = []
-    for i in range(steps):
-        t0 = time.perf_counter()
-        out = step(images, labels)
-        float(out[0].asnumpy())
-        times.append(time.perf_counter() - t0)
-        print(f"  {variant} {size} b{batch}: step {i + 1}/{steps} {times[-1] * 1e3:.0f} ms", file=sys.stderr)
-    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
-    return {"variant": variant, "size": size, "batch": batch, "compile_s": compile_s,
-            "median_step_s": float(np.median(times)), "min_step_s": float(np.min(times)),
-            "peak_mem_gb": peak_gb, "steps": steps, "loss": float(out[0].asnumpy())}
+    t = harness.timed(lambda: float(step(images, labels)[0].asnumpy()), steps, warmup=warmup)
+    return harness.record(f"train:{variant}:{size}:{batch}", t, variant=variant, size=size, batch=batch,
+                          loss=t.result, freeze=list(freeze))
 
 
 def run_loop(steps, device):
@@ -118,7 +105,7 @@ def run_loop(steps, device):
             "reads_per_step": tr.host_reads / tr.iters_done, "lr_sets_per_step": CountLrSets.calls / tr.iters_done}
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--cases", nargs="+", default=["s:320:4", "s:640:2"], help="variant:size:batch")
     p.add_argument("--steps", type=int, default=8, help="timed steps (after the compile step and --warmup)")
@@ -126,19 +113,14 @@ def main():
     p.add_argument("--device", default="CPU")
     p.add_argument("--loop", action="store_true", help="measure the trainer loop's host round trips instead")
     p.add_argument("--freeze", nargs="*", default=[], metavar="PART", help="train.freeze parts, e.g. backbone")
-    p.add_argument("--one", help=argparse.SUPPRESS)
-    args = p.parse_args()
+    p.add_argument("--json", help="also write the records here")
+    args = p.parse_args(argv)
     if args.loop:
         r = run_loop(args.steps, args.device)
         print(f"trainer loop, {r['steps']} steps (chunks of <= 10, a log line every 10): device reads "
               f"{r['reads']} = {r['loss_reads_per_step']:.3f}/step for the loss sums + {r['compile_syncs']} "
               f"compile sync(s) (one per input size); host lr sets {r['lr_sets']} ({r['lr_sets_per_step']:.3f}/step)")
         print("JSON " + json.dumps(r))
-        return 0
-    if args.one:
-        v, s, b = args.one.split(":")
-        print("RESULT " + json.dumps(run_case(v, int(s), int(b), args.steps, args.device, args.warmup,
-                                              freeze=args.freeze)))
         return 0
     results = []
     for case in args.cases:
@@ -149,24 +131,26 @@ def main():
             print(f"error: --cases expects variant:size:batch (e.g. s:320:4), got {case!r}", file=sys.stderr)
             return 2
         print(f"running {case} ...", file=sys.stderr)
-        proc = subprocess.run([sys.executable, __file__, "--one", case, "--steps", str(args.steps),
-                               "--warmup", str(args.warmup), "--device", args.device, "--freeze", *args.freeze],
-                              capture_output=True, text=True)
-        lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-        if proc.returncode != 0 or not lines:
-            print(f"error: case {case} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
+        try:
+            results.append(harness.run_case("bench_train", "train_step", dict(
+                variant=v, size=int(s), batch=int(b), steps=args.steps, device=args.device, warmup=args.warmup,
+                freeze=args.freeze)))
+        except harness.CaseError as e:
+            print(f"error: case {case} failed: {e.detail()}", file=sys.stderr)
             return 1
-        results.append(json.loads(lines[-1][7:]))
     if args.freeze:
         print(f"train.freeze: {args.freeze}")
     print(f"{'case':<16}{'compile s':>10}{'median step s':>15}{'min step s':>12}{'peak GB':>9}")
     for r in results:
-        print(f"yolox-{r['variant']} {r['size']} b{r['batch']:<4}{r['compile_s']:>9.1f}{r['median_step_s']:>15.3f}"
-              f"{r['min_step_s']:>12.3f}{r['peak_mem_gb']:>9.2f}")
-    print("no ratio measured here: bench/compare.py --anchor-python PATH runs the official code side by side")
+        x = r["extra"]
+        print(f"yolox-{x['variant']} {x['size']} b{x['batch']:<4}{r['first_s']:>9.1f}{r['median_s']:>15.3f}"
+              f"{r['min_s']:>12.3f}{r['peak_rss_mb'] * 2**20 / 1e9:>9.2f}")
+    print("no ratio measured here: python -m bench.compare --anchor-python PATH runs the official code side by side")
+    if args.json:
+        harness.write_json(args.json, results)
     print("JSON " + json.dumps(results))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(harness.main(main))

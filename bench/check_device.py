@@ -1,8 +1,8 @@
 """Device check of the training path, step by step (issue 24, deliverable 8): three checks
 with a JSON verdict, each run a subprocess with a time limit, the whole within a budget.
 
-    python bench/check_device.py --device Ascend --json verdict.json       # ~10 min budget
-    python bench/check_device.py --device CPU --steps 6 --resume-at 3 --size 160 --json v.json
+    python -m bench.check_device --device Ascend --json verdict.json       # ~10 min budget
+    python -m bench.check_device --device CPU --steps 6 --resume-at 3 --size 160 --json v.json
 
 Checks (per check ``pass`` / ``fail`` / ``skipped``, with the reason and the figures):
 
@@ -30,9 +30,10 @@ Checks (per check ``pass`` / ``fail`` / ``skipped``, with the reason and the fig
     must receive the batch (checksum) and give the loss of the uninterrupted run without
     sink (which ``sink_equality`` shows equal to the uninterrupted sink run).
 
-Every subprocess has a time limit (``--timeout`` s, and never beyond what is left of
-``--budget``, 600 s by default): at the limit its whole process group is killed and its
-check fails with the reason. All runs share one MindSpore compile cache in the work folder
+Every run is a case process (:func:`train_job`, :func:`simota_job`, run by
+:func:`bench.harness.run_case`) with a time limit (``--timeout`` s, and never beyond what is
+left of ``--budget``, 600 s by default): at the limit its whole process group is killed and
+its check fails with the reason. All runs share one MindSpore compile cache in the work folder
 (``--no-cache`` turns it off), so only the first run compiles the train step. Budget on one
 device: 2 x ``--steps`` + ``--steps`` steps of nano at ``--size`` (batch 2) and 4 compiles
 of which 3 come from the cache, plus two small SimOTA graphs.
@@ -47,16 +48,15 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from bench import harness
+
+ROOT = str(harness.ROOT)
 
 CHECKS = ("sink_equality", "simota", "resume")
 SINK_REFUSED = "skipped: data sink refused on CPU (MindSpore's data_sink needs Ascend or GPU)"
@@ -111,31 +111,33 @@ def make_probe(corrupt_step=None):
     return BatchProbe()
 
 
-def run_train(args):
-    """One training run in this process; prints ``RESULT {json}``."""
+def train_job(device, data, size, random_size, batch, steps, run_dir, sink=False, cache="", resume_from=None,
+              corrupt_step=None):
+    """Case: one training run (nano, the demo recipe on ``data``, ``steps`` steps, no evaluation)
+    with :class:`BatchProbe`; returns its status, iterations, compile seconds per input size
+    and the probe's per-step records."""
     import mindspore as ms
-    ms.set_device(args.device)
+    ms.set_device(device)
     ms.set_context(mode=ms.GRAPH_MODE)
     ms.set_deterministic(True)  # mindspore/device_manager.py:118
     from mindyolox import load_config
     from mindyolox.training.trainer import Trainer
     from mindyolox.options import resolve_options
-    lo, hi = args.random_size
+    lo, hi = random_size
     cfg = load_config(os.path.join(ROOT, "configs", "demo", "yolox-nano-demo.yaml"), [
-        f"data.data_dir={args.data}", f"data.input_size=[{args.size},{args.size}]",
-        f"data.test_size=[{args.size},{args.size}]", f"data.random_size=[{lo},{hi}]", "train.amp_level=O0",
-        f"train.batch_size={args.batch}", "train.print_interval=10", "train.max_epoch=10",
+        f"data.data_dir={data}", f"data.input_size=[{size},{size}]",
+        f"data.test_size=[{size},{size}]", f"data.random_size=[{lo},{hi}]", "train.amp_level=O0",
+        f"train.batch_size={batch}", "train.print_interval=10", "train.max_epoch=10",
         "train.warmup_epochs=1", "train.no_aug_epochs=1"])
-    probe = make_probe(args.corrupt_step)
-    resume = args.resume_from or False
-    tr = Trainer(cfg, resolve_options(cfg), run_dir=args.run_dir, resume=resume, exist_ok=True,
-                 data_sink=args.sink, max_iters=args.steps, num_workers=2, progress=False, evaluate=False,
-                 hooks=[probe], compile_cache=args.cache or None)
+    probe = make_probe(corrupt_step)
+    resume = resume_from or False
+    tr = Trainer(cfg, resolve_options(cfg), run_dir=run_dir, resume=resume, exist_ok=True,
+                 data_sink=sink, max_iters=steps, num_workers=2, progress=False, evaluate=False,
+                 hooks=[probe], compile_cache=cache or None)
     status = tr.train()
-    print("RESULT " + json.dumps({
-        "status": status, "iters": tr.iters_done, "sink": bool(args.sink and args.device != "CPU"),
-        "compile_s": {f"{h}x{w}": round(t, 1) for (h, w), t in tr.sizes_seen.items()},
-        "steps": probe.read()}))
+    return {"status": status, "iters": tr.iters_done, "sink": bool(sink and device != "CPU"),
+            "compile_s": {f"{h}x{w}": round(t, 1) for (h, w), t in tr.sizes_seen.items()},
+            "steps": probe.read()}
 
 
 # ============================================================================ worker: SimOTA
@@ -170,10 +172,10 @@ def simota_batches(seed=0, size=320, batch=2, num_classes=80, max_labels=16):
             "grids": grids, "strides": strides, "labels": labels}
 
 
-def run_simota(args):
-    """The assignment of :func:`simota_batches` on ``--device``, saved to ``--out`` (npz)."""
+def simota_job(device, tiered, out_file):
+    """Case: the assignment of :func:`simota_batches` on ``device``, saved to ``out_file`` (npz)."""
     import mindspore as ms
-    ms.set_device(args.device)
+    ms.set_device(device)
     ms.set_context(mode=ms.GRAPH_MODE)
     ms.set_deterministic(True)  # mindspore/device_manager.py:118
     from mindspore import Tensor
@@ -181,14 +183,14 @@ def run_simota(args):
 
     from mindyolox.losses import SimOTAAssigner, gt_valid_mask
     x = simota_batches()
-    assigner = SimOTAAssigner(x["cls"].shape[-1], tiered=bool(args.tiered))
+    assigner = SimOTAAssigner(x["cls"].shape[-1], tiered=bool(tiered))
     lab = Tensor(x["labels"])
     out = assigner(Tensor(x["boxes"]), Tensor(x["obj"]), Tensor(x["cls"]), Tensor(x["grids"]),
                    Tensor(x["strides"]), lab[..., 1:5], lab[..., 0].astype(mstype.int32), gt_valid_mask(lab), None)
     res = {k: v.asnumpy() for k, v in out.items()}
     res["gt_valid"] = gt_valid_mask(lab).asnumpy()
-    np.savez(args.out, **res)
-    print("RESULT " + json.dumps({"file": args.out, "fg": int(res["fg_mask"].sum())}))
+    np.savez(out_file, **res)
+    return {"file": out_file, "fg": int(res["fg_mask"].sum())}
 
 
 # ============================================================================ comparisons
@@ -275,15 +277,15 @@ class Launcher:
         self.deadline = time.monotonic() + float(budget)
         self.runs = {}
 
-    def __call__(self, name, argv, keep=True, fresh_dir=None):
-        """Run ``check_device.py --one ...argv`` (``fresh_dir`` emptied first unless the run is
-        reused); returns ``(result or None, reason)``."""
-        cmd = [sys.executable, os.path.abspath(__file__), "--one"] + [str(a) for a in argv]
+    def __call__(self, name, job, kwargs, keep=True, fresh_dir=None):
+        """Run case ``job`` (``train_job`` / ``simota_job``) with ``kwargs`` (``fresh_dir``
+        emptied first unless the run is reused); returns ``(result or None, reason)``."""
         stored = os.path.join(self.work, f"{name}.result.json")
+        call = {"job": job, "kwargs": kwargs}
         if self.reuse and keep and os.path.isfile(stored):
             with open(stored) as f:
                 saved = json.load(f)
-            if saved["argv"] == cmd[3:]:
+            if saved.get("call") == call:
                 self.runs[name] = {"status": "reused", "seconds": saved["seconds"]}
                 return saved["result"], None
         if fresh_dir:
@@ -293,28 +295,25 @@ class Launcher:
         if left < 5:
             self.runs[name] = {"status": "not run", "reason": "budget used up"}
             return None, f"{name}: not run, the --budget was used up"
-        print(f"+ {name}: {' '.join(cmd[2:])} (limit {limit:.0f} s)", file=sys.stderr, flush=True)
-        t0 = time.monotonic()
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        print(f"+ {name}: {' '.join(harness.case_command('check_device', job, kwargs)[1:])} (limit {limit:.0f} s)",
+              file=sys.stderr, flush=True)
         try:
-            out, err = p.communicate(timeout=limit)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)  # the run and its data workers
-            p.communicate()
-            self.runs[name] = {"status": "timeout", "seconds": round(time.monotonic() - t0, 1), "limit_s": limit,
-                               "pid": p.pid}
-            return None, f"{name}: no result within {limit:.0f} s (killed)"
-        seconds = round(time.monotonic() - t0, 1)
-        lines = [x for x in out.splitlines() if x.startswith("RESULT ")]
-        if p.returncode or not lines:
-            tail = (err.strip().splitlines() or ["(no output)"])[-1]
-            self.runs[name] = {"status": "failed", "seconds": seconds, "exit": p.returncode, "stderr_tail": err[-2000:]}
-            return None, f"{name}: exit code {p.returncode}: {tail}"
-        result = json.loads(lines[-1][7:])
+            result = harness.run_case("check_device", job, kwargs, timeout=limit)
+        except harness.CaseError as e:
+            run = e.run
+            if run.timed_out:  # the run and its data workers were killed
+                self.runs[name] = {"status": "timeout", "seconds": round(run.wall_s, 1), "limit_s": limit,
+                                   "pid": run.pid}
+                return None, f"{name}: no result within {limit:.0f} s (killed)"
+            tail = (run.stderr.strip().splitlines() or ["(no output)"])[-1]
+            self.runs[name] = {"status": "failed", "seconds": round(run.wall_s, 1), "exit": run.rc,
+                               "stderr_tail": run.stderr[-2000:]}
+            return None, f"{name}: exit code {run.rc}: {tail}"
+        seconds = round(result["wall_s"], 1)
         self.runs[name] = {"status": "ok", "seconds": seconds}
         if keep:
             with open(stored, "w") as f:
-                json.dump({"argv": cmd[3:], "seconds": seconds, "result": result}, f)
+                json.dump({"call": call, "seconds": seconds, "result": result}, f)
         elif os.path.isfile(stored):
             os.remove(stored)
         return result, None
@@ -340,20 +339,9 @@ def main(argv=None):
     p.add_argument("--corrupt-step", type=int, default=None, metavar="K",
                    help="self-test: perturb the batch of step K in the compared runs (the verdict must fail)")
     p.add_argument("--json", default=None, metavar="FILE", help="write the verdict here")
-    p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--job", choices=("train", "simota"), help=argparse.SUPPRESS)
-    p.add_argument("--sink", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--resume-from", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--data", help=argparse.SUPPRESS)
-    p.add_argument("--run-dir", help=argparse.SUPPRESS)
-    p.add_argument("--cache", default="", help=argparse.SUPPRESS)
-    p.add_argument("--tiered", type=int, default=0, help=argparse.SUPPRESS)
-    p.add_argument("--out", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.random_size is None:
         args.random_size = (max(1, args.size // 32 - 1), args.size // 32)
-    if args.one:
-        return run_train(args) if args.job == "train" else run_simota(args)
     checks = [c.strip() for c in args.checks.split(",") if c.strip()]
     unknown = sorted(set(checks) - set(CHECKS))
     if unknown:
@@ -380,16 +368,15 @@ def main(argv=None):
         n_train = args.batch * (args.steps + 1)  # one epoch covers every step of the check
         ensure_demo(data, DemoSpec(num_train=n_train, num_val=2), progress=False)
         cache = "" if args.no_cache else os.path.join(work, "compile_cache")
-        base = ["--job", "train", "--device", args.device, "--data", data, "--size", args.size,
-                "--random-size", *args.random_size, "--batch", args.batch, "--cache", cache]
+        base = dict(device=args.device, data=data, size=args.size, random_size=list(args.random_size),
+                    batch=args.batch, cache=cache)
 
         def train(name, steps, use_sink, corrupt=False, resume_from=None):
             run_dir = os.path.join(work, name)
-            extra = (["--sink"] if use_sink else []) + (["--resume-from", resume_from] if resume_from else [])
-            if corrupt and args.corrupt_step is not None:
-                extra += ["--corrupt-step", args.corrupt_step]
-            return launch(name, base + ["--steps", steps, "--run-dir", run_dir] + extra,
-                          keep=not (corrupt and args.corrupt_step is not None), fresh_dir=run_dir)
+            kwargs = dict(base, steps=steps, run_dir=run_dir, sink=use_sink, resume_from=resume_from,
+                          corrupt_step=args.corrupt_step if corrupt else None)
+            return launch(name, "train_job", kwargs, keep=not (corrupt and args.corrupt_step is not None),
+                          fresh_dir=run_dir)
 
         plain, plain_why = train("plain", args.steps, False)
         if "sink_equality" in checks:
@@ -429,7 +416,7 @@ def main(argv=None):
         outs, why = {}, None
         for name, dev in (("simota_cpu", "CPU"), ("simota_device", args.device)):
             path = os.path.join(work, f"{name}.npz")
-            res, why = launch(name, ["--job", "simota", "--device", dev, "--tiered", tiered, "--out", path])
+            res, why = launch(name, "simota_job", dict(device=dev, tiered=tiered, out_file=path))
             if res is None:
                 break
             outs[name] = dict(np.load(res["file"]))
@@ -452,4 +439,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(harness.main(main))

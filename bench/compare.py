@@ -2,18 +2,19 @@
 first-call time of this project and of the official YOLOX 0.3.0 PyTorch code, in interleaved
 rounds (official, ours, official, ours, ...) in one invocation.
 
-    python bench/compare.py --anchor-python /tmp/anchor-venv/bin/python            # 3 rounds, 5 cases
-    python bench/compare.py --anchor-python /tmp/anchor-venv/bin/python --rounds 5 \\
+    python -m bench.compare --anchor-python /tmp/anchor-venv/bin/python            # 3 rounds, 5 cases
+    python -m bench.compare --anchor-python /tmp/anchor-venv/bin/python --rounds 5 \\
         --cases train:nano:416:8 eval:nano:416:1
-    python bench/compare.py                                                        # ours only
+    python -m bench.compare                                                        # ours only
 
 The anchor is ``../shared/anchors/official-yolox`` (``setup_venv.sh`` makes its venv; its
 ``bench_official.py`` times the official ``train_one_iter`` with ``ModelEMA.update``, and
 ``model(x)`` under ``torch.no_grad()``). A case is ``kind:variant:size:batch`` with kind
 ``train`` (forward, SimOTA loss, backward, SGD, EMA; random inputs 0..255 and ``--boxes``
 random boxes per image in ``max_labels`` = 120 slots, both sides) or ``eval`` (decoded
-forward, no NMS). Every case runs in its own process on both sides, so peak RSS
-(``ru_maxrss``) is that case's own.
+forward, no NMS). Every case runs in its own process on both sides, so peak RSS is that
+case's own (ours: VmHWM, :func:`bench.harness.peak_rss_mb`; the official bench reports its
+``ru_maxrss``, which equals it for a process started by this small parent).
 
 Each side reports per round: the median of ``--steps`` timed calls (after the first call
 and one untimed warm-up call), the first call (graph compile for us, ~1 s of lazy init for
@@ -25,16 +26,13 @@ hour on a shared machine, so only ratios measured in one sitting are comparisons
 import argparse
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MINDYOLOX_SHARED", ROOT.parent / "shared"))
-ANCHOR = SHARED / "anchors" / "official-yolox" / "bench_official.py"
+from bench import harness
+
+ANCHOR = harness.SHARED / "anchors" / "official-yolox" / "bench_official.py"
 DEFAULT_CASES = ["train:s:320:4", "train:s:640:2", "train:nano:416:8", "eval:s:640:1", "eval:nano:416:1"]
 # the goals of issue 28 (CPU speed): train step <= 1.5x, eval forward <= 1.3x the official time
 TARGETS = {"train:s": 1.5, "train:nano": 1.5, "eval:s": 1.3, "eval:nano": 1.3}
@@ -52,66 +50,61 @@ def parse_case(case):
                          f"(e.g. train:s:320:4), got {case!r}") from None
 
 
-def ours_case(case, steps, boxes):
-    """Run one case of this project in this process; returns the record of the table."""
-    sys.path.insert(0, str(ROOT))
-    sys.path.insert(0, str(ROOT / "bench"))
-    kind, variant, size, batch = parse_case(case)
-    if kind == "train":  # run_case sets MindSpore up itself
-        from bench_train import run_case
-        r = run_case(variant, size, batch, steps, "CPU", warmup=1, boxes=boxes)
-        return {"median_ms": 1e3 * r["median_step_s"], "first_s": r["compile_s"], "peak_gb": r["peak_mem_gb"]}
-    model, x = ours_model_and_input(variant, size, batch)
-    t0 = time.perf_counter()
-    model(x).asnumpy()
-    first = time.perf_counter() - t0
-    model(x).asnumpy()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        model(x).asnumpy()
-        times.append(time.perf_counter() - t0)
-    return {"median_ms": 1e3 * statistics.median(times), "first_s": first,
-            "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9}
-
-
 def ours_model_and_input(variant, size, batch):
     """The eval case's model (eval mode, the CPU's resolved options) and its input [B, 3, size, size]."""
     import mindspore as ms
     import numpy as np
-    sys.path.insert(0, str(ROOT))
     from mindyolox import build_model, load_config
     from mindyolox.runtime.context import setup_mindspore
     setup_mindspore("CPU")
     ms.set_seed(0)
-    model = build_model(load_config(ROOT / "configs" / f"yolox-{variant}.yaml"))
+    model = build_model(load_config(harness.ROOT / "configs" / f"yolox-{variant}.yaml"))
     model.set_train(False)
     x = ms.Tensor(np.random.default_rng(0).uniform(0, 255, (batch, 3, size, size)).round().astype(np.float32))
     return model, x
 
 
+def eval_forward(variant, size, batch, steps):
+    """Case: the decoded eval forward of yolox-``variant`` on [batch, 3, size, size]: the first
+    call (compile), one untimed call, ``steps`` timed calls. A :func:`bench.harness.record`."""
+    model, x = ours_model_and_input(variant, size, batch)
+    t = harness.timed(lambda: model(x).asnumpy(), steps, warmup=1)
+    return harness.record(f"eval:{variant}:{size}:{batch}", t)
+
+
 def run_ours(case, steps, boxes):
-    proc = subprocess.run([sys.executable, __file__, "--one", case, "--steps", str(steps), "--boxes", str(boxes)],
-                          capture_output=True, text=True)
-    lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-    if proc.returncode or not lines:
-        raise SystemExit(f"error: our case {case} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][7:])
+    """Our side of ``case`` in its own process: ``{median_ms, first_s, peak_gb}`` (the train
+    case is :func:`bench.bench_train.train_step` with one untimed call after the compile)."""
+    kind, variant, size, batch = parse_case(case)
+    try:
+        if kind == "train":
+            r = harness.run_case("bench_train", "train_step", dict(variant=variant, size=size, batch=batch,
+                                                                   steps=steps, warmup=1, boxes=boxes))
+        else:
+            r = harness.run_case("compare", "eval_forward", dict(variant=variant, size=size, batch=batch,
+                                                                 steps=steps))
+    except harness.CaseError as e:
+        raise SystemExit(f"error: our case {case} failed: {e.detail()}") from None
+    return {"median_ms": 1e3 * r["median_s"], "first_s": r["first_s"], "peak_gb": r["peak_rss_mb"] * 2**20 / 1e9,
+            "record": r}
 
 
 def run_official(python, case, steps, boxes):
+    """The official side of ``case``: ``bench_official.py --one`` of the anchor (its own timing:
+    the same first call, 1-2 untimed calls and ``steps`` timed calls), run by
+    :func:`bench.harness.run_process`."""
     kind = case.split(":")[0]
     args = [python, str(ANCHOR), "--one", case, f"--boxes={boxes}", "--eval-warmup=2", f"--eval-runs={steps}",
             "--train-warmup=1", f"--train-steps={steps}"] + (["--ema"] if kind == "train" else [])
-    proc = subprocess.run(args, capture_output=True, text=True)
-    lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-    if proc.returncode or not lines:
-        raise SystemExit(f"error: official case {case} failed ({' '.join(args)}):\n{proc.stderr[-3000:]}")
-    r = json.loads(lines[-1][7:])
+    run = harness.run_process(args)
+    lines = [x for x in run.stdout.splitlines() if x.startswith(harness.RESULT)]
+    if run.rc or not lines:
+        raise SystemExit(f"error: official case {case} failed ({' '.join(args)}):\n{run.stderr[-3000:]}")
+    r = json.loads(lines[-1][len(harness.RESULT):])
     timed = r["ms_with_ema"] if kind == "train" else r["ms"]  # our step always updates the EMA
     first = r["first_step_ms"] if kind == "train" else r["first_call_ms"]
     return {"median_ms": timed["median"], "first_s": first / 1e3, "peak_gb": r["peak_rss_gb"],
-            "threads": r["torch_num_threads"]}
+            "threads": r["torch_num_threads"], "record": r}
 
 
 def _span(values, fmt):
@@ -153,11 +146,7 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=5, help="timed calls per case and round (default 5)")
     p.add_argument("--boxes", type=int, default=8, help="random boxes per image in train cases (default 8)")
     p.add_argument("--out", help="also write every round's records as JSON here")
-    p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.one:
-        print("RESULT " + json.dumps(ours_case(args.one, args.steps, args.boxes)), flush=True)
-        return 0
     for case in args.cases:
         parse_case(case)
     if args.anchor_python and not ANCHOR.is_file():
@@ -175,16 +164,15 @@ def main(argv=None):
             print(f"round {rnd + 1}/{args.rounds} {case} ours {ours[case][-1]['median_ms']:.0f} ms",
                   file=sys.stderr, flush=True)
             load.append(os.getloadavg()[0])
-    print(f"{time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} cores, {args.rounds} interleaved rounds "
+    print(f"{time.strftime('%Y-%m-%d %H:%M')} on {harness.cpu_model()}, {os.cpu_count()} cores, {args.rounds} interleaved rounds "
           f"x {args.steps} timed calls, load average {min(load):.1f}..{max(load):.1f}")
     print(table(args.cases, ours, official))
     if official is None:
         print("no ratio measured: pass --anchor-python (../shared/anchors/official-yolox/setup_venv.sh makes it)")
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"ours": ours, "official": official, "load": load}, f, indent=1)
+        harness.write_json(args.out, {"ours": ours, "official": official, "load": load})
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(harness.main(main))

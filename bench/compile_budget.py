@@ -1,12 +1,12 @@
 """Compile budget of a multiscale run: how many train-step graphs it compiles and what each
 costs (issue 24, deliverable 9).
 
-    python bench/compile_budget.py                         # yolox-s, the recipe's 11 sizes, batch 1
-    python bench/compile_budget.py --variant nano --sizes 320 416 --batch 2
+    python -m bench.compile_budget                         # yolox-s, the recipe's 11 sizes, batch 1
+    python -m bench.compile_budget --variant nano --sizes 320 416 --batch 2
 
 A multiscale run compiles one train-step graph per input size it meets (MindSpore caches a
 graph per input shape), plus one EMA-update graph (shape-independent) and one evaluation
-graph per test size. This builds the step once (:func:`bench_train.build_case`, synthetic
+graph per test size. This builds the step once (:func:`bench.bench_train.build_case`, synthetic
 inputs) and, at each size of the recipe's multiscale range, compiles it (``Cell.compile``,
 as ``train.py --precompile`` does: nothing runs), then calls it twice, printing per size the
 compile time, the first and the second step and the number of graphs the step holds (the
@@ -14,14 +14,12 @@ first step after the compile shows whether it found the compiled graph). Run it 
 compile times scale with the CPU's load.
 """
 import argparse
-import json
 import os
 import sys
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "bench"))
+from bench import harness
+
+ROOT = str(harness.ROOT)
 
 
 def recipe_sizes(variant):
@@ -45,26 +43,18 @@ def main(argv=None):
     import numpy as np
     from mindspore import Tensor
 
-    from bench_train import build_case
+    from bench.bench_train import build_case
     sizes = args.sizes or recipe_sizes(args.variant)
     print(f"yolox-{args.variant}: {len(sizes)} input size(s) {sizes}, batch {args.batch}", flush=True)
-    t0 = time.perf_counter()
-    step, _, labels = build_case(args.variant, sizes[0], args.batch, args.device)
-    build_s = time.perf_counter() - t0
+    build_s, (step, _, labels) = harness.once(lambda: build_case(args.variant, sizes[0], args.batch, args.device))
     rows = []
     rng = np.random.default_rng(0)
     for size in sizes:
         images = Tensor(rng.uniform(0, 255, (args.batch, 3, size, size)).astype(np.float32))
         lab = Tensor(labels.asnumpy() * np.array([1] + [size / sizes[0]] * 4, np.float32))
-        t0 = time.perf_counter()
-        step.compile(images, lab)  # what train.py --precompile does: compile only, nothing runs
-        comp = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        float(step(images, lab)[0].asnumpy())
-        first = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        float(step(images, lab)[0].asnumpy())
-        again = time.perf_counter() - t0
+        comp, _ = harness.once(lambda: step.compile(images, lab))  # what --precompile does: nothing runs
+        t = harness.timed(lambda: float(step(images, lab)[0].asnumpy()), 1, warmup=0)
+        first, again = t.first_s, t.median_s
         rows.append({"size": size, "compile_s": comp, "first_call_s": first, "step_s": again,
                      "graphs": step.compiled_graphs})
         print(f"  {size}x{size}: compile {comp:.1f} s, first step {first:.2f} s, next step {again:.2f} s "
@@ -73,9 +63,9 @@ def main(argv=None):
     print(f"total: {len(rows)} step graphs + 1 EMA graph, ~{total:.0f} s of compiling "
           f"(model build {build_s:.1f} s)", flush=True)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"variant": args.variant, "batch": args.batch, "build_s": build_s, "sizes": rows}, f, indent=1)
+        harness.write_json(args.json, harness.record(f"compile:{args.variant}:b{args.batch}", None, variant=args.variant,
+                                                     batch=args.batch, build_s=build_s, sizes=rows))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(harness.main(main))

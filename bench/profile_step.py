@@ -1,17 +1,17 @@
 """Where the time of a compiled train step goes: MindSpore's profiler over a few steps of the
-bench's train step (``bench_train.py``'s synthetic case), summed per part and per op type.
-``--eval``: the same for the decoded eval forward of ``compare.py``'s eval case (one part).
+bench's train step (``bench.bench_train``'s synthetic case), summed per part and per op type.
+``--eval``: the same for the decoded eval forward of ``bench.compare``'s eval case (one part).
 
-    python bench/profile_step.py --case nano:416:8
-    python bench/profile_step.py --case s:640:2 --steps 3 --top 25
-    python bench/profile_step.py --eval --case nano:416:1 --steps 20
+    python -m bench.profile_step --case nano:416:8
+    python -m bench.profile_step --case s:640:2 --steps 3 --top 25
+    python -m bench.profile_step --eval --case nano:416:1 --steps 20
 
 Parts (by the op's scope): ``forward`` (the model, incl. SiLU), ``backward`` (gradients of
 the model and the loss, incl. SiLU's), ``loss`` (SimOTA assignment and the loss terms),
 ``update`` (SGD, EMA, step counters). Op types are MindSpore kernels; per-op times are host
 wall times of each kernel (the kernels of one step run one after another, each using the
 CPU's threads), in ms per step. The profile costs a few percent of speed; use
-``compare.py`` for speed figures.
+``bench.compare`` for speed figures.
 """
 import argparse
 import collections
@@ -20,11 +20,8 @@ import glob
 import os
 import sys
 import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "bench"))
+from bench import harness
 
 
 def part_of(full_name):
@@ -69,25 +66,22 @@ def main(argv=None):
     import mindspore as ms
     variant, size, batch = args.case.split(":")
     if args.eval:
-        from compare import ours_model_and_input
+        from bench.compare import ours_model_and_input
         model, x = ours_model_and_input(variant, int(size), int(batch))
 
         def run():
             model(x).asnumpy()
     else:
-        from bench_train import build_case
+        from bench.bench_train import build_case
         step, images, labels = build_case(variant, int(size), int(batch), "CPU")
 
         def run():
             step(images, labels)[0].asnumpy()
-    for _ in range(3):  # compile, then let the memory pools settle
-        run()
+    harness.timed(run, 0, warmup=2)  # compile, then let the memory pools settle
     out = args.out or tempfile.mkdtemp(prefix="mindyolox_prof_")
     prof = ms.Profiler(output_path=out)
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        run()
-    wall = (time.perf_counter() - t0) / args.steps
+    wall = harness.timed(run, args.steps, warmup=0, first=False)
+    wall = sum(wall.times_s) / args.steps
     prof.analyse()
     found = glob.glob(os.path.join(out, "**", "cpu_op_detail_info_*.csv"), recursive=True)
     if not found:
@@ -99,4 +93,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(harness.main(main))

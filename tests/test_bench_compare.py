@@ -1,8 +1,8 @@
-"""bench/compare.py's and bench/compare_job.py's bookkeeping: case parsing, override mapping,
+"""bench/compare.py's and bench/check_job.py's bookkeeping: case parsing, override mapping,
 the evaluated epochs and the side-by-side tables (ratios per round, their median and spread;
 per-seed AP means and spreads; no ratio without the official side). The timing and training
 themselves are benchmarks, not tests."""
-import importlib.util
+import importlib
 from pathlib import Path
 
 import pytest
@@ -11,10 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _bench_module(name):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"bench.{name}")  # the bench is a package run from the repository root
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +50,10 @@ def test_table_without_official_has_no_ratio(compare):
     assert "not measured" in row and "1.00" not in row.split("|")[4]
 
 
-# --------------------------------------------------------------------------- compare_job.py
+# --------------------------------------------------------------------------- check_job.py
 @pytest.fixture(scope="module")
 def job():
-    return _bench_module("compare_job")
+    return _bench_module("check_job")
 
 
 def test_job_overrides_map_to_the_official_exp(job):

@@ -16,12 +16,11 @@ import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 
 def _check(work, *extra):
     out = work / f"verdict{len(extra)}.json"
-    cmd = [sys.executable, os.path.join(ROOT, "bench", "check_device.py"), "--device", "CPU", "--steps", "4",
+    cmd = [sys.executable, "-m", "bench.check_device", "--device", "CPU", "--steps", "4",
            "--resume-at", "2", "--size", "160", "--random-size", "5", "5", "--batch", "2", "--workdir", str(work),
            "--reuse", "--timeout", "150", "--budget", "400", "--json", str(out), *extra]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=500, cwd=ROOT)
@@ -73,7 +72,7 @@ def test_a_perturbed_batch_fails_the_check_at_that_step(verdicts):
 
 @pytest.mark.slow  # the check's runs: three trainings and two SimOTA runs, in subprocesses
 def test_simota_comparison_passes_ties_and_fails_unequal_exchanges(verdicts):
-    from check_device import compare_simota
+    from bench.check_device import compare_simota
     work = verdicts[0]
     cpu = dict(np.load(work / "simota_cpu.npz"))
     ok, f = compare_simota(cpu, {k: v.copy() for k, v in cpu.items()}, 1e-3)
@@ -98,7 +97,7 @@ def test_a_run_over_its_time_limit_is_killed_and_fails_its_check(tmp_path):
     """``--timeout 2``: the SimOTA subprocess (importing MindSpore alone takes longer) is
     killed with its process group; the check fails with the reason, the verdict is written."""
     out = tmp_path / "v.json"
-    cmd = [sys.executable, os.path.join(ROOT, "bench", "check_device.py"), "--device", "CPU", "--checks", "simota",
+    cmd = [sys.executable, "-m", "bench.check_device", "--device", "CPU", "--checks", "simota",
            "--timeout", "2", "--workdir", str(tmp_path / "w"), "--json", str(out)]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert p.returncode == 1, p.stdout + p.stderr

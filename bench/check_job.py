@@ -1,8 +1,8 @@
 """The whole training job side by side with the official YOLOX 0.3.0 trainer, over several
 seeds: AP50:95 / AP50 at each evaluation, wall time, mean step time, seed spread per side.
 
-    python bench/compare_job.py --anchor-python /tmp/anchor-venv/bin/python --seeds 0 1 2 3 --out /tmp/job.json
-    python bench/compare_job.py --seeds 0 --sides ours       # our side alone, nothing compared
+    python -m bench.check_job --anchor-python /tmp/anchor-venv/bin/python --seeds 0 1 2 3 --out /tmp/job.json
+    python -m bench.check_job --seeds 0 --sides ours       # our side alone, nothing compared
 
 Our side is ``train.py --config CONFIG train.seed=S [--set ...]`` (default the quickstart
 recipe ``configs/demo/yolox-nano-demo.yaml``); the official side is the launcher in
@@ -16,11 +16,15 @@ each epoch from the no-aug switch on (the official trainer's ``eval_interval = 1
 included. The anchor venv also needs ``tqdm`` (the official evaluator imports it).
 
 ``--weights FILE.pth`` fine-tunes both sides from the same official checkpoint (for example
-``../shared/weights/yolox_nano.pth``): ours is given ``--weights FILE``, the official side an
-Exp written into ``--work`` that extends the launcher's Exp and loads the file in ``get_model``
-with the official ``yolox.utils.load_ckpt`` (what official ``tools/train.py -c FILE`` does:
-tensors of another shape -- the 80-class layers -- keep their initial values). That Exp file is
-run by the anchor venv only; nothing here imports the official code.
+``../shared/weights/yolox_nano.pth``): ours is given ``--weights FILE``, the official side the
+Exp ``bench/official_finetune_exp.py`` (copied into ``--work`` with the file's path set) that
+extends the launcher's Exp and loads the file in ``get_model`` with the official
+``yolox.utils.load_ckpt`` (what official ``tools/train.py -c FILE`` does: tensors of another
+shape -- the 80-class layers -- keep their initial values). That Exp file is run by the anchor
+venv only; nothing here imports the official code.
+
+Every job is a command line run and timed by :func:`bench.harness.run_process` (wall time,
+exit code, log file).
 
 Jobs run one after the other, official then ours for each seed, so the wall times are
 comparable and their ratio is measured in one sitting. Nothing else should run meanwhile:
@@ -42,8 +46,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MINDYOLOX_SHARED", ROOT.parent / "shared"))
+from bench import harness
+
+ROOT, SHARED = harness.ROOT, harness.SHARED
 ANCHOR = SHARED / "anchors" / "official-yolox"
 OFFICIAL_TRAIN = ANCHOR / "demo_job" / "official_train.py"
 OFFICIAL_EXP = ANCHOR / "demo_job" / "yolox_nano_demo_exp.py"
@@ -106,10 +111,9 @@ def eval_epochs(train_cfg):
 
 
 def _run(cmd, log, env):
-    t0 = time.perf_counter()
-    with open(log, "w") as f:
-        rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    return rc, time.perf_counter() - t0
+    """``(exit code, wall s)`` of ``cmd`` run in the repository root, its output in ``log``."""
+    run = harness.run_process(cmd, env=env, log=log)
+    return run.rc, run.wall_s
 
 
 def _failed(side, seed, rc, log):
@@ -117,30 +121,23 @@ def _failed(side, seed, rc, log):
     return {"side": side, "seed": seed, "error": f"exit {rc}, log {log}: " + " | ".join(tail)}
 
 
-_FINETUNE_EXP = """# written by mindyolox bench/compare_job.py --weights: the launcher's Exp, fine-tuning from
-# {weights} the way official tools/train.py -c does (yolox.utils.load_ckpt)
-import sys
-sys.path.insert(0, {exp_dir!r})
-import torch
-from yolox.utils import load_ckpt
-from {exp_module} import Exp as DemoExp
-
-
-class Exp(DemoExp):
-    def get_model(self, sublinear=False):
-        model = super().get_model(sublinear)
-        if not getattr(self, "_finetune_loaded", False):
-            load_ckpt(model, torch.load({weights!r}, map_location="cpu")["model"])
-            self._finetune_loaded = True
-        return model
-"""
+FINETUNE_EXP = Path(__file__).with_name("official_finetune_exp.py")
 
 
 def finetune_exp(weights, work):
-    """Write the official side's fine-tuning Exp (module doc) into ``work``; returns its path."""
+    """Copy the official side's fine-tuning Exp (:mod:`bench.official_finetune_exp`) into
+    ``work`` with its ``WEIGHTS`` (``weights``, resolved) and ``EXP_DIR`` (the launcher's Exp
+    folder) set; returns the copy's path."""
+    text = FINETUNE_EXP.read_text()
+    values = {"WEIGHTS": str(Path(weights).resolve()), "EXP_DIR": str(OFFICIAL_EXP.parent)}
+    for name, value in values.items():
+        text, n = re.subn(rf"^{name} = None\b.*$", lambda m: f"{name} = {value!r}", text, count=1, flags=re.M)
+        if n != 1:
+            raise SystemExit(f"error: {FINETUNE_EXP}: no line '{name} = None' to set")
+    if f"from {OFFICIAL_EXP.stem} import Exp" not in text:
+        raise SystemExit(f"error: {FINETUNE_EXP} does not extend {OFFICIAL_EXP.stem}.Exp")
     path = Path(work) / "official_finetune_exp.py"
-    path.write_text(_FINETUNE_EXP.format(weights=str(Path(weights).resolve()), exp_dir=str(OFFICIAL_EXP.parent),
-                                         exp_module=OFFICIAL_EXP.stem))
+    path.write_text(text)
     return path
 
 
@@ -292,7 +289,6 @@ def main(argv=None):
     p.add_argument("--out", help="write the results as JSON here")
     args = p.parse_args(argv)
     args.reuse = args.reuse or args.table_only
-    sys.path.insert(0, str(ROOT))
     from mindyolox import load_config
     from mindyolox.data.demo import resolve_data_dir
 
@@ -347,4 +343,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(harness.main(main))
