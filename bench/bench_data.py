@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from mindyolox.config import load_config  # noqa: E402
 from mindyolox.data.loader import build_dataset, create_train_loader  # noqa: E402
-from mindyolox.utils.cli import run_cli  # noqa: E402
+from mindyolox.commands._args import run_cli  # noqa: E402
 
 SHARED = Path(os.environ.get("MINDYOLOX_SHARED", ROOT.parent / "shared"))
 

@@ -40,7 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mindyolox.utils.cli import run_cli  # noqa: E402
+from mindyolox.commands._args import run_cli  # noqa: E402
 
 SHARED = Path(os.environ.get("MINDYOLOX_SHARED", ROOT.parent / "shared"))
 BATCHES = (1, 4, 8)
