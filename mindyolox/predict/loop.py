@@ -25,12 +25,13 @@ Two steps, so that a command can refuse bad input before it builds or opens a mo
 import os
 import time
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
 from ..errors import DataError
 from ..runtime.outputs import check_outputs, prediction_outputs, save_json
-from .source import NOT_MEDIA, VideoFrames, is_video, read_image, read_source, stream_stem
+from .source import NOT_MEDIA, VideoFrames, is_video, list_source, read_image, read_source, stream_stem
 
 __all__ = ["SourcePlan", "plan_source", "run_plan", "predict_video", "detections_to_records", "draw_detections",
            "format_result"]
@@ -81,11 +82,7 @@ def plan_source(source, save_dir, inputs=(), streams=True):
     and folders only) and plan the outputs in ``save_dir`` (None: nothing is written), after
     checking that no output replaces an input -- a file of the source or one of ``inputs`` --
     and no two share a path. Nothing is written here. Returns a :class:`SourcePlan`."""
-    if streams:
-        kind, items, ignored = read_source(source)
-    else:
-        from .source import list_source
-        kind, items, ignored = list_source(source)
+    kind, items, ignored = read_source(source) if streams else list_source(source)
     if not save_dir:
         return SourcePlan(source, kind, items, ignored, {}, None, None)
     if kind == "stream":
@@ -118,7 +115,7 @@ def predict_video(predict_batch, target, out, class_names, batch=1, max_frames=0
                 if out and draw:
                     if writer is None:
                         h, w = img.shape[:2]
-                        writer = cv2_writer(out[0], video.fps, (w, h))
+                        writer = _video_writer(out[0], video.fps, (w, h))
                     writer.write(draw_detections(img, d, class_names))
                 bar.update(1)
             pending.clear()
@@ -140,9 +137,8 @@ def predict_video(predict_batch, target, out, class_names, batch=1, max_frames=0
     return frames
 
 
-def cv2_writer(path, fps, size):
+def _video_writer(path, fps, size):
     """An MPEG-4 ``cv2.VideoWriter`` at ``fps`` frames/s for frames of ``size`` ``(w, h)`` px."""
-    import cv2
     return cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
 
 
