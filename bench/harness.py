@@ -214,7 +214,7 @@ def run_process(cmd, timeout=None, env=None, cwd=ROOT, log=None):
 
 def _user_errors(script_main, argv):
     """``script_main(argv)``'s exit code; a ``MindYOLOXError`` (bad input) is one ``error: ...``
-    line and exit code 2, Ctrl-C exit code 130 (as ``mindyolox.utils.cli.run_cli``). mindyolox
+    line and exit code 2, Ctrl-C exit code 130 (as ``mindyolox.commands._args.run_cli``). mindyolox
     is imported only when such an error occurs, so the harness runs without it (anchor venv)."""
     try:
         return script_main(argv) or 0

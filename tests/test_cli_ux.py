@@ -10,7 +10,7 @@ from mindyolox.config import load_config
 from mindyolox.training.plots import _panel, nice_ticks
 from mindyolox.training.trainer import Trainer
 from mindyolox.errors import MindYOLOXError
-from mindyolox.utils.cli import add_config_args, parse_args
+from mindyolox.commands._args import add_config_args, parse_args
 from mindyolox.utils.visualize import draw_boxes, place_labels
 
 from .conftest import ROOT

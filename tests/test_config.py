@@ -234,7 +234,7 @@ def test_print_config_cli_bad_config_one_error_line(case, names, tmp_path):
 
 
 def test_run_cli_exit_codes(capsys):
-    from mindyolox.utils.cli import run_cli
+    from mindyolox.commands._args import run_cli
 
     def bad():
         raise ConfigError("x.yaml: unknown key 'a.b'\n(continued)")

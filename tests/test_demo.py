@@ -162,7 +162,7 @@ def test_demo_prefix_bad_input_gives_one_clear_error(tmp_path):
 
 @pytest.mark.slow
 def test_cli_writes_the_dataset_and_reports_progress(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "mindyolox.data.demo", "--out", str(tmp_path / "cli"),
+    proc = subprocess.run([sys.executable, "-m", "mindyolox.commands.demo", "--out", str(tmp_path / "cli"),
                            "--train", "3", "--val", "2", "--seed", "3"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "demo dataset: train 3/3 images" in proc.stderr and "written to" in proc.stderr
@@ -170,7 +170,7 @@ def test_cli_writes_the_dataset_and_reports_progress(tmp_path):
     # the same seed draws the same images as the library call
     gen = generate(tmp_path / "lib", DemoSpec(3, 2, seed=3), progress=False)
     assert (tmp_path / "cli/val/000001.jpg").read_bytes() == (tmp_path / "lib/val/000001.jpg").read_bytes()
-    bad = subprocess.run([sys.executable, "-m", "mindyolox.data.demo", "--out", str(tmp_path / "cli")],
+    bad = subprocess.run([sys.executable, "-m", "mindyolox.commands.demo", "--out", str(tmp_path / "cli")],
                          cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: ")
     assert len(bad.stderr.strip().splitlines()) == 1

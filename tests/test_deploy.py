@@ -134,7 +134,7 @@ def test_onnx_raw_outputs_equal_official(artifacts):
 
 def test_onnx_dynamic_batch_same_detections(artifacts, coco_tiny):
     """Batch 4 in one call gives every image the detections it gets alone (batch 1)."""
-    from mindyolox.deploy.infer import predict_images
+    from mindyolox.deploy.runners import predict_images
     from mindyolox.deploy.runners import open_runner
     runner = open_runner(artifacts["onnx"][0])
     assert runner.batch is None
@@ -336,7 +336,7 @@ def test_errors_are_one_line(case, tmp_path, artifacts):
 def test_refusals_name_the_reason(case, tmp_path, artifacts):
     """The same errors in process (run_cli prints each as one ``error:`` line, as above)."""
     from mindyolox.deploy.export import ExportSpec
-    from mindyolox.deploy.infer import main as infer
+    from mindyolox.commands.infer import main as infer
     from mindyolox.errors import MindYOLOXError
     if case == "wrong_batch":
         call, expect = (lambda: infer(["--model", artifacts["mindir"][0], "--batch", "6", "--source", str(DOG),
@@ -359,7 +359,8 @@ def test_refusals_name_the_reason(case, tmp_path, artifacts):
 def test_video_frames_in_batches(artifacts, tmp_path):
     """A video goes through the runner in batches of --batch frames (3 frames, batch 2: one
     full and one partial call) and gives every frame the detections of that image alone."""
-    from mindyolox.deploy.infer import main as infer, predict_images
+    from mindyolox.commands.infer import main as infer
+    from mindyolox.deploy.runners import predict_images
     from mindyolox.deploy.runners import open_runner
     img = cv2.imread(str(DOG))
     video = tmp_path / "clip.mp4"

@@ -36,7 +36,7 @@ def _dets():
 
 def test_every_drawing_path_takes_non_finite_boxes(tmp_path):
     from mindyolox.training.plots import plot_training_curves
-    from mindyolox.predict.predictor import _draw, detections_to_records
+    from mindyolox.predict.loop import detections_to_records, draw_detections as _draw
     from mindyolox.training.tensorboard import TensorBoardLog
     from mindyolox.utils.visualize import draw_boxes
     img = np.full((80, 120, 3), 90, np.uint8)

@@ -10,7 +10,7 @@ from mindspore import nn
 
 from mindyolox.config import load_config
 from mindyolox.models import Upsample2x, build_model
-from mindyolox.utils.model_info import count_flops, count_params, parse_img_size, profile_ops
+from mindyolox.models.info import count_flops, count_params, parse_img_size, profile_ops
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -154,7 +154,7 @@ def held(tmp_path_factory):
 def test_busy_save_dir_is_refused_by_predict_test_and_infer(held, tmp_path, monkeypatch):
     from mindyolox.commands.evaluate import main as test_main
     from mindyolox.commands.predict import main as predict_main
-    from mindyolox.deploy.infer import main as infer_main
+    from mindyolox.commands.infer import main as infer_main
     folders, pid = held
     photo = _image(tmp_path / "photo.jpg")
     root = shared_path("data", "coco16")
@@ -211,7 +211,7 @@ def _onnx(path, size=64, meta_size=None, batch=1):
 
 
 def test_infer_folder_skips_an_unreadable_video(tmp_path, capsys):
-    from mindyolox.deploy.infer import main
+    from mindyolox.commands.infer import main
     model = _onnx(tmp_path / "m.onnx")
     src, out = tmp_path / "src", tmp_path / "out"
     src.mkdir()
@@ -231,7 +231,7 @@ def test_infer_folder_skips_an_unreadable_video(tmp_path, capsys):
 
 
 def test_infer_refuses_the_source_folder(tmp_path):
-    from mindyolox.deploy.infer import main
+    from mindyolox.commands.infer import main
     model = _onnx(tmp_path / "m.onnx")
     photo = _image(tmp_path / "photo.jpg")
     before = _tree(tmp_path)
@@ -241,7 +241,7 @@ def test_infer_refuses_the_source_folder(tmp_path):
 
 
 def test_onnx_input_size_comes_from_the_model(tmp_path, capsys):
-    from mindyolox.deploy.infer import main
+    from mindyolox.commands.infer import main
     model = _onnx(tmp_path / "m.onnx", size=64, meta_size=128)
     photo = _image(tmp_path / "photo.jpg", size=96)
     assert main(["--model", str(model), "--source", str(photo), "--save-dir", str(tmp_path / "o"),

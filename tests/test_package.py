@@ -30,9 +30,9 @@ pytestmark = pytest.mark.slow   # every test here builds and installs the wheel 
 # the console scripts and the module each runs (mindyolox-tools: a verb, then its options)
 COMMANDS = {"mindyolox-train": "mindyolox.commands.train:run", "mindyolox-test": "mindyolox.commands.evaluate:run",
             "mindyolox-predict": "mindyolox.commands.predict:run", "mindyolox-export": "mindyolox.commands.export:run",
-            "mindyolox-tools": "mindyolox.tools:run"}
+            "mindyolox-tools": "mindyolox.commands.tools:run"}
 # not a --config command: tested on its own (test_installed_infer_runs_exported_models_from_any_folder)
-ENTRY_POINTS = dict(COMMANDS, **{"mindyolox-infer": "mindyolox.deploy.infer:run"})
+ENTRY_POINTS = dict(COMMANDS, **{"mindyolox-infer": "mindyolox.commands.infer:run"})
 # where the custom-data commands are documented: (file, heading of the section)
 README_CUSTOM = (ROOT / "docs" / "training.md", "## Custom datasets (COCO and VOC)")
 PKG_SHORT = ["train.max_epoch=1", "train.batch_size=2"]   # 5 images: 3 steps of 2, then the evaluation
@@ -65,7 +65,7 @@ def test_wheel_holds_the_package_recipes_and_commands(installed):
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
     for command, target in ENTRY_POINTS.items():
         assert f"{command} = {target}" in scripts
-    assert {"mindyolox/configs/custom/yolox-nano-cpu.yaml", "mindyolox/tools/print_config.py"} <= names
+    assert {"mindyolox/configs/custom/yolox-nano-cpu.yaml", "mindyolox/commands/tools/print_config.py"} <= names
 
 
 def _env(site):

@@ -195,7 +195,7 @@ def _quickstart_once(base):
     work = make_workdir(base / "work")
     train_block, next_block = block_after("<!-- quickstart-train -->")
     records = []
-    rc, out, _ = run_command("python -m mindyolox.data.demo --out ~/.cache/mindyolox/demo " + " ".join(DEMO_SMALL),
+    rc, out, _ = run_command("python -m mindyolox.commands.demo --out ~/.cache/mindyolox/demo " + " ".join(DEMO_SMALL),
                              work, records)
     assert rc == 0, out[-3000:]
     for command in train_block.commands + next_block.commands:

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from mindyolox.config import load_config  # noqa: E402
 from mindyolox.errors import ConfigError  # noqa: E402
-from mindyolox.utils.cli import run_cli  # noqa: E402
+from mindyolox.commands._args import run_cli  # noqa: E402
 
 SCHEMA = ROOT / "configs" / "_base_" / "default.yaml"
 PAGE = ROOT / "docs" / "configuration.md"

@@ -35,10 +35,10 @@ import contextlib
 import os
 
 from ..runtime.outputs import check_outputs, save_json
-from ..runtime.context import build_and_load, parse_img_size, setup_mindspore
+from ..runtime.context import build_and_load, setup_mindspore
 from ..errors import ConfigError, DataError, WeightsError
 from ..convert.download import resolve_weights
-from ..utils.cli import add_config_args, parse_args, run_cli
+from ._args import add_config_args, parse_args, parse_img_size, run_cli
 
 
 def _no_nan(obj):

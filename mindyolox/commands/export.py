@@ -17,9 +17,9 @@ import os
 from pathlib import Path
 
 from ..convert.download import resolve_weights
-from ..runtime.context import parse_img_size, setup_mindspore
+from ..runtime.context import setup_mindspore
 from ..errors import WeightsError
-from ..utils.cli import add_config_args, parse_args, run_cli
+from ._args import add_config_args, parse_args, parse_img_size, run_cli
 from ..deploy.export import DEFAULT_OPSET, FORMATS, ExportSpec, export
 
 __all__ = ["main", "run"]

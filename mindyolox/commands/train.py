@@ -15,7 +15,7 @@ import signal
 from pathlib import Path
 
 from ..convert.download import resolve_weights
-from ..utils.cli import add_config_args, parse_args as parse_cli, run_cli
+from ._args import add_config_args, parse_args as parse_cli, run_cli
 
 
 def parse_args(argv=None):

@@ -29,11 +29,11 @@ same on every machine and for any order of generation.
 Recipes use it through ``data.data_dir: demo:<dir>`` (see :func:`resolve_data_dir`): the
 dataset is generated into ``<dir>`` the first time it is needed and reused afterwards.
 
-CLI::
+Command line (:mod:`mindyolox.commands.demo`)::
 
-    python -m mindyolox.data.demo --out datasets/demo [--train 1000 --val 200 --seed 0]
+    python -m mindyolox.commands.demo --out datasets/demo [--train 1000 --val 200 --seed 0]
+    mindyolox-tools demo-data --out datasets/demo             # the same, installed
 """
-import argparse
 import json
 import os
 import shutil
@@ -335,17 +335,7 @@ def resolve_data_dir(data_dir, progress=True):
     return ensure_demo(target, progress=progress)
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description="Generate the mindyolox synthetic shapes demo dataset (COCO format).")
-    p.add_argument("--out", required=True, help="output folder (new or empty)")
-    p.add_argument("--train", type=int, default=DemoSpec().num_train, help="train images (default %(default)s)")
-    p.add_argument("--val", type=int, default=DemoSpec().num_val, help="val images (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    args = p.parse_args(argv)
-    generate(args.out, DemoSpec(args.train, args.val, args.seed))
-    return 0
-
-
-if __name__ == "__main__":
-    from ..utils.cli import run_cli
-    run_cli(main)
+if __name__ == "__main__":   # the program moved to the commands (no import up from data/ to commands/)
+    print("error: the demo dataset generator is `python -m mindyolox.commands.demo --out DIR` "
+          "(installed: `mindyolox-tools demo-data --out DIR`)", file=sys.stderr)
+    sys.exit(2)

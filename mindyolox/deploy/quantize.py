@@ -24,19 +24,16 @@ minmax 29.52 / 46.12.
 The ``.json`` beside the input is copied beside the output with ``graph.dtype = "int8"`` and
 the calibration recorded.
 """
-import argparse
 import copy
-import json
 import os
 import tempfile
 
 import numpy as np
 
 from ..errors import ConfigError, DataError, MindYOLOXError
-from ..utils.cli import run_cli
 from .meta import meta_path, read_meta, write_meta
 
-__all__ = ["calibration_batches", "quantize_onnx", "main", "run"]
+__all__ = ["calibration_batches", "quantize_onnx", "quantize_exported"]
 
 
 def calibration_batches(image_dir, img_size, num, batch=1, ann=None):
@@ -61,7 +58,7 @@ def folder_dataset(folder, num):
     of ``folder`` (sorted by name), for calibration."""
     import cv2
     from ..data.base import DetectionDataset
-    from ..predict.predictor import IMAGE_EXTS
+    from ..predict.source import IMAGE_EXTS
     if not os.path.isdir(folder):
         raise DataError(f"--images {folder}: not a folder")
     files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTS))[:num]
@@ -146,49 +143,33 @@ def _opset(model):
     return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="float32 .onnx from deploy/export.py (raw or --decode)")
-    parser.add_argument("--images", required=True, help="calibration image folder")
-    parser.add_argument("--ann", help="COCO annotation file of --images (optional; order of its images)")
-    parser.add_argument("--num", type=int, default=32, help="calibration images (default 32)")
-    parser.add_argument("--method", default="percentile", choices=("minmax", "entropy", "percentile"),
-                        help="calibration (default percentile: 99.999th, measured 29.99 vs minmax 29.52 on nano)")
-    parser.add_argument("--ops", default="conv", choices=("conv", "all"), help="quantized op types (default conv)")
-    parser.add_argument("--quantize-head", action="store_true", help="also quantize the head's prediction convs")
-    parser.add_argument("--quantize-stem", action="store_true", help="also quantize the stem conv")
-    parser.add_argument("--quantize-depthwise", action="store_true", help="also quantize depthwise convs")
-    parser.add_argument("--output", help="int8 model path (default <model>_int8.onnx)")
-    args = parser.parse_args(argv)
-    if not args.model.lower().endswith(".onnx") or not os.path.isfile(args.model):
-        raise MindYOLOXError(f"--model {args.model}: not an existing .onnx file")
-    if args.num <= 0:
-        raise ConfigError(f"--num must be positive, got {args.num}")
-    meta = read_meta(args.model)
+def quantize_exported(model, images, num=32, ann=None, output=None, method="percentile", ops="conv",
+                      quantize_head=False, quantize_stem=False, quantize_depthwise=False, log=print):
+    """``deploy/quantize.py``: the float32 ``.onnx`` ``model`` (with its export ``.json``)
+    calibrated on ``num`` images of folder ``images`` (or of COCO ``ann``) and written as int8
+    to ``output`` (default ``<model>_int8.onnx``) with its ``.json`` (``graph.dtype = "int8"``,
+    the calibration recorded). Returns ``(output, facts)``. One-line errors: not an existing
+    ``.onnx``, ``num`` <= 0, a graph with NMS inside."""
+    if not str(model).lower().endswith(".onnx") or not os.path.isfile(model):
+        raise MindYOLOXError(f"--model {model}: not an existing .onnx file")
+    if num <= 0:
+        raise ConfigError(f"--num must be positive, got {num}")
+    meta = read_meta(model)
     if meta.get("graph", {}).get("nms"):
-        raise ConfigError(f"{args.model}: quantize the network without --nms (export without it)")
-    output = args.output or os.path.splitext(args.model)[0] + "_int8.onnx"
+        raise ConfigError(f"{model}: quantize the network without --nms (export without it)")
+    output = output or os.path.splitext(model)[0] + "_int8.onnx"
     size = meta["input"]["shape"][2:4]
     batch = 1 if meta["input"].get("dynamic_batch") else int(meta["input"]["shape"][0])
-    batches = calibration_batches(args.images, size, args.num, batch, args.ann)
-    print(f"calibrating {args.model} on {args.num} images of {args.images} ({args.method})")
-    _, facts = quantize_onnx(args.model, output, batches, args.method, args.ops, args.quantize_head,
-                             args.quantize_stem, args.quantize_depthwise)
+    batches = calibration_batches(images, size, num, batch, ann)
+    log(f"calibrating {model} on {num} images of {images} ({method})")
+    _, facts = quantize_onnx(model, output, batches, method, ops, quantize_head, quantize_stem, quantize_depthwise)
     out_meta = copy.deepcopy(meta)
     out_meta["file"] = os.path.basename(output)
     out_meta["graph"]["dtype"] = "int8"
     out_meta["quantization"] = {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
                                 "weights": "int8 per channel", "activations": "uint8 per tensor",
-                                "calibration_images": int(args.num), "calibration_folder": str(args.images),
-                                "from": os.path.basename(args.model), **facts}
+                                "calibration_images": int(num), "calibration_folder": str(images),
+                                "from": os.path.basename(model), **facts}
     write_meta(meta_path(output), out_meta)
-    print(f"wrote {output} (int8, {facts['excluded_nodes']} convs kept float32) and {meta_path(output)}")
-    return 0
-
-
-def run():
-    run_cli(main)
-
-
-if __name__ == "__main__":
-    run()
+    log(f"wrote {output} (int8, {facts['excluded_nodes']} convs kept float32) and {meta_path(output)}")
+    return output, facts

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import MindYOLOXError, WeightsError
 from .meta import read_meta
 
-__all__ = ["open_runner", "Runner", "ONNX_PROVIDERS", "as_decoded"]
+__all__ = ["open_runner", "Runner", "ONNX_PROVIDERS", "as_decoded", "predict_images"]
 
 ONNX_PROVIDERS = {"cpu": ["CPUExecutionProvider"],
                   "gpu": ["CUDAExecutionProvider", "CPUExecutionProvider"],
@@ -135,6 +135,21 @@ def _nms_rows(one, conf):
     rows[:, 5] = 1.0
     rows[:, 6] = classes[:n]
     return rows[rows[:, 4] >= np.float32(conf)]
+
+
+def predict_images(runner, images, conf, nms, class_agnostic=False):
+    """BGR uint8 images -> per image ``float32 [K, 7]`` detections in original pixels (one graph
+    call per ``len(images)``, chunked by the runner for a fixed-batch graph): the
+    ``predict_batch`` of :mod:`mindyolox.predict.loop` for an exported artifact."""
+    from ..data import preproc
+    xs, rs = zip(*(preproc(img, runner.img_size) for img in images))
+    dets = runner.detections(runner(np.stack(xs)), conf, nms, class_agnostic)
+    result = []
+    for d, r in zip(dets, rs):
+        d = np.asarray(d, np.float32).copy()
+        d[:, :4] /= np.float32(r)
+        result.append(d)
+    return result
 
 
 def as_decoded(runner, outputs):

@@ -1,5 +1,6 @@
-"""Prediction on images, folders and videos, shared by ``predict.py`` (a Cell) and
-``deploy/infer.py`` (an exported MindIR): same preprocessing, same postprocessing.
+"""The Cell predictor of ``predict.py``: the same preprocessing and postprocessing as
+``deploy/infer.py`` (an exported artifact), and the same loop over the same frame source
+(:mod:`mindyolox.predict.loop`, :mod:`mindyolox.predict.source`).
 
 - Preprocessing: :func:`mindyolox.data.preproc` (letterbox by ``r = min(H/h, W/w)`` on a 114
   canvas, BGR, 0..255, CHW float32), batch of one image.
@@ -17,17 +18,14 @@ image, ``clip.avi.mp4`` + ``clip.avi.json`` (per frame) per video, and ``predict
 import json
 import os
 
-import cv2
 import numpy as np
-from tqdm import tqdm
 
 from ..data import preproc
 from ..errors import DataError
-from ..runtime.outputs import check_outputs, prediction_outputs, save_json
 from ..utils.postprocess import decode_outputs, postprocess
+from .loop import plan_source, run_plan
 
-__all__ = ["COCO_CLASSES", "IMAGE_EXTS", "VIDEO_EXTS", "class_names_for", "Predictor",
-           "list_source", "run_prediction", "detections_to_records"]
+__all__ = ["COCO_CLASSES", "class_names_for", "Predictor", "run_prediction"]
 
 COCO_CLASSES = (
     "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
@@ -41,9 +39,6 @@ COCO_CLASSES = (
     "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
     "teddy bear", "hair drier", "toothbrush",
 )
-NOT_MEDIA = "not an image or video (extension)"
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
 
 
 def class_names_for(cfg):
@@ -123,156 +118,26 @@ class Predictor:
         dets[:, :4] /= np.float32(r)
         return dets
 
-
-def detections_to_records(dets, class_names):
-    """``[K, 7]`` detections -> JSON-able list of ``{"bbox": [x1, y1, x2, y2] px, "score":
-    obj*cls_conf, "obj", "cls_conf", "class_id", "class_name"}``. Rows with a non-finite value
-    (an untrained model's ``exp`` overflow) are left out: JSON has no inf/NaN."""
-    out = []
-    dets = np.asarray(dets, dtype=np.float64).reshape(-1, 7)
-    for d in dets[np.isfinite(dets).all(axis=1)]:
-        c = int(d[6])
-        out.append({"bbox": [float(v) for v in d[:4]], "score": float(d[4] * d[5]),
-                    "obj": float(d[4]), "cls_conf": float(d[5]), "class_id": c,
-                    "class_name": class_names[c] if 0 <= c < len(class_names) else str(c)})
-    return out
+    def predict_batch(self, images):
+        """The loop's protocol (:mod:`mindyolox.predict.loop`): one ``[K, 7]`` per image (one
+        network call per image: the Cell is compiled for batch 1)."""
+        return [self(img) for img in images]
 
 
-def list_source(source):
-    """``(kind, files, ignored)`` for ``source``: ``("image", [path], [])``, ``("video",
-    [path], [])`` or ``("dir", [image and video paths, sorted], [other files, sorted])`` (a
-    folder is not searched below its top level). Raises DataError when it does not exist,
-    has an unknown extension, or (a folder) holds no image or video."""
-    source = str(source)
-    if os.path.isdir(source):
-        entries = sorted(os.path.join(source, f) for f in os.listdir(source))
-        entries = [p for p in entries if os.path.isfile(p)]
-        media = [p.lower().endswith(IMAGE_EXTS + VIDEO_EXTS) for p in entries]
-        files = [p for p, m in zip(entries, media) if m]
-        if not files:
-            raise DataError(f"--source {source}: folder has no images or videos "
-                            f"({', '.join(IMAGE_EXTS + VIDEO_EXTS)})")
-        return "dir", files, [p for p, m in zip(entries, media) if not m]
-    if not os.path.exists(source):
-        raise DataError(f"--source {source}: no such file or folder")
-    ext = os.path.splitext(source)[1].lower()
-    if ext in IMAGE_EXTS:
-        return "image", [source], []
-    if ext in VIDEO_EXTS:
-        return "video", [source], []
-    raise DataError(f"--source {source}: unknown extension '{ext}' (images: {', '.join(IMAGE_EXTS)}; "
-                    f"videos: {', '.join(VIDEO_EXTS)})")
-
-
-def _predict_image(predictor, path, out, class_names, draw):
-    """Detections records of image ``path``; ``out``: ``(drawn path, json path)`` or None."""
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise DataError(f"image {path} cannot be read (missing, empty or not an image)")
-    dets = predictor(img)
-    records = detections_to_records(dets, class_names)
-    if out:
-        from ..utils.visualize import save_image
-        if draw:
-            save_image(out[0], _draw(img, dets, class_names))
-        save_json(out[1], {"source": path, "height": img.shape[0], "width": img.shape[1], "detections": records})
-    return records
-
-
-def _draw(img, dets, class_names):
-    from ..utils.visualize import draw_boxes
-    return draw_boxes(img, dets[:, :4], dets[:, 6].astype(np.int64), dets[:, 4] * dets[:, 5], class_names)
-
-
-def _predict_video(predictor, path, out, class_names, draw, progress):
-    """Per-frame records of video ``path``; ``out``: ``(drawn path, json path)`` or None."""
-    cap = cv2.VideoCapture(path)
-    if not cap.isOpened():
-        raise DataError(f"video {path} cannot be opened")
-    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    writer = None
-    frames = []
-    bar = tqdm(total=n, desc=os.path.basename(path), unit="frame", disable=not progress, leave=False)
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            dets = predictor(frame)
-            frames.append({"frame": len(frames), "detections": detections_to_records(dets, class_names)})
-            if out and draw:
-                if writer is None:
-                    h, w = frame.shape[:2]
-                    writer = cv2.VideoWriter(out[0], cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-                writer.write(_draw(frame, dets, class_names))
-            bar.update(1)
-    finally:
-        bar.close()
-        cap.release()
-        if writer is not None:
-            writer.release()
-    if not frames:
-        raise DataError(f"video {path}: no frame could be decoded")
-    if out:
-        save_json(out[1], {"source": path, "frames": frames})
-    return frames
-
-
-def is_video(path):
-    return str(path).lower().endswith(VIDEO_EXTS)
-
-
-def check_prediction_outputs(source, save_dir, inputs=()):
-    """Raise (one line, nothing written) when an output of predicting ``source`` into
-    ``save_dir`` would replace an input -- a file of ``source`` or one of ``inputs`` (weights,
-    recipe) -- or two inputs would share an output (:func:`mindyolox.runtime.outputs.check_outputs`).
-    Returns ``(list_source(source), plan, summary path)``."""
-    listed = list_source(source)
-    _, files, ignored = listed
-    plan, summary = prediction_outputs(files, save_dir, is_video)
-    outs = [(o, p) for p, pair in plan.items() for o in pair] + [(summary, "the summary")]
-    check_outputs(outs, list(files) + list(ignored) + [p for p in inputs if p])
-    return listed, plan, summary
-
-
-def run_prediction(predictor, source, save_dir, class_names, draw=True, progress=True, log=print, inputs=()):
-    """Predict on ``source`` (image, folder or video) and write the outputs to ``save_dir``
-    (None: write nothing; names in the module doc). ``inputs``: other files the run read
-    (weights, recipe) that no output may replace. Returns ``{"results": {path: detections records (image) or
-    per-frame list (video)}, "skipped": [(path, reason)]}``.
+def run_prediction(predictor, source, save_dir, class_names, draw=True, progress=True, log=print, inputs=(),
+                   max_frames=0, streams=False):
+    """Predict on ``source`` (image, folder or video; ``streams=True``: also a webcam index or a
+    stream URL) and write the outputs to ``save_dir`` (None: write nothing; names in the module
+    doc). ``predictor``: a callable ``BGR image -> [K, 7]`` (e.g. :class:`Predictor`). ``inputs``:
+    other files the run read (weights, recipe) that no output may replace. Returns ``{"results":
+    {path: detections records (image) or per-frame list (video)}, "skipped": [(path, reason)],
+    "images", "seconds"}`` (:func:`mindyolox.predict.loop.run_plan`).
 
     A single unreadable image or video raises DataError; inside a folder it is skipped,
     reported through ``log`` and listed in ``skipped``, and the rest is processed. Files of
     a folder whose extension is neither an image's nor a video's are listed in ``skipped``
     too, and counted in one ``log`` line.
     """
-    if save_dir:
-        (kind, files, ignored), plan, summary = check_prediction_outputs(source, save_dir, inputs)
-        os.makedirs(save_dir, exist_ok=True)
-    else:
-        (kind, files, ignored), plan, summary = list_source(source), {}, None
-    skipped = [(p, NOT_MEDIA) for p in ignored]
-    if ignored:
-        names = ", ".join(os.path.basename(p) for p in ignored[:5]) + (", ..." if len(ignored) > 5 else "")
-        log(f"skipped {len(ignored)} file(s) of {source} that are not images or videos by their extension "
-            f"({names})")
-    results = {}
-    many = len(files) > 1
-    bar = tqdm(files, desc="predict", unit="file", disable=not (progress and many), leave=False)
-    for path in bar:
-        try:
-            if is_video(path):
-                results[path] = _predict_video(predictor, path, plan.get(path), class_names, draw, progress)
-            else:
-                results[path] = _predict_image(predictor, path, plan.get(path), class_names, draw)
-        except DataError as e:
-            if kind != "dir":
-                raise
-            skipped.append((path, str(e)))
-            log(f"skipped: {e}")
-    if kind == "dir" and not results:
-        raise DataError(f"--source {source}: none of its {len(files)} file(s) could be read")
-    if save_dir:
-        save_json(summary, {"results": results, "skipped": [{"file": p, "reason": r} for p, r in skipped]})
-    return {"results": results, "skipped": skipped}
+    plan = plan_source(source, save_dir, inputs, streams=streams)
+    batch = getattr(predictor, "predict_batch", None) or (lambda images: [predictor(img) for img in images])
+    return run_plan(batch, plan, class_names, max_frames=max_frames, draw=draw, progress=progress, log=log)

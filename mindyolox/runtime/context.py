@@ -3,7 +3,7 @@ import os
 
 from ..errors import MindYOLOXError, WeightsError
 
-__all__ = ["parse_img_size", "setup_mindspore", "build_and_load", "keep_compile_dumps_in"]
+__all__ = ["setup_mindspore", "build_and_load", "keep_compile_dumps_in"]
 
 # where MindSpore 2.10 writes what a failed or interrupted graph compile dumps: MS_OM_PATH
 # (default "."), as "<MS_OM_PATH>/rank_<id>/om/analyze_fail.ir" (GetEvalFailDatPath in
@@ -11,23 +11,6 @@ __all__ = ["parse_img_size", "setup_mindspore", "build_and_load", "keep_compile_
 # files of save_graphs: MS_DEV_SAVE_GRAPHS_PATH (default ".", mindspore/context.py:1304 and
 # 1429-1431, the deprecated set_context(save_graphs_path=...))
 COMPILE_DUMP_ENV = ("MS_OM_PATH", "MS_DEV_SAVE_GRAPHS_PATH")
-
-
-def parse_img_size(values, flag="--img-size", multiple=32):
-    """``[S]`` or ``[H, W]`` (strings or ints) -> ``(H, W)`` positive ints (pixels), each a
-    multiple of ``multiple`` (the largest stride: the neck's up/down-sampled maps must align)."""
-    try:
-        v = [int(x) for x in values]
-    except (TypeError, ValueError):
-        raise MindYOLOXError(f"{flag}: expected one int or two ints (h w), got {values}") from None
-    if len(v) == 1:
-        v = v * 2
-    if len(v) != 2 or min(v) <= 0:
-        raise MindYOLOXError(f"{flag}: expected one positive int or two (h w), got {values}")
-    if multiple and (v[0] % multiple or v[1] % multiple):
-        raise MindYOLOXError(f"{flag}: {v[0]}x{v[1]} is not a multiple of {multiple} "
-                             f"(e.g. {max(multiple, round(v[0] / multiple) * multiple)})")
-    return v[0], v[1]
 
 
 def setup_mindspore(device=None, cfg=None):

@@ -10,7 +10,7 @@ the summary's name (every per-input JSON ends in ``.<image or video extension>.j
   ``dog.jpg.json`` (its detections);
 - video ``clip.avi``: ``clip.avi.mp4`` (boxes drawn, MPEG-4; a ``clip.mp4`` keeps its name)
   and ``clip.avi.json`` (per frame);
-- webcam / stream (deploy/infer.py): ``webcam0.mp4`` / ``stream.mp4`` and ``.json``;
+- webcam / stream (predict.py, deploy/infer.py): ``webcam0.mp4`` / ``stream.mp4`` and ``.json``;
 - ``predictions.json``: everything of the run.
 
 Checks, all before the first file is written (:func:`check_outputs`):

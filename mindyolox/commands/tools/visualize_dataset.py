@@ -9,10 +9,10 @@ flip at the recipe's input size, seed ``train.seed``), but in-process, one by on
 import argparse
 import logging
 
-from ..config import load_config
-from ..data.samples import render_samples
-from ..utils.cli import add_config_args, parse_args, run_cli
-from ..utils.visualize import make_grid, save_image
+from ...config import load_config
+from ...data.samples import render_samples
+from .._args import add_config_args, parse_args, run_cli
+from ...utils.visualize import make_grid, save_image
 
 
 def main(argv=None):
@@ -36,7 +36,7 @@ def main(argv=None):
 
 
 def run():
-    """Console entry point (``mindyolox-tools visualize-dataset``, ``python -m mindyolox.tools.visualize_dataset``)."""
+    """Console entry point (``mindyolox-tools visualize-dataset``, ``python -m mindyolox.commands.tools.visualize_dataset``)."""
     run_cli(main)
 
 

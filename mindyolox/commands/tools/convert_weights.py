@@ -9,10 +9,10 @@ load summary. Dotted overrides such as ``model.num_classes=20`` apply to the rec
 import argparse
 from pathlib import Path
 
-from ..config import load_config
-from ..errors import WeightsError
-from ..convert.download import resolve_weights
-from ..utils.cli import add_config_args, parse_args, run_cli
+from ...config import load_config
+from ...errors import WeightsError
+from ...convert.download import resolve_weights
+from .._args import add_config_args, parse_args, run_cli
 
 
 def main(argv=None):
@@ -26,8 +26,8 @@ def main(argv=None):
         raise WeightsError(f"{args.output}: output must end in .ckpt")
     cfg = load_config(args.config, args.overrides)
 
-    from ..convert.weights import load_weights, save_checkpoint
-    from ..models import build_model
+    from ...convert.weights import load_weights, save_checkpoint
+    from ...models import build_model
     model = build_model(cfg)
     report = load_weights(model, args.weights, strict=True)
     save_checkpoint(model, args.output)
@@ -35,7 +35,7 @@ def main(argv=None):
 
 
 def run():
-    """Console entry point (``mindyolox-tools convert-weights``, ``python -m mindyolox.tools.convert_weights``)."""
+    """Console entry point (``mindyolox-tools convert-weights``, ``python -m mindyolox.commands.tools.convert_weights``)."""
     run_cli(main)
 
 

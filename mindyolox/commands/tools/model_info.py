@@ -6,14 +6,14 @@
 
 --img-size is one int (square) or ``h w``; it defaults to the recipe's ``data.test_size``.
 GFLOPs = 2 x thop-style operations (conv MACs, BatchNorm, upsampling), see
-mindyolox/utils/model_info.py. Runs on CPU, no graph compilation.
+mindyolox/models/info.py. Runs on CPU, no graph compilation.
 """
 import argparse
 from pathlib import Path
 
-from ..config import load_config
-from ..errors import MindYOLOXError
-from ..utils.cli import add_config_args, parse_args, run_cli
+from ...config import load_config
+from ...errors import MindYOLOXError
+from .._args import add_config_args, parse_args, run_cli
 
 
 def format_info(name, params, gflops, size):
@@ -37,8 +37,8 @@ def main(argv=None):
     cfg = load_config(args.config, args.overrides)
 
     import mindspore as ms
-    from ..models import build_model
-    from ..utils.model_info import count_flops, count_params, parse_img_size
+    from ...models import build_model
+    from ...models.info import count_flops, count_params, parse_img_size
 
     try:
         size = parse_img_size(img_size if img_size is not None else cfg.data.test_size)
@@ -52,7 +52,7 @@ def main(argv=None):
 
 
 def run():
-    """Console entry point (``mindyolox-tools model-info``, ``python -m mindyolox.tools.model_info``)."""
+    """Console entry point (``mindyolox-tools model-info``, ``python -m mindyolox.commands.tools.model_info``)."""
     run_cli(main)
 
 

@@ -28,9 +28,8 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn
 
-from mindyolox.models import Upsample2x
-from mindyolox.models.blocks import bn_unfolded
-from mindyolox.models.batchnorm import BatchNorm2d
+from .batchnorm import BatchNorm2d
+from .blocks import Upsample2x, bn_unfolded
 
 PROFILE_SIZE = 64  # the official tool profiles at 64x64 and scales to the requested size
 

@@ -5,8 +5,8 @@
 import argparse
 import sys
 
-from ..config import load_config
-from ..utils.cli import add_config_args, parse_args, run_cli
+from ...config import load_config
+from .._args import add_config_args, parse_args, run_cli
 
 
 def main(argv=None):
@@ -17,7 +17,7 @@ def main(argv=None):
 
 
 def run():
-    """Console entry point (``mindyolox-tools print-config``, ``python -m mindyolox.tools.print_config``)."""
+    """Console entry point (``mindyolox-tools print-config``, ``python -m mindyolox.commands.tools.print_config``)."""
     run_cli(main)
 
 

@@ -1,0 +1,227 @@
+"""The one prediction loop over a frame source (:mod:`mindyolox.predict.source`), shared by
+``predict.py`` (a Cell, :class:`~mindyolox.predict.predictor.Predictor`) and
+``deploy/infer.py`` (an exported artifact, :func:`mindyolox.deploy.runners.predict_images`).
+
+The model is any ``predict_batch(images) -> detections``: a list of BGR ``uint8 [h, w, 3]``
+images in, one ``float32 [K, 7]`` array per image out (``x1, y1, x2, y2, obj, cls_conf,
+cls``, boxes in that image's pixels). The loop hands it up to ``batch`` images at a time:
+consecutive images of a folder, consecutive frames of a video, webcam or stream (the last
+group may be shorter).
+
+Two steps, so that a command can refuse bad input before it builds or opens a model:
+
+1. :func:`plan_source` reads ``--source`` and, with a ``save_dir``, names every output
+   (:mod:`mindyolox.runtime.outputs`: ``dog.jpg`` + ``dog.jpg.json`` per image, ``clip.avi.mp4``
+   + ``clip.avi.json`` per video, ``webcam0.mp4`` / ``stream.mp4`` + ``.json`` for a webcam or
+   stream, ``predictions.json``) and refuses, before anything is written, an output that would
+   replace an input (a file of the source, or one of ``inputs``: weights, recipe, model) and
+   two inputs sharing an output.
+2. :func:`run_plan` predicts every item in the source's order, writes the outputs and the
+   summary, and logs one line per item. Decided here (the same for both commands): in a
+   folder, an unreadable image or video is skipped, named in a ``skipped: ...`` line and in
+   the summary's ``skipped`` list, and the rest processed; a single unreadable file, or a
+   folder of which nothing could be read, is one DataError line.
+"""
+import os
+import time
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from ..errors import DataError
+from ..runtime.outputs import check_outputs, prediction_outputs, save_json
+from .source import NOT_MEDIA, VideoFrames, is_video, list_source, read_image, read_source, stream_stem
+
+__all__ = ["SourcePlan", "plan_source", "run_plan", "predict_video", "detections_to_records", "draw_detections",
+           "format_result"]
+
+
+def detections_to_records(dets, class_names):
+    """``[K, 7]`` detections -> JSON-able list of ``{"bbox": [x1, y1, x2, y2] px, "score":
+    obj*cls_conf, "obj", "cls_conf", "class_id", "class_name"}``. Rows with a non-finite value
+    (an untrained model's ``exp`` overflow) are left out: JSON has no inf/NaN."""
+    out = []
+    dets = np.asarray(dets, dtype=np.float64).reshape(-1, 7)
+    for d in dets[np.isfinite(dets).all(axis=1)]:
+        c = int(d[6])
+        out.append({"bbox": [float(v) for v in d[:4]], "score": float(d[4] * d[5]),
+                    "obj": float(d[4]), "cls_conf": float(d[5]), "class_id": c,
+                    "class_name": class_names[c] if 0 <= c < len(class_names) else str(c)})
+    return out
+
+
+def draw_detections(img, dets, class_names):
+    """``img`` (BGR uint8) with the ``[K, 7]`` detections drawn (boxes, class names, scores)."""
+    from ..utils.visualize import draw_boxes
+    return draw_boxes(img, dets[:, :4], dets[:, 6].astype(np.int64), dets[:, 4] * dets[:, 5], class_names)
+
+
+def format_result(path, result):
+    """The one line printed per item: ``dog.jpg: 3 detections (dog 0.93, ...)`` for an image,
+    ``clip.avi: 30 frames, 75 detections`` for a video, webcam or stream."""
+    if result and isinstance(result[0], dict) and "frame" in result[0]:
+        return f"{path}: {len(result)} frames, {sum(len(f['detections']) for f in result)} detections"
+    top = ", ".join(f"{d['class_name']} {d['score']:.2f}" for d in result[:8])
+    return f"{path}: {len(result)} detections" + (f" ({top}{', ...' if len(result) > 8 else ''})" if result else "")
+
+
+class SourcePlan:
+    """What :func:`plan_source` found: ``source`` (as given), ``kind`` (``image`` / ``video`` /
+    ``dir`` / ``stream``), ``items`` (paths, or one capture target), ``ignored`` (files of a
+    folder that are not media), ``outputs`` (``{item: (drawn path, json path)}``, empty
+    without a save folder), ``summary`` (``predictions.json`` path or None), ``save_dir``."""
+
+    def __init__(self, source, kind, items, ignored, outputs, summary, save_dir):
+        self.source, self.kind, self.items, self.ignored = source, kind, list(items), list(ignored)
+        self.outputs, self.summary, self.save_dir = outputs, summary, save_dir
+
+
+def plan_source(source, save_dir, inputs=(), streams=True):
+    """Read ``source`` (:func:`~mindyolox.predict.source.read_source`; ``streams=False``: files
+    and folders only) and plan the outputs in ``save_dir`` (None: nothing is written), after
+    checking that no output replaces an input -- a file of the source or one of ``inputs`` --
+    and no two share a path. Nothing is written here. Returns a :class:`SourcePlan`."""
+    kind, items, ignored = read_source(source) if streams else list_source(source)
+    if not save_dir:
+        return SourcePlan(source, kind, items, ignored, {}, None, None)
+    if kind == "stream":
+        stem = stream_stem(items[0])
+        outputs = {items[0]: (os.path.join(save_dir, f"{stem}.mp4"), os.path.join(save_dir, f"{stem}.json"))}
+        _, summary = prediction_outputs([], save_dir, is_video)
+        files = []
+    else:
+        outputs, summary = prediction_outputs(items, save_dir, is_video)
+        files = list(items)
+    outs = [(o, str(p)) for p, pair in outputs.items() for o in pair] + [(summary, "the summary")]
+    check_outputs(outs, files + list(ignored) + [p for p in inputs if p])
+    return SourcePlan(source, kind, items, ignored, outputs, summary, save_dir)
+
+
+def predict_video(predict_batch, target, out, class_names, batch=1, max_frames=0, draw=True, progress=True):
+    """The one video loop: per-frame records ``[{"frame": i, "detections": [...]}, ...]`` of a
+    video file, webcam or stream, ``batch`` frames per ``predict_batch`` call. ``out``: ``(drawn
+    path, json path)`` or None; the drawn video is MPEG-4 at the capture's frame rate.
+    DataError when it cannot be opened or yields no frame."""
+    frames, pending, writer = [], [], None
+    with VideoFrames(target, max_frames) as video:
+        desc = stream_stem(target) if video.stream else os.path.basename(str(target))
+        bar = tqdm(total=video.count, desc=desc, unit="frame", disable=not progress, leave=False)
+
+        def flush():
+            nonlocal writer
+            for img, d in zip(pending, predict_batch(pending)):
+                frames.append({"frame": len(frames), "detections": detections_to_records(d, class_names)})
+                if out and draw:
+                    if writer is None:
+                        h, w = img.shape[:2]
+                        writer = _video_writer(out[0], video.fps, (w, h))
+                    writer.write(draw_detections(img, d, class_names))
+                bar.update(1)
+            pending.clear()
+        try:
+            for frame in video:
+                pending.append(frame)
+                if len(pending) >= batch:
+                    flush()
+            if pending:
+                flush()
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.release()
+        if not frames:
+            raise DataError(f"{video.name}: no frame could be read")
+    if out:
+        save_json(out[1], {"source": str(target), "frames": frames})
+    return frames
+
+
+def _video_writer(path, fps, size):
+    """An MPEG-4 ``cv2.VideoWriter`` at ``fps`` frames/s for frames of ``size`` ``(w, h)`` px."""
+    return cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+
+
+def _write_image(out, path, img, dets, records, class_names, draw):
+    if draw:
+        from ..utils.visualize import save_image
+        save_image(out[0], draw_detections(img, dets, class_names))
+    save_json(out[1], {"source": path, "height": img.shape[0], "width": img.shape[1], "detections": records})
+
+
+def run_plan(predict_batch, plan, class_names, batch=1, max_frames=0, draw=True, progress=True, log=print,
+             desc="predict"):
+    """Predict every item of ``plan`` (:func:`plan_source`) and write its outputs (module doc).
+
+    Args:
+        predict_batch: ``[BGR uint8 images] -> [float32 [K, 7] per image]`` (module doc).
+        class_names: names by class id, for the records and the drawings.
+        batch: images per ``predict_batch`` call (consecutive images of a folder, frames of
+            a video); max_frames: stop a video / webcam / stream after N frames (0: all).
+        draw: write the drawn image / video beside each JSON; log: per-item lines.
+    Returns ``{"results": {item: records (image) or per-frame list}, "skipped": [(path,
+    reason)], "images": images predicted, "seconds": wall seconds spent on images}``; the
+    summary ``{"results", "skipped": [{"file", "reason"}]}`` goes to ``plan.summary``.
+    """
+    if plan.save_dir:
+        os.makedirs(plan.save_dir, exist_ok=True)
+    batch = max(1, int(batch))
+    results, skipped = {}, [(p, NOT_MEDIA) for p in plan.ignored]
+    if plan.ignored:
+        shown = ", ".join(os.path.basename(p) for p in plan.ignored[:5]) + (", ..." if len(plan.ignored) > 5 else "")
+        log(f"skipped {len(plan.ignored)} file(s) of {plan.source} that are not images or videos by their "
+            f"extension ({shown})")
+    folder = plan.kind == "dir"
+    images = [p for p in plan.items if plan.kind != "stream" and not is_video(p)]
+    bar = tqdm(total=len(images), desc=desc, unit="img", disable=not progress or len(images) < 2, leave=False)
+    stats = {"images": 0, "seconds": 0.0}
+    pending = []   # (path, image) waiting for a full batch
+
+    def skip(path, error):
+        if not folder:
+            raise error
+        skipped.append((path, str(error)))
+        log(f"skipped: {error}")
+
+    def flush():
+        t0 = time.perf_counter()
+        dets = predict_batch([img for _, img in pending]) if pending else []
+        for (path, img), d in zip(pending, dets):
+            records = detections_to_records(d, class_names)
+            results[path] = records
+            if plan.outputs.get(path):
+                _write_image(plan.outputs[path], path, img, d, records, class_names, draw)
+            log(format_result(path, records))
+        stats["images"] += len(pending)
+        stats["seconds"] += time.perf_counter() - t0
+        pending.clear()
+
+    try:
+        for item in plan.items:
+            if plan.kind == "stream" or is_video(item):
+                flush()
+                try:
+                    results[str(item)] = predict_video(predict_batch, item, plan.outputs.get(item), class_names,
+                                                       batch, max_frames, draw, progress)
+                except DataError as e:
+                    skip(item, e)
+                    continue
+                log(format_result(item, results[str(item)]))
+                continue
+            t0 = time.perf_counter()
+            try:
+                pending.append((item, read_image(item)))
+            except DataError as e:
+                skip(item, e)
+            stats["seconds"] += time.perf_counter() - t0
+            bar.update(1)
+            if len(pending) >= batch:
+                flush()
+        flush()
+    finally:
+        bar.close()
+    if folder and not results:
+        raise DataError(f"--source {plan.source}: none of its {len(plan.items)} file(s) could be read")
+    if plan.summary:
+        save_json(plan.summary, {"results": results, "skipped": [{"file": p, "reason": r} for p, r in skipped]})
+    return {"results": results, "skipped": skipped, **stats}

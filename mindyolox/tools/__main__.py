@@ -1,4 +1,0 @@
-"""``python -m mindyolox.tools <verb> ...`` = ``mindyolox-tools <verb> ...``."""
-from . import run
-
-run()
