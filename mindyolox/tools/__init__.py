@@ -5,6 +5,7 @@
     mindyolox-tools model-info --config yolox-s
     mindyolox-tools print-config --config demo/yolox-nano-demo train.max_epoch=1
     mindyolox-tools visualize-dataset --config demo/yolox-nano-demo -o samples.png
+    mindyolox-tools build-kernels --portable
 """
 import sys
 
@@ -12,6 +13,7 @@ __all__ = ["TOOLS", "run"]
 
 # verb -> (module in this package, one line of help)
 TOOLS = {
+    "build-kernels": ("build_kernels", "build the compiled CPU kernels ahead of time (--portable: no -march)"),
     "convert-weights": ("convert_weights", "official .pth/.npz weights -> a mindyolox .ckpt"),
     "model-info": ("model_info", "parameters and GFLOPs of a recipe's model"),
     "print-config": ("print_config", "a recipe fully resolved (bases, overrides) as YAML"),
