@@ -212,3 +212,14 @@ def test_every_room_exists(level):
     """The order names real rooms (a renamed room must be renamed here too)."""
     for room in ROOMS[level]:
         assert room == "__init__" or (PACKAGE / room).is_dir() or (PACKAGE / f"{room}.py").is_file(), room
+
+
+def test_darknet_backbones_share_one_forward():
+    """``CSPDarknet`` and ``Darknet`` had two identical ``construct`` methods; one base now."""
+    tree = ast.parse((PACKAGE / "models" / "darknet.py").read_text())
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    owners = [name for name, c in classes.items()
+              if any(isinstance(f, ast.FunctionDef) and f.name == "construct" for f in c.body)]
+    assert len(owners) == 1, f"construct defined in {owners}"
+    for name in ("CSPDarknet", "Darknet"):
+        assert [b.id for b in classes[name].bases] == owners, name

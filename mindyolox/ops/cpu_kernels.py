@@ -144,12 +144,13 @@ def _compiler():
 
 def buildable():
     """``(True, compiler path)`` when the library can be expected to build, else ``(False,
-    reason)``: a compiler is found, the source is there and the flag set is valid. Runs no
+    reason)``: a compiler is found and the source is there (:class:`KernelBuildError` for a
+    wrong ``$MINDYOLOX_KERNEL_FLAGS``). Runs no
     program (``runtime.cpu_kernels: auto`` is decided from this while options resolve); a
     compile that still fails is reported when a model first asks for the kernels."""
+    flag_set()   # a wrong $MINDYOLOX_KERNEL_FLAGS is an error, not a reason to switch the kernels off
     try:
         cxx = _compiler()
-        flag_set()
     except KernelBuildError as e:
         return False, str(e)
     if not SOURCE.is_file():
