@@ -46,9 +46,13 @@ forwarded to the server by Linux clients (NFSv4 / NLM); on a filesystem without 
 lock fails and nothing is pruned.
 
 Use. :func:`~mindyolox.options.resolve_options` decides ``DeviceOptions.cpu_kernels`` once:
-``runtime.cpu_kernels: auto`` is on when the device is CPU and the library builds (otherwise
-off, with one logged line saying why), ``on`` requires it (a :class:`ConfigError` naming the
-reason), ``off`` never builds it. GPU/Ascend never use it; exports never do (a ``Custom``
+``runtime.cpu_kernels: auto`` is on when the device is CPU and :func:`buildable` finds a
+compiler (otherwise off, with one logged line saying why), ``on`` requires one (a
+:class:`ConfigError` naming the reason), ``off`` never builds. Resolving runs no program; the
+first kernel a layer asks for builds the library, and a compile that fails there is a
+:class:`KernelBuildError` (a ``ConfigError``: one ``error:`` line) -- decided so: the options
+are already recorded as "on" (checkpoint metadata, compile-cache key), so the run is not
+switched to the other path behind them. GPU/Ascend never use it; exports never do (a ``Custom``
 operator would bind the exported graph to this machine's library). The layers
 (:class:`~mindyolox.models.conv.Conv2d`, :class:`~mindyolox.models.blocks.SiLU`) take these
 kernels for float32 inputs only; under mixed precision their float16 inputs go the usual way.
