@@ -20,8 +20,10 @@ Fields (all plain values; ``to_dict`` goes into checkpoint metadata and the expo
                   Forced off under mixed precision, where BN must stay a float32 cell.
 ``cpu_kernels``   compiled C++ kernels on CPU: depthwise convolutions, Im2Col / Col2Im, SiLU, BN
                   (:mod:`mindyolox.ops.cpu_kernels`; float32 layers only). ``auto``: on when the
-                  device is CPU and the library builds (g++ present), else off with one logged
-                  line; ``true`` requires it; always off on GPU/Ascend and for export.
+                  device is CPU and a compiler is found (g++ / ``$CXX``; nothing is built
+                  here), else off with one logged line; ``true`` requires it; always off on
+                  GPU/Ascend and for export. Flag set: ``$MINDYOLOX_KERNEL_FLAGS``
+                  (``native`` / ``portable``, see the ops module).
 ``amp_level``     ``O0`` (float32) | ``O1`` | ``O2`` | ``O3`` (see :mod:`mindyolox.training.amp`).
 ``precision_mode`` Ascend's operator precision mode (``mindspore.device_context.ascend.
                   op_precision.precision_mode``, ``op_precision.py:30-89``; MindSpore 2.10's
@@ -145,7 +147,11 @@ def resolve_options(cfg=None, device=None, conv=None, amp_level=None, decode_exp
     ``device`` None/``auto``: ``runtime.device``, else MindSpore's current target (call after
     ``mindspore.set_device``). ``auto`` values of ``conv`` / ``decode_exp`` follow the device.
     ``amp_level`` None: ``train.amp_level`` of the recipe (O0 when absent). ``cpu_kernels``
-    ``auto`` builds the CPU kernel library here on first use (~1 s, cached on disk).
+    ``auto`` / ``true`` are decided cheaply here (a compiler is found, no program runs:
+    :func:`mindyolox.ops.cpu_kernels.buildable`); the library is built when a model first asks
+    for a kernel, and a compile that fails then is a ``ConfigError`` naming the compiler's
+    error (``runtime.cpu_kernels=false`` runs without it) rather than a silent switch-off
+    after the options were recorded.
     """
     rt = _section(cfg)
 
@@ -184,7 +190,7 @@ def _cpu_kernels(value, device):
             raise ConfigError(f"runtime.cpu_kernels=true: the compiled kernels run on CPU only, device is {device}")
         return False
     from .ops import cpu_kernels
-    ok, reason = cpu_kernels.available()
+    ok, reason = cpu_kernels.buildable()   # runs no program: the build waits for the first model
     if ok:
         return True
     if value is True or value == "true":

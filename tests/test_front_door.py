@@ -44,13 +44,6 @@ def _imports(path):
     return names
 
 
-def test_argparse_only_under_commands():
-    offenders = [str(p.relative_to(ROOT)) for p in sorted(PACKAGE.rglob("*.py"))
-                 if "commands" not in p.relative_to(PACKAGE).parts[:1]
-                 and any(n.split(".")[0] == "argparse" for n in _imports(p))]
-    assert offenders == [], f"argparse outside mindyolox/commands/: {offenders}"
-
-
 def _launcher_target(script):
     """The ``mindyolox...`` module a launcher imports ``run`` from; asserts the launcher does
     nothing else than put the clone on sys.path, import it and call ``run()``."""

@@ -29,6 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import DataError
+from .transforms import resize_to
 
 logger = logging.getLogger("mindyolox.data")
 
@@ -278,10 +279,3 @@ class DetectionDataset:
         return (f"{type(self).__name__}({self.name!r}, images={len(self)}, boxes={n_boxes}, "
                 f"classes={self.num_classes})")
 
-
-def resize_to(img, size):
-    """``img`` resized by ``r = min(H/h, W/w)`` for ``size = (H, W)`` (bilinear, the official
-    ``load_resized_img``)."""
-    h, w = img.shape[:2]
-    r = min(size[0] / h, size[1] / w)
-    return cv2.resize(img, (int(w * r), int(h * r)), interpolation=cv2.INTER_LINEAR)

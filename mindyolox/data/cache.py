@@ -41,6 +41,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import DataError
+from .transforms import resize_to
 
 logger = logging.getLogger("mindyolox.data")
 
@@ -147,7 +148,6 @@ def _fill(ds, size, fd, index):
     img = ds.read_image(index)
     if img is None:
         return index, -1, -1
-    from .base import resize_to
     img = resize_to(img, size)
     h, w = img.shape[:2]
     slot = np.zeros((h, size[1], 3), np.uint8)
@@ -293,7 +293,7 @@ def available_memory():
 def ram_cache_bytes(sizes, size):
     """Bytes of ``data.cache=ram`` for images of annotated ``sizes`` ``[(h, w), ...]`` resized
     for ``size = (H, W)``: the sum of ``int(h*r) * int(w*r) * 3`` with ``r = min(H/h, W/w)``
-    (:func:`~mindyolox.data.base.resize_to`; the decoded frame is the annotated one,
+    (:func:`~mindyolox.data.transforms.resize_to`; the decoded frame is the annotated one,
     :mod:`~mindyolox.data.verify`) -- exact, not counting each array's ~100-byte header."""
     total = 0
     for h, w in sizes:

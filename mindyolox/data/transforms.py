@@ -42,6 +42,14 @@ def letterbox(img, input_size):
     return canvas, r
 
 
+def resize_to(img, size):
+    """``img`` resized by ``r = min(H/h, W/w)`` for ``size = (H, W)`` (bilinear, the official
+    ``load_resized_img``)."""
+    h, w = img.shape[:2]
+    r = min(size[0] / h, size[1] / w)
+    return cv2.resize(img, (int(w * r), int(h * r)), interpolation=cv2.INTER_LINEAR)
+
+
 def preproc(img, input_size):
     """Evaluation/prediction preprocessing, the official ``ValTransform``.
 

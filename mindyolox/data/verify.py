@@ -49,11 +49,14 @@ recorded in the dataset's :class:`~mindyolox.data.base.EventLog` (one warning na
 and the reason, then one line with the count) and listed in ``dataset.broken``; the trainer's final summary
 and ``metrics.jsonl`` carry the counts (:func:`data_summary`).
 """
+import logging
 import os
 import struct
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
+
+logger = logging.getLogger("mindyolox.data")   # the data room's logger (the one of data/base.py)
 
 __all__ = ["check_image", "inspect_image", "exif_orientation", "verify_dataset", "require_boxes", "data_summary",
            "TAIL_BYTES", "DECODE_TURNED", "DECODE_STORED"]
@@ -248,12 +251,10 @@ def verify_dataset(dataset, workers=8):
     stored = [dataset.paths[i] for i, (r, _, fr) in enumerate(found) if r is None and fr == "stored"]
     ambiguous = [dataset.paths[i] for i, (r, _, fr) in enumerate(found) if r is None and fr == "ambiguous"]
     if stored:
-        from .base import logger
         logger.warning("%s: %d image(s) with an EXIF orientation are annotated in their stored (not turned) frame: "
                        "decoded without the EXIF turn so the boxes stay where they were drawn: %s",
                        dataset.name, len(stored), _names(stored))
     if ambiguous:
-        from .base import logger
         logger.warning("%s: the EXIF orientation of %d image(s) leaves their annotation frame ambiguous (the annotated "
                        "size fits the stored and the turned frame): decoded turned, as cv2.imread and official YOLOX "
                        "do; if their boxes were drawn on the stored pixels, remove the tag: %s",

@@ -45,6 +45,9 @@ COCO_STAT_NAMES = (
     "AP50_95", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",
     "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large",
 )
+# the first val images whose detections a rank-0 result carries under "samples" (what the
+# training log draws at each evaluation); the evaluator owns it, the log draws what it is given
+SAMPLE_IMAGES = 4
 
 
 def _model_num_classes(model):
@@ -202,7 +205,6 @@ class _Evaluator:
             results = _from_rows(rows)
         res = self._metrics(results, timing, det_file) if self.rank == 0 else None
         if res is not None:  # the first images' detections, for a look (TensorBoard)
-            from ..training.tensorboard import SAMPLE_IMAGES
             res["samples"] = {i: np.zeros((0, 7), np.float32) for i in range(min(SAMPLE_IMAGES, len(self.dataset)))}
             res["samples"].update({i: d for i, d in results if i < SAMPLE_IMAGES})
         if self.world_size > 1:

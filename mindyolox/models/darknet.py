@@ -7,7 +7,21 @@ from mindspore import nn
 from .blocks import BaseConv, CSPLayer, Focus, ResLayer, SPPBottleneck, conv_class
 
 
-class CSPDarknet(nn.Cell):
+class Backbone(nn.Cell):
+    """The forward pass both backbones share: ``stem`` and ``dark2`` (no output kept), then
+    ``dark3`` / ``dark4`` / ``dark5``, whose outputs (strides 8, 16, 32) are returned.
+    Subclasses build those five cells (the attribute names are the parameter names of the
+    official checkpoints: ``backbone.dark3.0.conv.weight``...)."""
+
+    def construct(self, x):
+        x = self.dark2(self.stem(x))
+        c3 = self.dark3(x)
+        c4 = self.dark4(c3)
+        c5 = self.dark5(c4)
+        return c3, c4, c5
+
+
+class CSPDarknet(Backbone):
     """CSPDarknet: Focus stem, then dark2..dark5 (conv stride 2 + CSPLayer; SPP in dark5).
 
     Input [B,3,H,W]; output (dark3 [B,4c,H/8,W/8], dark4 [B,8c,H/16,W/16],
@@ -34,13 +48,6 @@ class CSPDarknet(nn.Cell):
             SPPBottleneck(ch * 16, ch * 16, activation=act),
             CSPLayer(ch * 16, ch * 16, n=n, shortcut=False, depthwise=depthwise, act=act)])
 
-    def construct(self, x):
-        x = self.dark2(self.stem(x))
-        c3 = self.dark3(x)
-        c4 = self.dark4(c3)
-        c5 = self.dark5(c4)
-        return c3, c4, c5
-
 
 def _group(in_channels, num_blocks, stride):
     """A stride-``stride`` 3x3 conv doubling the channels, then ``num_blocks`` ResLayers."""
@@ -48,7 +55,7 @@ def _group(in_channels, num_blocks, stride):
         [ResLayer(in_channels * 2) for _ in range(num_blocks)]
 
 
-class Darknet(nn.Cell):
+class Darknet(Backbone):
     """Darknet-21/53 with an SPP block at the end of dark5 (the YOLOv3-SPP backbone).
 
     Input [B,3,H,W]; output (dark3 [B,256,H/8,W/8], dark4 [B,512,H/16,W/16],
@@ -78,10 +85,3 @@ class Darknet(nn.Cell):
             SPPBottleneck(ch * 2, ch, activation="lrelu"),
             BaseConv(ch, ch * 2, 3, 1, act="lrelu"),
             BaseConv(ch * 2, ch, 1, 1, act="lrelu")])])
-
-    def construct(self, x):
-        x = self.dark2(self.stem(x))
-        c3 = self.dark3(x)
-        c4 = self.dark4(c3)
-        c5 = self.dark5(c4)
-        return c3, c4, c5

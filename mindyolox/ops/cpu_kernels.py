@@ -11,18 +11,48 @@ plane, no columns), a threaded Im2Col / Col2Im of the same column layout, and Si
 pass each way (the gradient from the saved input). ``bench/bench_conv.py`` (path ``kernel``)
 and ``bench/bench_fusion.py silu`` measure them against the other paths and PyTorch.
 
-Build. On first use the source is compiled with g++ (``-O3 -march=native``, the
-flags in :data:`CXXFLAGS`) into ``$MINDYOLOX_KERNEL_DIR`` (default
-``~/.cache/mindyolox/kernels``) as ``cpu_kernels-<key>.so``; ``key`` hashes the source, the
-flags, the compiler's version and this CPU's model and instruction-set flags (``-march=native``
-code runs only where it was built). The library is written to a temporary name and renamed,
-so processes building at once (pytest-xdist, ``msrun`` workers) each load a whole file.
-About 1 s, once per machine and source version.
+Build. When a model first asks for a kernel (:func:`library`, never while options resolve),
+the source is compiled with g++ into ``$MINDYOLOX_KERNEL_DIR`` (default
+``~/.cache/mindyolox/kernels``) as ``cpu_kernels-<key>.so``, about 1 s, once per machine and
+source version; ``mindyolox-tools build-kernels [--portable]`` builds it ahead of time (a
+container image, a cluster's shared home). The library is written to a temporary name and
+renamed, so processes building at once (pytest-xdist, ``msrun`` workers) each load a whole file.
+
+Flag sets (``$MINDYOLOX_KERNEL_FLAGS``): ``native`` (default, :data:`CXXFLAGS`, ``-O3
+-march=native``: this CPU's instruction set) or ``portable`` (:data:`PORTABLE_CXXFLAGS`, the
+same without ``-march``: the compiler's baseline for the architecture, e.g. x86-64 SSE2, which
+runs on every CPU of it; slower, and its float results may differ from ``native`` in the last
+bits -- FMA contraction and vector width). The choice is a property of the machine /
+image, like the folder, so it is an environment variable and not a recipe key: one recipe runs
+on a laptop (native) and from an image built once for a heterogeneous cluster (portable).
+
+Key (:func:`library_key`): the first 16 hex digits of the SHA-256 of the source, the flags, the
+compiler's version and, for ``native`` only, this CPU's model and instruction-set flags
+(``-march=native`` code runs only where it was built; a ``portable`` key names the machine
+architecture instead, so a library built in an image is found on every host). The key is part
+of MindSpore's compile-cache key (:func:`mindyolox.runtime.compile_cache.recipe_key`): a cached
+graph names the library file it calls, so a home folder shared by two CPU types never hands
+one CPU's cached graph (and library) to the other.
+
+Pruning (:func:`prune`, after every new build): the folder keeps the current library and the
+:data:`KEEP` - 1 most recently built others (by modification time; another CPU type sharing the
+folder keeps its own), and deletes the rest, plus temporary files of builds killed more than an
+hour ago. A process that uses a library holds a shared ``flock`` on it for its lifetime
+(MindSpore opens the file again at every graph compile, e.g. an evaluation graph or a new
+multiscale size mid-run); the pruner takes an exclusive lock without waiting and skips any
+library it cannot lock, so a library a live process may load is never deleted. A user that
+finds its library deleted between locking and checking rebuilds it. ``flock`` on NFS is
+forwarded to the server by Linux clients (NFSv4 / NLM); on a filesystem without locks the
+lock fails and nothing is pruned.
 
 Use. :func:`~mindyolox.options.resolve_options` decides ``DeviceOptions.cpu_kernels`` once:
-``runtime.cpu_kernels: auto`` is on when the device is CPU and the library builds (otherwise
-off, with one logged line saying why), ``on`` requires it (a :class:`ConfigError` naming the
-reason), ``off`` never builds it. GPU/Ascend never use it; exports never do (a ``Custom``
+``runtime.cpu_kernels: auto`` is on when the device is CPU and :func:`buildable` finds a
+compiler (otherwise off, with one logged line saying why), ``on`` requires one (a
+:class:`ConfigError` naming the reason), ``off`` never builds. Resolving runs no program; the
+first kernel a layer asks for builds the library, and a compile that fails there is a
+:class:`KernelBuildError` (a ``ConfigError``: one ``error:`` line) -- decided so: the options
+are already recorded as "on" (checkpoint metadata, compile-cache key), so the run is not
+switched to the other path behind them. GPU/Ascend never use it; exports never do (a ``Custom``
 operator would bind the exported graph to this machine's library). The layers
 (:class:`~mindyolox.models.conv.Conv2d`, :class:`~mindyolox.models.blocks.SiLU`) take these
 kernels for float32 inputs only; under mixed precision their float16 inputs go the usual way.
@@ -35,24 +65,40 @@ function is called with the input and output pointers, ranks and shapes
 (``mindspore/ops/operations/custom_ops.py:260-307``); ``bprop=`` supplies the gradient as
 further custom operators, so a compiled train step holds one kernel per direction.
 """
+import fcntl
 import hashlib
 import os
 import platform
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
-__all__ = ["available", "library", "geometry_supported", "depthwise_conv", "im2col", "batch_norm", "silu",
-           "CXXFLAGS"]
+from ..errors import ConfigError
+
+__all__ = ["available", "buildable", "library", "library_key", "build", "prune", "flag_set", "kernel_dir",
+           "geometry_supported", "depthwise_conv", "im2col", "batch_norm", "silu", "KernelBuildError",
+           "CXXFLAGS", "PORTABLE_CXXFLAGS", "KEEP"]
 
 SOURCE = Path(__file__).with_name("cpu_kernels.cc")
 CXXFLAGS = ("-std=c++17", "-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-shared", "-fPIC", "-pthread")
+PORTABLE_CXXFLAGS = tuple(f for f in CXXFLAGS if not f.startswith("-march="))
 LIBS = ("-lmvec",)
+FLAGS_ENV = "MINDYOLOX_KERNEL_FLAGS"
+FLAG_SETS = ("native", "portable")
+KEEP = 4              # libraries a folder keeps: the current one + the 3 most recently built others
+STALE_TMP_S = 3600    # a build's temporary file older than this belongs to a killed build
 # (stride, padding) pairs the library exports convolution kernels for (``EXPORT`` in the source)
 GEOMETRIES = ((1, 1), (2, 1))
 
 _state = {}
+
+
+class KernelBuildError(ConfigError, RuntimeError):
+    """The kernel library cannot be built or loaded (no compiler, a failed compile, a bad
+    ``$MINDYOLOX_KERNEL_FLAGS``); the message names the cause. A ``ConfigError``, so commands
+    print one ``error:`` line; a ``RuntimeError`` as before."""
 
 
 def _cpu_signature():
@@ -70,53 +116,196 @@ def _cpu_signature():
     return platform.machine() + "|" + "|".join(f"{k}={v}" for k, v in sorted(fields.items()))
 
 
-def _build(cxx):
-    """Compile the library (if this key is not built yet) and return its path."""
-    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60).stdout
-    key = hashlib.sha256(b"\0".join(
-        [SOURCE.read_bytes(), " ".join(CXXFLAGS + LIBS).encode(), version.encode(), _cpu_signature().encode()]
-    )).hexdigest()[:16]
-    folder = Path(os.environ.get("MINDYOLOX_KERNEL_DIR") or Path.home() / ".cache" / "mindyolox" / "kernels")
-    target = folder / f"cpu_kernels-{key}.so"
+def flag_set(portable=None):
+    """``"portable"`` or ``"native"``: ``portable`` True/False, else ``$MINDYOLOX_KERNEL_FLAGS``
+    (unset or empty: native)."""
+    if portable is not None:
+        return "portable" if portable else "native"
+    value = os.environ.get(FLAGS_ENV, "").strip().lower() or "native"
+    if value not in FLAG_SETS:
+        raise KernelBuildError(f"{FLAGS_ENV}={os.environ.get(FLAGS_ENV)!r}: must be one of {', '.join(FLAG_SETS)}")
+    return value
+
+
+def kernel_dir():
+    """``$MINDYOLOX_KERNEL_DIR`` or ``~/.cache/mindyolox/kernels`` (not created here)."""
+    return Path(os.environ.get("MINDYOLOX_KERNEL_DIR") or Path.home() / ".cache" / "mindyolox" / "kernels")
+
+
+def _compiler():
+    """``$CXX`` or g++ on PATH, as a path; :class:`KernelBuildError` naming what is missing."""
+    cxx = os.environ.get("CXX")
+    if cxx:
+        found = shutil.which(cxx)
+        if not found:
+            raise KernelBuildError(f"no C++ compiler: CXX={cxx} is not an executable")
+        return found
+    found = shutil.which("g++")
+    if not found:
+        raise KernelBuildError("no C++ compiler (g++ not on PATH, CXX not set)")
+    return found
+
+
+def buildable():
+    """``(True, compiler path)`` when the library can be expected to build, else ``(False,
+    reason)``: a compiler is found and the source is there (:class:`KernelBuildError` for a
+    wrong ``$MINDYOLOX_KERNEL_FLAGS``). Runs no
+    program (``runtime.cpu_kernels: auto`` is decided from this while options resolve); a
+    compile that still fails is reported when a model first asks for the kernels."""
+    flag_set()   # a wrong $MINDYOLOX_KERNEL_FLAGS is an error, not a reason to switch the kernels off
+    try:
+        cxx = _compiler()
+    except KernelBuildError as e:
+        return False, str(e)
+    if not SOURCE.is_file():
+        return False, f"kernel source {SOURCE} is missing"
+    return True, cxx
+
+
+def library_key(portable=None):
+    """16 hex digits naming the library this process builds / loads (module doc) -- runs
+    ``<compiler> --version`` once per process and flag set; no build."""
+    flags = flag_set(portable)
+    if ("key", flags) not in _state:
+        cxx = _compiler()
+        try:
+            version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60).stdout
+        except (OSError, subprocess.SubprocessError) as e:
+            raise KernelBuildError(f"{cxx} --version failed: {e}") from None
+        machine = _cpu_signature() if flags == "native" else f"portable|{platform.machine()}"
+        _state[("key", flags)] = hashlib.sha256(b"\0".join(
+            [SOURCE.read_bytes(), " ".join(_flags(flags) + LIBS).encode(), version.encode(), machine.encode()]
+        )).hexdigest()[:16]
+    return _state[("key", flags)]
+
+
+def _flags(flags):
+    return CXXFLAGS if flags == "native" else PORTABLE_CXXFLAGS
+
+
+def build(portable=None, folder=None):
+    """Build the library of this flag set into ``folder`` (default :func:`kernel_dir`) unless
+    it is there; returns ``(path, built)``, ``built`` False when it existed. After a new build
+    the folder is pruned (:func:`prune`). :class:`KernelBuildError` with the compiler's first
+    error line when it fails."""
+    flags = flag_set(portable)
+    cxx = _compiler()
+    folder = Path(folder) if folder is not None else kernel_dir()
+    target = folder / f"cpu_kernels-{library_key(flags == 'portable')}.so"
     if target.exists():
-        return target
+        return target, False
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=folder)
     os.close(fd)
     try:
-        done = subprocess.run([cxx, *CXXFLAGS, "-o", tmp, str(SOURCE), *LIBS], capture_output=True, text=True,
-                              timeout=300)
+        done = subprocess.run([cxx, *_flags(flags), "-o", tmp, str(SOURCE), *LIBS], capture_output=True,
+                              text=True, timeout=300)
         if done.returncode != 0:
             first = next((line for line in done.stderr.splitlines() if "error" in line), done.stderr.strip())
-            raise RuntimeError(f"{cxx} failed on {SOURCE.name}: {first[:300]}")
+            raise KernelBuildError(f"{cxx} failed on {SOURCE.name}: {first[:300]}")
         os.replace(tmp, target)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise KernelBuildError(f"building {target}: {e}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return target
+    prune(folder, keep_path=target)
+    return target, True
+
+
+def prune(folder, keep_path=None, keep=KEEP):
+    """Delete old libraries in ``folder`` (module doc): all ``cpu_kernels-*.so`` but
+    ``keep_path`` and the ``keep - 1`` newest others, skipping any a process holds a lock on;
+    and build leftovers (``*.tmp``) older than :data:`STALE_TMP_S`. Returns the deleted paths."""
+    folder = Path(folder)
+    libs = sorted((p for p in folder.glob("cpu_kernels-*.so") if p != keep_path),
+                  key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    deleted = []
+    for path in libs[max(keep - 1, 0):]:
+        if _delete_unlocked(path):
+            deleted.append(path)
+    now = time.time()
+    for path in folder.glob("cpu_kernels-*.tmp"):
+        try:
+            if now - path.stat().st_mtime > STALE_TMP_S:
+                path.unlink()
+                deleted.append(path)
+        except FileNotFoundError:
+            continue
+    return deleted
+
+
+def _delete_unlocked(path):
+    """Unlink ``path`` while holding an exclusive lock on it; False when another process holds a
+    lock (it uses the library) or the file is gone."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:        # held by a live process (or no locks on this filesystem): keep it
+        os.close(fd)
+        return False
+    try:
+        if os.stat(path).st_ino != os.fstat(fd).st_ino:
+            return False   # replaced meanwhile by a new build of the same key
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _lock_shared(path):
+    """An open descriptor holding a shared lock on ``path``, or None when ``path`` was deleted
+    (or replaced) before the lock was taken."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    except OSError:        # a filesystem without locks: nothing is pruned there either
+        return fd
+    try:
+        same = os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        same = False
+    if not same:
+        os.close(fd)
+        return None
+    return fd
 
 
 def library():
-    """Path of the compiled library (built on first call); raises ``RuntimeError`` with the
+    """Path of the compiled library of this process's flag set, built on first call and held
+    (a shared lock, module doc) for the process's lifetime; :class:`KernelBuildError` with the
     reason when it cannot be built. The outcome is kept for the process."""
     if "path" not in _state and "error" not in _state:
-        cxx = os.environ.get("CXX") or shutil.which("g++")
         try:
-            if not cxx:
-                raise RuntimeError("no C++ compiler (g++ not on PATH, CXX not set)")
-            _state["path"] = _build(cxx)
-        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            for _ in range(3):
+                path, _built = build()
+                fd = _lock_shared(path)
+                if fd is not None:
+                    _state["path"], _state["lock"] = path, fd
+                    break
+            else:
+                raise KernelBuildError(f"{path} was deleted three times while loading it")
+        except KernelBuildError as e:
             _state["error"] = str(e)
     if "error" in _state:
-        raise RuntimeError(_state["error"])
+        raise KernelBuildError("the CPU kernel library cannot be built: " + _state["error"]
+                               + " (runtime.cpu_kernels=false runs without it)")
     return _state["path"]
 
 
 def available():
-    """``(True, path)`` when the library is built, else ``(False, reason)``."""
+    """``(True, path)`` when the library is built (builds it), else ``(False, reason)``."""
     try:
         return True, str(library())
-    except RuntimeError as e:
+    except KernelBuildError as e:
         return False, str(e)
 
 

@@ -31,12 +31,18 @@ recipes, could therefore hand a graph of the other one to the run (the backend i
 * the MindSpore version and the Python version;
 * the resolved recipe (JSON, keys sorted) without the keys that never enter a graph and only
   place the run (:data:`NOT_IN_GRAPHS`);
-* the device options (:class:`~mindyolox.options.DeviceOptions`, which choose kernels).
+* the device options (:class:`~mindyolox.options.DeviceOptions`, which choose kernels);
+* with ``cpu_kernels`` on, the kernel library's key
+  (:func:`~mindyolox.ops.cpu_kernels.library_key`: source, compiler flags -- ``native`` or
+  ``portable`` -- compiler version and, for ``native``, this CPU's model and instruction-set
+  flags). A cached graph calls the library by its file name, so without it a home folder
+  shared by two CPU types (NFS, an image moved between hosts) handed one CPU's graph, and
+  its ``-march=native`` library, to the other (illegal instruction).
 
 ``root`` is ``$MINDYOLOX_COMPILE_CACHE`` if set (``off`` there turns ``auto`` off), else
 ``~/.cache/mindyolox/compile``. The test suite points it at a folder of its own session
 (``tests/conftest.py``), so tests never read a cache written by other code. Any change
-of code, MindSpore, recipe value or device options gives a new folder (compiled once, as
+of code, MindSpore, recipe value, device options or kernel library gives a new folder (compiled once, as
 without a cache); stale folders are never read again and can be deleted at any time.
 """
 import hashlib
@@ -44,6 +50,8 @@ import json
 import os
 import sys
 from pathlib import Path
+
+from ..ops import cpu_kernels
 
 __all__ = ["code_version", "recipe_key", "run_switches", "default_cache_dir", "resolve_compile_cache", "NOT_IN_GRAPHS", "CACHE_ENV"]
 
@@ -90,6 +98,8 @@ def recipe_key(cfg, options=None, run=None):
     h.update(json.dumps(_without(cfg, NOT_IN_GRAPHS), sort_keys=True, default=str).encode())
     if options is not None:
         h.update(json.dumps(options.to_dict(), sort_keys=True, default=str).encode())
+        if options.cpu_kernels:   # a cached graph names the library file it calls (module doc)
+            h.update(f"cpu_kernels {cpu_kernels.library_key()}".encode())
     h.update(json.dumps(run or {}, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
 

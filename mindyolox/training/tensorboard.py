@@ -13,9 +13,10 @@ never an error. Written with
 import cv2
 import numpy as np
 
-__all__ = ["TensorBoardLog", "SAMPLE_IMAGES"]
+from ..evaluation.evaluator import COCO_STAT_NAMES
 
-SAMPLE_IMAGES = 4      # val images drawn with their detections at each evaluation
+__all__ = ["TensorBoardLog"]
+
 SCORE_THRESHOLD = 0.3
 _SKIP = ("type", "step", "epoch", "iter", "steps", "size", "event", "time")
 
@@ -41,7 +42,6 @@ class TensorBoardLog:
             if key in _SKIP or isinstance(value, bool) or value is None:
                 continue
             if key == "stats" and kind == "eval":
-                from ..evaluation.evaluator import COCO_STAT_NAMES
                 names = COCO_STAT_NAMES if len(value) == len(COCO_STAT_NAMES) else [f"stat{i}" for i in range(len(value))]
                 for name, v in zip(names, value):
                     if name not in rec:  # AP50_95 / AP50 are keys of the record too

@@ -7,6 +7,7 @@ clone's ``tools/*.py`` are one-line launchers of the same modules:
     mindyolox-tools print-config --config demo/yolox-nano-demo train.max_epoch=1
     mindyolox-tools visualize-dataset --config demo/yolox-nano-demo -o samples.png
     mindyolox-tools demo-data --out datasets/shapes --train 200 --val 50
+    mindyolox-tools build-kernels --portable
 
 A new tool is one module with ``run()`` (which calls ``run_cli(main)``) and one row of
 :data:`TOOLS`. Decided: the old ``python -m mindyolox.tools[.<module>]`` is gone (one front
@@ -24,6 +25,7 @@ TOOLS = {
     "print-config": ("tools.print_config", "a recipe fully resolved (bases, overrides) as YAML"),
     "visualize-dataset": ("tools.visualize_dataset", "augmented training samples with their boxes, as a PNG"),
     "demo-data": ("demo", "generate the synthetic shapes demo dataset (COCO format)"),
+    "build-kernels": ("tools.build_kernels", "build the compiled CPU kernels ahead of time (--portable: no -march)"),
 }
 
 
