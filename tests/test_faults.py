@@ -161,7 +161,8 @@ sys.path.insert(0, {root!r})
 from mindyolox.config import load_config
 from mindyolox.training.trainer import Trainer
 tr = Trainer(load_config({cfg!r}, []), run_dir={run!r}, progress=False)
-tr._prepare_run_dir()
+from mindyolox.training.hooks.checkpoint import run_folder
+run_folder(tr).__enter__()
 (tr.run_dir / "train_log.txt").write_text("live run\\n")
 print("holding", flush=True)
 time.sleep(120)
@@ -252,6 +253,7 @@ def test_best_ap_survives_a_kill_between_an_evaluation_and_the_next_save(tmp_pat
 
     from mindyolox.config import load_config
     from mindyolox.training.checkpoint import read_meta, save_training_state
+    from mindyolox.training.hooks.checkpoint import read_resume_meta
     from mindyolox.training.run_log import RunLog
     from mindyolox.training.trainer import Trainer
     run = tmp_path / "run"
@@ -261,8 +263,8 @@ def test_best_ap_survives_a_kill_between_an_evaluation_and_the_next_save(tmp_pat
     cfg = load_config(ROOT / "configs" / "demo" / "yolox-nano-demo.yaml", ["data.data_dir=unused"])
     tr = Trainer(cfg, run_dir=run, resume=True, progress=False)
     tr.max_epoch = 10
-    assert tr._read_resume_meta()["best_ap"] == 0.10
-    assert tr.best_ap == 0.30 and "best.ckpt holds AP50:95 30.00" in tr._resume_notes[0]
+    assert read_resume_meta(tr)["best_ap"] == 0.10
+    assert tr.best_ap == 0.30 and "best.ckpt holds AP50:95 30.00" in tr.notes[0]
 
     class _Eval:  # the next evaluation: worse than best.ckpt, better than last.ckpt's best_ap
         def evaluate(self, model, progress=False):
@@ -354,7 +356,7 @@ def test_compile_dumps_go_to_the_run_folder_not_the_working_directory(tmp_path, 
 # --------------------------------------------------------------------------- 6: a lost msrun peer
 def test_a_lost_peer_is_named_with_its_step_not_the_launch_advice(tmp_path):
     from mindyolox.runtime.distributed import PeerLost, lost_ranks
-    from mindyolox.training.trainer import last_logged_step
+    from mindyolox.training.run_log import last_logged_step
     said = ("The total number of timed out node is 2. Timed out node list is: [const vector]{0, 1}, "
             "worker 0 is the first one timed out, please check its log.")
     assert lost_ranks(said) == [0, 1] and lost_ranks("Failed to connect to the scheduler") is None
