@@ -286,18 +286,16 @@ def test_best_ap_survives_a_kill_between_an_evaluation_and_the_next_save(tmp_pat
 # --------------------------------------------------------------------------- 5: signals, compile dumps
 def test_the_signal_named_is_the_one_received_and_sets_the_exit_code(tmp_path):
     from mindyolox.config import load_config
+    from mindyolox.runtime.signals import stop_signals
     from mindyolox.training.trainer import Trainer
     cfg = load_config(ROOT / "configs" / "demo" / "yolox-nano-demo.yaml", ["data.data_dir=unused"])
     for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
         tr = Trainer(cfg, run_dir=tmp_path / "r", progress=False)
         lines = []
         tr.log = lines.append
-        tr._install_signals()
-        try:
+        with stop_signals(tr._on_signal):
             os.kill(os.getpid(), sig)
             time.sleep(0.05)
-        finally:
-            tr._restore_signals()
         assert tr.stop_signal == sig and lines == [f"received {sig.name}: saving a checkpoint after this iteration"]
         assert 128 + int(tr.stop_signal) == code  # commands/train.py's exit code for status "interrupted"
 

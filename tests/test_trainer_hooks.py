@@ -20,10 +20,11 @@ def _table():
     """``[(name, priority)]`` of the hook table in the trainer's module docstring."""
     lines = T.__doc__.splitlines()
     rules = [i for i, x in enumerate(lines) if x.startswith("=====")]
+    cols = [len(c) for c in lines[rules[0]].split("  ")]  # the column widths of the RST table
     rows = []
     for x in lines[rules[1] + 1:rules[2]]:
         if x and not x[0].isspace():
-            name, prio = x.split()[:2]
+            name, prio = x[:cols[0]].strip(), x[cols[0] + 2:cols[0] + 2 + cols[1]].strip()
             rows.append((name, prio))
     return rows
 
@@ -32,7 +33,7 @@ def test_the_docstring_table_is_the_order_of_the_built_in_hooks():
     rows = [(n, p) for n, p in _table() if not n.startswith("(")]
     builtin = builtin_hooks()
     want = [(type(h).__name__, str(h.priority)) for h in builtin]
-    user_at = [i for i, (n, _) in enumerate(rows) if n == "user"]
+    user_at = [i for i, (n, _) in enumerate(rows) if n == "user hooks"]
     assert len(user_at) == 1 and rows[user_at[0]][1] == str(NORMAL) == "50"
     assert rows[:user_at[0]] + rows[user_at[0] + 1:] == want
     prios = [h.priority for h in builtin]
@@ -120,13 +121,17 @@ def test_a_user_hook_gets_the_same_calls_as_the_built_ins_in_table_order(tmp_pat
     assert tr.train() == "stopped"
     names = [type(h).__name__ for h in builtin_hooks()]
     order = [n for n, _ in _table() if n != "(trainer)"]
-    order[order.index("user")] = "user"
+    order[order.index("user hooks")] = "user"
     per_hook = {}
     for name, point, epoch, it in calls:
         per_hook.setdefault(name, []).append((point, epoch, it))
     # one user hook and every built-in see the same points at the same positions of the loop
+    # (wrap_step, once each, comes after the before_train of priority <= 10: the table's "(trainer)" row)
+    def without_wrap(seq):
+        assert seq.count(("wrap_step", None, None)) == 1
+        return [c for c in seq if c[0] != "wrap_step"]
     for n in names:
-        assert per_hook[n] == per_hook["user"], n
+        assert without_wrap(per_hook[n]) == without_wrap(per_hook["user"]), n
     assert [p for p, _, _ in per_hook["user"]] == [
         "wrap_step", "before_train", "before_epoch", "before_iter", "after_iter", "before_iter", "after_iter",
         "after_epoch", "before_epoch", "before_iter", "after_iter", "on_stop", "after_train"]
