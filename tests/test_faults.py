@@ -162,7 +162,8 @@ from mindyolox.config import load_config
 from mindyolox.training.trainer import Trainer
 tr = Trainer(load_config({cfg!r}, []), run_dir={run!r}, progress=False)
 from mindyolox.training.hooks.checkpoint import run_folder
-run_folder(tr).__enter__()
+held = run_folder(tr)  # kept: the folder stays claimed while this process sleeps
+held.__enter__()
 (tr.run_dir / "train_log.txt").write_text("live run\\n")
 print("holding", flush=True)
 time.sleep(120)
