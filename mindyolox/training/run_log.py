@@ -105,8 +105,17 @@ class RunLog:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, exc, tb):
+        """Close at the end of a ``with`` block; when the block ends by an error (a full disk)
+        and the close fails too, that is one note on stderr and the error in flight stays
+        the one raised."""
+        if exc_type is None:
+            self.close()
+            return False
+        try:
+            self.close()
+        except Exception as e:  # the error in flight is the one to show
+            print(f"note: the TensorBoard log was not closed either ({type(e).__name__}: {e})", file=sys.stderr)
         return False
 
     def event(self, kind, **fields):
