@@ -160,7 +160,8 @@ class SummaryHook(TrainHook):
     def _data_summary(tr):
         """What the data left out (:func:`~mindyolox.data.verify.data_summary`): one ``type:
         data`` record per split in metrics.jsonl and one log line."""
-        splits = {"train": tr.loader.dataset, "val": tr.evaluator.dataset if tr.evaluator is not None else None}
+        # an evaluator replaced by a hook (a stand-in returning scripted APs) may have no dataset
+        splits = {"train": tr.loader.dataset, "val": getattr(tr.evaluator, "dataset", None)}
         parts = []
         for split, ds in splits.items():
             if ds is None:
