@@ -24,6 +24,8 @@ from mindyolox.config import load_config
 from mindyolox.convert.ckpt_file import CheckpointDamaged, crc_status
 from mindyolox.convert.weights import load_weights, save_checkpoint
 from mindyolox.training.checkpoint import (NonFiniteWeights, load_training_state, read_meta, save_training_state)
+from mindyolox.training.hooks.checkpoint import read_resume_meta, run_folder
+from mindyolox.training.hooks.logging import log_window
 from mindyolox.training.trainer import Trainer, TrainingDiverged
 from mindyolox.errors import MindYOLOXError, WeightsError
 
@@ -124,13 +126,13 @@ def test_resume_from_a_damaged_last_ckpt_names_the_previous_good_one(tmp_path):
     _save(run / "last.ckpt", _net(1), 16, keep_previous=True)  # the step-8 file becomes last.prev.ckpt
     _flip_inside_weight(run / "last.ckpt")
     with pytest.raises(CheckpointDamaged) as e:
-        _trainer(run, resume=True)._read_resume_meta()
+        read_resume_meta(_trainer(run, resume=True))
     msg = str(e.value)
     assert msg == (f"{run / 'last.ckpt'}: CRC check failed, the file is damaged (its bytes changed after it was "
                    f"written); the newest good checkpoint is {run / 'last.prev.ckpt'} (step 8): continue with "
                    f"--resume {run / 'last.prev.ckpt'}")
     tr = _trainer(run, resume=run / "last.prev.ckpt")  # the advice works
-    assert tr._read_resume_meta()["global_step"] == 8 and tr.start_iter == 8
+    assert read_resume_meta(tr)["global_step"] == 8 and tr.start_iter == 8
 
 
 def test_a_checkpoint_written_before_the_crc_still_loads_with_a_note(tmp_path):
@@ -149,7 +151,7 @@ def test_a_checkpoint_written_before_the_crc_still_loads_with_a_note(tmp_path):
     run.mkdir()
     _save_old_way(run / "last.ckpt", src, 5)
     tr = _trainer(run, resume=True)
-    assert tr._read_resume_meta()["global_step"] == 5 and "has no CRC" in tr._resume_notes[0]
+    assert read_resume_meta(tr)["global_step"] == 5 and "has no CRC" in tr.notes[0]
 
 
 def test_last_ckpt_keeps_the_file_it_replaces_but_never_a_damaged_one(tmp_path):
@@ -186,7 +188,7 @@ class _Options:
 
 
 def _fake_run(run, net):
-    """A Trainer with just what ``save`` / ``_log_window`` use (no model build, no compile)."""
+    """A Trainer with just what ``save`` / ``log_window`` use (no model build, no compile)."""
     from mindyolox.training.run_log import RunLog
     tr = _trainer(run)
     tr.model, tr.ema_model, tr.step, tr.optimizer = net, None, None, None
@@ -195,7 +197,6 @@ def _fake_run(run, net):
     tr.runlog = RunLog(run)
     tr.lr_schedule = lambda k: 0.01
     tr.overflow_steps = 0
-    tr._new_window()
     return tr
 
 
@@ -213,9 +214,9 @@ def test_the_nan_stop_names_only_a_checkpoint_that_loads_and_checks(tmp_path):
                         steps=2.0, skipped=0.0, scale=1.0)
 
     tr.step = _Step()
-    tr._win["steps"] = 2
+    tr.window["steps"] = 2
     with pytest.raises(TrainingDiverged) as e:
-        tr._log_window()
+        log_window(tr)
     msg = str(e.value)
     assert msg.startswith("loss is nan in the 2 step(s) up to epoch 1 iter 6 (step 5, lr 0.01); stopping. ")
     assert msg.endswith(f"The last good checkpoint is kept: {run / 'last.prev.ckpt'} (step 8); continue from it "
@@ -234,7 +235,7 @@ def test_a_save_of_nan_weights_stops_the_run_and_keeps_last_ckpt(tmp_path):
     net.weight.set_data(Tensor(w))
     tr = _fake_run(run, net)
     with pytest.raises(TrainingDiverged) as e:
-        tr.save("last", tr._meta())
+        tr.save("last", tr.checkpoint_meta())
     assert str(e.value) == (f"the weights hold NaN/Inf after 5 steps, so last.ckpt was not written over "
                             f"(model.weight); stopping. The last good checkpoint is kept: {run / 'last.ckpt'} "
                             f"(step 8); continue from it with --resume {run / 'last.ckpt'}. Lower the lr or "
@@ -259,17 +260,15 @@ def test_a_kill_during_the_first_save_leaves_a_folder_that_starts_again(tmp_path
     run = tmp_path / "run"
     _killed_during_first_save(run)
     with pytest.raises(MindYOLOXError) as e:
-        _trainer(run, resume=True)._read_resume_meta()
+        read_resume_meta(_trainer(run, resume=True))
     assert str(e.value) == (f"nothing to resume: {run} holds no last.ckpt; no checkpoint was saved yet (a save was "
                             "cut off: .last.ckpt.tmp.tmp): start the run again without --resume")
     tr = _trainer(run)  # the advice: a plain start takes the folder, removes the temporary file
-    tr._prepare_run_dir()
-    try:
+    with run_folder(tr):
         assert [p.name for p in run.iterdir()] == [".run.lock"]
-        assert tr._resume_notes[0] == (f"note: removed .last.ckpt.tmp.tmp in {run}: temporary file(s) of a "
-                                       "checkpoint save that did not finish")
-    finally:
-        tr._release_run_dir()
+        assert tr.notes[0] == (f"note: removed .last.ckpt.tmp.tmp in {run}: temporary file(s) of a "
+                               "checkpoint save that did not finish")
+    assert not (run / ".run.lock").exists()
 
 
 def test_stale_temp_files_go_when_a_run_is_resumed_under_the_lock(tmp_path):
@@ -280,11 +279,8 @@ def test_stale_temp_files_go_when_a_run_is_resumed_under_the_lock(tmp_path):
     (run / ".last.prev.ckpt.tmp.ckpt").write_bytes(b"")
     (run / "notes.tmp").write_text("the user's")  # not ours: stays
     tr = _trainer(run, resume=True)
-    tr._prepare_run_dir()
-    try:
+    with run_folder(tr):
         assert sorted(p.name for p in run.iterdir()) == [".run.lock", "last.ckpt", "notes.tmp"]
-    finally:
-        tr._release_run_dir()
 
 
 # --------------------------------------------------------------------------- 11a: cut at an entry boundary
@@ -310,7 +306,7 @@ def test_a_last_ckpt_cut_at_an_entry_boundary_is_cut_short_and_points_to_the_pre
         (run / "last.ckpt").chmod(0o644)
         (run / "last.ckpt").write_bytes(whole[:cut])
         with pytest.raises(CheckpointDamaged) as e:
-            _trainer(run, resume=True)._read_resume_meta()
+            read_resume_meta(_trainer(run, resume=True))
         msg = str(e.value)
         assert msg.startswith(f"{run / 'last.ckpt'}: cut short (truncated): "), msg
         assert msg.endswith(f"the newest good checkpoint is {run / 'last.prev.ckpt'} (step 8): continue with "
@@ -322,13 +318,13 @@ def test_a_last_ckpt_cut_at_an_entry_boundary_is_cut_short_and_points_to_the_pre
     with pytest.raises(CheckpointDamaged, match=r"last\.ckpt: cut short \(truncated\): no meta_json, the entry a "
                                                 r"training checkpoint writes last; the newest good checkpoint is "
                                                 r".*last\.prev\.ckpt \(step 8\)"):
-        _trainer(run, resume=True)._read_resume_meta()
+        read_resume_meta(_trainer(run, resume=True))
     # --resume FILE of plain weights: the line says what it may be, and what to do
     save_checkpoint(net, tmp_path / "plain.ckpt")
     with pytest.raises(WeightsError, match=r"plain\.ckpt: no meta_json entry, so not a whole mindyolox training "
                                            r"checkpoint: plain weights \(fine-tune from them with --weights\) or a "
                                            r"checkpoint cut short before its last entry; the newest good checkpoint"):
-        _trainer(run, resume=tmp_path / "plain.ckpt")._read_resume_meta()
+        read_resume_meta(_trainer(run, resume=tmp_path / "plain.ckpt"))
 
 
 def test_weights_from_a_cut_short_training_checkpoint_are_refused(tmp_path):

@@ -8,6 +8,7 @@ import pytest
 
 from mindyolox.config import load_config
 from mindyolox.training.plots import _panel, nice_ticks
+from mindyolox.training.hooks.checkpoint import run_folder
 from mindyolox.training.trainer import Trainer
 from mindyolox.errors import MindYOLOXError
 from mindyolox.commands._args import add_config_args, parse_args
@@ -63,7 +64,7 @@ def test_a_failed_start_does_not_block_the_corrected_run(tmp_path):
     # a missing or unknown weights file is refused before the run folder exists
     for weights in (tmp_path / "missing.pth", ROOT / "README.md"):
         with pytest.raises(MindYOLOXError, match="weights"):
-            _trainer(run, weights=weights).before_train()
+            _trainer(run, weights=weights).train()
         assert not run.exists()
     # what a start that failed later leaves behind is not a run: the next start reuses it
     run.mkdir()
@@ -72,15 +73,15 @@ def test_a_failed_start_does_not_block_the_corrected_run(tmp_path):
     (run / "tensorboard").mkdir()
     (run / "tensorboard" / "events.out.tfevents.1.host").write_bytes(b"")
     with pytest.raises(MindYOLOXError, match="nothing to resume: .* holds no last.ckpt"):
-        _trainer(run, resume=True).before_train()
+        _trainer(run, resume=True).train()
     tr = _trainer(run)
-    tr._prepare_run_dir()
-    assert [p.name for p in run.iterdir()] == [".run.lock"] and "held no checkpoint" in tr._resume_notes[0]
-    tr._release_run_dir()
+    with run_folder(tr):
+        assert [p.name for p in run.iterdir()] == [".run.lock"] and "held no checkpoint" in tr.notes[0]
     # a folder with a checkpoint (or anything else) is a run: refused as before
     (run / "last.ckpt").write_bytes(b"x")
     with pytest.raises(MindYOLOXError, match="already exists and is not empty"):
-        _trainer(run)._prepare_run_dir()
+        with run_folder(_trainer(run)):
+            pass
     assert (run / "last.ckpt").exists()
 
 

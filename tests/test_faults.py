@@ -161,7 +161,9 @@ sys.path.insert(0, {root!r})
 from mindyolox.config import load_config
 from mindyolox.training.trainer import Trainer
 tr = Trainer(load_config({cfg!r}, []), run_dir={run!r}, progress=False)
-tr._prepare_run_dir()
+from mindyolox.training.hooks.checkpoint import run_folder
+held = run_folder(tr)  # kept: the folder stays claimed while this process sleeps
+held.__enter__()
 (tr.run_dir / "train_log.txt").write_text("live run\\n")
 print("holding", flush=True)
 time.sleep(120)
@@ -252,6 +254,7 @@ def test_best_ap_survives_a_kill_between_an_evaluation_and_the_next_save(tmp_pat
 
     from mindyolox.config import load_config
     from mindyolox.training.checkpoint import read_meta, save_training_state
+    from mindyolox.training.hooks.checkpoint import read_resume_meta
     from mindyolox.training.run_log import RunLog
     from mindyolox.training.trainer import Trainer
     run = tmp_path / "run"
@@ -261,8 +264,8 @@ def test_best_ap_survives_a_kill_between_an_evaluation_and_the_next_save(tmp_pat
     cfg = load_config(ROOT / "configs" / "demo" / "yolox-nano-demo.yaml", ["data.data_dir=unused"])
     tr = Trainer(cfg, run_dir=run, resume=True, progress=False)
     tr.max_epoch = 10
-    assert tr._read_resume_meta()["best_ap"] == 0.10
-    assert tr.best_ap == 0.30 and "best.ckpt holds AP50:95 30.00" in tr._resume_notes[0]
+    assert read_resume_meta(tr)["best_ap"] == 0.10
+    assert tr.best_ap == 0.30 and "best.ckpt holds AP50:95 30.00" in tr.notes[0]
 
     class _Eval:  # the next evaluation: worse than best.ckpt, better than last.ckpt's best_ap
         def evaluate(self, model, progress=False):
@@ -284,18 +287,16 @@ def test_best_ap_survives_a_kill_between_an_evaluation_and_the_next_save(tmp_pat
 # --------------------------------------------------------------------------- 5: signals, compile dumps
 def test_the_signal_named_is_the_one_received_and_sets_the_exit_code(tmp_path):
     from mindyolox.config import load_config
+    from mindyolox.runtime.signals import stop_signals
     from mindyolox.training.trainer import Trainer
     cfg = load_config(ROOT / "configs" / "demo" / "yolox-nano-demo.yaml", ["data.data_dir=unused"])
     for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
         tr = Trainer(cfg, run_dir=tmp_path / "r", progress=False)
         lines = []
         tr.log = lines.append
-        tr._install_signals()
-        try:
+        with stop_signals(tr._on_signal):
             os.kill(os.getpid(), sig)
             time.sleep(0.05)
-        finally:
-            tr._restore_signals()
         assert tr.stop_signal == sig and lines == [f"received {sig.name}: saving a checkpoint after this iteration"]
         assert 128 + int(tr.stop_signal) == code  # commands/train.py's exit code for status "interrupted"
 
@@ -354,7 +355,7 @@ def test_compile_dumps_go_to_the_run_folder_not_the_working_directory(tmp_path, 
 # --------------------------------------------------------------------------- 6: a lost msrun peer
 def test_a_lost_peer_is_named_with_its_step_not_the_launch_advice(tmp_path):
     from mindyolox.runtime.distributed import PeerLost, lost_ranks
-    from mindyolox.training.trainer import last_logged_step
+    from mindyolox.training.run_log import last_logged_step
     said = ("The total number of timed out node is 2. Timed out node list is: [const vector]{0, 1}, "
             "worker 0 is the first one timed out, please check its log.")
     assert lost_ranks(said) == [0, 1] and lost_ranks("Failed to connect to the scheduler") is None

@@ -1,4 +1,4 @@
-"""``--precompile`` (issue 24, deliverable 9): :meth:`Trainer.precompile` compiles the train
+"""``--precompile`` (issue 24, deliverable 9): :func:`~mindyolox.training.hooks.precompile.precompile` compiles the train
 step of every input size, the EMA update and the evaluation forward before step 1, one log
 line each, changes no state, and the steps then find those graphs: training is bit for bit
 the run without it. Here on a small step (a conv + BN model, the real ``TrainStep`` and
@@ -11,11 +11,11 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor, nn
 
-from mindyolox.data.loader import TrainSource, multiscale_range
+from mindyolox.data.loader import Loader, TrainSource, multiscale_range
 from mindyolox.training.ema import ModelEMA
 from mindyolox.training.optimizer import SGD, param_groups
 from mindyolox.training.train_step import TrainStep
-from mindyolox.training.trainer import Trainer
+from mindyolox.training.hooks.precompile import precompile, run_sizes
 
 from .test_train import _Tiny, _TinyLoss, coco16_cfg
 
@@ -52,7 +52,7 @@ def _batch(size, seed=0):
 
 
 def _stub(step, eval_net):
-    """The trainer fields :meth:`Trainer.precompile` reads, around ``step``."""
+    """The trainer fields :func:`precompile` reads, around ``step``."""
     t = types.SimpleNamespace(step=step, sizes_seen={}, timing={"compile_s": 0.0}, lines=[], ema_model=eval_net,
                               model=None, cfg=None, run_sizes=lambda: list(SIZES),
                               _example_batch=lambda size: tuple(Tensor(np.zeros(x.shape, np.float32))
@@ -71,7 +71,7 @@ def test_precompile_compiles_each_size_ema_and_eval_and_changes_nothing():
     plain, pre, eval_net = _step(), _step(), _EvalNet()
     before = _state(pre)
     stub = _stub(pre, eval_net)
-    Trainer.precompile(stub)
+    precompile(stub, stub.run_sizes(), stub._example_batch)
     assert [x.split(" in ")[0] for x in stub.lines] == [
         "precompile 1/2: train step 16x16", "precompile: EMA update", "precompile 2/2: train step 24x24",
         "precompile: evaluation forward 16x16", "precompiled 2 train-step size(s) + EMA + evaluation"]
@@ -96,7 +96,7 @@ def test_precompile_compiles_each_size_ema_and_eval_and_changes_nothing():
 
 
 def test_run_sizes_are_the_sizes_the_steps_use():
-    """:meth:`Trainer.run_sizes` against the size of every step, from a start and a resume
+    """:func:`run_sizes` against the size of every step, from a start and a resume
     position, with and without ``max_iters`` (no model: the trainer's fields it reads)."""
     cfg = coco16_cfg("data.random_size=[3,6]", size=160)
     builder = types.SimpleNamespace(input_size=(160, 160), dataset=[None] * 16)
@@ -104,15 +104,15 @@ def test_run_sizes_are_the_sizes_the_steps_use():
     spe = src.steps_per_epoch
     counts = []
     for start, max_iters in ((0, None), (13, None), (13, 25), (37, 1)):
-        t = types.SimpleNamespace(steps_per_epoch=spe, loader=types.SimpleNamespace(source=src),
-                                  start_epoch=start // spe, start_iter=start % spe, max_epoch=10,
-                                  max_iters=max_iters, interval=10, per_device_batch=2)
+        loader = Loader(ms_dataset=None, dataset=None, steps_per_epoch=spe, batch_size=2, events=None, source=src)
+        t = types.SimpleNamespace(steps_per_epoch=spe, loader=loader, start_epoch=start // spe,
+                                  start_iter=start % spe, max_epoch=10, max_iters=max_iters)
         end = 10 * spe if max_iters is None else start + max_iters
         want = []
         for k in range(start, end):
             size = src.size(k // spe, (k % spe) * 2)
             if size not in want:
                 want.append(size)
-        assert Trainer.run_sizes(t) == want, (start, max_iters)
+        assert run_sizes(t) == want, (start, max_iters)
         counts.append(len(want))
     assert counts[0] > 2 and counts[-1] == 1  # several sizes in a whole run; one for one step

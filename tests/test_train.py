@@ -202,7 +202,7 @@ class _Explode(TrainHook):
     def after_iter(self, trainer):
         if trainer.progress_in_iter == 2:
             trainer.iter += 1
-            trainer.save("last", trainer._meta())
+            trainer.save("last", trainer.checkpoint_meta())
             trainer.iter -= 1
             w = trainer.model.head.obj_preds[0].weight
             w.set_data(Tensor(np.full(w.shape, np.nan, np.float32)))

@@ -49,7 +49,7 @@ def main(argv=None):
     args.weights = resolve_weights(args.weights)
     from .. import load_config
     from ..runtime.context import setup_mindspore
-    from ..training.trainer import Trainer, check_config
+    from ..training.trainer import Trainer
     from ..errors import MindYOLOXError
 
     if args.max_iters is not None and args.max_iters <= 0:
@@ -57,7 +57,6 @@ def main(argv=None):
     if args.workers is not None and args.workers < 0:
         raise MindYOLOXError(f"--workers must be >= 0, got {args.workers}")
     cfg = load_config(args.config, args.overrides)
-    check_config(cfg)
     setup_mindspore(args.device, cfg)
     from ..options import resolve_options
     options = resolve_options(cfg)

@@ -23,11 +23,9 @@ Training (:func:`create_train_loader`)
       Mosaic/MixUp are off from :func:`no_aug_start` on (official 0.3.0: the last
       ``no_aug_epochs + 1`` epochs; the switch is part of the pipeline, so it also works in
       data-sink mode).
-    - Multiscale: one size per block of ``interval`` steps (official: 10), the same on every
-      rank (it depends on the global step only): ``32 * randint(lo, hi)`` for the height
-      (``lo, hi`` = ``data.random_size`` or ``input_size/32 -+ multiscale_range``), the width
-      keeping the recipe's aspect ratio; block 0 uses ``input_size`` as the official trainer
-      does (:meth:`TrainSource.size`). ``data.multiscale_resize``:
+    - Multiscale: the rule of :mod:`mindyolox.data.multiscale` (one size per block of
+      ``INTERVAL`` = 10 steps, the same on every rank; :meth:`TrainSource.size`,
+      :meth:`Loader.size_at`). ``data.multiscale_resize``:
 
       * ``batch`` (default, official ``Exp.preprocess``): every sample is built at
         ``input_size`` (``H0, W0``), so every batch has one shape, and the compiled step of the
@@ -54,6 +52,7 @@ from ..errors import DataError
 from .base import DetectionDataset, EventLog, logger
 from .coco import COCODataset
 from .mosaic import MosaicMixup
+from .multiscale import INTERVAL, multiscale_range, size_for_step
 from .transforms import letterbox
 from .voc import VOCDataset
 
@@ -87,30 +86,7 @@ def build_dataset(data_cfg, split="train"):
 
 
 # ----------------------------------------------------------------------------- multiscale
-def multiscale_range(data_cfg):
-    """``(lo, hi)`` size factors (x32, inclusive) of multiscale training, or ``None`` when off."""
-    rs = list(data_cfg.get("random_size") or [])
-    if rs:
-        if len(rs) != 2 or int(rs[0]) > int(rs[1]) or int(rs[0]) < 1:
-            raise DataError(f"data.random_size must be [min, max] with 1 <= min <= max, got {rs}")
-        return int(rs[0]), int(rs[1])
-    m = int(data_cfg.get("multiscale_range", 0))
-    if m <= 0:
-        return None
-    base = int(data_cfg["input_size"][0] / 32)
-    if base - m < 1:
-        raise DataError(f"data.multiscale_range={m} too large for input_size {data_cfg['input_size']}")
-    return base - m, base + m
-
-
-def size_for_step(step, input_size, ms_range, seed, interval=10):
-    """Input ``(H, W)`` of global training step ``step`` (see the module doc)."""
-    block = int(step) // int(interval)
-    if ms_range is None or block == 0:
-        return int(input_size[0]), int(input_size[1])
-    factor = input_size[1] / input_size[0]
-    s = int(np.random.default_rng([int(seed), 0x5CA1E, block]).integers(ms_range[0], ms_range[1] + 1))
-    return 32 * s, 32 * int(s * factor)
+# multiscale_range and size_for_step: mindyolox.data.multiscale (imported above, still importable here)
 
 
 # ----------------------------------------------------------------------------- training source
@@ -127,7 +103,7 @@ class TrainSource:
     (``resize_batch``: the step resizes the batch) or at the step's multiscale size."""
 
     def __init__(self, builder, batch_size, seed=0, rank=0, world_size=1, ms_range=None,
-                 interval=10, no_aug_epoch=None, resize_batch=True):
+                 interval=INTERVAL, no_aug_epoch=None, resize_batch=True):
         self.builder = builder
         self.resize_batch = bool(resize_batch)
         self.batch_size = int(batch_size)
@@ -241,6 +217,23 @@ class Loader:
     source: object = None
     resize_in_graph: bool = False
 
+    def size_at(self, step):
+        """Input ``(h, w)`` of global training step ``step`` (a training loader;
+        :mod:`~mindyolox.data.multiscale`)."""
+        spe = self.steps_per_epoch
+        return tuple(self.source.size(int(step) // spe, (int(step) % spe) * self.batch_size))
+
+    @property
+    def interval(self):
+        """Global steps per multiscale size block (a training loader)."""
+        return self.source.interval
+
+    def batch_hw(self, size):
+        """``(h, w)`` of the image batches the pipeline gives for a step of input ``size``: the
+        recipe's ``input_size`` when the step resizes the batch (``resize_in_graph``), else
+        ``size``."""
+        return tuple(int(v) for v in (self.source.builder.input_size if self.resize_in_graph else size))
+
     def __iter__(self):
         """One epoch of numpy tuples (convenience for tools and tests); nothing for a loader
         without batches (``ms_dataset`` None: an evaluation shard that got none)."""
@@ -269,7 +262,7 @@ def cache_mode(data_cfg):
 
 
 def create_train_loader(data_cfg, aug_cfg, train_cfg, rank=0, world_size=1, start_epoch=0,
-                        num_workers=None, dataset=None, interval=10, mosaic=True, start_iter=0,
+                        num_workers=None, dataset=None, interval=INTERVAL, mosaic=True, start_iter=0,
                         end_epoch=None):
     """Training loader from the recipe sections ``data``, ``aug`` and ``train`` (dict-like).
 

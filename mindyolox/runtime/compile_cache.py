@@ -51,9 +51,12 @@ import os
 import sys
 from pathlib import Path
 
+from ..data.multiscale import is_multiscale
 from ..ops import cpu_kernels
+from .context import scoped_environ
 
-__all__ = ["code_version", "recipe_key", "run_switches", "default_cache_dir", "resolve_compile_cache", "NOT_IN_GRAPHS", "CACHE_ENV"]
+__all__ = ["compile_cache_in", "code_version", "recipe_key", "run_switches", "default_cache_dir", "resolve_compile_cache",
+           "NOT_IN_GRAPHS", "CACHE_ENV"]
 
 CACHE_ENV = ("MS_COMPILER_CACHE_ENABLE", "MS_COMPILER_CACHE_PATH")
 
@@ -112,9 +115,8 @@ def run_switches(cfg, start=(0, 0), **switches):
     it starts, so a resume from another step gets a folder of its own. A fixed-size recipe
     compiles the same sequence from any start (``use_l1`` is a Parameter, no graph of its own),
     so its resumes share the folder."""
-    from ..data.loader import multiscale_range
     run = dict(switches)
-    if multiscale_range(cfg["data"]) is not None:
+    if is_multiscale(cfg["data"]):
         run["start"] = [int(start[0]), int(start[1])]
     return run
 
@@ -139,8 +141,7 @@ def resolve_compile_cache(setting, cfg, options=None, run=None, name=None):
     the note). Returns ``(Path or None, note or None)``."""
     if setting is None or str(setting).lower() in ("off", "none", "false", "0", ""):
         return None, None
-    from ..data.loader import multiscale_range
-    fixed = multiscale_range(cfg["data"]) is None
+    fixed = not is_multiscale(cfg["data"])
     if str(setting).lower() == "auto":
         if any(os.environ.get(k) for k in CACHE_ENV) or os.environ.get("MINDYOLOX_COMPILE_CACHE") == "off":
             return None, None
@@ -155,3 +156,11 @@ def resolve_compile_cache(setting, cfg, options=None, run=None, name=None):
         note += (" -- multiscale: MindSpore caches graphs by compile order, so the folder is keyed by the "
                  "seed and the start position too (a resume from another step compiles again)")
     return path, note
+
+
+def compile_cache_in(path):
+    """A context manager: MindSpore's graph cache at ``path`` for the ``with`` block
+    (``MS_COMPILER_CACHE_ENABLE=1``, ``MS_COMPILER_CACHE_PATH``; MindSpore reads them at the
+    process's first compile, module doc), the variables put back when it ends; ``path`` None:
+    nothing changes."""
+    return scoped_environ({} if path is None else {"MS_COMPILER_CACHE_ENABLE": "1", "MS_COMPILER_CACHE_PATH": str(path)})

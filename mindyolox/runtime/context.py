@@ -1,9 +1,14 @@
-"""Small helpers shared by the evaluation / prediction / deployment CLIs."""
+"""The device context of a process (:func:`apply_device_context`, the one place that sets it),
+the process environment a run changes for its duration (:func:`scoped_environ`), and small
+helpers shared by the evaluation / prediction / deployment CLIs."""
 import os
+from contextlib import contextmanager
 
 from ..errors import MindYOLOXError, WeightsError
+from ..options import apply_precision_mode
 
-__all__ = ["setup_mindspore", "build_and_load", "keep_compile_dumps_in"]
+__all__ = ["setup_mindspore", "apply_device_context", "build_and_load", "keep_compile_dumps_in", "scoped_environ",
+           "compile_dumps_in"]
 
 # where MindSpore 2.10 writes what a failed or interrupted graph compile dumps: MS_OM_PATH
 # (default "."), as "<MS_OM_PATH>/rank_<id>/om/analyze_fail.ir" (GetEvalFailDatPath in
@@ -15,8 +20,21 @@ COMPILE_DUMP_ENV = ("MS_OM_PATH", "MS_DEV_SAVE_GRAPHS_PATH")
 
 def setup_mindspore(device=None, cfg=None):
     """GRAPH_MODE on ``device`` (CPU / GPU / Ascend; None: the recipe ``cfg``'s
-    ``runtime.device`` unless ``auto``, else MindSpore's default target)."""
-    import mindspore as ms
+    ``runtime.device`` unless ``auto``, else MindSpore's default target): the CLIs' name for
+    :func:`apply_device_context` before the options are resolved."""
+    apply_device_context(device=device, cfg=cfg)
+
+
+def apply_device_context(options=None, device=None, cfg=None):
+    """Set MindSpore's process-wide device context, the one function that does.
+
+    ``device`` (a ``--device`` flag) or else the recipe ``cfg``'s ``runtime.device`` unless
+    ``auto``: ``mindspore.set_device`` (a wrong name is one line naming the flag); then
+    GRAPH_MODE; then, with ``options`` (:class:`~mindyolox.options.DeviceOptions`, resolved
+    after the device is known), Ascend's operator precision mode
+    (:func:`~mindyolox.options.apply_precision_mode`, set once per process). The CLIs call it
+    (as :func:`setup_mindspore`) before resolving options, the trainer with its options."""
+    import mindspore as ms  # here, not at the top: the CLIs import this module to parse flags first
     if not device and cfg is not None:
         wanted = str((cfg.get("runtime") or {}).get("device", "auto"))
         device = None if wanted == "auto" else wanted
@@ -26,6 +44,30 @@ def setup_mindspore(device=None, cfg=None):
         except (ValueError, RuntimeError) as e:
             raise MindYOLOXError(f"--device {device}: {str(e).splitlines()[0]}") from None
     ms.set_context(mode=ms.GRAPH_MODE)
+    if options is not None:
+        apply_precision_mode(options)  # Ascend only; recorded in the checkpoints' options
+
+
+@contextmanager
+def scoped_environ(values):
+    """Set the environment variables ``values`` (``{name: str}``) for the ``with`` block and put
+    back what was there (or remove them) when it ends, however it ends."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update({k: str(v) for k, v in values.items()})
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def compile_dumps_in(folder):
+    """:func:`scoped_environ` of :func:`keep_compile_dumps_in`: MindSpore's compile dumps go to
+    ``folder`` for the ``with`` block (unless the user set them)."""
+    return scoped_environ({k: os.path.abspath(folder) for k in COMPILE_DUMP_ENV if not os.environ.get(k)})
 
 
 def keep_compile_dumps_in(folder):

@@ -56,13 +56,24 @@ class RunLock:
     """The lock of ``run_dir`` (module doc). ``acquire()`` returns the notes to log (a stale
     lock taken over); ``release()`` removes the file if it is still ours. ``what`` and ``advice``
     word the refusal (an output folder of predict.py: ``"output folder (--save-dir)"``,
-    ``"choose another --save-dir"``)."""
+    ``"choose another --save-dir"``). As a context manager it is held for the ``with`` block
+    (``__enter__`` acquires and keeps the notes in ``notes``; ``__exit__`` releases, however the
+    block ends)."""
 
     def __init__(self, run_dir, what="run folder", advice="choose another --name"):
         self.path = Path(run_dir) / LOCK_NAME
         self.what, self.advice = what, advice
         self.held = False
+        self.notes = []
         self.host, self.pid = socket.gethostname(), os.getpid()
+
+    def __enter__(self):
+        self.notes = self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
 
     def _holder(self):
         """``(host, pid, started)`` written in the lock file, or None if unreadable."""

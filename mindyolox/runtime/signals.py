@@ -19,8 +19,9 @@ the SIGINT it is. Linux/glibc only (``ctypes``); elsewhere it does nothing.
 import ctypes
 import signal
 import threading
+from contextlib import contextmanager
 
-__all__ = ["SignalKeeper"]
+__all__ = ["SignalKeeper", "stop_signals"]
 
 _SIGACTION_BYTES = 256  # >= sizeof(struct sigaction) (152 on x86_64 / aarch64 glibc)
 
@@ -60,3 +61,36 @@ class SignalKeeper:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=1)
+
+
+@contextmanager
+def stop_signals(on_signal, signals=(signal.SIGINT, signal.SIGTERM)):
+    """For the ``with`` block, SIGINT and SIGTERM ask to stop: the first one calls
+    ``on_signal(signum)`` (the trainer notes it, saves after the current chunk and stops), a
+    second one raises ``KeyboardInterrupt`` (leave now). SIGINT is held against MindSpore's
+    replacement (:class:`SignalKeeper`). When the block ends, however it ends, the keeper stops
+    and the previous handlers are back. Outside the main thread nothing is installed."""
+    received = []
+
+    def handler(signum, frame):
+        if received:  # second signal: leave now
+            raise KeyboardInterrupt
+        received.append(signum)
+        on_signal(signum)
+
+    old = {}
+    keeper = None
+    try:
+        for sig in signals:
+            try:
+                old[sig] = signal.signal(sig, handler)
+            except ValueError:  # not the main thread
+                pass
+        if signal.SIGINT in old:  # MindSpore turns SIGINT into SIGTERM otherwise (module doc)
+            keeper = SignalKeeper(signal.SIGINT)
+        yield
+    finally:
+        if keeper is not None:
+            keeper.stop()
+        for sig, h in old.items():
+            signal.signal(sig, h)

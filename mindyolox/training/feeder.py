@@ -43,10 +43,10 @@ On GPU MindSpore does not read ``sending_batches`` (only ``SendDataToAscend`` ca
 ``LimitSendingBatches``); its device buffer already holds 2 batches
 (``DatasetInitKernelMod``, ``buffer_q_capacity_{2}``) plus 8 per copy thread on the host.
 
-Every exit path stops and releases the queue: :meth:`StepFeeder.close` (the trainer calls it
-from ``after_train``, which runs in a ``finally`` -- normal end, ``max_iters``, exception,
-SIGINT/SIGTERM after the checkpoint, a second signal's ``KeyboardInterrupt`` -- and when
-``before_train`` fails after the feeder exists) does what MindSpore's own ``Model.train``
+Every exit path stops and releases the queue: :meth:`StepFeeder.close` (the trainer enters
+the feeder on its ``ExitStack`` and closes it once before ``after_train`` -- normal end,
+``max_iters``, exception, SIGINT/SIGTERM after the checkpoint, a second signal's
+``KeyboardInterrupt`` -- or when ``before_train`` fails after the feeder exists) does what MindSpore's own ``Model.train``
 does at the end of a sink run, ``dataset_helper.stop_send()`` then ``release()``
 (``mindspore/train/model.py:1189-1190``), on the transfer dataset ``data_sink`` keeps on the
 pipeline as ``__transfer_dataset__`` (``mindspore/train/data_sink.py:57``;
@@ -58,6 +58,7 @@ there. Without sink, ``close`` stops the tuple iterator (``Iterator.stop``,
 ``mindspore/dataset/engine/iterators.py:301-309``: its worker processes end now, not at
 interpreter exit).
 """
+import sys
 import time
 
 __all__ = ["StepFeeder", "QUEUE_BATCHES"]
@@ -73,6 +74,10 @@ class StepFeeder:
     seconds spent waiting for data (0 with sink). Without sink each batch's shape is checked
     against the schedule: ``input_size`` when the step resizes (``Loader.resize_in_graph``),
     else ``size``. ``steps_run`` counts the steps launched.
+
+    A context manager: the ``with`` block ends with :meth:`close`; when the block ends by an
+    error and the close fails too, the close's error is one note on stderr and the error in
+    flight is the one raised (the one the user must see).
     """
 
     def __init__(self, step, loader, sink=False):
@@ -85,7 +90,7 @@ class StepFeeder:
         self._closed = False
         self._batch_hw = None
         if loader.resize_in_graph:
-            self._batch_hw = tuple(int(v) for v in loader.source.builder.input_size)
+            self._batch_hw = loader.batch_hw(None)
         if not self.sink:
             self._stream = self.pipeline.create_tuple_iterator(num_epochs=1, do_copy=False)
 
@@ -99,6 +104,19 @@ class StepFeeder:
         import mindspore.dataset as ds
         ds.config.set_sending_batches(1 + QUEUE_BATCHES)  # data_sink starts sending at once
         self._sink_fn = ms.data_sink(self._dispatch, self.pipeline, sink_size=1)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+            return False
+        try:
+            self.close()
+        except Exception as e:  # the error in flight is the one to show
+            print(f"note: the data queue was not released either ({type(e).__name__}: {e})", file=sys.stderr)
+        return False
 
     def close(self):
         """Stop and release the device queue (module doc), or stop the iterator without sink;

@@ -25,15 +25,17 @@ quarter-epoch warm-up and a cosine over the rest (the single epoch without Mosai
 L1: the official switch covers the last ``no_aug_epochs + 1`` epochs). Schedules with room for
 a cosine phase (every shipped recipe at its own ``max_epoch``) are unchanged.
 """
+import json
 import math
 
 from mindspore import dtype as mstype
 from mindspore import nn, ops
 
+from ..config import Config
 from ..errors import ConfigError
 
 __all__ = ["yolox_warm_cos_lr", "warm_cos_lr", "cos_lr", "LRSchedule", "build_lr_schedule", "SCHEDULERS",
-           "ScheduleCell", "fit_short_schedule"]
+           "ScheduleCell", "fit_short_schedule", "fit_recipe"]
 
 
 def yolox_warm_cos_lr(lr, min_lr_ratio, total_iters, warmup_total_iters, warmup_lr_start, no_aug_iter, iters):
@@ -129,6 +131,20 @@ def fit_short_schedule(train_cfg):
             f"tail to {new_no_aug} (each at most a quarter of the run; a warm-up + no-aug tail shorter than "
             f"train.max_epoch is kept as given)")
     return new_warmup, new_no_aug, note
+
+
+def fit_recipe(cfg):
+    """``(cfg, note)``: the recipe with its short-schedule clip applied once
+    (:func:`fit_short_schedule`), for everything the run derives from ``warmup_epochs`` and
+    ``no_aug_epochs`` (schedule, no-aug switch of the loader, L1, evaluations); ``cfg`` itself
+    (not copied) and ``note=None`` when nothing is clipped, else a copy. The trainer calls it
+    once; :func:`build_lr_schedule` of the clipped recipe then finds nothing more to clip."""
+    warmup, no_aug, note = fit_short_schedule(cfg.train)
+    if note is None:
+        return cfg, None
+    cfg = Config(json.loads(json.dumps(cfg, default=str)))
+    cfg.train.warmup_epochs, cfg.train.no_aug_epochs = warmup, no_aug
+    return cfg, note
 
 
 def build_lr_schedule(train_cfg, iters_per_epoch):

@@ -5,8 +5,9 @@ import logging
 import resource
 import sys
 import time
+from pathlib import Path
 
-__all__ = ["RunLog", "rss_gb", "fmt_eta"]
+__all__ = ["RunLog", "rss_gb", "fmt_eta", "last_logged_step"]
 
 
 class BarAwareHandler(logging.StreamHandler):
@@ -101,5 +102,43 @@ class RunLog:
         if self.tb is not None:
             self.tb.close()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        """Close at the end of a ``with`` block; when the block ends by an error (a full disk)
+        and the close fails too, that is one note on stderr and the error in flight stays
+        the one raised."""
+        if exc_type is None:
+            self.close()
+            return False
+        try:
+            self.close()
+        except Exception as e:  # the error in flight is the one to show
+            print(f"note: the TensorBoard log was not closed either ({type(e).__name__}: {e})", file=sys.stderr)
+        return False
+
     def event(self, kind, **fields):
         self.record({"type": "event", "event": kind, "time": time.time(), **fields})
+
+
+def last_logged_step(metrics_path):
+    """Global step of the last ``type: train`` record after the last ``start`` event of a
+    ``metrics.jsonl`` (None: unreadable or no step yet)."""
+    step = None
+    try:
+        lines = Path(metrics_path).read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(rec, dict):
+            continue
+        if rec.get("type") == "event" and rec.get("event") == "start":
+            step = None
+        elif rec.get("type") == "train" and "step" in rec:
+            step = int(rec["step"])
+    return step

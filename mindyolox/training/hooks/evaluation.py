@@ -1,0 +1,87 @@
+"""Evaluation during training, the best checkpoint and early stopping (``train.patience``).
+
+:class:`EvalHook` (``BELOW_NORMAL``): at ``after_epoch``, after the user hooks (which may
+change the model first) and before :class:`~mindyolox.training.hooks.checkpoint.CheckpointHook`
+(whose ``last.ckpt`` then holds this epoch's AP: a kill at any point leaves ``best_ap`` and
+``best.ckpt`` consistent).
+"""
+import time
+
+from ...data.loader import no_aug_start
+from ...runtime.distributed import all_reduce_norm
+from .base import BELOW_NORMAL, TrainHook
+from .checkpoint import checkpoint_meta, save
+
+__all__ = ["EvalHook", "eval_due", "evaluate_and_save"]
+
+
+def eval_due(epoch, train_cfg):
+    """Whether the trainer evaluates after ``epoch`` (1-based): every ``train.eval_interval``
+    epochs (0: never), the last epoch, and each epoch from the no-aug switch on (the official
+    trainer sets ``eval_interval = 1`` there)."""
+    ei, max_epoch = int(train_cfg.eval_interval), int(train_cfg.max_epoch)
+    start = no_aug_start(max_epoch, train_cfg.no_aug_epochs)
+    return ei > 0 and (epoch % ei == 0 or epoch - 1 >= start or epoch == max_epoch)
+
+
+def evaluate_and_save(tr):
+    """Evaluate the EMA weights (the model without EMA) of trainer ``tr``; write ``best.ckpt``
+    on a new best. Distributed: every rank evaluates its shard and receives the AP
+    (``evaluator`` module doc); each rank prints its line with the time it waited for the
+    others. Returns the evaluator's result (None without an evaluator)."""
+    if tr.evaluator is None:
+        return None
+    model = tr.ema_model if tr.ema_model is not None else tr.model
+    t0 = time.perf_counter()
+    res = tr.evaluator.evaluate(model, progress=False)
+    model.set_train(False)
+    tr.model.set_train(True)
+    ap, ap50 = float(res["AP50_95"]), float(res["AP50"])
+    eval_s = time.perf_counter() - t0
+    wait_s = float(res["timing"].get("wait_s", 0.0))
+    tr.timing["eval_s"] += eval_s
+    tr.last_ap = ap
+    best = ap > tr.best_ap
+    tr.best_ap = max(tr.best_ap, ap)
+    line = (f"eval epoch {tr.epoch + 1}: AP50:95 {100 * ap:.2f} AP50 {100 * ap50:.2f} "
+            f"(best {100 * tr.best_ap:.2f}) in {eval_s:.1f} s")
+    if tr.world_size > 1:
+        line += f"; {res['timing']['images']} images on this rank, {wait_s:.1f} s of it waiting for the other ranks"
+    tr.runlog.rank_info(line)
+    step = (tr.epoch + 1) * tr.steps_per_epoch
+    tr.runlog.record({"type": "eval", "epoch": tr.epoch + 1, "step": step, "AP50_95": ap, "AP50": ap50,
+                      "eval_s": eval_s, "wait_s": wait_s, "stats": [float(s) for s in res.get("stats", [])]})
+    if tr.runlog.tb is not None and res.get("samples"):
+        tr.runlog.tb.detections(res["samples"], tr.evaluator.dataset, step)
+    if best:
+        save(tr, "best", checkpoint_meta(tr))
+    return res
+
+
+class EvalHook(TrainHook):
+    """``after_epoch`` when :func:`eval_due` (and evaluation is on): BatchNorm statistics
+    averaged over the ranks (distributed), :func:`evaluate_and_save`, then early stopping:
+    ``trainer.status = "early_stopped"`` after ``train.patience`` evaluations in a row without a
+    new best (every rank decides the same: they all hold the AP)."""
+
+    priority = BELOW_NORMAL
+
+    def after_epoch(self, trainer):
+        tr = trainer
+        if not (tr.do_eval and eval_due(tr.epoch + 1, tr.tcfg)):
+            return
+        if tr.distributed:
+            all_reduce_norm(tr.model, tr.world_size)
+            if tr.ema_model is not None:  # one model evaluated on every shard
+                all_reduce_norm(tr.ema_model, tr.world_size)
+        evaluate_and_save(tr)
+        patience = int(tr.tcfg.get("patience", 0) or 0)
+        if patience <= 0 or tr.evaluator is None:
+            return
+        tr.stale_evals = 0 if tr.best_ap > tr.prev_best else tr.stale_evals + 1
+        tr.prev_best = tr.best_ap
+        if tr.stale_evals >= patience:
+            tr.status = "early_stopped"
+            tr.log(f"early stop after epoch {tr.epoch + 1}: {patience} evaluation(s) without a better AP50:95 "
+                   f"than {100 * tr.best_ap:.2f} (train.patience={patience}); last.ckpt and best.ckpt kept")
+            tr.runlog.event("early_stop", epoch=tr.epoch + 1, best_ap=tr.best_ap, patience=patience)
