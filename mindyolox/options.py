@@ -24,7 +24,7 @@ Fields (all plain values; ``to_dict`` goes into checkpoint metadata and the expo
                   here), else off with one logged line; ``true`` requires it; always off on
                   GPU/Ascend and for export. Flag set: ``$MINDYOLOX_KERNEL_FLAGS``
                   (``native`` / ``portable``, see the ops module).
-``amp_level``     ``O0`` (float32) | ``O1`` | ``O2`` | ``O3`` (see :mod:`mindyolox.training.amp`).
+``amp_level``     ``O0`` (float32) | ``O1`` | ``O2`` | ``O3`` (see :mod:`mindyolox.models.amp`).
 ``precision_mode`` Ascend's operator precision mode (``mindspore.device_context.ascend.
                   op_precision.precision_mode``, ``op_precision.py:30-89``; MindSpore 2.10's
                   default is ``must_keep_origin_dtype``), ``none`` elsewhere. ``auto``: on

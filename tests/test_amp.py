@@ -10,7 +10,7 @@ from mindspore import dtype as mstype
 
 from mindyolox import build_model, load_config, load_weights
 from mindyolox.data.demo import DemoSpec, generate
-from mindyolox.training.amp import mixed_precision
+from mindyolox.models.amp import mixed_precision
 from mindyolox.training.trainer import TrainHook, Trainer
 from mindyolox.losses import YOLOXLoss, YOLOXWithLoss
 from mindyolox.models.batchnorm import BatchNorm2d

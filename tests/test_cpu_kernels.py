@@ -129,7 +129,7 @@ def test_silu_kernel_equals_native_silu_forward_and_gradient():
 
 
 def test_float16_inputs_take_the_usual_path():
-    """Mixed precision (a float16 layer, as ``training.amp`` sets it): the float32-only kernels
+    """Mixed precision (a float16 layer, as ``models.amp`` sets it): the float32-only kernels
     are passed over, the result is the kernel-free layer's."""
     x = Tensor(np.random.default_rng(4).standard_normal((2, 4, 9, 9)).astype(np.float16))
     conv = Conv2d(4, 4, 3, 1, padding=1, group=4, impl="im2col")

@@ -95,8 +95,9 @@ class ExportSpec:
 def build_fused(cfg, weights, spec):
     """The fused, eval-mode network to export (float16 when ``spec.half``); returns
     ``(net, options, load_report)``."""
-    from .. import build_model, load_weights
-    from ..training.amp import mixed_precision
+    from ..convert.weights import load_weights
+    from ..models import build_model
+    from ..models.amp import mixed_precision
     from ..options import resolve_options
     device = {"cpu": "CPU", "gpu": "GPU", "ascend": "Ascend"}[spec.target]
     options = resolve_options(cfg, device=device, conv=spec.conv, decode_exp="float32",

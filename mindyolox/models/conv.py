@@ -50,7 +50,7 @@ class Conv2d(nn.Conv2d):
 
     Input [B, C, H, W] float32, output [B, O, Ho, Wo], Ho = (H + 2 padding - k) // stride + 1.
     ``compute_dtype`` / ``cast_output`` (None, or MindSpore float types set by
-    :func:`~mindyolox.training.amp.mixed_precision`): the dtype the weights are cast to (float16
+    :func:`~mindyolox.models.amp.mixed_precision`): the dtype the weights are cast to (float16
     under O1-O3) and the dtype the output is cast to (O1: float16 layers handing float32 on).
     """
 

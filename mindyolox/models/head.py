@@ -29,7 +29,7 @@ def level_grid(h, w, stride):
 
 class BoxDecode(nn.Cell):
     """Eval-mode decode, its own cell so that it stays float32 under mixed precision
-    (:mod:`mindyolox.training.amp` gives it ``to_float(float32)`` at O2/O3, as BatchNorm): a
+    (:mod:`mindyolox.models.amp` gives it ``to_float(float32)`` at O2/O3, as BatchNorm): a
     float16 decode would put the box centres on 0.25 px steps from 256 px and 0.5 px steps
     from 512 px (``--half``). Inputs raw [B, A, 5 + C] (dx, dy, log w, log h, obj, cls
     logits), grids [A, 2], strides [A]; returns [B, A, 5 + C] (cx, cy, w, h px, sigmoid

@@ -87,14 +87,15 @@ def build_and_load(cfg, weights, options=None, decode_in_inference=True, half=Fa
 
     ``options``: :class:`~mindyolox.options.DeviceOptions` (None: resolved from the recipe
     and the current device, with amp level O2 when ``half`` else O0). ``half`` (``--half``):
-    float16 inference, the network :func:`~mindyolox.training.amp.mixed_precision` returns for
+    float16 inference, the network :func:`~mindyolox.models.amp.mixed_precision` returns for
     O2 (BatchNorm a float32 cell, float32 outputs). ``decode_in_inference=False`` makes the
     head return raw boxes (for export). Raises WeightsError (one line) when the file is
     missing or does not fit the model.
     """
-    from .. import build_model, load_weights
+    from ..convert.weights import load_weights
+    from ..models import build_model
     from ..options import resolve_options
-    from ..training.amp import mixed_precision
+    from ..models.amp import mixed_precision
     if not os.path.isfile(str(weights)):
         raise WeightsError(f"weights file not found: {weights}")
     if options is None:

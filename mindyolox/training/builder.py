@@ -15,7 +15,7 @@ __all__ = ["TrainParts", "build_training", "build_evaluator"]
 @dataclass
 class TrainParts:
     """``model``: the trained YOLOX Cell (float32 parameters); ``net``: what the step calls
-    (``model`` under mixed precision, :func:`~mindyolox.training.amp.mixed_precision`);
+    (``model`` under mixed precision, :func:`~mindyolox.models.amp.mixed_precision`);
     ``ema_model``: float32 EMA copy or None; ``loader``: training
     :class:`~mindyolox.data.loader.Loader` (all epochs from the start point as one stream);
     ``lr_schedule``: host :class:`~mindyolox.training.lr.LRSchedule` (the step computes the same
@@ -39,7 +39,7 @@ class TrainParts:
 
 
 def _load_finetune_weights(model, weights):
-    from .. import load_weights
+    from ..convert.weights import load_weights
     report = load_weights(model, weights, strict=False, skip_mismatched=True)
     other = [n for n, _, _ in report.mismatched if not n.startswith("head.cls_preds.")]
     if other or report.missing:
@@ -82,10 +82,10 @@ def build_training(cfg, options, *, rank=0, world_size=1, distributed=False, sta
     ``train.bn_calibration_images`` training images right after the load
     (:mod:`~mindyolox.training.bn_reinflate`), before freezing, mixed precision and the EMA copy.
     """
-    from .. import build_model
+    from ..models import build_model
     from ..data.loader import create_train_loader
     from ..losses import YOLOXLoss, YOLOXWithLoss
-    from .amp import mixed_precision
+    from ..models.amp import mixed_precision
     from .ema import ModelEMA
     from .lr import build_lr_schedule
     from .optimizer import build_optimizer

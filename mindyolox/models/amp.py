@@ -31,9 +31,9 @@ outside the returned network on its float32 outputs.
 import mindspore as ms
 from mindspore import dtype as mstype
 
-from ..models.batchnorm import BatchNorm2d
-from ..models.conv import Conv2d
-from ..models.head import BoxDecode
+from .batchnorm import BatchNorm2d
+from .conv import Conv2d
+from .head import BoxDecode
 
 __all__ = ["mixed_precision"]
 
