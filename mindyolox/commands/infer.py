@@ -49,9 +49,8 @@ def main(argv=None):
     if args.batch is not None and args.batch <= 0:
         raise ConfigError(f"--batch must be positive, got {args.batch}")
     from ..deploy.meta import meta_path
-    from ..predict.loop import plan_source, run_plan
+    from ..predict.loop import plan_source, print_outcome, run_plan
     from ..predict.predictor import COCO_CLASSES
-    from ..predict.source import NOT_MEDIA
     save_dir = None if args.no_save else args.save_dir
     # a bad --source, or an output that would replace an input, fails before the model is opened
     plan = plan_source(args.source, save_dir, inputs=(args.model, meta_path(args.model)))
@@ -63,12 +62,7 @@ def main(argv=None):
                                           class_agnostic=args.class_agnostic)
         out = run_plan(predict_batch, plan, names, batch=batch, max_frames=args.max_frames,
                        progress=not args.no_progress, desc="infer")
-    if out["skipped"]:
-        not_media = sum(reason == NOT_MEDIA for _, reason in out["skipped"])
-        print(f"skipped {len(out['skipped'])} file(s): {not_media} not images or videos, "
-              f"{len(out['skipped']) - not_media} unreadable")
-    if save_dir:
-        print(f"results written to {save_dir}")
+    print_outcome(out, save_dir)
     if out["images"]:
         print(f"{out['images']} image(s) in {out['seconds']:.2f} s")
     return 0

@@ -49,9 +49,8 @@ def main(argv=None):
                                                                                    "data.test_size")
     if not os.path.isfile(args.weights):
         raise WeightsError(f"weights file not found: {args.weights}")
-    from ..predict.loop import plan_source, run_plan
+    from ..predict.loop import plan_source, print_outcome, run_plan
     from ..predict.predictor import Predictor, class_names_for
-    from ..predict.source import NOT_MEDIA
     from ..runtime.outputs import claim_output_dir
     save_dir = None if args.no_save else args.save_dir
     # fail on a bad --source, or an output that would replace an input, before building the model
@@ -65,12 +64,7 @@ def main(argv=None):
         predictor = Predictor(lambda x: model(ms.Tensor(x)), img_size, args.conf, args.nms, args.class_agnostic)
         out = run_plan(predictor.predict_batch, plan, class_names_for(cfg), max_frames=args.max_frames,
                        progress=not args.no_progress)
-    if out["skipped"]:
-        not_media = sum(reason == NOT_MEDIA for _, reason in out["skipped"])
-        print(f"skipped {len(out['skipped'])} file(s): {not_media} not images or videos, "
-              f"{len(out['skipped']) - not_media} unreadable")
-    if save_dir:
-        print(f"results written to {save_dir}")
+    print_outcome(out, save_dir)
     return 0
 
 

@@ -33,7 +33,7 @@ from ..errors import DataError
 from ..runtime.outputs import check_outputs, prediction_outputs, save_json
 from .source import NOT_MEDIA, VideoFrames, is_video, list_source, read_image, read_source, stream_stem
 
-__all__ = ["SourcePlan", "plan_source", "run_plan", "predict_video", "detections_to_records", "draw_detections",
+__all__ = ["SourcePlan", "plan_source", "run_plan", "print_outcome", "predict_video", "detections_to_records", "draw_detections",
            "format_result"]
 
 
@@ -225,3 +225,15 @@ def run_plan(predict_batch, plan, class_names, batch=1, max_frames=0, draw=True,
     if plan.summary:
         save_json(plan.summary, {"results": results, "skipped": [{"file": p, "reason": r} for p, r in skipped]})
     return {"results": results, "skipped": skipped, **stats}
+
+
+def print_outcome(out, save_dir):
+    """The closing lines of ``predict.py`` / ``deploy/infer.py`` for :func:`run_plan`'s
+    ``out``: how many files were skipped (not images or videos / unreadable) and where the
+    results went."""
+    if out["skipped"]:
+        not_media = sum(reason == NOT_MEDIA for _, reason in out["skipped"])
+        print(f"skipped {len(out['skipped'])} file(s): {not_media} not images or videos, "
+              f"{len(out['skipped']) - not_media} unreadable")
+    if save_dir:
+        print(f"results written to {save_dir}")

@@ -58,8 +58,9 @@ there. Without sink, ``close`` stops the tuple iterator (``Iterator.stop``,
 ``mindspore/dataset/engine/iterators.py:301-309``: its worker processes end now, not at
 interpreter exit).
 """
-import sys
 import time
+
+from ..utils.closing import Closing
 
 __all__ = ["StepFeeder", "QUEUE_BATCHES"]
 
@@ -67,7 +68,7 @@ __all__ = ["StepFeeder", "QUEUE_BATCHES"]
 QUEUE_BATCHES = 2
 
 
-class StepFeeder:
+class StepFeeder(Closing):
     """Run the train ``step`` over a :class:`~mindyolox.data.loader.Loader`'s batches.
 
     ``run(n, size)`` launches ``n`` steps of multiscale size ``size`` ``(h, w)`` and returns the
@@ -79,6 +80,8 @@ class StepFeeder:
     error and the close fails too, the close's error is one note on stderr and the error in
     flight is the one raised (the one the user must see).
     """
+
+    closing_what = "the data queue"   # Closing: ``with feeder:`` releases it on every exit
 
     def __init__(self, step, loader, sink=False):
         self.step = step
@@ -104,19 +107,6 @@ class StepFeeder:
         import mindspore.dataset as ds
         ds.config.set_sending_batches(1 + QUEUE_BATCHES)  # data_sink starts sending at once
         self._sink_fn = ms.data_sink(self._dispatch, self.pipeline, sink_size=1)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.close()
-            return False
-        try:
-            self.close()
-        except Exception as e:  # the error in flight is the one to show
-            print(f"note: the data queue was not released either ({type(e).__name__}: {e})", file=sys.stderr)
-        return False
 
     def close(self):
         """Stop and release the device queue (module doc), or stop the iterator without sink;

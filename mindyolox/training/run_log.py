@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..utils.closing import Closing
+
 __all__ = ["RunLog", "rss_gb", "fmt_eta", "last_logged_step"]
 
 
@@ -41,7 +43,7 @@ def fmt_eta(seconds):
     return f"{h}:{m:02d}:{s:02d}"
 
 
-class RunLog:
+class RunLog(Closing):
     """Log lines and JSONL records of the run in ``run_dir`` (other ranks write nothing).
 
     ``info(msg)``: a timestamped line on stdout (through any open progress bar, time of day
@@ -50,6 +52,8 @@ class RunLog:
     ``type: event`` record with the time; with ``tensorboard`` every record also goes to
     ``run_dir/tensorboard`` (:mod:`~mindyolox.training.tensorboard`). The data package's messages (``mindyolox.data``:
     loader set-up, image cache, skipped images) go to the same console and file."""
+
+    closing_what = "the TensorBoard log"   # Closing: ``with RunLog(...)`` closes it on every exit
 
     def __init__(self, run_dir, rank=0, name="mindyolox.train", tensorboard=False):
         self.rank = int(rank)
@@ -101,22 +105,6 @@ class RunLog:
     def close(self):
         if self.tb is not None:
             self.tb.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        """Close at the end of a ``with`` block; when the block ends by an error (a full disk)
-        and the close fails too, that is one note on stderr and the error in flight stays
-        the one raised."""
-        if exc_type is None:
-            self.close()
-            return False
-        try:
-            self.close()
-        except Exception as e:  # the error in flight is the one to show
-            print(f"note: the TensorBoard log was not closed either ({type(e).__name__}: {e})", file=sys.stderr)
-        return False
 
     def event(self, kind, **fields):
         self.record({"type": "event", "event": kind, "time": time.time(), **fields})
