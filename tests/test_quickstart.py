@@ -17,6 +17,7 @@ pytest session (a marker file in the session's temp folder), whichever test need
 """
 import fcntl
 import json
+import hashlib
 import os
 import re
 import shlex
@@ -151,10 +152,16 @@ def make_workdir(path):
     return path
 
 
-def env_for(workdir):
+def env_for(workdir, command):
+    """The environment of one command: ``home/`` as HOME and a MindSpore graph cache of the
+    command's own (``ms_cache/<hash of the command line>``). MindSpore caches graphs by their
+    compile position in a process (mindyolox/runtime/compile_cache.py), so one folder shared by
+    different commands could hand one command the graph of another (the frozen fine-tune the
+    unfrozen one's); the same command line run again reuses its own."""
     env = {k: v for k, v in os.environ.items() if k != "GLOG_v"}  # the scripts' own default, as for a user
+    key = hashlib.sha1(command.encode()).hexdigest()[:12]
     env.update({"HOME": str(workdir / "home"), "PYTHONUNBUFFERED": "1",
-                "MS_COMPILER_CACHE_ENABLE": "1", "MS_COMPILER_CACHE_PATH": str(workdir.parent / "ms_cache")})
+                "MS_COMPILER_CACHE_ENABLE": "1", "MS_COMPILER_CACHE_PATH": str(workdir.parent / "ms_cache" / key)})
     return env
 
 
@@ -164,7 +171,7 @@ def run_command(command, workdir, log):
     cmd = re.sub(r"^python\b", shlex.quote(sys.executable), command)
     t0 = time.perf_counter()
     print(f"+ {command}", flush=True)
-    proc = subprocess.run(["bash", "-c", cmd], cwd=workdir, env=env_for(workdir), text=True,
+    proc = subprocess.run(["bash", "-c", cmd], cwd=workdir, env=env_for(workdir, command), text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=COMMAND_TIMEOUT)
     dt = time.perf_counter() - t0
     print(f"  exit {proc.returncode} in {dt:.1f} s", flush=True)
