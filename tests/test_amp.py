@@ -11,6 +11,7 @@ from mindspore import dtype as mstype
 from mindyolox import build_model, load_config, load_weights
 from mindyolox.data.demo import DemoSpec, generate
 from mindyolox.models.amp import mixed_precision
+from mindyolox.training.hooks.precompile import example_batch
 from mindyolox.training.trainer import TrainHook, Trainer
 from mindyolox.losses import YOLOXLoss, YOLOXWithLoss
 from mindyolox.models.batchnorm import BatchNorm2d
@@ -130,7 +131,7 @@ def test_o2_forced_overflow_is_skipped_and_the_scale_drops(o2_run):
     scale = float(step.scale.asnumpy())
     skipped = int(step.overflows.asnumpy())
     size = next(iter(tr.sizes_seen))
-    example_images, example_labels, size = tr._example_batch(size)
+    example_images, example_labels, size = example_batch(tr, size)
     images = np.full(example_images.shape, 255, np.uint8)
     labels = np.zeros(example_labels.shape, np.float32)
     labels[:, 0] = (0, 80, 80, 40, 40)

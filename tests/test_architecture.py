@@ -226,3 +226,13 @@ def test_darknet_backbones_share_one_forward():
     assert len(owners) == 1, f"construct defined in {owners}"
     for name in ("CSPDarknet", "Darknet"):
         assert [b.id for b in classes[name].bases] == owners, name
+
+
+def test_every_package_folder_is_in_the_wheel():
+    """Each folder of ``mindyolox/`` with an ``__init__.py`` is listed in ``pyproject.toml``'s
+    ``packages``: a sub-package left out installs a wheel whose commands die on import (the
+    installed-wheel tests find it too, minutes later)."""
+    import tomllib
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {".".join(p.parent.relative_to(ROOT).parts) for p in PACKAGE.rglob("__init__.py")}
+    assert folders - listed == set()
