@@ -364,7 +364,8 @@ _POSITIVE = ("model.depth", "model.width", "model.num_classes", "data.max_labels
              "test.batch_size", "train.accumulate")
 _NON_NEGATIVE = ("data.multiscale_range", "data.num_workers", "aug.degrees", "aug.shear",
                  "train.warmup_epochs", "train.warmup_lr", "train.no_aug_epochs",
-                 "train.weight_decay", "train.save_interval", "train.patience", "train.bn_calibration_images")
+                 "train.weight_decay", "train.save_interval", "train.checkpoint_interval", "train.patience",
+                 "train.bn_calibration_images")
 
 
 def _lookup(cfg, dotted):

@@ -7,11 +7,11 @@
 
 Outputs go to ``<train.output_dir>/<name>`` (name: the recipe's file name unless --name):
 checkpoints (last/best/epoch_N.ckpt), metrics.jsonl, train_log.txt, curves.png.
-Exit codes: 0 done, 2 bad input or diverged (message on stderr), 130/143 interrupted by
-SIGINT/SIGTERM after saving last.ckpt.
+Exit codes: 0 done (or stopped by a ``STOP`` file in the run folder, last.ckpt saved), 2 bad input
+or diverged (message on stderr), 130/143 interrupted by SIGINT/SIGTERM after saving last.ckpt
+(under msrun: every rank, whichever one received the signal).
 """
 import argparse
-import signal
 from pathlib import Path
 
 from ..convert.download import resolve_weights
@@ -67,8 +67,8 @@ def main(argv=None):
                       progress=not args.no_progress, compile_cache=args.compile_cache,
                       precompile=args.precompile)
     status = trainer.train()
-    if status == "interrupted":
-        return 128 + int(trainer.stop_signal or signal.SIGINT)
+    if status == "interrupted":  # a STOP file is the user's orderly stop: 0 (every rank alike)
+        return 0 if trainer.stop_signal is None else 128 + int(trainer.stop_signal)
     return 0
 
 

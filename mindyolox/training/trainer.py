@@ -4,9 +4,9 @@ around the compiled :class:`~mindyolox.training.train_step.TrainStep`.
 Run directory ``<train.output_dir>/<name>`` (rank 0 writes; the other ranks train and evaluate
 their shard of the val set, printing their evaluation line on their own stdout):
 
-* ``last.ckpt`` (every epoch end and on SIGINT/SIGTERM; the one it replaces is kept as
-  ``last.prev.ckpt``), ``best.ckpt`` (best EMA AP50:95), ``epoch_<N>.ckpt`` every
-  ``train.save_interval`` epochs -- training checkpoints (:mod:`~mindyolox.training.checkpoint`),
+* ``last.ckpt`` (every epoch end, every ``train.checkpoint_interval`` steps inside an epoch, and
+  on a stop request; the one it replaces is kept as ``last.prev.ckpt``), ``best.ckpt`` (best EMA
+  AP50:95), ``epoch_<N>.ckpt`` every ``train.save_interval`` epochs -- training checkpoints (:mod:`~mindyolox.training.checkpoint`),
   written atomically with a CRC;
 * ``metrics.jsonl``: one JSON record per logged iteration (``type: train``: epoch, iter, step,
   lr, loss terms, ms/step, data ms, memory), per evaluation (``type: eval``), and run events;
@@ -36,17 +36,27 @@ LoggerHook        30        before_train: the ``training ...`` line, ``start`` e
 user hooks        50        whatever they do (``trainer.last`` is fresh in their after_iter)
 EvalHook          60        after_epoch when due: BN stats agreed (distributed), evaluation,
                             ``best.ckpt`` on a new best, early stop (``train.patience``)
-CheckpointHook    70        after_epoch: ``last.ckpt`` (+ ``last.prev.ckpt``), ``epoch_<N>.ckpt``;
-                            on_stop: ``last.ckpt`` and the interrupted / stopped line
+CheckpointHook    70        after_iter: ``last.ckpt`` every ``train.checkpoint_interval`` steps;
+                            after_epoch: ``last.ckpt`` (+ ``last.prev.ckpt``), ``epoch_<N>.ckpt``;
+                            on_stop: ``last.ckpt`` and the stopping / stopped line. Before every
+                            save, distributed: BN statistics averaged over the ranks (once per step)
 SummaryHook       90        after_train: data summary, ``curves.png``, summary line, time record,
                             ``end`` event
 ================  ========  ==================================================================
 
 Points, in order: ``wrap_step`` (once), ``before_train``, then per epoch ``before_epoch``, per
-chunk ``before_iter`` / ``after_iter``, ``after_epoch``; ``on_stop`` when a signal or
+chunk ``before_iter`` / ``after_iter``, ``after_epoch``; ``on_stop`` when a stop request or
 ``max_iters`` ends the run inside an epoch; ``after_train`` on every end past ``before_train``.
 Before ``after_train`` the trainer closes the loop's resources (signal handlers, the data
 queue) and, distributed, agrees the BN statistics of a run that ended well.
+
+**Stops.** A stop request -- SIGINT/SIGTERM to any rank, or a ``STOP`` file created in the run
+folder -- is agreed by all ranks after each chunk's ``after_iter``
+(:class:`~mindyolox.runtime.stop.StopRequests`: one small ``AllReduce`` per chunk), so every rank
+stops after the same step, rank 0 writes ``last.ckpt`` with it, every rank logs ``stopping after
+step N: SIGTERM on rank 1; ...`` (``N``: the steps done, the checkpoint's ``global_step``) and, a
+distributed run, waits for the others before it returns (msrun SIGKILLs the workers still
+running when one exits non-zero: rank 0 must not be inside its save then).
 
 **Resources.** ``train()`` enters each process resource as a context manager on one
 ``contextlib.ExitStack``: MindSpore's compile-dump folder and graph-cache environment
@@ -93,12 +103,13 @@ from ..errors import MindYOLOXError
 from ..options import resolve_options
 from ..runtime.compile_cache import compile_cache_in, resolve_compile_cache, run_switches
 from ..runtime.context import apply_device_context, compile_dumps_in
-from ..runtime.distributed import PeerLost, all_reduce_norm, check_not_launched_in_parallel, init_data_parallel
+from ..runtime.distributed import PeerLost, all_reduce_sum, check_not_launched_in_parallel, init_data_parallel
 from ..runtime.signals import stop_signals
+from ..runtime.stop import StopRequests
 from .builder import build_training
 from .feeder import StepFeeder
 from .hooks import VERY_HIGH, TrainHook, TrainingDiverged, builtin_hooks, eval_due, ordered, progress_postfix
-from .hooks.checkpoint import checkpoint_meta, read_resume_meta, run_folder, save
+from .hooks.checkpoint import agree_bn, checkpoint_meta, read_resume_meta, run_folder, save
 from .hooks.evaluation import evaluate_and_save
 from .hooks.logging import new_window
 from .lr import fit_recipe
@@ -166,7 +177,10 @@ class Trainer:
         self.resume_path = self.resume_meta = None
         self.best_ap, self.last_ap = 0.0, None
         self.prev_best, self.stale_evals = 0.0, 0   # early stopping (train.patience)
-        self.stop_signal = None
+        self.stop_signal = None   # the signal of the agreed stop request (None: none, or a STOP file)
+        self.stop_requests = None  # StopRequests (set up with the run folder); stop_request: the agreed one
+        self.stop_request = None
+        self.saved_at = self.bn_agreed_at = -1  # iters_done at the last last.ckpt save / BN average
         self.status = "running"
         self.iters_done = self.host_reads = self.overflow_steps = self.chunk_steps = 0
         self.notes = []   # lines for the log, said once it exists (resume, run folder)
@@ -221,8 +235,11 @@ class Trainer:
             self.train_chunk(self.chunk_steps)
             self.call("after_iter")
             done = self.max_iters is not None and self.iters_done >= self.max_iters
-            if self.stop_signal is not None or done:
-                self.status = "interrupted" if self.stop_signal is not None else "stopped"
+            self.stop_request = self.stop_requests.agree()  # every rank, every chunk (module doc)
+            if self.stop_request is not None:
+                self.stop_signal = self.stop_request.signum
+            if self.stop_request is not None or done:
+                self.status = "interrupted" if self.stop_request is not None else "stopped"
                 self.call("on_stop")
                 return
             self.iter += 1
@@ -239,11 +256,15 @@ class Trainer:
 
     # ================================================================== one chunk
     def _chunk_length(self):
-        """Steps from ``iter`` to the next multiscale change, log line, epoch end or max_iters."""
+        """Steps from ``iter`` to the next multiscale change, log line, epoch end, mid-epoch
+        checkpoint (``train.checkpoint_interval`` global steps) or max_iters."""
         it = self.iter
         pi = max(1, int(self.tcfg.print_interval))
         n = min(steps_to_change(self.progress_in_iter, self.loader.interval), pi - it % pi,
                 self.steps_per_epoch - it)
+        ci = int(self.tcfg.get("checkpoint_interval", 0) or 0)
+        if ci > 0:
+            n = min(n, ci - self.progress_in_iter % ci)
         if self.max_iters is not None:
             n = min(n, self.max_iters - self.iters_done)
         return max(1, n)
@@ -294,6 +315,10 @@ class Trainer:
         if self.rank == 0:
             stack.enter_context(run_folder(self))
         self.runlog = stack.enter_context(RunLog(self.run_dir, self.rank, tensorboard=bool(self.tcfg.tensorboard)))
+        self.stop_requests = StopRequests(self.run_dir, self.rank, self.world_size)
+        if self.stop_requests.stale is not None:
+            self.log(f"note: {self.stop_requests.path} was there before this start: ignored (a STOP file is a "
+                     "request only when created or touched while the run trains)")
         if self.rank == 0 and not self.resume:
             with open(self.run_dir / "config.yaml", "w") as f:
                 yaml.safe_dump(json.loads(json.dumps(self.cfg, default=str)), f, sort_keys=False)
@@ -371,17 +396,20 @@ class Trainer:
         failed run is one note: the error in flight is the one the user must see."""
         try:
             self._loop.close()
-            if self.distributed and self.status in ("finished", "stopped", "early_stopped"):
-                all_reduce_norm(self.model, self.world_size)
+            if self.distributed and self.status in ("finished", "stopped", "early_stopped", "interrupted"):
+                agree_bn(self)  # (a no-op after the last save: it agreed them)
             self.call("after_train")
+            if self.distributed and self.status == "interrupted":  # the ranks leave together (module doc)
+                all_reduce_sum(np.zeros(1, np.float32))
         except Exception as e:
             if self.status != "failed":
                 raise
             print(f"note: the run summary was not written either ({type(e).__name__}: {e})", file=sys.stderr)
 
     def _on_signal(self, signum):
-        self.stop_signal = signum
-        self.log(f"received {signal.Signals(signum).name}: saving a checkpoint after this iteration")
+        self.stop_requests.note_signal(signum)
+        self.runlog.rank_info(f"received {signal.Signals(signum).name}: all ranks stop after the current chunk "
+                              "and last.ckpt is saved")
 
     # ================================================================== for hooks and callers
     def log(self, msg):

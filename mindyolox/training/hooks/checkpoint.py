@@ -4,30 +4,32 @@ reconciliation, loading the state), and the saves (``last.ckpt`` with ``last.pre
 
 :class:`ResumeHook` (``VERY_HIGH``) loads a resumed state at ``before_train`` (before the
 feeder opens, so the data stream starts from the restored RNG); :class:`CheckpointHook`
-(``LOW``, after the user hooks and the evaluation) saves at ``after_epoch`` and ``on_stop``.
+(``LOW``, after the user hooks and the evaluation) saves at ``after_epoch``, every
+``train.checkpoint_interval`` steps inside an epoch (``after_iter``) and at ``on_stop``; before
+every save of a distributed run the BatchNorm statistics are averaged over the ranks
+(:func:`agree_bn`), so no checkpoint holds rank 0's statistics alone.
 Reading the resume metadata (:func:`read_resume_meta`) and claiming the folder
 (:func:`run_folder`) come earlier, in the trainer's set-up: the start position decides what is
 built and the compile-cache key.
 """
 import json
 import shutil
-import signal
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from ...errors import MindYOLOXError, WeightsError
-from ...runtime.distributed import broadcast_initial_weights
+from ...runtime.distributed import all_reduce_norm, broadcast_initial_weights
 from ...runtime.run_lock import LOCK_NAME, RunLock
 from ..checkpoint import (NonFiniteWeights, good_checkpoint, load_training_state, non_finite, read_meta, rng_state,
                           save_training_state, set_rng_state, stale_temp_files, state_entries)
 from .base import LOW, VERY_HIGH, TrainHook
 
 __all__ = ["ResumeHook", "CheckpointHook", "TrainingDiverged", "read_resume_meta", "resume_advice", "run_folder",
-           "checkpoint_meta", "save", "diverge", "NOT_STARTED"]
+           "checkpoint_meta", "save", "diverge", "agree_bn", "NOT_STARTED"]
 
 # what a start writes before its first checkpoint: a run folder holding only these is not started
-NOT_STARTED = {"config.yaml", "train_log.txt", "metrics.jsonl", "curves.png", "tensorboard"}
+NOT_STARTED = {"config.yaml", "train_log.txt", "metrics.jsonl", "curves.png", "tensorboard", "STOP"}
 
 
 class TrainingDiverged(MindYOLOXError):
@@ -148,9 +150,24 @@ def checkpoint_meta(tr):
             "config": json.loads(json.dumps(tr.cfg, default=str)), "time": time.time()}
 
 
+def agree_bn(tr):
+    """Distributed: average the BatchNorm moving statistics of the model and the EMA model over
+    the ranks (the official ``all_reduce_norm``) unless no step ran since they last were
+    (``tr.bn_agreed_at == tr.iters_done``: an evaluation or a save of this step did it). Every
+    rank calls it at the same points (every save, the evaluation, the end of the run); the
+    averages change only the statistics, never a trained weight."""
+    if not tr.distributed or tr.bn_agreed_at == tr.iters_done:
+        return
+    all_reduce_norm(tr.model, tr.world_size)
+    if tr.ema_model is not None:  # what best.ckpt / last.ckpt's "ema." entries are evaluated with
+        all_reduce_norm(tr.ema_model, tr.world_size)
+    tr.bn_agreed_at = tr.iters_done
+
+
 def save(tr, tag, meta):
     """Write ``<run_dir>/<tag>.ckpt`` (rank 0 only); ``last.ckpt`` keeps the file it replaces as
-    ``last.prev.ckpt`` (:func:`~mindyolox.training.checkpoint.save_training_state`).
+    ``last.prev.ckpt`` (:func:`~mindyolox.training.checkpoint.save_training_state`). Every rank
+    calls it: distributed, the BatchNorm statistics are averaged first (:func:`agree_bn`).
 
     Weights holding NaN/Inf (a step whose loss was still finite can leave them) are never
     written: the run stops as diverged (:func:`diverge`), the checkpoint on disk untouched.
@@ -158,6 +175,7 @@ def save(tr, tag, meta):
     stop at the same save with the same line. Returns the path (None on the other ranks)."""
     what = (f"the weights hold NaN/Inf after {meta.get('global_step', '?')} steps, so {tag}.ckpt was not "
             "written over")
+    agree_bn(tr)
     if tr.rank != 0:
         if tr.world_size > 1:
             bad = non_finite(state_entries(tr.model, tr.step, tr.ema_model, tr.optimizer))
@@ -171,7 +189,8 @@ def save(tr, tag, meta):
     except NonFiniteWeights as e:
         diverge(tr, f"{what} ({', '.join(e.names)})")
     tr.timing["ckpt_s"] += time.perf_counter() - t0
-    tr.runlog.event("checkpoint", tag=tag, path=str(path), epoch=meta["epoch"], iter=meta["iter"])
+    tr.runlog.event("checkpoint", tag=tag, path=str(path), epoch=meta["epoch"], iter=meta["iter"],
+                    seconds=round(time.perf_counter() - t0, 3))
     return path
 
 
@@ -214,31 +233,56 @@ class ResumeHook(TrainHook):
 
 
 class CheckpointHook(TrainHook):
-    """``after_epoch``: ``last.ckpt`` (and ``epoch_<N>.ckpt`` every ``train.save_interval``
-    epochs), after the evaluation so that its best AP and patience count are in it;
-    ``on_stop``: ``last.ckpt`` and the line saying why the run stopped."""
+    """``after_iter``: ``last.ckpt`` every ``train.checkpoint_interval`` global steps inside an
+    epoch (0: epoch ends only; the trainer ends a chunk there); ``after_epoch``: ``last.ckpt``
+    (and ``epoch_<N>.ckpt`` every ``train.save_interval`` epochs), after the evaluation so that
+    its best AP and patience count are in it; ``on_stop``: ``last.ckpt`` (unless this step's was
+    just written) and the line saying why the run stopped."""
 
     priority = LOW
+
+    def after_iter(self, trainer):
+        tr = trainer
+        ci = int(tr.tcfg.get("checkpoint_interval", 0) or 0)
+        if ci <= 0 or (tr.progress_in_iter + 1) % ci or tr.iter + 1 >= tr.steps_per_epoch:
+            return  # (the epoch end saves in after_epoch)
+        _save_last(tr)
 
     def after_epoch(self, trainer):
         meta = checkpoint_meta(trainer)
         save(trainer, "last", meta)
+        trainer.saved_at = trainer.iters_done
         ep, si = trainer.epoch + 1, int(trainer.tcfg.save_interval)
         if si > 0 and ep % si == 0:
             save(trainer, f"epoch_{ep}", meta)
 
     def on_stop(self, trainer):
         tr = trainer
-        tr.iter += 1  # the metadata names the next iteration to run
-        try:
+        path, meta = (tr.run_dir / "last.ckpt", None) if tr.saved_at == tr.iters_done else _save_last(tr)
+        if meta is None:  # written by after_iter at this very step
+            tr.iter += 1
             meta = checkpoint_meta(tr)
-            path = save(tr, "last", meta)
-        finally:
             tr.iter -= 1
         if tr.status == "interrupted":
-            name = signal.Signals(tr.stop_signal).name
-            tr.log(f"interrupted by {name} at epoch {meta['epoch'] + 1} iter {meta['iter'] + 1}: saved {path}; "
-                   "continue with --resume")
-            tr.runlog.event("interrupted", signal=int(tr.stop_signal), epoch=meta["epoch"], iter=meta["iter"])
+            req = tr.stop_request
+            removed = req.file and tr.rank == 0 and tr.stop_requests.remove_file()  # after the save
+            tr.runlog.rank_info(f"stopping after step {meta['global_step']}: {req}; last.ckpt holds epoch "
+                                f"{meta['epoch'] + 1} iter {meta['iter'] + 1} next, continue with --resume"
+                                + (f" (removed {tr.stop_requests.path.name})" if removed else ""))
+            tr.runlog.event("interrupted", signal=None if req.signum is None else int(req.signum), request=str(req),
+                            epoch=meta["epoch"], iter=meta["iter"], global_step=meta["global_step"])
         else:
-            tr.log(f"stopped after {tr.iters_done} iterations (max_iters); saved {tr.run_dir / 'last.ckpt'}")
+            tr.log(f"stopped after {tr.iters_done} iterations (max_iters); saved {path}")
+
+
+def _save_last(tr):
+    """``last.ckpt`` of the state after the current iteration (its metadata names the next one);
+    returns ``(path, meta)``."""
+    tr.iter += 1  # the metadata names the next iteration to run
+    try:
+        meta = checkpoint_meta(tr)
+        path = save(tr, "last", meta)
+    finally:
+        tr.iter -= 1
+    tr.saved_at = tr.iters_done
+    return path or tr.run_dir / "last.ckpt", meta

@@ -8,9 +8,8 @@ change the model first) and before :class:`~mindyolox.training.hooks.checkpoint.
 import time
 
 from ...data.loader import no_aug_start
-from ...runtime.distributed import all_reduce_norm
 from .base import BELOW_NORMAL, TrainHook
-from .checkpoint import checkpoint_meta, save
+from .checkpoint import agree_bn, checkpoint_meta, save
 
 __all__ = ["EvalHook", "eval_due", "evaluate_and_save"]
 
@@ -70,10 +69,7 @@ class EvalHook(TrainHook):
         tr = trainer
         if not (tr.do_eval and eval_due(tr.epoch + 1, tr.tcfg)):
             return
-        if tr.distributed:
-            all_reduce_norm(tr.model, tr.world_size)
-            if tr.ema_model is not None:  # one model evaluated on every shard
-                all_reduce_norm(tr.ema_model, tr.world_size)
+        agree_bn(tr)  # distributed: one model (and EMA) evaluated on every shard; the save after reuses it
         evaluate_and_save(tr)
         patience = int(tr.tcfg.get("patience", 0) or 0)
         if patience <= 0 or tr.evaluator is None:
