@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -288,17 +289,21 @@ def test_best_ap_survives_a_kill_between_an_evaluation_and_the_next_save(tmp_pat
 def test_the_signal_named_is_the_one_received_and_sets_the_exit_code(tmp_path):
     from mindyolox.config import load_config
     from mindyolox.runtime.signals import stop_signals
+    from mindyolox.runtime.stop import StopRequests
     from mindyolox.training.trainer import Trainer
     cfg = load_config(ROOT / "configs" / "demo" / "yolox-nano-demo.yaml", ["data.data_dir=unused"])
     for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
         tr = Trainer(cfg, run_dir=tmp_path / "r", progress=False)
         lines = []
-        tr.log = lines.append
+        tr.stop_requests = StopRequests(tmp_path / "r")  # (set up by train() with the run folder)
+        tr.runlog = SimpleNamespace(rank_info=lines.append)
         with stop_signals(tr._on_signal):
             os.kill(os.getpid(), sig)
             time.sleep(0.05)
-        assert tr.stop_signal == sig and lines == [f"received {sig.name}: saving a checkpoint after this iteration"]
-        assert 128 + int(tr.stop_signal) == code  # commands/train.py's exit code for status "interrupted"
+        assert lines == [f"received {sig.name}: all ranks stop after the current chunk and last.ckpt is saved"]
+        agreed = tr.stop_requests.agree()  # what the loop does at the chunk boundary (one rank: no collective)
+        assert agreed.signum == sig and str(agreed) == f"{sig.name} on rank 0"
+        assert 128 + int(agreed.signum) == code  # commands/train.py's exit code for status "interrupted"
 
 
 def test_sigint_stays_sigint_while_mindspore_runs_graphs():
