@@ -196,7 +196,8 @@ class Trainer:
     def train(self):
         """Run the whole training; returns ``status``: ``finished``, ``stopped`` (max_iters),
         ``early_stopped`` (``train.patience`` evaluations without a better AP50:95; last.ckpt
-        and best.ckpt kept) or ``interrupted`` (signal, checkpoint saved). Raises
+        and best.ckpt kept) or ``interrupted`` (a stop request: SIGINT/SIGTERM or the ``STOP`` file,
+        agreed by all ranks; checkpoint saved). Raises
         ``TrainingDiverged`` on NaN/Inf."""
         with ExitStack() as stack:
             self._start(stack)

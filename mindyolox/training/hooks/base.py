@@ -48,7 +48,7 @@ class TrainHook:
         the last logged window)."""
 
     def on_stop(self, trainer):
-        """The run stops inside an epoch (``trainer.status``: ``interrupted`` by a signal, or
+        """The run stops inside an epoch (``trainer.status``: ``interrupted`` by a stop request, or
         ``stopped`` at ``max_iters``), right after ``after_iter`` (``trainer.iter``: the last
         iteration run). No ``after_epoch`` follows; ``after_train`` does."""
 
