@@ -331,7 +331,7 @@ def test_sigterm_to_one_rank_stops_both_after_the_same_step(chain):
     step = a["meta"]["global_step"]
     assert lines == {"worker_0.log": [(str(step), "SIGTERM on rank 1")],
                      "worker_1.log": [(str(step), "SIGTERM on rank 1")]}, a["logs"]
-    assert 5 <= step < TOTAL
+    assert 4 <= step < TOTAL  # (the signal went out once 4 steps were logged)
     assert "received SIGTERM" in a["logs"]["worker_1.log"] and "received SIGTERM" not in a["logs"]["worker_0.log"]
     assert [(a["out"] / f"exit_{r}").read_text() for r in (0, 1)] == ["143", "143"]  # the same code, both
     assert not a["hung"]  # both workers returned from train.py's main and exited
