@@ -135,7 +135,7 @@ def test_a_negative_checkpoint_interval_is_refused():
     with pytest.raises(ConfigError, match=r"'train\.checkpoint_interval'"):
         load_config(str(ROOT / "configs" / "yolox-nano.yaml"), ["train.checkpoint_interval=-1"])
     cfg = load_config(str(ROOT / "configs" / "yolox-nano.yaml"), [])
-    assert cfg.train.checkpoint_interval == 500  # the default (docs/troubleshooting.md: its cost)
+    assert cfg.train.checkpoint_interval == 1000  # the default (docs/troubleshooting.md: its cost)
 
 
 # ============================================================================ msrun
