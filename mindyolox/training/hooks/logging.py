@@ -74,7 +74,8 @@ def log_window(tr):
     cur, peak = rss_gb()
     tr.log(f"epoch {rec['epoch']}/{tr.max_epoch} iter {rec['iter']}/{tr.steps_per_epoch} "
            f"lr {rec['lr']:.3e} | total {rec['total']:.3f} iou {rec['iou']:.3f} obj {rec['obj']:.3f} "
-           f"cls {rec['cls']:.3f} l1 {rec['l1']:.3f} fg {rec['num_fg']:.2f}{scale_text(tr, rec)} | {rec['step_ms']:.0f} ms/step "
+           f"cls {rec['cls']:.3f} l1 {rec['l1']:.3f} fg {rec['num_fg']:.2f}{scale_text(tr, rec)} | "
+           f"{rec['step_ms']:.0f} ms/step "
            f"data {rec['data_ms']:.0f} ms | size {rec['size'][0] if rec['size'] else '-'} | "
            f"ETA {fmt_eta(eta)} | mem {cur:.2f} GB (peak {peak:.2f})")
     tr.runlog.record({"type": "train", **rec, "mem_gb": cur})
