@@ -35,7 +35,7 @@ Fields (all plain values; ``to_dict`` goes into checkpoint metadata and the expo
                   value wins; it is applied once by :func:`apply_precision_mode` (the trainer
                   calls it) and recorded with the other options. With float16 matrices the
                   gradients can underflow: ``train.loss_scale: auto`` therefore scales on Ascend
-                  even at O0 (static 1024, :func:`~mindyolox.training.train_step.resolve_loss_scale`).
+                  even at O0 (dynamic from 1024, :func:`~mindyolox.training.train_step.resolve_loss_scale`).
 """
 from dataclasses import asdict, dataclass
 

@@ -1,6 +1,6 @@
 """Loss scaling and operator precision where the device needs them (issue 24, deliverable 3):
-``train.loss_scale: auto`` scales on Ascend even at O0 (static 1024), and a power-of-two
-static scale leaves float32 training bit-identical on CPU; ``runtime.precision_mode`` is a
+``train.loss_scale: auto`` scales on Ascend even at O0 (dynamic from 1024 since issue 35), and
+a power-of-two scale leaves float32 training bit-identical on CPU; ``runtime.precision_mode`` is a
 recorded device option with a default per chip, explicit values win."""
 import numpy as np
 import pytest
@@ -17,7 +17,7 @@ from .test_train import _Tiny, _TinyLoss
 
 
 def test_auto_loss_scale_per_device_and_level():
-    assert resolve_loss_scale("auto", "O0", "Ascend") == ("static", 1024.0) == ("static", ASCEND_O0_SCALE)
+    assert resolve_loss_scale("auto", "O0", "Ascend") == ("dynamic", 1024.0) == ("dynamic", ASCEND_O0_SCALE)
     assert resolve_loss_scale("auto", "O0", "CPU") == ("none", 1.0)
     assert resolve_loss_scale("auto", "O0", "GPU") == ("none", 1.0)
     assert resolve_loss_scale("auto", "O2", "Ascend", 65536.0) == ("dynamic", 65536.0)
@@ -51,11 +51,11 @@ def _train(loss_scale, scale_value, steps=12):
     return losses, params, float(step.scale.asnumpy())
 
 
-def test_static_1024_leaves_float32_training_bit_identical():
-    """Measured on CPU: 12 float32 steps with the static 1024 scale (auto on Ascend at O0) give
+def test_scale_1024_leaves_float32_training_bit_identical():
+    """Measured on CPU: 12 float32 steps with the dynamic 1024 scale (auto on Ascend at O0) give
     the losses, weights, BN statistics and momentum buffers of the unscaled run, bit for bit."""
     base_losses, base_params, base_scale = _train("none", 1.0)
-    losses, params, scale = _train("static", ASCEND_O0_SCALE)
+    losses, params, scale = _train("dynamic", ASCEND_O0_SCALE)
     assert base_scale == 1.0 and scale == 1024.0
     assert losses == base_losses
     assert len(params) == len(base_params)

@@ -7,8 +7,9 @@
 
 Outputs go to ``<train.output_dir>/<name>`` (name: the recipe's file name unless --name):
 checkpoints (last/best/epoch_N.ckpt), metrics.jsonl, train_log.txt, curves.png.
-Exit codes: 0 done (or stopped by a ``STOP`` file in the run folder, last.ckpt saved), 2 bad input
-or diverged (message on stderr), 130/143 interrupted by SIGINT/SIGTERM after saving last.ckpt
+Exit codes: 0 done (or stopped by a ``STOP`` file in the run folder, last.ckpt saved), 2 bad input,
+diverged, or stalled by float16 overflow (``train.overflow_stop_steps`` skipped steps in a row;
+last.ckpt saved) (message on stderr), 130/143 interrupted by SIGINT/SIGTERM after saving last.ckpt
 (under msrun: every rank, whichever one received the signal).
 """
 import argparse

@@ -37,9 +37,17 @@ Device-resident state, so that a run of steps needs nothing from the host:
   (:class:`~mindyolox.training.lr.LRSchedule`) the step's lr is ``schedule(global_step)``
   computed in the graph (the host sets ``global_step`` once, when training starts or
   resumes); without one, the ``lr`` Parameter (``set_lr``) is used.
-* ``stats`` (float32 Parameter ``[9]``): sums since the last :meth:`read_stats` of the six
-  loss terms, of skipped (overflow) steps and of steps, then the current loss scale. The
-  trainer reads it once per ``print_interval`` (one device-to-host copy) and resets it.
+* ``stats`` (float32 Parameter ``[10]``): sums since the last :meth:`read_stats` of the six
+  loss terms, of skipped (overflow) steps and of steps, then the current loss scale and
+  ``skip_run``, the longest run of consecutive skipped optimizer steps seen by a step of the
+  window (a run that began in an earlier window counts from its start). The trainer reads it
+  once per ``print_interval`` (one device-to-host copy) and resets it.
+* ``skip_streak`` (float32 Parameter): consecutive skipped optimizer steps up to the last
+  one (0 after a step that was applied). Counted in the graph at every step, so the skips
+  inside a chunk of device-resident steps are all counted, and never reset by
+  :meth:`read_stats`, so a run of skips spanning log windows is one run. It derives only
+  from the shared overflow decision (below), so it is equal on every rank. Not
+  checkpointed: a resumed run counts afresh.
 
 ``use_l1`` is a Parameter too (``set_use_l1``, once per epoch). None of these recompile, and
 the same cell works in data-sink mode, where the dataset supplies only images and labels. A
@@ -92,14 +100,16 @@ from .preprocess import BatchPreprocess
 
 __all__ = ["TrainStep", "ScaledLoss", "LOSS_SCALES", "resolve_loss_scale", "STAT_NAMES"]
 
-# what TrainStep.stats holds: sums of the loss terms, skipped steps and steps; the last scale
-STAT_NAMES = ("total", "iou", "obj", "cls", "l1", "num_fg", "skipped", "steps", "scale")
+# what TrainStep.stats holds: sums of the loss terms, skipped steps and steps; the last scale;
+# the longest run of consecutive skipped steps the window saw
+STAT_NAMES = ("total", "iou", "obj", "cls", "l1", "num_fg", "skipped", "steps", "scale", "skip_run")
 
 LOSS_SCALES = ("none", "static", "dynamic")
 
 
-# ``loss_scale: auto`` at O0 on Ascend: mindyolo's static scale (a power of two, so scaling and
-# unscaling are exact in float32: float32 results are unchanged, tests/test_amp.py)
+# ``loss_scale: auto`` at O0 on Ascend: a dynamic scale starting at mindyolo's 1024 (a power of
+# two, so scaling, unscaling, halving and doubling are exact in float32: float32 results are
+# unchanged while nothing overflows, tests/test_ascend_choices.py)
 ASCEND_O0_SCALE = 1024.0
 
 
@@ -107,16 +117,31 @@ def resolve_loss_scale(loss_scale, amp_level, device="CPU", scale_value=65536.0)
     """``(mode, scale)`` for the recipe's ``train.loss_scale`` / ``train.loss_scale_value``.
 
     ``auto``: ``dynamic`` from ``scale_value`` under mixed precision (O1-O3: float16
-    gradients can overflow); at O0 ``static`` 1024 on Ascend -- its matrix operators may
-    compute in float16 anyway (``runtime.precision_mode``, see :mod:`mindyolox.options`) and
-    small gradients would underflow; the overflow check comes with it -- and ``none``
-    elsewhere (float32: no gradient overflows, no per-step check). Decision: static, not
-    dynamic, as mindyolo trains at O0: a dynamic scale starting at 65536 skips steps at the
-    start until it has fallen, a static one skips only a real Inf/NaN. Explicit values win."""
+    gradients can overflow); at O0 ``dynamic`` from 1024 on Ascend and ``none`` elsewhere
+    (float32: no gradient overflows, no per-step check). Explicit values win.
+
+    Decision (issue 35), O0 on Ascend: dynamic, not static. There float32 operators may
+    compute in float16 anyway -- on 910A the matrix unit is float16 only and
+    ``runtime.precision_mode`` resolves to ``allow_fp32_to_fp16`` (:mod:`mindyolox.options`)
+    -- so the run is in effect a mixed-precision run, and both references scale those
+    dynamically: the official trainer builds ``torch.cuda.amp.GradScaler(enabled=args.fp16)``
+    (``yolox/core/trainer.py:46``; ``scaler.scale(loss).backward()``, ``scaler.step``,
+    ``scaler.update()`` at ``:110-112``), enabled exactly when float16 computes, and PyTorch's
+    GradScaler is dynamic (halves on an overflow, grows after 2000 good steps); MindSpore's
+    own amp gives its float16 level O2 a ``DynamicLossScaleManager``
+    (``mindspore/train/amp.py:579-599``, wrapped in ``TrainOneStepWithLossScaleCell`` at
+    ``:764-778``; the update rule in ``mindspore/nn/wrap/loss_scale.py:181-196``). A static
+    scale (``FixedLossScaleManager``, ``train/loss_scale_manager.py:48-118``) never drops: when
+    1024 is too large for a float16 gradient every later step overflows and is skipped, the
+    silent stall of issue 35. It starts at 1024 (mindyolo's static value) rather than 65536 so
+    that it does not skip the first steps while it falls; where matrices are float32 (910B's
+    default ``must_keep_origin_dtype``) it behaves like the static 1024 until a real overflow.
+    The trainer stops a run whose steps keep overflowing anyway
+    (:mod:`~mindyolox.training.hooks.overflow`)."""
     if loss_scale == "auto":
         if amp_level != "O0":
             return "dynamic", float(scale_value)
-        return ("static", ASCEND_O0_SCALE) if device == "Ascend" else ("none", 1.0)
+        return ("dynamic", ASCEND_O0_SCALE) if device == "Ascend" else ("none", 1.0)
     return loss_scale, float(scale_value)
 
 
@@ -198,6 +223,8 @@ class TrainStep(nn.Cell):
         self.global_step = Parameter(Tensor(0, mstype.int32), name="state.global_step", requires_grad=False)
         self.stats = Parameter(Tensor(np.zeros(len(STAT_NAMES), np.float32)), name="state.stats",
                                requires_grad=False)
+        self.skip_streak = Parameter(Tensor(0.0, mstype.float32), name="state.skip_streak", requires_grad=False)
+        self.loss_scale_mode = loss_scale
         self.lr_fn = lr_schedule.graph() if lr_schedule is not None else None
         self.scale_factor = float(scale_factor)
         self.scale_window = int(scale_window)
@@ -282,10 +309,19 @@ class TrainStep(nn.Cell):
             bad = self.flag_reduce(bad)
         return (bad < 0.5).reshape(())
 
-    def _record(self, terms, finite, scale):
-        """Add this step's loss terms, skip flag and count to ``stats``; store the scale."""
-        inc = ops.stack(terms + (1.0 - finite.astype(mstype.float32), ops.ones((), mstype.float32)))
-        return ops.assign(self.stats, ops.concat((self.stats[:8] + inc, scale.reshape(1))))
+    def _record(self, terms, finite, scale, applied=None):
+        """Add this step's loss terms, skip flag and count to ``stats``; store the scale; count
+        the run of consecutive skips (``skip_streak``, module doc) and keep its longest length
+        in the window. ``applied``: bool, this call ended an optimizer step (gradient
+        accumulation: only those count for the streak; None = always)."""
+        skipped = 1.0 - finite.astype(mstype.float32)
+        inc = ops.stack(terms + (skipped, ops.ones((), mstype.float32)))
+        streak = (self.skip_streak + 1.0) * skipped  # 0 after an applied step
+        if applied is not None:
+            streak = ops.select(applied, streak, self.skip_streak * 1.0)
+        ops.assign(self.skip_streak, streak)
+        longest = ops.maximum(self.stats[9], streak).reshape(1)
+        return ops.assign(self.stats, ops.concat((self.stats[:8] + inc, scale.reshape(1), longest)))
 
     def _construct_accumulate(self, images, labels, size):
         """One micro-batch of gradient accumulation (module doc)."""
@@ -314,7 +350,7 @@ class TrainStep(nn.Cell):
         ops.assign_add(self.global_step, apply.astype(mstype.int32))
         step_finite = ops.logical_or(keep, finite)
         self._count_and_rescale(step_finite, apply.astype(mstype.int32), scale)
-        self._record(terms, step_finite, scale)
+        self._record(terms, step_finite, scale, apply)
         return total, iou, obj, cls, l1, num_fg, step_finite, scale, step_lr
 
     def _sgd_if(self, go, grads, step_lr):
@@ -341,7 +377,11 @@ class TrainStep(nn.Cell):
         if self.accumulate > 1:
             return self._construct_accumulate(images, labels, size)
         images, labels = self.preprocess(images, labels, size)
+        # without a loss scale the gradients are not unscaled: scale 1 whatever ``scale`` holds
+        # (a run resumed with loss_scale none from a checkpoint of a scaled run loads its scale)
         scale = self.scale * 1.0
+        if not self.check_overflow:
+            scale = ops.ones((), mstype.float32)
         k = self.global_step * 1
         step_lr = self.lr_fn(k) if self.lr_fn is not None else self.lr * 1.0
         ops.assign_add(self.global_step, ops.ones((), mstype.int32))

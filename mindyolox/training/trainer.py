@@ -30,9 +30,10 @@ ResumeHook        10        before_train: load model/EMA/optimizer/loss scale/RN
 PrecompileHook    20        before_train: ``--precompile``: every train-step size, EMA, eval
 LoggerHook        30        before_train: the ``training ...`` line, ``start`` event;
                             before_epoch: TensorBoard samples, progress bar; after_iter: the log
-                            window every ``print_interval`` (means, ETA, memory, NaN/Inf check:
-                            diverged); on_stop: the window since the last line; after_epoch /
-                            after_train: bar closed
+                            window every ``print_interval`` (means, loss scale and skipped
+                            steps, ETA, memory, NaN/Inf check: diverged; float16 overflow:
+                            warning, or last.ckpt and overflowed); on_stop: the window since the
+                            last line; after_epoch / after_train: bar closed
 user hooks        50        whatever they do (``trainer.last`` is fresh in their after_iter)
 EvalHook          60        after_epoch when due: BN stats agreed (distributed), evaluation,
                             ``best.ckpt`` on a new best, early stop (``train.patience``)
@@ -183,6 +184,7 @@ class Trainer:
         self.saved_at = self.bn_agreed_at = -1  # iters_done at the last last.ckpt save / BN average
         self.status = "running"
         self.iters_done = self.host_reads = self.overflow_steps = self.chunk_steps = 0
+        self.scale_settled = False  # a dynamic loss scale found a working value (hooks/overflow.py)
         self.notes = []   # lines for the log, said once it exists (resume, run folder)
         self.sizes_seen = {}  # input size -> seconds of its first step (its compile)
         self.timing = dict.fromkeys(TIMING, 0.0)
@@ -197,14 +199,15 @@ class Trainer:
         """Run the whole training; returns ``status``: ``finished``, ``stopped`` (max_iters),
         ``early_stopped`` (``train.patience`` evaluations without a better AP50:95; last.ckpt
         and best.ckpt kept) or ``interrupted`` (a stop request: SIGINT/SIGTERM or the ``STOP`` file,
-        agreed by all ranks; checkpoint saved). Raises
-        ``TrainingDiverged`` on NaN/Inf."""
+        agreed by all ranks; checkpoint saved). Raises ``TrainingDiverged`` on NaN/Inf,
+        ``OverflowStalled`` after ``train.overflow_stop_steps`` steps in a row skipped for float16
+        overflow (status ``overflowed``, last.ckpt saved)."""
         with ExitStack() as stack:
             self._start(stack)
             try:
                 self.train_in_epoch()
             except BaseException:
-                if self.status != "diverged":
+                if self.status not in ("diverged", "overflowed"):
                     self.status = "failed"
                 raise
             finally:

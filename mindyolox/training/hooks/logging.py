@@ -19,6 +19,7 @@ from ..plots import plot_training_curves
 from ..run_log import fmt_eta, rss_gb
 from .base import HIGH, VERY_LOW, TrainHook
 from .checkpoint import diverge
+from .overflow import check_overflow, scale_text
 
 __all__ = ["LoggerHook", "SummaryHook", "progress_postfix", "LOSS_NAMES", "new_window", "log_window"]
 
@@ -41,7 +42,8 @@ def new_window():
 
 
 def log_window(tr):
-    """Read the step's device-side sums (one read), log their means, check for NaN/Inf."""
+    """Read the step's device-side sums (one read), log their means, the loss scale and the
+    skipped steps, check for NaN/Inf and for float16 overflow (:mod:`.overflow`)."""
     if tr.window["steps"] == 0:  # nothing ran since the last read
         return
     stats = tr.step.read_stats()
@@ -66,15 +68,18 @@ def log_window(tr):
     if not math.isfinite(rec["total"]):
         diverge(tr, f"loss is {rec['total']} in the {n} step(s) up to epoch {tr.epoch + 1} iter "
                     f"{tr.iter + 1} (step {k}, lr {rec['lr']:.3g})")
+    rec["skip_run"] = int(round(stats["skip_run"]))  # longest run of skipped steps (hooks/overflow.py)
     total_steps = tr.max_epoch * tr.steps_per_epoch
     eta = (total_steps - k - 1) * (rec["step_ms"] + rec["data_ms"]) / 1e3
     cur, peak = rss_gb()
     tr.log(f"epoch {rec['epoch']}/{tr.max_epoch} iter {rec['iter']}/{tr.steps_per_epoch} "
            f"lr {rec['lr']:.3e} | total {rec['total']:.3f} iou {rec['iou']:.3f} obj {rec['obj']:.3f} "
-           f"cls {rec['cls']:.3f} l1 {rec['l1']:.3f} fg {rec['num_fg']:.2f} | {rec['step_ms']:.0f} ms/step "
+           f"cls {rec['cls']:.3f} l1 {rec['l1']:.3f} fg {rec['num_fg']:.2f}{scale_text(tr, rec)} | "
+           f"{rec['step_ms']:.0f} ms/step "
            f"data {rec['data_ms']:.0f} ms | size {rec['size'][0] if rec['size'] else '-'} | "
            f"ETA {fmt_eta(eta)} | mem {cur:.2f} GB (peak {peak:.2f})")
     tr.runlog.record({"type": "train", **rec, "mem_gb": cur})
+    check_overflow(tr, rec)  # after the line: the overflow warning, or the stop after too many in a row
 
 
 class LoggerHook(TrainHook):
