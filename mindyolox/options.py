@@ -139,7 +139,8 @@ def chip_name(device):
     (``GPU`` / ``CPU``): the rows of :func:`resolve_jit_level`'s table. 910A is the chip whose
     soc version MindSpore names ``ascend910`` and whose amp uses the classic float-status
     overflow check (``mindspore/amp.py:48-50``); 910B the one that computes float32 matrices
-    (``train_hq_dtype_line``, ``amp.py:53-55``)."""
+    (``train_hq_dtype_line``, ``amp.py:53-55``). MindSpore's own 910A test for the jit level is
+    ``ascend_soc_version() == "ascend910"`` (``ms_context.cc``), the same chips."""
     if device != "Ascend":
         return device
     from mindspore._c_expression import MSContext
@@ -178,10 +179,10 @@ def resolve_jit_level(value, chip, environ=None):
 
     Decision for ``auto`` (:data:`AUTO_JIT_LEVEL`): the level MindSpore itself picks on the
     chip, now chosen explicitly and recorded -- O2 on 910A (the path MindSpore runs there by
-    default; its KBK operators are the ones of the newer chips, and this project has not run
-    either on a 910A), O0 everywhere else. Elsewhere than on 910A O0 is also what
-    ``mindspore.amp``'s ``all_finite`` expects (``amp.py:92-95``: the AllFinite kernel only at
-    O0/O1; 910A reads its float-status register at any level, ``amp.py:124-133``). An explicit
+    default; whether KBK runs well on a 910A is unknown here: no level has been run on one),
+    O0 everywhere else. Elsewhere than on 910A O0 also keeps ``mindspore.amp``'s AllFinite
+    overflow check (``amp.py:93-95``: used at O0/O1 only; 910A reads its float-status register
+    at any level, ``amp.py:126-133``). An explicit
     value wins, except that O2 off Ascend is refused (``ConfigError``) and a rank-table launch
     on Ascend gets O2 with a note, as MindSpore forces it.
     """
