@@ -354,6 +354,7 @@ _CHOICES = {
     "runtime.precision_mode": ("auto", "none", "force_fp16", "allow_fp32_to_fp16", "allow_mix_precision",
                                "must_keep_origin_dtype", "force_fp32", "allow_fp32_to_bf16",
                                "allow_mix_precision_fp16", "allow_mix_precision_bf16"),
+    "runtime.jit_level": ("auto", "O0", "O1", "O2"),
 }
 _UNIT_INTERVAL = ("aug.mosaic_prob", "aug.mixup_prob", "aug.hsv_prob", "aug.flip_prob",
                   "aug.translate", "train.min_lr_ratio", "train.ema_decay", "train.momentum",

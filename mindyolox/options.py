@@ -36,18 +36,23 @@ Fields (all plain values; ``to_dict`` goes into checkpoint metadata and the expo
                   calls it) and recorded with the other options. With float16 matrices the
                   gradients can underflow: ``train.loss_scale: auto`` therefore scales on Ascend
                   even at O0 (dynamic from 1024, :func:`~mindyolox.training.train_step.resolve_loss_scale`).
+``jit_level``     MindSpore's graph backend, ``O0`` | ``O1`` | ``O2`` (``set_context(jit_config=
+                  {"jit_level": ...})``), resolved per chip by :func:`resolve_jit_level` (its doc
+                  cites what each level does where) and applied with the precision mode before
+                  device/HCCL init (:func:`apply_device_options`).
 """
 from dataclasses import asdict, dataclass
 
 from .errors import ConfigError
 
-__all__ = ["DeviceOptions", "resolve_options", "apply_precision_mode", "default_precision_mode", "DEVICES",
-           "CONV_IMPLS", "AMP_LEVELS", "PRECISION_MODES"]
+__all__ = ["DeviceOptions", "resolve_options", "apply_precision_mode", "apply_device_options", "default_precision_mode",
+           "resolve_jit_level", "chip_name", "DEVICES", "CONV_IMPLS", "AMP_LEVELS", "PRECISION_MODES", "JIT_LEVELS"]
 
 DEVICES = ("CPU", "GPU", "Ascend")
 CONV_IMPLS = ("native", "im2col")
 DECODE_EXP = ("float64", "float32")
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
+JIT_LEVELS = ("O0", "O1", "O2")
 PRECISION_MODES = ("none", "force_fp16", "allow_fp32_to_fp16", "allow_mix_precision", "must_keep_origin_dtype",
                    "force_fp32", "allow_fp32_to_bf16", "allow_mix_precision_fp16", "allow_mix_precision_bf16")
 
@@ -62,12 +67,14 @@ class DeviceOptions:
     amp_level: str = "O0"
     precision_mode: str = "none"
     cpu_kernels: bool = False
+    jit_level: str = "O0"
 
     def __post_init__(self):
         for name, value, allowed in (("device", self.device, DEVICES), ("conv", self.conv, CONV_IMPLS),
                                      ("decode_exp", self.decode_exp, DECODE_EXP),
                                      ("amp_level", self.amp_level, AMP_LEVELS),
-                                     ("precision_mode", self.precision_mode, PRECISION_MODES)):
+                                     ("precision_mode", self.precision_mode, PRECISION_MODES),
+                                     ("jit_level", self.jit_level, JIT_LEVELS)):
             if value not in allowed:
                 raise ConfigError(f"runtime option {name} must be one of {', '.join(allowed)}, got {value!r}")
 
@@ -87,7 +94,7 @@ class DeviceOptions:
     def describe(self):
         return (f"device {self.device}, conv {self.conv}, decode exp {self.decode_exp}, "
                 f"BN folding {'on' if self.fold_bn else 'off'}, "
-                f"CPU kernels {'on' if self.cpu_kernels else 'off'}, amp {self.amp_level}"
+                f"CPU kernels {'on' if self.cpu_kernels else 'off'}, amp {self.amp_level}, jit level {self.jit_level}"
                 + (f", precision mode {self.precision_mode}" if self.precision_mode != "none" else ""))
 
 
@@ -127,6 +134,92 @@ def default_precision_mode(device):
     return "allow_fp32_to_fp16" if ascend_910a() else "must_keep_origin_dtype"
 
 
+def chip_name(device):
+    """``910A`` / ``910B`` / ``Ascend`` (another Ascend chip) on Ascend, else ``device``
+    (``GPU`` / ``CPU``): the rows of :func:`resolve_jit_level`'s table. 910A is the chip whose
+    soc version MindSpore names ``ascend910`` and whose amp uses the classic float-status
+    overflow check (``mindspore/amp.py:48-50``); 910B the one that computes float32 matrices
+    (``train_hq_dtype_line``, ``amp.py:53-55``). MindSpore's own 910A test for the jit level is
+    ``ascend_soc_version() == "ascend910"`` (``ms_context.cc``), the same chips."""
+    if device != "Ascend":
+        return device
+    from mindspore._c_expression import MSContext
+    ctx = MSContext.get_instance()
+    if ctx.ascend_soc_supports_feature("amp_loss_scale_train_classic_target"):
+        return "910A"
+    return "910B" if ctx.ascend_soc_supports_feature("train_hq_dtype_line") else "Ascend"
+
+
+# runtime.jit_level: auto, per chip (resolve_jit_level's doc says why)
+AUTO_JIT_LEVEL = {"910A": "O2", "910B": "O0", "Ascend": "O0", "GPU": "O0", "CPU": "O0"}
+
+
+def resolve_jit_level(value, chip, environ=None):
+    """``runtime.jit_level`` (``auto`` | ``O0`` | ``O1`` | ``O2``) for ``chip`` (a row of
+    :func:`chip_name`): returns ``(level, note)``, ``note`` a line for the log or None. A pure
+    function of its arguments (``environ``: the launch's environment, default ``os.environ``).
+
+    What MindSpore 2.10 does with each level (``MsContext::GetJitLevel`` and
+    ``IsKByKExecutorMode`` in ``mindspore/core/utils/ms_context.cc``; their log texts are in
+    the installed ``lib/libmindspore_core.so``; ``mindspore/graph/jit_config.py:41-56,124-129``):
+
+    ============  ==========================================================================
+    ``O0``        kernel by kernel (KBK, ``ms_backend``): every operator launched on its
+                  own, no fusion. MindSpore's choice for an empty level on 910B, other
+                  Ascend chips, GPU and CPU.
+    ``O1``        KBK with MindSpore's common optimisations and automatic operator fusion
+                  (graph kernel); numerics may differ from O0 by fusion.
+    ``O2``        graph sink on GE (``backend = "GE"``, ``jit_config.py:126-129``): the whole
+                  graph runs on the device. MindSpore's choice for an empty level on an
+                  Ascend 910A in graph mode (``ascend_soc_version() == "ascend910"``), and
+                  forced on Ascend by a rank-table launch (``RANK_TABLE_FILE`` /
+                  ``MINDSPORE_HCCL_CONFIG_PATH`` without msrun's dynamic cluster). Deprecated
+                  since 2.9 (``jit_config.py:41``); GE exists only on Ascend.
+    ============  ==========================================================================
+
+    Decision for ``auto`` (:data:`AUTO_JIT_LEVEL`): the level MindSpore itself picks on the
+    chip, now chosen explicitly and recorded -- O2 on 910A (the path MindSpore runs there by
+    default; whether KBK runs well on a 910A is unknown here: no level has been run on one),
+    O0 everywhere else. Elsewhere than on 910A O0 also keeps ``mindspore.amp``'s AllFinite
+    overflow check (``amp.py:93-95``: used at O0/O1 only; 910A reads its float-status register
+    at any level, ``amp.py:126-133``). An explicit
+    value wins, except that O2 off Ascend is refused (``ConfigError``) and a rank-table launch
+    on Ascend gets O2 with a note, as MindSpore forces it.
+    """
+    import os
+    env = os.environ if environ is None else environ
+    value = str(value)
+    if value not in ("auto",) + JIT_LEVELS:
+        raise ConfigError(f"runtime.jit_level must be auto, {', '.join(JIT_LEVELS)}; got {value!r}")
+    level = AUTO_JIT_LEVEL.get(chip, "O0") if value == "auto" else value
+    ascend = chip in ("910A", "910B", "Ascend")
+    if level == "O2" and not ascend:
+        raise ConfigError(f"runtime.jit_level=O2 is graph sink on GE, which only Ascend has; the device is {chip} "
+                          "(use O0 or auto)")
+    rank_table = env.get("RANK_TABLE_FILE") or env.get("MINDSPORE_HCCL_CONFIG_PATH")
+    if ascend and rank_table and not env.get("MS_ROLE") and level != "O2":
+        return "O2", (f"runtime.jit_level {value} -> O2: MindSpore runs a rank-table launch (RANK_TABLE_FILE / "
+                      "MINDSPORE_HCCL_CONFIG_PATH) at O2 whatever is set; launch with msrun for O0")
+    return level, None
+
+
+def apply_jit_level(options):
+    """Set MindSpore's process-wide ``jit_config={"jit_level": options.jit_level}``
+    (``mindspore/context.py:438-466``); read at every graph compile (``MsContext::GetJitLevel``)."""
+    import mindspore as ms
+    ms.set_context(jit_config={"jit_level": options.jit_level})
+
+
+def apply_device_options(options):
+    """The process-wide settings of ``options``: the jit level, then Ascend's operator
+    precision mode. Call before device/HCCL init (``mindspore.communication.init``) -- MindSpore
+    warns that Ascend settings made after the backend is initialised "may not take effect"
+    (``mindspore/context.py:1284-1291``, ``_check_ascend_device_context_initialized``) -- and
+    before the first graph compiles."""
+    apply_jit_level(options)
+    apply_precision_mode(options)
+
+
 def apply_precision_mode(options):
     """Set Ascend's operator precision mode of ``options`` (process-wide, before the first
     graph compiles; nothing to do for ``none`` or off Ascend)."""
@@ -140,13 +233,14 @@ def apply_precision_mode(options):
 
 
 def resolve_options(cfg=None, device=None, conv=None, amp_level=None, decode_exp=None, fold_bn=None,
-                    precision_mode=None, cpu_kernels=None):
+                    precision_mode=None, cpu_kernels=None, jit_level=None):
     """:class:`DeviceOptions` from the recipe ``cfg`` (its ``runtime`` section and
     ``train.amp_level``) and explicit arguments (command-line flags), which win.
 
     ``device`` None/``auto``: ``runtime.device``, else MindSpore's current target (call after
     ``mindspore.set_device``). ``auto`` values of ``conv`` / ``decode_exp`` follow the device.
-    ``amp_level`` None: ``train.amp_level`` of the recipe (O0 when absent). ``cpu_kernels``
+    ``amp_level`` None: ``train.amp_level`` of the recipe (O0 when absent). ``jit_level``
+    (``runtime.jit_level``): :func:`resolve_jit_level` for the device's chip. ``cpu_kernels``
     ``auto`` / ``true`` are decided cheaply here (a compiler is found, no program runs:
     :func:`mindyolox.ops.cpu_kernels.buildable`); the library is built when a model first asks
     for a kernel, and a compile that fails then is a ``ConfigError`` naming the compiler's
@@ -179,8 +273,13 @@ def resolve_options(cfg=None, device=None, conv=None, amp_level=None, decode_exp
     if precision == "auto":
         precision = default_precision_mode(device)
     kernels = _cpu_kernels(pick(cpu_kernels, "cpu_kernels"), device)
+    jit = pick(jit_level, "jit_level")
+    level, note = resolve_jit_level(jit, chip_name(device))
+    if note:
+        import logging
+        logging.getLogger("mindyolox").warning(note)
     return DeviceOptions(device=device, conv=conv, decode_exp=decode_exp, fold_bn=fold, amp_level=str(amp_level),
-                         precision_mode=precision, cpu_kernels=kernels)
+                         precision_mode=precision, cpu_kernels=kernels, jit_level=level)
 
 
 def _cpu_kernels(value, device):

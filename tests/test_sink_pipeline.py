@@ -3,12 +3,16 @@ and resized inside the step graph of each multiscale size (the official ``Exp.pr
 a bounded device queue, ``stop_send`` / ``release`` when the feeder closes.
 
 MindSpore refuses data sink on CPU (``mindspore/train/data_sink.py:222-225``), so the sink
-path runs against a stand-in for ``mindspore.data_sink`` that does what it does without the
-device: it refuses a pipeline that is already bound (``data_sink.py:36-37``), binds a transfer
+path runs against a stand-in for ``mindspore.data_sink`` that does what it does on Ascend
+without the device: it refuses a pipeline that is already bound (``data_sink.py:36-37``),
+chooses the data-info-queue path as ``:44-46, 227-232`` do (and counts the host waits that
+path costs), checks an ``input_signature`` with MindSpore's own check, binds a transfer
 dataset to it (``:57``), and returns a function that takes the next batch the pipeline sends
 and calls ``fn`` on it (``:234-258``). Its sending thread honours
 ``mindspore.dataset.config.set_sending_batches`` the way ``DataQueueOp::LimitSendingBatches``
-does, so the queue depth the feeder allows is measured. The step is
+does (counted per transfer as in the source; the pipeline's one MindSpore epoch ends after the
+run's last batch, so a per-epoch count would be the same), so the queue depth the feeder
+allows is measured. The step is
 :class:`~mindyolox.training.preprocess.BatchPreprocess`, the cell :class:`TrainStep` runs first
 (``test_train_step_runs_the_batch_preprocess`` ties the two), so what is compared is the exact
 float32 batch each step graph computes on.
@@ -91,12 +95,26 @@ class _Recorder:
 
 
 class _SinkStandIn:
-    """``mindspore.data_sink`` without a device (module doc). ``queue`` holds the batches sent
-    and not yet taken; ``depths`` its length at each step; ``log`` the limit changes and the
-    transfer calls in order."""
+    """``mindspore.data_sink`` as on Ascend, without the device (module doc). ``queue`` holds
+    the batches sent and not yet taken; ``depths`` its length at each step; ``log`` the limit
+    changes, the transfer calls and the pipeline's end of epoch (``eoe``) in order.
+
+    The sending thread is ``DataQueueOp::SendDataToAscend`` (MindSpore's ``data_queue_op.cc``):
+    after each batch it waits while ``send_batch >= sending_batches`` (0 = no limit). The
+    source counts ``send_batch`` from the transfer's start and never resets it; the
+    ``set_sending_batches`` docstring says "in each epoch". The stand-in logs the end of the
+    pipeline's MindSpore epoch (``eoe``, with the batches sent by then): when it comes only
+    after the run's last batch, both readings give the same count.
+
+    The path is chosen as ``data_sink.py:44-46, 227-232`` choose it on Ascend: ``sink_size=1``
+    without a ``jit_config`` and without an ``input_signature`` takes the data-info queue,
+    where every call first pops the next batch's info (``get_data_info``, ``:99``), a host wait
+    for the sending thread; ``info_waits`` counts them. A given signature is checked with
+    MindSpore's own ``_check_inputs`` against the pipeline's shapes and dtypes."""
 
     def __init__(self, monkeypatch):
         self.log, self.depths, self.limit, self.bound = [], [], 0, 0
+        self.info_waits, self.info_queue = 0, None
         real = ds.config.set_sending_batches
 
         def set_sending_batches(n):
@@ -107,10 +125,11 @@ class _SinkStandIn:
         monkeypatch.setattr(ds.config, "set_sending_batches", set_sending_batches)
         monkeypatch.setattr(ms, "data_sink", self.data_sink)
 
-    def _send(self):  # DataQueueOp: send while sent < limit (0 = no limit; the stream is finite here)
+    def _send(self):  # LimitSendingBatches: send while the count is below the limit (0 = none)
         while self.it is not None and (self.limit == 0 or self.sent < self.limit):
             batch = next(self.it, None)
-            if batch is None:  # the pipeline sent its last batch
+            if batch is None:  # the end of the pipeline's (one) MindSpore epoch
+                self.log.append(("eoe", self.sent))
                 self.it = None
                 return
             self.queue.append(batch)
@@ -119,9 +138,17 @@ class _SinkStandIn:
     it = None
 
     def data_sink(self, fn, dataset, sink_size=1, jit_config=None, input_signature=None):
+        from mindspore.train._utils import _get_types_and_shapes
+        from mindspore.train.dataset_helper import _check_inputs
         if hasattr(dataset, "__transfer_dataset__"):
             raise ValueError("The dataset has been used with network.")
-        assert sink_size == 1 and jit_config is None and input_signature is None
+        assert jit_config is None, ("a JitConfig compiles GetNext and fn into one graph (data_sink.py:113-160): "
+                                    "the chunk size dispatch reads would be frozen in it")
+        types, shapes = _get_types_and_shapes(dataset)
+        loop, create_info = (1, sink_size == 1) if jit_config is None else (sink_size, True)
+        self.info_queue = (create_info and loop == 1 and dataset.get_dataset_size() != 1 and input_signature is None)
+        if input_signature is not None:
+            _check_inputs(input_signature, shapes, types)
         self.bound += 1
         stand_in = self
 
@@ -138,9 +165,14 @@ class _SinkStandIn:
         self._send()
 
         def sink_process():
-            self.depths.append(len(self.queue))
-            assert self.queue, "the step found the device queue empty"
-            return fn(*self.queue.popleft())
+            if self.info_queue:   # get_data_info(): the host waits until the next batch was sent
+                self.info_waits += 1
+            out = None
+            for _ in range(sink_size):
+                self.depths.append(len(self.queue))
+                assert self.queue, "the step found the device queue empty"
+                out = fn(*self.queue.popleft())
+            return out
         return sink_process
 
 
@@ -167,8 +199,10 @@ def test_sink_and_plain_loops_feed_the_same_batches_also_resumed(prep, monkeypat
     and without, uninterrupted (2 epochs) and resumed at epoch 2 iter 4; each is the
     pipeline's uint8 batch at input size, in order, resized to the step's size as the
     official F.interpolate does; the device queue never holds more than QUEUE_BATCHES + 1
-    batches nor runs dry; one data_sink for every size; close stops, lifts the limit,
-    releases, in that order, once."""
+    batches nor runs dry, whether the sending limit counts per transfer (MindSpore's source)
+    or per MindSpore epoch (its docstring): the pipeline's one epoch ends only after the
+    run's last batch; no step waits on the data-info queue; one data_sink for every size;
+    close stops, lifts the limit, releases, in that order, once."""
     cfg = coco16_cfg("data.random_size=[2,4]", size=96)
     kw = dict(rank=0, world_size=1, num_workers=0, interval=2, end_epoch=2)
     stand_in = _SinkStandIn(monkeypatch)
@@ -186,8 +220,13 @@ def test_sink_and_plain_loops_feed_the_same_batches_also_resumed(prep, monkeypat
         feeder.close()  # idempotent
         runs[name] = rec.seen
         if sink:
+            assert stand_in.info_queue is False and stand_in.info_waits == 0, \
+                "data_sink took the data-info-queue path: a host wait before every step (feeder module doc)"
             assert stand_in.log[-3:] == [("stop_send",), ("limit", 0), ("release",)]
-            assert [e for e in stand_in.log if e[0] != "limit"] == [("stop_send",), ("release",)] * stand_in.bound
+            eoe = [e for e in stand_in.log if e[0] == "eoe"]
+            assert eoe[-1] == ("eoe", len(rec.seen)), eoe  # one MindSpore epoch, ended by the run's last batch
+            assert [e for e in stand_in.log if e[0] not in ("limit", "eoe")] == \
+                [("stop_send",), ("release",)] * stand_in.bound
             assert max(stand_in.depths) <= QUEUE_BATCHES + 1 and len(stand_in.depths) == len(rec.seen)
             stand_in.depths.clear()
     assert stand_in.bound == 2  # one data_sink per run, for every size

@@ -127,8 +127,13 @@ def _main(argv, claims):
     det_out = args.det_out or os.path.join(args.save_dir, "detections.json")
     _check_outputs(args, det_out, dataset)
 
+    options = None
     if artifact is None:
         setup_mindspore(args.device, cfg)
+        from ..options import resolve_options
+        from ..runtime.context import apply_device_context
+        options = resolve_options(cfg, amp_level="O2" if args.half else "O0")
+        apply_device_context(options)  # jit level and precision mode before HCCL init (options.apply_device_options)
     rank, world = 0, 1
     if args.distributed:
         from ..runtime.distributed import init_data_parallel
@@ -141,7 +146,7 @@ def _main(argv, claims):
         if args.json_out and os.path.dirname(os.path.abspath(args.json_out)) != det_dir:
             claims.enter_context(claim_output_dir(os.path.dirname(os.path.abspath(args.json_out)), "--json-out"))
     if artifact is None:
-        model, report = build_and_load(cfg, args.weights, half=args.half)
+        model, report = build_and_load(cfg, args.weights, options=options, half=args.half)
         say(report.summary())
     else:
         model = artifact

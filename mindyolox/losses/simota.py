@@ -257,16 +257,26 @@ class SimOTAAssigner(nn.Cell):
         conflict winner. ``real`` [B, G, A] float32: the cost without the 1e5 penalty; the
         keys are ``real`` and the sentinel 65504."""
         inner = ops.logical_and(in_both, usable)
-        outer = ops.logical_and(ops.logical_not(in_both), usable)
-        sentinel = ops.full_like(real, _EXCLUDED_FP16)
-        key_in = ops.where(inner, real, sentinel).astype(self.key_dtype)
-        key_out = ops.where(outer, real, sentinel).astype(self.key_dtype)
+        key_in, key_out, key_any = self.ranking_keys(real, in_both, usable)
         _, order_in = ops.topk(-key_in, k_max)                                      # [B,G,K]
         _, order_out = ops.topk(-key_out, k_max)
         n_in = inner.astype(mstype.int32).sum(2, keepdims=True)                      # [B,G,1]
         from_out = ops.clip_by_value(ranks - n_in, 0, k_max - 1)
         order = ops.where(ranks < n_in, order_in, ops.gather_elements(order_out, 2, from_out))
         win_in = ops.argmin(key_in, 1).astype(mstype.int32)                          # [B,A]
-        win_any = ops.argmin(ops.where(usable, real, sentinel).astype(self.key_dtype), 1).astype(mstype.int32)
+        win_any = ops.argmin(key_any, 1).astype(mstype.int32)
         best_gt = ops.where(inner.any(1), win_in, win_any)
         return order, best_gt
+
+    def ranking_keys(self, real, in_both, usable):
+        """The three keys the tiered ranking sorts (TopK) and takes the minimum of (ArgMin), each
+        [B, G, A] in ``key_dtype``: ``key_in`` (real cost of in-box-and-centre candidates),
+        ``key_out`` (of the other candidates), ``key_any`` (of every candidate); every other
+        pair holds the sentinel 65504, float16's largest finite value, so no key is inf in
+        float16 (``tests/test_ascend_backend.py`` checks it; the official 1e10 would be)."""
+        inner = ops.logical_and(in_both, usable)
+        outer = ops.logical_and(ops.logical_not(in_both), usable)
+        sentinel = ops.full_like(real, _EXCLUDED_FP16)
+        return (ops.where(inner, real, sentinel).astype(self.key_dtype),
+                ops.where(outer, real, sentinel).astype(self.key_dtype),
+                ops.where(usable, real, sentinel).astype(self.key_dtype))

@@ -5,7 +5,7 @@ import os
 from contextlib import contextmanager
 
 from ..errors import MindYOLOXError, WeightsError
-from ..options import apply_precision_mode
+from ..options import apply_device_options
 
 __all__ = ["setup_mindspore", "apply_device_context", "build_and_load", "keep_compile_dumps_in", "scoped_environ",
            "compile_dumps_in"]
@@ -31,9 +31,11 @@ def apply_device_context(options=None, device=None, cfg=None):
     ``device`` (a ``--device`` flag) or else the recipe ``cfg``'s ``runtime.device`` unless
     ``auto``: ``mindspore.set_device`` (a wrong name is one line naming the flag); then
     GRAPH_MODE; then, with ``options`` (:class:`~mindyolox.options.DeviceOptions`, resolved
-    after the device is known), Ascend's operator precision mode
-    (:func:`~mindyolox.options.apply_precision_mode`, set once per process). The CLIs call it
-    (as :func:`setup_mindspore`) before resolving options, the trainer with its options."""
+    after the device is known), the jit level and Ascend's operator precision mode
+    (:func:`~mindyolox.options.apply_device_options`; the precision mode is set once per
+    process). The CLIs call it (as :func:`setup_mindspore`) before resolving options, the
+    trainer with its options -- before ``init_data_parallel`` (HCCL init), as MindSpore asks
+    of Ascend settings (``mindspore/context.py:1284-1291``)."""
     import mindspore as ms  # here, not at the top: the CLIs import this module to parse flags first
     if not device and cfg is not None:
         wanted = str((cfg.get("runtime") or {}).get("device", "auto"))
@@ -45,7 +47,7 @@ def apply_device_context(options=None, device=None, cfg=None):
             raise MindYOLOXError(f"--device {device}: {str(e).splitlines()[0]}") from None
     ms.set_context(mode=ms.GRAPH_MODE)
     if options is not None:
-        apply_precision_mode(options)  # Ascend only; recorded in the checkpoints' options
+        apply_device_options(options)  # recorded in the checkpoints' and the export's options
 
 
 @contextmanager

@@ -14,17 +14,36 @@ receives the same batches in the same order and applies the same graph to them.
 
 * ``sink=False`` (CPU, or no ``--data-sink``): batches come from the pipeline's tuple iterator
   (``next``), each ``step(images, labels, size)`` is one graph launch.
-* ``sink=True`` (Ascend/GPU): ONE ``mindspore.data_sink(dispatch, pipeline, sink_size=1)``
-  for the whole run. MindSpore binds a pipeline to one transfer queue once -- a second
-  ``data_sink`` on the same pipeline raises "The dataset has been used with network."
-  (``mindspore/train/data_sink.py:36-37``) -- and its ``GetNext`` has the pipeline's one
-  shape (``data_sink.py:66-70``), so per-size graphs cannot each own a queue of this
+* ``sink=True`` (Ascend/GPU): ONE ``mindspore.data_sink(dispatch, pipeline, sink_size=1,
+  input_signature=...)`` for the whole run. MindSpore binds a pipeline to one transfer queue
+  once -- a second ``data_sink`` on the same pipeline raises "The dataset has been used with
+  network." (``mindspore/train/data_sink.py:36-37``) -- and its ``GetNext`` has the pipeline's
+  one shape (``data_sink.py:66-70``), so per-size graphs cannot each own a queue of this
   pipeline; they do not need to: without a ``jit_config`` the sink function is plain Python
   that pops the queue with ``GetNext`` and calls ``fn(*data)`` (``data_sink.py:234-258``),
   and ``fn`` here is ``dispatch``, which calls ``step(images, labels, size)`` with the size
-  of the chunk being run (``run(n, size)`` sets it). The queue never changes shape, so
-  nothing depends on MindSpore's Ascend-only shape-change handling. A chunk of ``n`` steps is
-  ``n`` calls of the sink function: no host data transfer, lr, or read between them.
+  of the chunk being run (``run(n, size)`` sets it). A chunk of ``n`` steps is ``n`` calls of
+  the sink function: no host data transfer, lr, or read between them.
+
+  What MindSpore does on Ascend with these arguments, and why they are these:
+
+  - ``jit_config=None`` (decided): with a ``JitConfig`` the sink function -- ``GetNext`` and
+    ``dispatch`` -- would be compiled as one graph (``data_sink.py:113-160``), freezing the
+    chunk size ``dispatch`` reads from Python into it; the step graphs are compiled per size
+    by the step itself, at the process's jit level (``runtime.jit_level``).
+  - ``input_signature`` (the pipeline's own shapes and dtypes, :func:`sink_signature`): on
+    Ascend, ``sink_size=1`` without a ``jit_config`` and without a signature takes the
+    *data-info queue* path (``data_sink.py:44-46``: ``create_info`` is ``sink_size == 1``,
+    ``:227-232``): every call then pops the next batch's dtypes and shapes with
+    ``get_data_info()`` (``data_sink.py:99``, ``DataQueueOp::GetDataInfo`` =
+    ``PopFront`` of a queue that ``SendRowToTdt`` fills after each batch it pushed, MindSpore's
+    ``data_queue_op.cc``), a host wait for the sending thread before every step, and builds
+    a new ``GetNext`` (the cache it looks in, ``next_ops``, is never filled, ``:102-108``).
+    That path exists for pipelines whose shape changes; this one's never does. A signature
+    turns it off (``:44-46``) and MindSpore checks it against the pipeline
+    (``_check_inputs``, ``mindspore/train/dataset_helper.py:166-196``). On GPU there is no
+    info queue either way (``:46``: Ascend only).
+  - ``sink_size=1``: one step per call, so a chunk can have any length.
 
 Bounded device queue. The host keeps sending batches as long as the device queue takes them:
 on Ascend up to 100 batches or 2 GB in the mbuf queue (``DataQueueOp::WaitForAscendQueue``,
@@ -35,6 +54,12 @@ on Ascend up to 100 batches or 2 GB in the mbuf queue (``DataQueueOp::WaitForAsc
 ``mindspore.dataset.config.set_sending_batches(steps_run + 1 + QUEUE_BATCHES)``
 (``mindspore/dataset/core/config.py:703-729``), a limit the sending thread re-reads every
 10 ms (``DataQueueOp::LimitSendingBatches``), so the queue holds at most that many batches.
+The limit is compared with a count of the batches sent since the transfer started:
+``DataQueueOp::SendDataToAscend`` declares ``send_batch`` once, before its loop over the
+pipeline's epochs, and never resets it (``config.py``'s docstring says "in each epoch").
+Both readings agree here: the pipeline is ONE MindSpore epoch for the whole run
+(:class:`~mindyolox.data.loader.TrainSampler`), and the feeder, created with the transfer,
+counts the same steps (``steps_run``) -- cumulative, from 0 at the (resumed) start.
 Two is double buffering: one batch is being read by the running step while the next one is
 copied in; a deeper device queue only helps against a host that is slower than the device on
 average, which no queue depth fixes (the host pipeline's own connectors, 16 batches each by
@@ -62,10 +87,21 @@ import time
 
 from ..utils.closing import Closing
 
-__all__ = ["StepFeeder", "QUEUE_BATCHES"]
+__all__ = ["StepFeeder", "QUEUE_BATCHES", "sink_signature"]
 
 # batches the device queue may hold ahead of the running step (module doc: double buffering)
 QUEUE_BATCHES = 2
+
+
+def sink_signature(pipeline):
+    """``input_signature`` for ``mindspore.data_sink`` over ``pipeline``: one shape-and-dtype
+    ``Tensor`` per column, the pipeline's own (``output_shapes`` / ``output_types``, the
+    values ``data_sink`` reads itself, ``data_sink.py:39-40``; cached on the pipeline after the
+    first call). Given, it keeps Ascend off the data-info-queue path (module doc)."""
+    import mindspore as ms
+    from mindspore import Tensor
+    return tuple(Tensor(shape=[int(v) for v in shape], dtype=ms.dtype.pytype_to_dtype(dtype))
+                 for shape, dtype in zip(pipeline.output_shapes(), pipeline.output_types()))
 
 
 class StepFeeder(Closing):
@@ -106,7 +142,8 @@ class StepFeeder(Closing):
         import mindspore as ms
         import mindspore.dataset as ds
         ds.config.set_sending_batches(1 + QUEUE_BATCHES)  # data_sink starts sending at once
-        self._sink_fn = ms.data_sink(self._dispatch, self.pipeline, sink_size=1)
+        self._sink_fn = ms.data_sink(self._dispatch, self.pipeline, sink_size=1, jit_config=None,
+                                     input_signature=sink_signature(self.pipeline))
 
     def close(self):
         """Stop and release the device queue (module doc), or stop the iterator without sink;

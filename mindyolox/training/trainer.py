@@ -350,17 +350,21 @@ class Trainer:
         self._loop.enter_context(stop_signals(self._on_signal))
 
     def _init_devices(self):
-        """Rank and world size (distributed), the device options and MindSpore's context."""
+        """The device options and MindSpore's context, then rank and world size (distributed).
+
+        Order: the msrun refusal first (cheap, before anything compiles); the options'
+        context -- jit level and Ascend precision mode -- before ``init_data_parallel``
+        initialises the device and HCCL (:func:`~mindyolox.options.apply_device_options`)."""
+        if not self.distributed:  # msrun without --distributed: one line, see distributed.check_not_launched_in_parallel
+            check_not_launched_in_parallel()
+        if self.options is None:
+            self.options = resolve_options(self.cfg)
+        apply_device_context(self.options)
         if self.distributed:
             try:
                 self.rank, self.world_size = init_data_parallel()
             except PeerLost as e:  # msrun's scheduler process: name the step rank 0 logged last
                 raise PeerLost(e.ranks, e.detail, last_logged_step(self.run_dir / "metrics.jsonl")) from None
-        else:  # msrun without --distributed: one line, see distributed.check_not_launched_in_parallel
-            check_not_launched_in_parallel()
-        if self.options is None:
-            self.options = resolve_options(self.cfg)
-        apply_device_context(self.options)
 
     def _build(self, meta):
         """The parts (:func:`~mindyolox.training.builder.build_training`) and what they say."""
