@@ -194,6 +194,8 @@ class SimOTAAssigner(nn.Cell):
         self.num_classes = num_classes
         self.tiered = bool(tiered)
         self.key_dtype = key_dtype
+        # True (mindyolox.training.dynamic_shape): A unknown when compiling, top-k width 10
+        # (TOPK_IOU; A >= 21 from 32 px) and broadcasting IoU min/max instead of tiles
         self.dynamic_hw = False
 
     def construct(self, boxes, obj_logits, cls_logits, grids, strides, gt_boxes, gt_classes,

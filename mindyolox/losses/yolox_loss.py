@@ -133,7 +133,7 @@ class YOLOXWithLoss(nn.Cell):
         self.model = model
         self.loss = loss
         self.return_fg = False  # True: a 7th output, the batch's foreground anchor count
-        self.dynamic_hw = False
+        self.dynamic_hw = False  # True: no img_hw for SimOTA (mindyolox.training.dynamic_shape)
 
     def construct(self, images, labels, use_l1):
         raw, grids, strides = self.model(images)

@@ -89,7 +89,9 @@ class YOLOXHead(nn.Cell):
             raise ValueError(f"decode_exp must be float32 or float64, got {decode_exp!r}")
         self.exp_in_float64 = decode_exp == "float64"
         self.decode = BoxDecode(self.exp_in_float64)
-        self.dynamic_hw = False  # see level_grid_like
+        # True: the anchor grid from the feature maps (level_grid_like), for input H/W unknown
+        # when the graph compiles (mindyolox.training.dynamic_shape); a compile-time constant
+        self.dynamic_hw = False
         conv = conv_class(depthwise)
         hidden = int(256 * width)
         bias = -math.log((1 - PRIOR_PROB) / PRIOR_PROB)
