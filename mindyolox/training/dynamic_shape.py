@@ -13,10 +13,18 @@ compile-time constants: the static graphs are unchanged):
 * the pairwise IoU broadcasts ``ops.minimum`` / ``ops.maximum`` instead of tiling to sizes
   read from the shapes.
 
-Not on CPU with the compiled CPU kernels or ``im2col`` convolutions
-(``runtime.cpu_kernels=false runtime.conv=native`` needed: their shape inference needs
-static H/W; Conv2D's infer fails, "input shape's h and w after padding must be greater than
-or equal to kernel_size"). Measured by ``bench/compile_dynamic.py`` (docs/devices.md).
+Also ``ops.arange(slot.shape[0])`` in the loss reads the batch size from ``gt_boxes`` (known
+when the argmax output's shape is not).
+
+Not with the compiled CPU kernels or ``im2col`` convolutions (their shape inference needs
+static H/W; ``Conv2D``'s infer fails, "input shape's h and w after padding must be greater
+than or equal to kernel_size"): on CPU build the model with ``runtime.conv=native
+runtime.cpu_kernels=false``. Not with the in-graph batch resize (``data.multiscale_resize:
+batch``, the data-sink path): its target size is a compile-time constant; the images must
+arrive at their training size. Decision: a library call, not a training option -- measured on
+CPU (nano, 96/128/160 px, ``bench/compile_dynamic.py``, docs/devices.md "One graph for all
+multiscale sizes"): one 34.5 s compile instead of three (86 s), per-step losses bit-identical
+to the per-size graphs, steps 1.3-1.5x slower. Untested on GPU and Ascend.
 """
 from mindspore import Tensor
 from mindspore import dtype as mstype
