@@ -194,6 +194,9 @@ class SimOTAAssigner(nn.Cell):
         self.num_classes = num_classes
         self.tiered = bool(tiered)
         self.key_dtype = key_dtype
+        # True (mindyolox.training.dynamic_shape): A unknown when compiling, top-k width 10
+        # (TOPK_IOU; A >= 21 from 32 px) and broadcasting IoU min/max instead of tiles
+        self.dynamic_hw = False
 
     def construct(self, boxes, obj_logits, cls_logits, grids, strides, gt_boxes, gt_classes,
                   gt_valid, levels=None):
@@ -202,13 +205,13 @@ class SimOTAAssigner(nn.Cell):
         cls_logits = ops.stop_gradient(cls_logits)
         num_anchors = boxes.shape[1]
         in_both, candidate = candidate_masks(gt_boxes, gt_valid, grids, strides, levels)
-        ious = pairwise_iou_cxcywh(gt_boxes, boxes)                                # [B,G,A]
+        ious = pairwise_iou_cxcywh(gt_boxes, boxes, tile=not self.dynamic_hw)                                # [B,G,A]
         real_cost = class_cost(cls_logits, obj_logits, gt_classes) + IOU_COST_WEIGHT * -ops.log(ious + 1e-8)
         cost = real_cost + OUTSIDE_COST * ops.logical_not(in_both).astype(mstype.float32)
         usable = ops.logical_and(candidate.expand_dims(1), gt_valid.expand_dims(2))  # [B,G,A]
 
         # dynamic k: sum of the top-10 candidate IoUs (non-candidates count as IoU 0).
-        k_max = min(TOPK_IOU, num_anchors)
+        k_max = TOPK_IOU if self.dynamic_hw else min(TOPK_IOU, num_anchors)
         cand_ious = ops.where(usable, ious, ops.zeros_like(ious))
         top_ious, _ = ops.topk(cand_ious, k_max)
         dynamic_ks = ops.maximum(ops.floor(top_ious.sum(2)), 1.0).astype(mstype.int32)

@@ -77,7 +77,7 @@ class YOLOXLoss(nn.Cell):
         fg = assign["fg_mask"].astype(mstype.float32)                               # [B,A]
         slot = ops.maximum(assign["matched_gt"], 0)                                 # [B,A]
         n_gt = gt_boxes.shape[1]
-        flat_index = slot + (ops.arange(slot.shape[0], dtype=mstype.int32) * n_gt).expand_dims(1)
+        flat_index = slot + (ops.arange(gt_boxes.shape[0], dtype=mstype.int32) * n_gt).expand_dims(1)
         targets = ops.gather(gt_boxes.reshape(-1, 4), flat_index.reshape(-1), 0)
         targets = ops.stop_gradient(targets.reshape(boxes.shape))                    # [B,A,4]
         iou_target = ops.stop_gradient(assign["matched_ious"])                      # [B,A]
@@ -133,10 +133,11 @@ class YOLOXWithLoss(nn.Cell):
         self.model = model
         self.loss = loss
         self.return_fg = False  # True: a 7th output, the batch's foreground anchor count
+        self.dynamic_hw = False  # True: no img_hw for SimOTA (mindyolox.training.dynamic_shape)
 
     def construct(self, images, labels, use_l1):
         raw, grids, strides = self.model(images)
-        out = self.loss(raw, grids, strides, labels, use_l1, images.shape[2:])
+        out = self.loss(raw, grids, strides, labels, use_l1, None if self.dynamic_hw else images.shape[2:])
         if self.return_fg:
             return out["total"], out["iou"], out["obj"], out["cls"], out["l1"], out["num_fg"], out["fg"]
         return out["total"], out["iou"], out["obj"], out["cls"], out["l1"], out["num_fg"]

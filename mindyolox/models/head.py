@@ -27,6 +27,17 @@ def level_grid(h, w, stride):
     return xy, ops.fill(mstype.float32, (h * w,), stride)
 
 
+def level_grid_like(feature, stride):
+    """:func:`level_grid` of feature map ``feature`` [B, C, h, w] whose h, w are unknown when the
+    graph compiles (dynamic shape): the cell indices are running sums of ones (exact integers
+    in float32), ``ops.arange`` needing a constant length."""
+    ones = ops.ones_like(feature[0, 0].astype(mstype.float32))          # [h, w]
+    xs = ops.cumsum(ones, 1) - 1.0
+    ys = ops.cumsum(ones, 0) - 1.0
+    xy = ops.stack((xs.reshape(-1), ys.reshape(-1)), 1)
+    return xy, ones.reshape(-1) * stride
+
+
 class BoxDecode(nn.Cell):
     """Eval-mode decode, its own cell so that it stays float32 under mixed precision
     (:mod:`mindyolox.models.amp` gives it ``to_float(float32)`` at O2/O3, as BatchNorm): a
@@ -78,6 +89,9 @@ class YOLOXHead(nn.Cell):
             raise ValueError(f"decode_exp must be float32 or float64, got {decode_exp!r}")
         self.exp_in_float64 = decode_exp == "float64"
         self.decode = BoxDecode(self.exp_in_float64)
+        # True: the anchor grid from the feature maps (level_grid_like), for input H/W unknown
+        # when the graph compiles (mindyolox.training.dynamic_shape); a compile-time constant
+        self.dynamic_hw = False
         conv = conv_class(depthwise)
         hidden = int(256 * width)
         bias = -math.log((1 - PRIOR_PROB) / PRIOR_PROB)
@@ -108,9 +122,13 @@ class YOLOXHead(nn.Cell):
             cls_out = self.cls_preds[k](self.cls_convs[k](x))
             reg_feat = self.reg_convs[k](x)
             out = ops.concat((self.reg_preds[k](reg_feat), self.obj_preds[k](reg_feat), cls_out), 1)
-            b, c, h, w = out.shape
-            outputs.append(out.reshape(b, c, h * w))
-            xy, s = level_grid(h, w, self.strides[k])
+            if self.dynamic_hw:
+                outputs.append(out.reshape(out.shape[0], out.shape[1], -1))
+                xy, s = level_grid_like(out, self.strides[k])
+            else:
+                b, c, h, w = out.shape
+                outputs.append(out.reshape(b, c, h * w))
+                xy, s = level_grid(h, w, self.strides[k])
             grids.append(xy)
             strides.append(s)
         raw = ops.concat(outputs, 2).transpose(0, 2, 1)

@@ -41,7 +41,7 @@ def _corners(boxes):
     return boxes[..., 0:2] - half, boxes[..., 0:2] + half
 
 
-def pairwise_iou_cxcywh(boxes_a, boxes_b):
+def pairwise_iou_cxcywh(boxes_a, boxes_b, tile=True):
     """IoU of every box of ``boxes_a`` with every box of ``boxes_b``, batched.
 
     Args:
@@ -51,14 +51,15 @@ def pairwise_iou_cxcywh(boxes_a, boxes_b):
         [B, G, A] float32 IoU in [0, 1]; 0 where the boxes do not overlap. As in the
         official code there is no epsilon in the denominator (two empty boxes give NaN;
         predictions have w, h = exp(.) * stride > 0, so this never happens in SimOTA).
+        ``tile=False``: broadcasting ``ops.minimum`` / ``ops.maximum`` (the same values;
+        for shapes unknown at compile time, where :func:`bcast_minimum` cannot size its tiles).
     """
     a_tl, a_br = _corners(boxes_a)
     b_tl, b_br = _corners(boxes_b)
+    lo, hi = (bcast_minimum, bcast_maximum) if tile else (ops.minimum, ops.maximum)
     # per axis on [B, G, A] (no [B, G, A, 2] intermediates): overlap extent w, h
-    w = bcast_minimum(a_br[..., 0:1], b_br[..., 0].expand_dims(1)) - \
-        bcast_maximum(a_tl[..., 0:1], b_tl[..., 0].expand_dims(1))
-    h = bcast_minimum(a_br[..., 1:2], b_br[..., 1].expand_dims(1)) - \
-        bcast_maximum(a_tl[..., 1:2], b_tl[..., 1].expand_dims(1))
+    w = lo(a_br[..., 0:1], b_br[..., 0].expand_dims(1)) - hi(a_tl[..., 0:1], b_tl[..., 0].expand_dims(1))
+    h = lo(a_br[..., 1:2], b_br[..., 1].expand_dims(1)) - hi(a_tl[..., 1:2], b_tl[..., 1].expand_dims(1))
     overlap = ops.logical_and(w > 0, h > 0).astype(w.dtype)
     inter = w * h * overlap
     area_a = (boxes_a[..., 2] * boxes_a[..., 3]).expand_dims(2)
