@@ -230,7 +230,7 @@ class Trainer:
         self.status = "finished"
 
     def train_in_iter(self):
-        """The chunks of one epoch, from ``start_iter`` in the first; a signal or ``max_iters``
+        """The chunks of one epoch, from ``start_iter`` in the first; an agreed stop request or ``max_iters``
         ends the run after the chunk (``on_stop``); the epoch ends with ``iter == steps_per_epoch``."""
         self.iter = self.start_iter if self.epoch == self.start_epoch else 0
         while self.iter < self.steps_per_epoch:
