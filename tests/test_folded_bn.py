@@ -8,8 +8,9 @@ re-inflated (mindyolox/training/bn_reinflate.py) before training; curves.png dra
 
 Fast tests: the detection, the re-inflation maths (eval output unchanged, train-mode output
 close to it where the folded layers are far off: the cheap negative control), the switch-off
-warning, the AP axis. Two slow tests: one epoch of fine-tuning on coco128 at 320 keeps
-the AP; twelve epochs on coco16 raise it.
+warning, the AP axis. One slow test: one epoch of fine-tuning on coco128 at 320 keeps the AP.
+That a short fine-tune raises it (12 epochs on coco16) is measured by ``python -m
+bench.finetune_folded`` (~6-10 min: not in the suite).
 """
 import json
 from contextlib import contextmanager
@@ -22,7 +23,6 @@ import pytest
 from mindyolox import build_model, load_config
 from mindyolox.convert.weights import load_weights
 from mindyolox.data import COCODataset
-from mindyolox.evaluation import evaluate
 from mindyolox.training.bn_reinflate import calibration_batches, reinflate_folded
 from mindyolox.training.plots import plot_training_curves
 from mindyolox.training.trainer import Trainer
@@ -167,29 +167,3 @@ def test_one_epoch_of_fine_tuning_folded_nano_on_coco128_keeps_its_ap(tmp_path):
     aps = eval_aps(run)
     print("AP50:95 after one epoch", aps)
     assert len(aps) == 1 and aps[0] >= AP_START_320 - 3.0   # before the fix: 0.00
-
-
-@pytest.mark.slow
-def test_a_short_fine_tune_from_folded_nano_raises_its_ap(tmp_path):
-    """Nano from the folded weights fine-tuned on coco16 at 320 (train = val) with the recipe's
-    lr (1.25e-3 at batch 8), 2 warm-up epochs, then constant, 12 epochs (the last 10 without
-    augmentation): AP on those images ends above the start and climbs well above it in the
-    last epochs. Measured (Intel Xeon, start 19.4), 2026-12-04, two runs:
-    19.2 12.9 13.9 15.9 11.6 13.0 13.3 11.4 23.3 24.6 24.2 26.5 and
-    19.2 12.9 13.9 17.1 18.4 22.7 22.1 7.6 2.4 16.8 23.5 31.8 -- the path through the middle
-    epochs differs between runs (a full-lr fine-tune of 16 images is unstable there), the end
-    does not. Without the warm-up the first dip reaches 2.2 (20.9 at epoch 12); at lr 1e-4 the
-    12 epochs end at 20.1 (docs/troubleshooting.md)."""
-    model = nano()
-    load_weights(model, str(shared_path(*NANO_PTH)))
-    start = 100 * evaluate(model, coco16(), img_size=(320, 320), progress=False)["AP50_95"]
-    run = tmp_path / "run"
-    cfg = finetune_cfg("train.max_epoch=12", "train.warmup_epochs=2", "train.no_aug_epochs=9",
-                       "train.basic_lr_per_img=1.5625e-4", "train.min_lr_ratio=1.0", "train.print_interval=2",
-                       data="coco16")
-    tr = Trainer(cfg, run_dir=run, weights=str(shared_path(*NANO_PTH)), num_workers=1, progress=False)
-    assert tr.train() == "finished"
-    aps = eval_aps(run)
-    print(f"start {start:.2f}, AP50:95 per epoch", [round(a, 2) for a in aps])
-    assert len(aps) == 12
-    assert aps[-1] > start and max(aps[-3:]) >= start + 3.0
