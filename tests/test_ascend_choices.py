@@ -28,15 +28,23 @@ def test_auto_loss_scale_per_device_and_level():
     assert resolve_loss_scale("dynamic", "O0", "CPU", 512.0) == ("dynamic", 512.0)
 
 
-def _train(loss_scale, scale_value, steps=12):
-    np.random.seed(0)
+def tiny_step(loss_scale, scale_value=1024.0):
+    """A compiled :class:`TrainStep` of the tiny test network with ``loss_scale`` (none | static |
+    dynamic) from ``scale_value``; its EMA starts at the weights. Returns ``(step, model)``."""
     model, ema_model = _Tiny(), _Tiny()
     for (_, p), (_, e) in zip(model.parameters_and_names(), ema_model.parameters_and_names()):
         e.set_data(p.data.copy())
     model.set_train(True)
     decay, no_decay = param_groups(model)
     opt = SGD(decay + no_decay, [True] * len(decay) + [False] * len(no_decay))
-    step = TrainStep(_TinyLoss(model), opt, ModelEMA(model, ema_model), loss_scale=loss_scale, scale_value=scale_value)
+    return TrainStep(_TinyLoss(model), opt, ModelEMA(model, ema_model), loss_scale=loss_scale,
+                     scale_value=scale_value), model
+
+
+def _train(loss_scale, scale_value, steps=12):
+    np.random.seed(0)
+    step, model = tiny_step(loss_scale, scale_value)
+    opt = step.optimizer
     rng = np.random.default_rng(1)
     losses = []
     for k in range(steps):

@@ -23,16 +23,15 @@ from mindyolox.config import load_config
 from mindyolox.errors import MindYOLOXError
 from mindyolox.options import DeviceOptions
 from mindyolox.training.checkpoint import read_meta
-from mindyolox.training.ema import ModelEMA
 from mindyolox.training.hooks.logging import log_window
 from mindyolox.training.hooks.overflow import OverflowStalled
-from mindyolox.training.optimizer import SGD, param_groups
 from mindyolox.training.run_log import RunLog
-from mindyolox.training.train_step import TrainStep, resolve_loss_scale
+from mindyolox.training.train_step import resolve_loss_scale
 from mindyolox.training.trainer import Trainer
 
 from .conftest import ROOT
-from .test_train import _Tiny, _TinyLoss, coco16_cfg
+from .test_ascend_choices import tiny_step
+from .test_train import coco16_cfg
 
 DEMO = ROOT / "configs" / "demo" / "yolox-nano-demo.yaml"
 
@@ -45,14 +44,7 @@ def test_auto_loss_scale_at_o0_on_ascend_is_dynamic_from_1024():
 
 # --------------------------------------------------------------------------- the compiled step
 def _step(loss_scale, scale_value=1024.0):
-    model, ema_model = _Tiny(), _Tiny()
-    for (_, p), (_, e) in zip(model.parameters_and_names(), ema_model.parameters_and_names()):
-        e.set_data(p.data.copy())
-    model.set_train(True)
-    decay, no_decay = param_groups(model)
-    opt = SGD(decay + no_decay, [True] * len(decay) + [False] * len(no_decay))
-    step = TrainStep(_TinyLoss(model), opt, ModelEMA(model, ema_model), loss_scale=loss_scale,
-                     scale_value=scale_value)
+    step, model = tiny_step(loss_scale, scale_value)
     step.set_lr(0.05)
     return step, model
 
