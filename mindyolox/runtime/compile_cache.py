@@ -107,23 +107,17 @@ def recipe_key(cfg, options=None, run=None):
     return h.hexdigest()[:16]
 
 
-def run_switches(cfg, start=(0, 0), resumed=False, **switches):
+def run_switches(cfg, start=(0, 0), **switches):
     """The ``run`` part of the key: ``switches`` (what changes the graphs or the order they
     compile in beyond recipe and device options -- distributed, world size, data sink,
     evaluation, precompile) and, for a multiscale recipe only, the start position ``(epoch,
     iter)``: such a run meets its sizes in an order fixed by the seed (in the recipe) and where
     it starts, so a resume from another step gets a folder of its own. A fixed-size recipe
     compiles the same sequence from any start (``use_l1`` is a Parameter, no graph of its own),
-    so its resumes share the folder -- except a distributed one: a fresh distributed start
-    compiles rank 0's weight broadcast before the train step and a resume does not
-    (``hooks/checkpoint.ResumeHook``), so ``resumed`` keys fresh starts and resumes apart there
-    (sharing one folder, the resume loaded the broadcast's graph in the train step's place and
-    failed in MindSpore: "Not same shape in device address"; tests/test_distributed_stop.py)."""
+    so its resumes share the folder."""
     run = dict(switches)
     if is_multiscale(cfg["data"]):
         run["start"] = [int(start[0]), int(start[1])]
-    if resumed and run.get("distributed"):
-        run["resumed"] = True
     return run
 
 

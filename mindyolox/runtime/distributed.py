@@ -1,9 +1,9 @@
 """Data-parallel helpers outside the compiled step: broadcast of the initial weights, the
 official ``all_reduce_norm`` (BN statistics averaged over ranks), and the exchanges of a
 distributed evaluation (detections gathered to every rank, rank 0's metrics sent to every
-rank). They go through small ``AllReduce`` / ``AllGather`` cells (the evaluation's shapes
-bucketed to powers of two, so repeated evaluations reuse their graphs); ``mindspore.communication`` must be
-initialised. Nothing here assumes one node: ranks are global, no file is shared."""
+rank). They go through single ``AllReduce`` / ``AllGather`` operators, not compiled graphs
+(:func:`_collective`: the graph cache stays in step order; the evaluation's shapes are
+bucketed to powers of two); ``mindspore.communication`` must be initialised. Nothing here assumes one node: ranks are global, no file is shared."""
 import os
 import re
 
@@ -15,24 +15,29 @@ __all__ = ["PeerLost", "lost_ranks", "init_data_parallel", "launcher_world_size"
            "flat_all_reduce", "all_reduce_sum", "broadcast_initial_weights", "all_reduce_norm",
            "all_gather_rows", "broadcast_from_rank0"]
 
-_CELLS = {}
+_OPS = {}
 
 
 def _collective(name, x):
     """``AllReduce`` (sum) or ``AllGather`` (concatenation along axis 0) of the numpy array
-    ``x``; one cell per op for the whole process, compiled once per shape and dtype."""
-    import mindspore as ms
-    from mindspore import nn, ops
-    if name not in _CELLS:
-        class _Op(nn.Cell):
-            def __init__(self):
-                super().__init__()
-                self.op = ops.AllReduce() if name == "AllReduce" else ops.AllGather()
+    ``x``, run as a single operator, never as a compiled graph.
 
-            def construct(self, t):
-                return self.op(t)
-        _CELLS[name] = _Op()
-    return _CELLS[name](ms.Tensor(np.ascontiguousarray(x))).asnumpy()
+    A primitive called outside a ``Cell``/``jit`` runs op by op through the PyNative executor
+    even in GRAPH_MODE (``Primitive.__call__`` -> ``_run_op`` ->
+    ``_pynative_executor.run_op_async``, ``mindspore/ops/primitive.py:390-397, 1001-1007``), so it
+    takes no place in MindSpore's on-disk graph cache, which is keyed by the order in which a
+    process compiles its graphs (:mod:`~mindyolox.runtime.compile_cache`). As graphs (one small
+    cell per op, compiled per shape) these exchanges took places whose order depends on where a
+    run starts and stops and on the evaluation's detection counts, so a later run of the same
+    recipe loaded one exchange's graph in another's place: a wrong stop request, then
+    ``cannot reshape array of size 2 into shape (16,)`` in the BN average of a resumed
+    ``msrun`` run (``tests/test_distributed_stop.py``). Checked under ``msrun`` on CPU: direct
+    ``AllReduce``/``AllGather`` calls of three shapes add no file to the cache folder."""
+    import mindspore as ms
+    from mindspore import ops
+    if name not in _OPS:
+        _OPS[name] = ops.AllReduce() if name == "AllReduce" else ops.AllGather()
+    return _OPS[name](ms.Tensor(np.ascontiguousarray(x))).asnumpy()
 
 
 def _all_gather(x):

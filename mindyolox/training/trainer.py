@@ -310,7 +310,7 @@ class Trainer:
         meta = self.resume_meta = read_resume_meta(self)
         run = run_switches(self.cfg, (self.start_epoch, self.start_iter), distributed=self.distributed,
                            world_size=self.world_size, data_sink=self.data_sink, evaluate=bool(self.do_eval),
-                           precompile=self.precompile_sizes, resumed=meta is not None)
+                           precompile=self.precompile_sizes)
         # (the cache folder is named by the key alone: two runs of one recipe have two run names)
         cache_path, cache_note = resolve_compile_cache(self.compile_cache, self.cfg, self.options, run)
         stack.enter_context(compile_cache_in(cache_path))  # before anything compiles
