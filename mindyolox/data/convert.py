@@ -48,6 +48,10 @@ __all__ = ["FORMATS", "DataSplit", "read_coco", "read_voc", "read_yolo_source", 
            "convert", "summary_line", "merge_splits", "class_table"]
 
 FORMATS = ("coco", "voc", "yolo")
+# what a writer may count as not carried over, in the summary line's order
+LOSS_ORDER = ("images missing in the source", "boxes of missing images", "crowd boxes", "segmentation masks",
+              "difficult flags", "truncated flags", "zero-size or outside boxes", "boxes clipped to the image",
+              "classes without boxes")
 
 
 @dataclass
@@ -293,11 +297,23 @@ def read_yolo_source(src, splits=None, classes=None):
         if missing:
             raise DataError(f"YOLO dataset {yaml_path or src}: split(s) {missing} not found (found: {sorted(entries)})")
         entries = {s: entries[s] for s in splits}
-    out, problems = [], []
+    out, problems, seen = [], [], {}
     for s, images in entries.items():
+        key = repr(images)
+        if key in seen:       # val: the train images (a YAML written for a set without a val split)
+            problems.append(f"{yaml_path or src}: split '{s}' lists the same images as '{seen[key]}': read once")
+            continue
+        seen[key] = s
         coco, probs = read_yolo(images, names, root=root)
         problems += list(probs)
-        out.append(DataSplit(s, coco, root, sources))
+        image_root = root
+        if isinstance(images, str) and os.path.isdir(images):   # names relative to the split's folder
+            image_root = os.path.abspath(images)
+            for im in coco["images"]:
+                path = os.path.normpath(os.path.join(root, str(im["file_name"])))
+                if path.startswith(image_root + os.sep):
+                    im["file_name"] = os.path.relpath(path, image_root)
+        out.append(DataSplit(s, coco, image_root, sources))
     return out, problems
 
 
@@ -380,7 +396,8 @@ def summary_line(result):
     DST; not carried over: 10 crowd boxes, 939 segmentation masks`` (only what was lost,
     ``nothing`` when nothing was)."""
     lost = Counter(result["lost"])
-    what = ", ".join(f"{n} {k}" for k, n in lost.items() if n) or "nothing"
+    order = [k for k in LOSS_ORDER if lost[k]] + sorted(k for k in lost if k not in LOSS_ORDER and lost[k])
+    what = ", ".join(f"{lost[k]} {k}" for k in order) or "nothing"
     probs = f"; {len(result['problems'])} problem(s) in the source (listed above)" if result.get("problems") else ""
     return (f"converted {result['from']} -> {result['to']}: {result['images']} images, {result['boxes']} boxes, "
             f"{result['classes']} classes in {len(result['splits'])} split(s) ({', '.join(result['splits'])}) at "

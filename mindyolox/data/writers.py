@@ -8,7 +8,7 @@ Layouts written under ``dst`` (one block per split ``<s>``):
   Everything read is kept (crowd, segmentation, VOC's difficult/truncated flags as extra keys).
 - **voc**: ``Annotations/<stem>.xml``, ``JPEGImages/<file>``, ``ImageSets/Main/<s>.txt``.
   ``xmin = x + 1``, ``xmax = x + w + 1`` (the inverse of the VOC reader); numbers written as
-  integers when whole, else with up to 6 decimals. Crowd boxes, segmentation and classes
+  integers when whole, else with the digits that give them back (:func:`_num`). Crowd boxes, segmentation and classes
   without a box (VOC names a class only in its objects) are not carried;
   ``difficult``/``truncated`` are.
 - **yolo**: ``images/<s>/<file>``, ``labels/<s>/<stem>.txt`` (an empty file for an image
@@ -75,9 +75,14 @@ def place_image(src, dst, mode):
 
 
 def _num(v):
-    """A VOC coordinate: an integer when whole, else up to 6 decimals."""
+    """A VOC coordinate: an integer when whole; else 6 decimals when they give the number back
+    within 1e-9 (``359.29``, not ``359.29000000000002``), else every digit (``repr``): the
+    value read back is the value written."""
     v = float(v)
-    return str(int(v)) if v.is_integer() else f"{v:.6f}".rstrip("0").rstrip(".")
+    if v.is_integer():
+        return str(int(v))
+    short = f"{v:.6f}".rstrip("0").rstrip(".")
+    return short if abs(float(short) - v) <= 1e-9 else repr(v)
 
 
 def yolo_line(cls, bbox, width, height):
@@ -116,7 +121,8 @@ class _Placer:
 def _clip(bbox, width, height):
     x, y, w, h = (float(v) for v in bbox)
     x1, y1, x2, y2 = max(x, 0.0), max(y, 0.0), min(x + w, float(width)), min(y + h, float(height))
-    return [x1, y1, x2 - x1, y2 - y1], (x1, y1, x2, y2) != (x, y, x + w, y + h)
+    moved = max(abs(x1 - x), abs(y1 - y), abs(x2 - x - w), abs(y2 - y - h))
+    return [x1, y1, x2 - x1, y2 - y1], moved > 1e-4     # float noise of a box on the border is not counted
 
 
 def _lose(lost, ann, fmt):
