@@ -216,7 +216,9 @@ def demo_set(tmp_path_factory):
 
 
 def test_stratified_split_rules(demo_set):
-    cases = [(read_coco(COCO128_JSON)[0][0].coco, [0.8, 0.2]), (read_coco(COCO128_JSON)[0][0].coco, [0.7, 0.2, 0.1]),
+    coco128 = read_coco(COCO128_JSON)[0][0].coco
+    cases = [(coco128, [0.8, 0.2]), (coco128, [0.7, 0.2, 0.1]),
+             (coco128, [0.5, 0.5]),     # class 74 on 2 images that also hold classes 72 and 73 (2 images each)
              (read_coco(Path(demo_set) / "annotations" / "instances_train.json")[0][0].coco, [0.8, 0.2])]
     for coco, ratios in cases:
         labels, n = _labels(coco), len(coco["images"])

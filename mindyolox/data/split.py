@@ -13,8 +13,10 @@ split ``s``; ``m_c`` the number of images holding class ``c``):
 3. **Coverage first**: a class is *due* in split ``s`` when ``r_s * m_c >= 1`` (its share of
    images is at least one). Classes are taken rarest first (fewest images; ties: smaller
    category id); for every split where the class is due and still absent, one of its
-   unassigned images goes there: the one carrying the most classes still absent from that
-   split and due there (then the permutation order). This is what puts a rare class in
+   unassigned images goes there: the one taking the fewest last images of other classes that
+   other splits still lack (so placing one class does not strand another), then the one
+   carrying the most classes still absent from that split and due there, then the
+   permutation order. This is what puts a rare class in
    every split it can be in; it fails only when the split is full or every image of the
    class is already elsewhere (reported by :func:`missing_classes`).
 4. **Iterative stratification** (Sechidis, Tsoumakas and Vlahavas 2011, per image): each
@@ -99,7 +101,13 @@ def stratified_split(coco, ratios, seed=0):
             if not free:
                 break
             lacking = {d for d in images_of if not have[s][d] and ratios[s] * m[d] >= 1}
-            best = max(free, key=lambda i: (sum(1 for d in labels[i] if d in lacking), -rank[i]))
+            scarce = set()        # classes whose free images are all still needed by other splits lacking them
+            for d in images_of:
+                need = sum(1 for t in range(k) if t != s and not have[t][d] and ratios[t] * m[d] >= 1 and cap[t])
+                if need and sum(1 for i in images_of[d] if where[i] < 0) <= need:
+                    scarce.add(d)
+            best = max(free, key=lambda i: (-sum(1 for d in labels[i] if d in scarce and d != c),
+                                            sum(1 for d in labels[i] if d in lacking), -rank[i]))
             assign(best, s)
     left = {c: [i for i in v if where[i] < 0] for c, v in images_of.items()}
     while True:                                           # rule 4: iterative stratification
