@@ -12,7 +12,8 @@ What is counted (decisions):
   the one measure every format has. The scatter shows ``w / image width`` against
   ``h / image height`` (at most :data:`MAX_SCATTER` boxes drawn, a seeded sample);
 - labels outside the image: boxes reaching past an image side (``x < 0``, ``y < 0``,
-  ``x + w > width``, ``y + h > height``) or of zero size; training clips or drops them;
+  ``x + w > width``, ``y + h > height``, by more than :data:`OUTSIDE_TOLERANCE` px: float
+  noise of normalised coordinates is not counted) or of zero size; training clips or drops them;
 - duplicate images: files with identical bytes (SHA-1), grouped; files are first grouped by
   size, then by a hash of their first and last 4 KiB, and only files still together are read
   in full -- so a 118k-image set is not read through for the usual no-duplicate case;
@@ -31,6 +32,7 @@ __all__ = ["dataset_stats", "report_text", "draw_report", "write_report", "datas
 
 SMALL, MEDIUM = 32 ** 2, 96 ** 2     # COCO's area limits, px²
 MAX_SCATTER = 20000
+OUTSIDE_TOLERANCE = 1e-3   # px: a box edge on the border read back from normalised floats is not "outside"
 EXAMPLES = 10
 _CHUNK = 4096
 
@@ -106,7 +108,8 @@ def dataset_stats(split, name=None, hash_images=True, split_sizes=None, seed=0):
         area = max(w, 0.0) * max(h, 0.0)
         sizes["small" if area < SMALL else "medium" if area < MEDIUM else "large"] += 1
         wh.append((w / W if W else 0.0, h / H if H else 0.0))
-        if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > W or y + h > H:
+        e = OUTSIDE_TOLERANCE
+        if w <= 0 or h <= 0 or x < -e or y < -e or x + w > W + e or y + h > H + e:
             outside.append(f"{im['file_name']}: box [{x:g}, {y:g}, {w:g}, {h:g}] in a {W:g}x{H:g} image")
     paths = [split.image_path(im) for im in images]
     exists = [os.path.isfile(p) for p in paths]
