@@ -269,3 +269,44 @@ def test_recipe_format_yolo_and_dataset_yaml_overrides(tmp_path):
     cfg = load_config("demo/yolox-nano-demo", ["data.format=yolo", f"data.yaml={tmp_path / 'no.yaml'}"])
     with pytest.raises(DataError, match="no.yaml not found"):
         build_dataset(cfg.data, "val")
+
+
+def test_load_data_config_takes_classes_from_the_yaml(tmp_path, capsys):
+    from mindyolox.commands._args import load_data_config
+    ultralytics_set(tmp_path / "ds")
+    y = write_text(tmp_path / "ds/my.yaml", "path: .\ntrain: images/train\nval: images/val\nnames: [cat, dog, bird]\n")
+    cfg = load_data_config("demo/yolox-nano-demo", y, ["train.max_epoch=2"])
+    assert (cfg.data.format, cfg.model.num_classes, cfg.train.max_epoch) == ("yolo", 3, 2)
+    assert capsys.readouterr().out == f"model.num_classes=3 from {y} (the recipe says 6)\n"
+    cfg = load_data_config("demo/yolox-nano-demo", y, ["model.num_classes=4"])   # an explicit override wins
+    assert cfg.model.num_classes == 4 and capsys.readouterr().out == ""
+
+
+def test_voc_metric_when_asked_on_yolo_data(tmp_path):
+    """``metric="voc"`` scores a YOLO (COCO-indexed) dataset with the VOC mAP; the default is COCO."""
+    from mindyolox.evaluation import evaluate
+    from .test_evaluate import _Oracle
+    ultralytics_set(tmp_path)
+    ds = YOLODataset("images/train", NAMES, root=tmp_path)
+    voc = evaluate(_Oracle(ds, 128), ds, img_size=(128, 128), batch_size=1, progress=False, metric="voc")
+    assert voc["stat_names"] == ["AP50_95", "AP50", "AP50_voc07"] and voc["AP50"] == pytest.approx(1.0)
+    coco = evaluate(_Oracle(ds, 128), ds, img_size=(128, 128), batch_size=1, progress=False)
+    assert len(coco["stats"]) == 12 and coco["AP50"] == pytest.approx(1.0)
+
+
+def _cli(script, *args, cwd=None):
+    import subprocess
+    import sys
+    from .conftest import ROOT
+    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd or ROOT,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("script", ["train.py", "test.py"])
+def test_cli_data_errors_are_one_line(tmp_path, script):
+    y = write_text(tmp_path / "bad.yaml", "train: images\nval: images\nnc: 2\nnames: [a, b, c]\n")
+    extra = ["--weights", tmp_path / "w.ckpt"] if script == "test.py" else []
+    p = _cli(script, "--config", "demo/yolox-nano-demo", "--data", y, *extra)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1, p.stderr[-2000:]
+    assert lines[0] == f"error: dataset YAML {y}: 'nc' is 2 but 'names' lists 3 classes"

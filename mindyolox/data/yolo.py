@@ -198,7 +198,7 @@ def image_files(images, root=None):
         p = os.path.normpath(os.path.join(base, os.path.expanduser(str(src))))
         if os.path.isdir(p):
             folders.append(p)
-            for d, subdirs, files in os.walk(p):
+            for d, subdirs, files in os.walk(p, followlinks=True):   # linked image folders, as a converter makes
                 subdirs.sort()
                 found += [(os.path.join(d, f), None) for f in sorted(files) if _is_image(f)]
         elif os.path.isfile(p):
