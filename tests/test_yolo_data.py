@@ -282,6 +282,14 @@ def test_load_data_config_takes_classes_from_the_yaml(tmp_path, capsys):
     assert cfg.model.num_classes == 4 and capsys.readouterr().out == ""
 
 
+def test_predict_names_a_yolo_recipes_classes_from_its_yaml(tmp_path):
+    from mindyolox.predict.predictor import class_names_for
+    ultralytics_set(tmp_path / "ds")
+    y = write_text(tmp_path / "ds/my.yaml", "path: .\ntrain: images/train\nval: images/val\nnames: [cat, dog, bird]\n")
+    cfg = load_config("yolox-nano", ["data.format=yolo", f"data.yaml={y}", "model.num_classes=3"])
+    assert class_names_for(cfg) == tuple(NAMES)
+
+
 def test_voc_metric_when_asked_on_yolo_data(tmp_path):
     """``metric="voc"`` scores a YOLO (COCO-indexed) dataset with the VOC mAP; the default is COCO."""
     from mindyolox.evaluation import evaluate
