@@ -36,7 +36,7 @@ file) in ``problems``, the box is left out, nothing is raised, and reading goes 
   duplicate of an earlier line of the same file (ultralytics drops those too);
 - coordinates: a value outside ``0..1`` by at most :data:`TOLERANCE` (1 % of the side, what
   rounding and sloppy exporters produce) is kept and the box clipped to the image (counted as
-  ``boxes_clipped_to_image``, not named); a value further out (e.g. pixel coordinates) drops
+  ``boxes_clipped_to_image`` when it moves an edge by more than :data:`NOISE`, not named); a value further out (e.g. pixel coordinates) drops
   the box and names the line; a box whose edges only cross the image border is clipped as
   COCO boxes are; one that lies outside it entirely is dropped and named;
 - an image without a label file is a background image (counted as
@@ -48,6 +48,7 @@ file) in ``problems``, the box is left out, nothing is raised, and reading goes 
   (its size, and so its boxes, are unknown).
 """
 import logging
+import math
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -66,6 +67,7 @@ logger = logging.getLogger("mindyolox.data")
 
 IMG_FORMATS = frozenset({"bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm"})
 TOLERANCE = 0.01        # normalised coordinates in [-TOLERANCE, 1 + TOLERANCE] are clipped, further out dropped
+NOISE = 1e-6           # clipping by at most this much (a txt's float rounding) is not counted
 SHOW_PROBLEMS = 20      # problems named one by one in the log; the rest in one line (all in dataset.label_problems)
 
 
@@ -198,7 +200,7 @@ def image_files(images, root=None):
         p = os.path.normpath(os.path.join(base, os.path.expanduser(str(src))))
         if os.path.isdir(p):
             folders.append(p)
-            for d, subdirs, files in os.walk(p):
+            for d, subdirs, files in os.walk(p, followlinks=True):   # linked image folders, as a converter makes
                 subdirs.sort()
                 found += [(os.path.join(d, f), None) for f in sorted(files) if _is_image(f)]
         elif os.path.isfile(p):
@@ -298,10 +300,22 @@ def _parse_labels(path, num_classes, width, height, counts):
         if cx2 <= cx1 or cy2 <= cy1:
             bad(n, "outside_image", "box outside the image")
             continue
-        if (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2):
+        if max(cx1 - x1, cy1 - y1, x2 - cx2, y2 - cy2) > NOISE:
             counts["boxes_clipped_to_image"] += 1
-        boxes.append((int(c), [cx1 * width, cy1 * height, (cx2 - cx1) * width, (cy2 - cy1) * height]))
+        boxes.append((int(c), _pixels(cx1, cy1, cx2, cy2, width, height)))
     return boxes, problems
+
+
+def _pixels(x1, y1, x2, y2, width, height):
+    """``[x, y, w, h]`` pixels of the normalised corners, with ``x + w`` and ``y + h`` not past the
+    right/bottom edge by a float rounding (COCODataset would count that as a clipped box)."""
+    px1, py1, px2, py2 = x1 * width, y1 * height, x2 * width, y2 * height
+    w, h = px2 - px1, py2 - py1
+    while px1 + w > px2:
+        w = math.nextafter(w, 0.0)
+    while py1 + h > py2:
+        h = math.nextafter(h, 0.0)
+    return [px1, py1, w, h]
 
 
 def _is_float(s):
