@@ -345,7 +345,7 @@ def _check_layer(data, schema, source, sources, prefix=""):
 _CHOICES = {
     "model.backbone": ("cspdarknet", "darknet53"),
     "model.act": ("silu", "relu", "lrelu"),
-    "data.format": ("coco", "voc"),
+    "data.format": ("coco", "voc", "yolo"),
     "train.amp_level": ("O0", "O1", "O2", "O3"),
     "train.loss_scale": ("auto", "none", "static", "dynamic"),
     "runtime.device": ("auto", "CPU", "GPU", "Ascend"),

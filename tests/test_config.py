@@ -142,7 +142,7 @@ BAD = {
     "section_scalar": ("model: 3\n", [], ["bad.yaml", "'model'", "mapping"]),
     "bad_backbone": ("model: {backbone: resnet}\n", [], ["bad.yaml", "'model.backbone'", "darknet53"]),
     "bad_act": ("model: {act: gelu}\n", [], ["bad.yaml", "'model.act'", "lrelu"]),
-    "bad_format": ("data: {format: yolo}\n", [], ["bad.yaml", "'data.format'", "voc"]),
+    "bad_format": ("data: {format: yolov5}\n", [], ["bad.yaml", "'data.format'", "yolo"]),
     "bad_prob": ("aug: {mosaic_prob: 1.5}\n", [], ["bad.yaml", "'aug.mosaic_prob'", "[0, 1]"]),
     "bad_size": ("data: {test_size: [640, 600]}\n", [], ["bad.yaml", "'data.test_size'", "32"]),
     "size_len": ("data: {input_size: [640]}\n", [], ["bad.yaml", "'data.input_size'", "32"]),

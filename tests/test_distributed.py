@@ -128,7 +128,8 @@ def test_only_rank_zero_logs_and_writes(dist_run):
     run = dist_run["run"]
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     best = any(r["type"] == "eval" and r["AP50_95"] > 0 for r in records)
-    assert sorted(p.name for p in run.iterdir()) == sorted(["config.yaml", "curves.png", "last.ckpt", "last.prev.ckpt",
+    assert sorted(p.name for p in run.iterdir()) == sorted(["config.yaml", "curves.png", "dataset_report.json", "dataset_report.png",
+                                                            "last.ckpt", "last.prev.ckpt",
                                                             "metrics.jsonl", "tensorboard", "train_log.txt"] + (["best.ckpt"] if best else []))
     steps = [r["step"] for r in records if r["type"] == "train"]
     assert steps == list(range(ITERS))  # one writer: no duplicated records

@@ -7,7 +7,8 @@ only the installed wheel on the path, it writes the recipe files of the README s
 ``README_CUSTOM`` and runs that section's commands as written on generated 5-image COCO and VOC
 sets (``mindyolox-train`` commands get ``PKG_SHORT`` appended: 1 epoch, batch 2), then checks
 what each command wrote (``CHECKS``, one entry per command name). Beside them, in the
-background, the demo recipe trains one epoch (``train.max_epoch=1``: the schedule clipped to fit)."""
+background, the demo recipe trains one epoch (``train.max_epoch=1``: the schedule clipped to fit)
+on the demo set in a Roboflow YOLO export's layout, through ``--data data.yaml`` (issue 36)."""
 import importlib.util
 import json
 import os
@@ -250,15 +251,42 @@ def _check_predict(user, command, out):
 CHECKS = {"mindyolox-tools": _check_tool, "mindyolox-train": _check_train, "mindyolox-predict": _check_predict}
 
 
+def demo_as_yolo(coco_root, dst):
+    """The demo set at ``coco_root`` in the layout of a Roboflow YOLO export: ``dst/{train,valid}/
+    images`` (links to the demo's images) and ``labels/*.txt`` (``class cx cy w h``, normalised, 6
+    digits), ``dst/data.yaml`` as Roboflow writes it (``train: ../train/images``, ``nc``, ``names``)."""
+    for split, sub in (("train", "train"), ("val", "valid")):
+        data = json.loads((coco_root / "annotations" / f"instances_{split}.json").read_text())
+        cats = sorted(c["id"] for c in data["categories"])
+        (dst / sub / "labels").mkdir(parents=True)
+        (dst / sub / "images").symlink_to(coco_root / split)
+        lines = {im["id"]: [] for im in data["images"]}
+        size = {im["id"]: (im["width"], im["height"]) for im in data["images"]}
+        for a in data["annotations"]:
+            (x, y, w, h), (iw, ih) = a["bbox"], size[a["image_id"]]
+            lines[a["image_id"]].append(f"{cats.index(a['category_id'])} {(x + w / 2) / iw:.6f} {(y + h / 2) / ih:.6f} "
+                                        f"{w / iw:.6f} {h / ih:.6f}")
+        for im in data["images"]:
+            stem = os.path.splitext(im["file_name"])[0]
+            (dst / sub / "labels" / f"{stem}.txt").write_text("".join(f"{t}\n" for t in lines[im["id"]]))
+    names = [c["name"] for c in sorted(data["categories"], key=lambda c: c["id"])]
+    (dst / "data.yaml").write_text(f"train: ../train/images\nval: ../valid/images\n\nnc: {len(names)}\n"
+                                   f"names: {names!r}\n")
+    return dst / "data.yaml"
+
+
 def _start_demo_one_epoch(user, env):
-    """``mindyolox-train --config demo/yolox-nano-demo train.max_epoch=1`` (issue 26: a short
-    run of a shipped recipe starts) on a small pre-made demo set, started in the background so
-    that its graph compile overlaps the README commands' (one core each)."""
+    """``mindyolox-train --config demo/yolox-nano-demo --data <data.yaml> train.max_epoch=1``
+    (issue 26: a short run of a shipped recipe starts; issue 36: one epoch from a dataset YAML
+    from outside the clone) on a small pre-made demo set in a Roboflow YOLO export's layout,
+    started in the background so that its graph compile overlaps the README commands' (one core
+    each)."""
     from mindyolox.data.demo import DemoSpec, generate
     generate(user / "demo_small", DemoSpec(32, 4, 0), progress=False)
+    yml = demo_as_yolo(user / "demo_small", user / "demo_yolo")
     log = open(user / "demo_one_epoch.out", "w")
     command = [sys.executable, str(Path(env["PATH"].split(os.pathsep)[0]) / "mindyolox-train"), "--config",
-               "demo/yolox-nano-demo", "train.max_epoch=1", f"data.data_dir=demo:{user / 'demo_small'}",
+               "demo/yolox-nano-demo", "--data", str(yml.relative_to(user)), "train.max_epoch=1",
                "train.tensorboard=false", "--workers", "0", "--no-eval", "--run-dir", str(user / "demo_run")]
     env = {k: v for k, v in env.items() if not k.startswith("MS_COMPILER_CACHE")}
     return subprocess.Popen(command, cwd=user, env=env, stdout=log, stderr=subprocess.STDOUT, text=True), log
@@ -276,7 +304,10 @@ def _check_demo_one_epoch(user, proc, log):
     train_log = (run / "train_log.txt").read_text()
     assert train_log.count("short schedule: warm-up clipped to 0.25 epoch(s), no-aug tail to 0") == 1, train_log
     assert "no Mosaic/MixUp from now on, L1 loss on" in train_log  # the one epoch is the official last (no-aug) one
-    ran = yaml.safe_load((run / "config.yaml").read_text())["train"]   # what ran
+    ran_cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert (ran_cfg["data"]["format"], ran_cfg["data"]["yaml"]) == ("yolo", str(user / "demo_yolo" / "data.yaml"))
+    assert "YOLODataset('data.yaml train', images=32" in train_log and "label problems" not in train_log
+    ran = ran_cfg["train"]   # what ran
     assert (ran["warmup_epochs"], ran["no_aug_epochs"], ran["max_epoch"]) == (0.25, 0, 1)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in records if r["type"] == "train"]

@@ -194,6 +194,8 @@ def test_nano_300_iterations_learns_and_ema_evaluates(tmp_path, compile_cache):
     png = cv2.imread(str(tmp_path / "run" / "curves.png"))
     assert png is not None and png.shape == (500, 1200, 3) and png.std() > 5
     assert (tmp_path / "run" / "last.ckpt").is_file()
+    report = json.loads((tmp_path / "run" / "dataset_report.json").read_text())   # written at the start
+    assert report["images"] == len(tr.loader.dataset) and (tmp_path / "run" / "dataset_report.png").is_file()
 
 
 class _Explode(TrainHook):

@@ -17,7 +17,8 @@ import sys
 
 from ..errors import ConfigError, MindYOLOXError
 
-__all__ = ["run_cli", "add_config_args", "parse_args", "parse_img_size", "add_predict_args", "check_thresholds"]
+__all__ = ["run_cli", "add_config_args", "parse_args", "parse_img_size", "add_predict_args", "check_thresholds",
+           "load_data_config"]
 
 
 def run_cli(main):
@@ -56,6 +57,24 @@ def parse_args(parser, argv=None):
     args = parser.parse_args([a for a in argv if not OVERRIDE.match(a)])
     args.overrides = list(getattr(args, "overrides", None) or []) + overrides
     return args
+
+
+def load_data_config(config, data_yaml, overrides):
+    """The recipe ``config`` with ``overrides``; with ``--data`` (``data_yaml``, a YOLO dataset
+    YAML) first the overrides that read it (``data.format=yolo``, ``data.yaml``, the classes and
+    ``model.num_classes``: :func:`mindyolox.data.yolo.dataset_yaml_overrides`), so an explicit
+    ``key=value`` still wins. Prints one line when the YAML changes the recipe's
+    ``model.num_classes``."""
+    from ..config import load_config
+    if not data_yaml:
+        return load_config(config, overrides)
+    from ..data.yolo import dataset_yaml_overrides
+    extra, names = dataset_yaml_overrides(data_yaml)
+    recipe_n = int(load_config(config, overrides).model.num_classes)
+    cfg = load_config(config, extra + list(overrides))
+    if int(cfg.model.num_classes) == len(names) != recipe_n:
+        print(f"model.num_classes={len(names)} from {data_yaml} (the recipe says {recipe_n})", flush=True)
+    return cfg
 
 
 def parse_img_size(values, flag="--img-size", multiple=32):

@@ -6,12 +6,19 @@
         --images ../shared/data/coco_tiny/val2017 --json-out metrics.json
     msrun --worker_num=4 --local_worker_num=4 test.py --config configs/yolox-s.yaml --weights yolox_s.pth --distributed
     python test.py --config configs/yolox-nano.yaml --model runs/export/nano416.onnx   # an exported artifact
+    python test.py --config yolox-nano --weights best.ckpt --data my_data.yaml [--metric voc]   # YOLO-format data
 
 ``--model FILE`` (.onnx, .mindir, .om with the .json of deploy/export.py beside it) evaluates
 the exported artifact instead of a Cell built from ``--weights``: same data, letterbox,
 postprocess and COCOeval (:mod:`mindyolox.evaluation.artifacts`); the input size is the
 artifact's, ``--batch`` defaults to its fixed batch, ``--device`` picks the runtime
 (onnxruntime providers, MindSpore device).
+
+``--data YAML`` evaluates the ``val`` split of a YOLO-format dataset YAML (ultralytics: ``path``,
+``train``, ``val``, ``names``; classes and ``model.num_classes`` from it) with the COCO
+evaluator, the ground truth being the COCO dict the labels are read into
+(:mod:`mindyolox.data.yolo`). ``--metric voc`` scores any dataset with the Pascal VOC mAP
+instead (default ``auto``: VOC for a VOC dataset, COCO otherwise).
 
 Prints the 12 COCO stats (VOC: mAP at IoU 0.5:0.95 and 0.5, area and 11-point metrics), a
 per-class AP table and timing (forward ms/img, NMS ms/img, images/s); writes the detections
@@ -38,7 +45,7 @@ from ..runtime.outputs import check_outputs, save_json
 from ..runtime.context import build_and_load, setup_mindspore
 from ..errors import ConfigError, DataError, WeightsError
 from ..convert.download import resolve_weights
-from ._args import add_config_args, parse_args, parse_img_size, run_cli
+from ._args import add_config_args, load_data_config, parse_args, parse_img_size, run_cli
 
 
 def _no_nan(obj):
@@ -67,6 +74,10 @@ def _main(argv, claims):
     parser.add_argument("--conf", type=float, help="score threshold obj*cls (default test.conf)")
     parser.add_argument("--nms", type=float, help="NMS IoU threshold (default test.nms)")
     parser.add_argument("--class-agnostic", action="store_true", help="NMS over all classes together")
+    parser.add_argument("--data", metavar="YAML", help="a YOLO-format dataset YAML: evaluate its val split "
+                                                       "(data.format=yolo, classes and model.num_classes from it)")
+    parser.add_argument("--metric", choices=("auto", "coco", "voc"), default="auto",
+                        help="COCO AP (pycocotools) or Pascal VOC mAP; auto: VOC for VOC data, else COCO")
     parser.add_argument("--ann", help="COCO annotation JSON (overrides data.data_dir/data.val_ann)")
     parser.add_argument("--images", help="image folder for --ann (overrides data.data_dir/data.val_images)")
     parser.add_argument("--workers", type=int, default=None, help="loader worker processes (default data.num_workers)")
@@ -96,8 +107,7 @@ def _main(argv, claims):
     else:
         args.weights = resolve_weights(args.weights)
 
-    from ..config import load_config
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_data_config(args.config, args.data, args.overrides)
     img_size = parse_img_size(args.img_size) if args.img_size else parse_img_size(cfg.data.test_size,
                                                                                    "data.test_size")
     batch = int(args.batch if args.batch is not None else cfg.test.batch_size)
@@ -113,6 +123,8 @@ def _main(argv, claims):
         raise WeightsError(f"weights file not found: {args.weights}")
 
     from ..data import COCODataset, build_dataset
+    if (args.ann or args.images) and args.data:
+        raise DataError("give either --data (a dataset YAML) or --ann/--images (a COCO JSON), not both")
     if args.ann or args.images:
         if not (args.ann and args.images):
             raise DataError("--ann and --images go together (COCO JSON and its image folder)")
@@ -156,7 +168,8 @@ def _main(argv, claims):
     say(f"evaluating {dataset!r} at {img_size[0]}x{img_size[1]}, batch {batch}, conf {conf}, "
         f"nms {nms}{' class-agnostic' if agnostic else ''}" + (f", {world} ranks" if world > 1 else ""))
     res = evaluate(model, dataset, img_size, batch, conf, nms, agnostic, num_workers=workers,
-                   progress=not args.no_progress and rank == 0, det_file=det_out, rank=rank, world_size=world)
+                   progress=not args.no_progress and rank == 0, det_file=det_out, rank=rank, world_size=world,
+                   metric=None if args.metric == "auto" else args.metric)
     if world > 1:
         t = res["timing"]
         print(f"rank {rank}/{world}: AP50:95 {100 * res['AP50_95']:.2f}  AP50 {100 * res['AP50']:.2f} "
@@ -189,7 +202,7 @@ def _check_outputs(args, det_out, dataset):
     from ..config import find_recipe
     from ..deploy.meta import meta_path
     inputs = [args.weights, args.model, meta_path(args.model) if args.model else None, str(find_recipe(args.config)),
-              args.ann, getattr(dataset, "ann_file", None)]
+              args.ann, getattr(dataset, "ann_file", None), args.data]
     flag = "--det-out" if args.det_out else "--save-dir"
     outs = [(det_out, f"the detections ({flag})", flag)]
     if args.json_out:

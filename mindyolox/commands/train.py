@@ -3,6 +3,7 @@
     python train.py --config configs/yolox-s.yaml [key=value ...]
     python train.py --config configs/yolox-s.yaml --resume              # continue runs/train/yolox-s
     python train.py --config configs/yolox-s.yaml --weights yolox_s.pth data.data_dir=my_coco model.num_classes=3
+    python train.py --config yolox-nano --data my_data.yaml --weights yolox_nano   # a YOLO-format dataset YAML
     msrun --worker_num=8 --local_worker_num=8 train.py --config configs/yolox-s.yaml --distributed
 
 Outputs go to ``<train.output_dir>/<name>`` (name: the recipe's file name unless --name):
@@ -16,12 +17,14 @@ import argparse
 from pathlib import Path
 
 from ..convert.download import resolve_weights
-from ._args import add_config_args, parse_args as parse_cli, run_cli
+from ._args import add_config_args, load_data_config, parse_args as parse_cli, run_cli
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Train YOLOX (MindSpore, graph mode).")
     add_config_args(p, example="train.max_epoch=10 data.input_size=[320,320]")
+    p.add_argument("--data", metavar="YAML", help="a YOLO-format dataset YAML (ultralytics: path, train, val, names): "
+                                                  "data.format=yolo, the classes and model.num_classes from it")
     p.add_argument("--name", help="run name (default: the recipe file name)")
     p.add_argument("--run-dir", help="output folder (default: <train.output_dir>/<name>)")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
@@ -48,7 +51,6 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     args.weights = resolve_weights(args.weights)
-    from .. import load_config
     from ..runtime.context import setup_mindspore
     from ..training.trainer import Trainer
     from ..errors import MindYOLOXError
@@ -57,7 +59,7 @@ def main(argv=None):
         raise MindYOLOXError(f"--max-iters must be positive, got {args.max_iters}")
     if args.workers is not None and args.workers < 0:
         raise MindYOLOXError(f"--workers must be >= 0, got {args.workers}")
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_data_config(args.config, args.data, args.overrides)
     setup_mindspore(args.device, cfg)
     from ..options import resolve_options
     options = resolve_options(cfg)

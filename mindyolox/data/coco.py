@@ -46,18 +46,24 @@ class COCODataset(DetectionDataset):
     """COCO instances dataset.
 
     Args:
-        ann_file: path of the instances JSON.
-        image_dir: folder holding the images named by ``file_name``.
-        name: label used in messages (default: the JSON file name).
+        ann_file: path of the instances JSON, or such a COCO dict already in memory (every
+            other format is read into one: :func:`mindyolox.data.yolo.read_yolo`); a dict is
+            used as it is (not copied: duplicate annotation ids are renumbered in it).
+        image_dir: folder holding the images named by ``file_name`` (an absolute
+            ``file_name`` is used as it is).
+        name: label used in messages (default: the JSON file name; ``"COCO dict"`` for a dict).
 
     Attributes (besides :class:`DetectionDataset`'s): ``coco`` (a ``pycocotools.coco.COCO``
     built from the same JSON, for ``COCOeval``), ``class_ids`` (sorted JSON category ids).
     """
 
     def __init__(self, ann_file, image_dir, name=None):
-        super().__init__(name or os.path.basename(str(ann_file)))
-        self.ann_file, self.image_dir = str(ann_file), str(image_dir)
-        data = _read_json(self.ann_file)
+        in_memory = isinstance(ann_file, dict)
+        super().__init__(name or ("COCO dict" if in_memory else os.path.basename(str(ann_file))))
+        self.ann_file = None if in_memory else str(ann_file)
+        self.image_dir = str(image_dir)
+        self._where = f"annotations of {self.name}" if in_memory else f"annotation file {self.ann_file}"
+        data = ann_file if in_memory else _read_json(self.ann_file)
         self._validate(data)
         self._check_ids(data)
         self.coco = _make_coco(data)
@@ -111,48 +117,48 @@ class COCODataset(DetectionDataset):
         return [x1, y1, x2, y2]
 
     def _validate(self, data):
-        where = self.ann_file
+        where = self._where
         if not isinstance(data, dict):
-            raise DataError(f"annotation file {where}: expected a JSON object with 'images', "
+            raise DataError(f"{where}: expected a JSON object with 'images', "
                             f"'annotations', 'categories', got {type(data).__name__}")
         missing = [k for k in ("images", "annotations", "categories") if k not in data]
         if missing:
-            raise DataError(f"annotation file {where}: missing required key(s) {missing}")
+            raise DataError(f"{where}: missing required key(s) {missing}")
         for k in ("images", "annotations", "categories"):
             if not isinstance(data[k], list):
-                raise DataError(f"annotation file {where}: '{k}' must be a list, "
+                raise DataError(f"{where}: '{k}' must be a list, "
                                 f"got {type(data[k]).__name__}")
         for i, im in enumerate(data["images"]):
             lack = [k for k in _IMAGE_KEYS if not isinstance(im, dict) or k not in im]
             if lack:
-                raise DataError(f"annotation file {where}: images[{i}] lacks {lack}")
+                raise DataError(f"{where}: images[{i}] lacks {lack}")
         for i, c in enumerate(data["categories"]):
             if not isinstance(c, dict) or "id" not in c:
-                raise DataError(f"annotation file {where}: categories[{i}] lacks 'id'")
+                raise DataError(f"{where}: categories[{i}] lacks 'id'")
         known = {c["id"] for c in data["categories"]}
         unknown = {}
         for i, ann in enumerate(data["annotations"]):
             lack = [k for k in _ANN_KEYS if not isinstance(ann, dict) or k not in ann]
             if lack:
-                raise DataError(f"annotation file {where}: annotations[{i}] "
+                raise DataError(f"{where}: annotations[{i}] "
                                 f"(id {ann.get('id') if isinstance(ann, dict) else None}) lacks {lack}")
             bbox = ann["bbox"]
             if (not isinstance(bbox, (list, tuple)) or len(bbox) != 4
                     or not all(isinstance(v, Number) and np.isfinite(v) for v in bbox)):
-                raise DataError(f"annotation file {where}: annotations[{i}] (id {ann.get('id')}) "
+                raise DataError(f"{where}: annotations[{i}] (id {ann.get('id')}) "
                                 f"has bbox {bbox!r}, expected 4 finite numbers [x, y, w, h]")
             if ann["category_id"] not in known:
                 unknown.setdefault(ann["category_id"], ann.get("id", i))
         if unknown:
             listed = ", ".join(f"{c!r} (e.g. annotation id {a})" for c, a in sorted(
                 unknown.items(), key=lambda kv: str(kv[0]))[:10])
-            raise DataError(f"annotation file {where}: category ids not in 'categories': {listed}")
+            raise DataError(f"{where}: category ids not in 'categories': {listed}")
 
 
     def _check_ids(self, data):
         """Refuse duplicate image ids and files listed twice; renumber duplicate or missing
         annotation ids (module doc). ``data`` is changed in place."""
-        where, images = self.ann_file, data["images"]
+        where, images = self._where, data["images"]
         seen = defaultdict(list)
         for i, im in enumerate(images):
             seen[_hashable(im["id"])].append(i)
@@ -160,7 +166,7 @@ class COCODataset(DetectionDataset):
         if dup:
             listed = "; ".join(f"id {images[v[0]]['id']!r} at images{v}" for _, v in dup[:5])
             more = f" (and {len(dup) - 5} more)" if len(dup) > 5 else ""
-            raise DataError(f"annotation file {where}: {len(dup)} image id(s) listed more than once: {listed}{more}; "
+            raise DataError(f"{where}: {len(dup)} image id(s) listed more than once: {listed}{more}; "
                             "each image needs its own id (their annotations would be merged)")
         files = defaultdict(list)
         for im in images:
@@ -169,7 +175,7 @@ class COCODataset(DetectionDataset):
         if dup:
             listed = "; ".join(f"{f} as ids {ids!r}" for f, ids in dup[:5])
             more = f" (and {len(dup) - 5} more)" if len(dup) > 5 else ""
-            raise DataError(f"annotation file {where}: {len(dup)} image file(s) listed under more than one id: "
+            raise DataError(f"{where}: {len(dup)} image file(s) listed under more than one id: "
                             f"{listed}{more}; list each file once with all its annotations")
         anns = data["annotations"]
         counts = Counter(_hashable(a.get("id")) for a in anns)
@@ -182,7 +188,7 @@ class COCODataset(DetectionDataset):
                             f"{', ...' if len(dup) > 10 else ''})")
             if missing:
                 what.append(f"{missing} without an id")
-            logger.warning("annotation file %s: annotation ids not unique: %s; all %d annotations renumbered 1..%d "
+            logger.warning("%s: annotation ids not unique: %s; all %d annotations renumbered 1..%d "
                            "in file order (training and evaluation use every box)", where, " and ".join(what),
                            len(anns), len(anns))
             for n, a in enumerate(anns, 1):

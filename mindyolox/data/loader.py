@@ -65,8 +65,10 @@ __all__ = [
 # ----------------------------------------------------------------------------- datasets
 def build_dataset(data_cfg, split="train"):
     """The dataset named by a recipe's ``data`` section (dict-like) for ``split`` ``"train"``
-    or ``"val"``: COCO (``data_dir/train_ann`` + ``data_dir/train_images``) or VOC
-    (``data_dir`` + ``train_split``, classes from ``data.classes``). ``data_dir`` of the form
+    or ``"val"``: COCO (``data_dir/train_ann`` + ``data_dir/train_images``), VOC
+    (``data_dir`` + ``train_split``, classes from ``data.classes``) or YOLO (the dataset YAML
+    ``data.yaml``: its ``train``/``val`` images and ``names``, :mod:`mindyolox.data.yolo`;
+    ``data_dir`` is not used). ``data_dir`` of the form
     ``demo:<dir>`` is the built-in synthetic COCO dataset, generated into ``<dir>`` on first
     use (:mod:`mindyolox.data.demo`)."""
     if split not in ("train", "val"):
@@ -82,7 +84,10 @@ def build_dataset(data_cfg, split="train"):
         return COCODataset(ann, images)
     if fmt == "voc":
         return VOCDataset(data_dir, data_cfg[f"{split}_split"], list(data_cfg["classes"]) or None)
-    raise DataError(f"data.format must be 'coco' or 'voc', got {fmt!r}")
+    if fmt == "yolo":
+        from .yolo import build_yolo_dataset
+        return build_yolo_dataset(data_cfg, split)
+    raise DataError(f"data.format must be 'coco', 'voc' or 'yolo', got {fmt!r}")
 
 
 # ----------------------------------------------------------------------------- multiscale

@@ -58,7 +58,7 @@ import cv2
 
 logger = logging.getLogger("mindyolox.data")   # the data room's logger (the one of data/base.py)
 
-__all__ = ["check_image", "inspect_image", "exif_orientation", "verify_dataset", "require_boxes", "data_summary",
+__all__ = ["check_image", "inspect_image", "probe_image", "exif_orientation", "verify_dataset", "require_boxes", "data_summary",
            "TAIL_BYTES", "DECODE_TURNED", "DECODE_STORED"]
 
 DECODE_TURNED = cv2.IMREAD_COLOR                                    # as cv2.imread: EXIF orientation applied
@@ -167,17 +167,24 @@ def check_image(path, size=None):
     return inspect_image(path, size)[0]
 
 
-def inspect_image(path, size=None):
-    """``(reason, flag, frame)`` of the image at ``path`` annotated as ``size = (h, w)``:
-    ``reason`` as :func:`check_image` (None: usable); ``flag`` the ``cv2.imread`` flag to decode
-    it with (:data:`DECODE_TURNED` or :data:`DECODE_STORED`); ``frame`` ``None`` (no EXIF
-    turn), ``"turned"``, ``"stored"`` or ``"ambiguous"`` (the module doc's rule)."""
+def probe_image(path):
+    """``(reason, stored_hw, shown_hw)`` of the image at ``path`` from its header (no decode for
+    JPEG/PNG): ``reason`` why it cannot be used (None: usable, then the sizes are set),
+    ``stored_hw`` the ``(h, w)`` of the stored pixels, ``shown_hw`` the ``(h, w)`` of the frame
+    ``cv2.imread`` shows (EXIF orientations 5-8 swap the two; the module doc)."""
+    reason, hw, shown, _ = _probe(path)
+    return reason, hw, shown
+
+
+def _probe(path):
+    """``(reason, stored_hw, shown_hw, orientation)`` (:func:`probe_image`; sizes None when
+    ``reason`` is set)."""
     try:
         n = os.path.getsize(path)
     except OSError:
-        return "file not found", DECODE_TURNED, None
+        return "file not found", None, None, 1
     if n == 0:
-        return "empty file", DECODE_TURNED, None
+        return "empty file", None, None, 1
     orientation = 1
     try:
         with open(path, "rb") as f:
@@ -187,31 +194,41 @@ def inspect_image(path, size=None):
                 tail = f.read()
                 eoi, sos = tail.rfind(b"\xff\xd9"), tail.rfind(b"\xff\xda")
                 if eoi < 0 or eoi < sos:
-                    return "truncated JPEG (no end marker after the last scan)", DECODE_TURNED, None
+                    return "truncated JPEG (no end marker after the last scan)", None, None, 1
                 info = _jpeg_size(f)
                 if info is None:
-                    return "JPEG without a frame header (not decodable)", DECODE_TURNED, None
+                    return "JPEG without a frame header (not decodable)", None, None, 1
                 hw, orientation = info[:2], info[2]
                 shown = hw[::-1] if orientation >= 5 else hw
             elif head[:8] == _PNG_SIG:
                 f.seek(max(0, n - TAIL_BYTES))
                 if f.read().rfind(b"IEND") < 0:
-                    return "truncated PNG (no IEND chunk)", DECODE_TURNED, None
+                    return "truncated PNG (no IEND chunk)", None, None, 1
                 if head[12:16] != b"IHDR":
-                    return "PNG without an IHDR chunk (not decodable)", DECODE_TURNED, None
+                    return "PNG without an IHDR chunk (not decodable)", None, None, 1
                 w, h = struct.unpack(">II", head[16:24])
                 hw, orientation = (h, w), _png_orientation(f)
                 shown = hw[::-1] if orientation >= 5 else hw
             else:
                 img = cv2.imread(str(path), DECODE_STORED)
                 if img is None:
-                    return "cannot be decoded", DECODE_TURNED, None
+                    return "cannot be decoded", None, None, 1
                 hw = img.shape[:2]
                 shown = cv2.imread(str(path), DECODE_TURNED).shape[:2]
                 orientation = 6 if tuple(shown) != tuple(hw) else 1
     except OSError as e:
-        return f"cannot be read ({e.strerror})", DECODE_TURNED, None
-    hw, shown = tuple(int(v) for v in hw), tuple(int(v) for v in shown)
+        return f"cannot be read ({e.strerror})", None, None, 1
+    return None, tuple(int(v) for v in hw), tuple(int(v) for v in shown), orientation
+
+
+def inspect_image(path, size=None):
+    """``(reason, flag, frame)`` of the image at ``path`` annotated as ``size = (h, w)``:
+    ``reason`` as :func:`check_image` (None: usable); ``flag`` the ``cv2.imread`` flag to decode
+    it with (:data:`DECODE_TURNED` or :data:`DECODE_STORED`); ``frame`` ``None`` (no EXIF
+    turn), ``"turned"``, ``"stored"`` or ``"ambiguous"`` (the module doc's rule)."""
+    reason, hw, shown, orientation = _probe(path)
+    if reason is not None:
+        return reason, DECODE_TURNED, None
     if size is None:
         return None, DECODE_TURNED, None if orientation == 1 else "turned"
     want = (int(size[0]), int(size[1]))
@@ -294,11 +311,16 @@ def data_summary(dataset):
     """Counts of what indexing and loading left out of ``dataset``: ``images`` (in the index),
     ``images_skipped`` (broken at indexing + unreadable later, each file once),
     ``boxes_dropped`` (zero size / outside the image / beyond ``data.max_labels``),
-    ``boxes_clipped`` (to the image) and ``images_without_boxes``."""
+    ``boxes_clipped`` (to the image) and ``images_without_boxes``; for a YOLO-format dataset
+    also ``label_problems`` (label lines and files named while reading, unreadable images
+    aside: :mod:`~mindyolox.data.yolo`)."""
     st = dataset.stats
     skipped = {p for p, _ in dataset.events.bad_images()}
-    return {"images": len(dataset), "images_skipped": len(skipped),
-            "boxes_dropped": int(sum(v for k, v in st.items() if k.startswith("boxes_dropped"))
-                                 + dataset.events.dropped_labels()),
-            "boxes_clipped": int(st.get("boxes_clipped_to_image", 0)),
-            "images_without_boxes": int(sum(1 for b in dataset.boxes if len(b) == 0))}
+    out = {"images": len(dataset), "images_skipped": len(skipped),
+           "boxes_dropped": int(sum(v for k, v in st.items() if k.startswith("boxes_dropped"))
+                                + dataset.events.dropped_labels()),
+           "boxes_clipped": int(st.get("boxes_clipped_to_image", 0)),
+           "images_without_boxes": int(sum(1 for b in dataset.boxes if len(b) == 0))}
+    if hasattr(dataset, "label_problems"):
+        out["label_problems"] = int(dataset.stats.get("label_problems", 0))
+    return out

@@ -344,7 +344,10 @@ class VOCEvaluator(_Evaluator):
         ds = self.dataset
         dets = [(ds.image_id(i), int(r[6]), float(r[4] * r[5]), r[:4].astype(np.float64))
                 for i, d in results for r in d]
-        gt = {ds.image_id(i): (ds.boxes[i], ds.classes[i], ds.difficult[i]) for i in range(len(ds))}
+        difficult = getattr(ds, "difficult", None)   # COCO / YOLO data: no difficult flags
+        gt = {ds.image_id(i): (ds.boxes[i], ds.classes[i],
+                               difficult[i] if difficult is not None else np.zeros(len(ds.boxes[i]), bool))
+              for i in range(len(ds))}
         area = voc_map(dets, gt, ds.num_classes, self.IOU_THRS, use_07_metric=False)
         v07 = voc_map(dets, gt, ds.num_classes, (0.5,), use_07_metric=True)
         ap50_95 = float(np.mean(list(area["per_iou"].values())))
@@ -378,7 +381,7 @@ class VOCEvaluator(_Evaluator):
 
 
 def evaluate(model, data, img_size=None, batch_size=8, conf=0.01, nms=0.65, class_agnostic=False,
-             num_workers=0, progress=True, det_file=None, rank=0, world_size=1):
+             num_workers=0, progress=True, det_file=None, rank=0, world_size=1, metric=None):
     """Evaluate ``model`` (a YOLOX Cell; eval mode is set for the run and restored after) on
     ``data`` (a COCO/VOC dataset or an eval Loader from ``create_eval_loader``).
 
@@ -391,9 +394,15 @@ def evaluate(model, data, img_size=None, batch_size=8, conf=0.01, nms=0.65, clas
     For repeated calls (trainer), build a :class:`COCOEvaluator` / :class:`VOCEvaluator` once
     and call its ``evaluate(model)``: the loader is reused and the model compiles once.
     ``rank`` / ``world_size``: a distributed evaluation (module doc); every rank calls this.
+    ``metric``: ``"coco"`` or ``"voc"``; None: COCO for a dataset with a COCO index (COCO, YOLO),
+    VOC otherwise. VOC mAP of a dataset without difficult flags counts every box.
     """
     from ..data import Loader
     ds = data.dataset if isinstance(data, Loader) else data
-    cls = COCOEvaluator if getattr(ds, "coco", None) is not None else VOCEvaluator
+    if metric not in (None, "coco", "voc"):
+        raise ValueError(f"metric must be 'coco', 'voc' or None, got {metric!r}")
+    if metric is None:
+        metric = "coco" if getattr(ds, "coco", None) is not None else "voc"
+    cls = COCOEvaluator if metric == "coco" else VOCEvaluator
     ev = cls(data, img_size, batch_size, conf, nms, class_agnostic, num_workers, rank, world_size)
     return ev.evaluate(model, progress=progress, det_file=det_file)

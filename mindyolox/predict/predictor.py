@@ -45,7 +45,8 @@ def class_names_for(cfg):
     """Class names of a recipe, in class-id order: ``data.classes`` when it lists
     ``model.num_classes`` names; for a COCO recipe the categories of its annotation JSON
     (``data_dir`` + ``val_ann``, else ``train_ann``; sorted by id, as the dataset maps them)
-    when that file is there and holds ``num_classes`` of them; the 80 COCO names for an
+    when that file is there and holds ``num_classes`` of them; for a YOLO recipe the ``names`` of
+    its dataset YAML (``data.yaml``) when it is there and has ``num_classes`` of them; the 80 COCO names for an
     80-class model, the 20 VOC names for a 20-class VOC recipe; else ``"0", "1", ...``."""
     from ..data import VOC_CLASSES
     n = int(cfg.model.num_classes)
@@ -55,6 +56,11 @@ def class_names_for(cfg):
     if str(cfg.data.format).lower() == "coco":
         names = _json_class_names(cfg.data)
         if names is not None and len(names) == n:
+            return names
+    if str(cfg.data.format).lower() == "yolo" and os.path.isfile(os.path.expanduser(str(cfg.data.get("yaml") or ""))):
+        from ..data.yolo import load_dataset_yaml
+        names = tuple(load_dataset_yaml(cfg.data.yaml)["names"])
+        if len(names) == n:
             return names
     if n == len(COCO_CLASSES):
         return COCO_CLASSES

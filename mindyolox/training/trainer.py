@@ -41,7 +41,8 @@ CheckpointHook    70        after_iter: ``last.ckpt`` every ``train.checkpoint_i
                             after_epoch: ``last.ckpt`` (+ ``last.prev.ckpt``), ``epoch_<N>.ckpt``;
                             on_stop: ``last.ckpt`` and the stopping / stopped line. Before every
                             save, distributed: BN statistics averaged over the ranks (once per step)
-SummaryHook       90        after_train: data summary, ``curves.png``, summary line, time record,
+SummaryHook       90        before_train: ``dataset_report.json`` / ``.png`` of the training set;
+                            after_train: data summary, ``curves.png``, summary line, time record,
                             ``end`` event
 ================  ========  ==================================================================
 

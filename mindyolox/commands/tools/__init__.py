@@ -7,6 +7,9 @@ clone's ``tools/*.py`` are one-line launchers of the same modules:
     mindyolox-tools print-config --config demo/yolox-nano-demo train.max_epoch=1
     mindyolox-tools visualize-dataset --config demo/yolox-nano-demo -o samples.png
     mindyolox-tools demo-data --out datasets/shapes --train 200 --val 50
+    mindyolox-tools convert --from coco --to yolo annotations/instances_train.json out/my_yolo
+    mindyolox-tools split out/my_yolo/data.yaml out/my_split --format yolo --ratios 0.8 0.2 --seed 0
+    mindyolox-tools dataset-report out/my_yolo/data.yaml --format yolo -o out/report
     mindyolox-tools build-kernels --portable
 
 A new tool is one module with ``run()`` (which calls ``run_cli(main)``) and one row of
@@ -25,6 +28,9 @@ TOOLS = {
     "print-config": ("tools.print_config", "a recipe fully resolved (bases, overrides) as YAML"),
     "visualize-dataset": ("tools.visualize_dataset", "augmented training samples with their boxes, as a PNG"),
     "demo-data": ("demo", "generate the synthetic shapes demo dataset (COCO format)"),
+    "convert": ("tools.convert_data", "convert a dataset between COCO JSON, Pascal VOC and YOLO txt"),
+    "split": ("tools.split_data", "split a dataset into train/val(/test), stratified by class, with a seed"),
+    "dataset-report": ("tools.dataset_report", "a dataset's statistics as text, a PNG and a JSON"),
     "build-kernels": ("tools.build_kernels", "build the compiled CPU kernels ahead of time (--portable: no -march)"),
 }
 

@@ -1,6 +1,7 @@
 """What a run tells: log windows (the device-side loss sums read once per log line, their
-means, the NaN/Inf check, ETA, memory), the progress bar, TensorBoard samples, and at the end
-the data summary, ``curves.png``, the summary line and where the time went.
+means, the NaN/Inf check, ETA, memory), the progress bar, TensorBoard samples, at the start
+the training set's ``dataset_report.json`` / ``.png`` (:mod:`mindyolox.data.report`), and at
+the end the data summary, ``curves.png``, the summary line and where the time went.
 
 :class:`LoggerHook` (``HIGH``: its ``after_iter`` reads the window before the user hooks, which
 see it in ``trainer.last``); :class:`SummaryHook` (``VERY_LOW``: ``after_train`` after every
@@ -12,6 +13,7 @@ import time
 
 from tqdm import tqdm
 
+from ...data.report import dataset_as_split, dataset_stats, write_report
 from ...data.samples import render_samples
 from ...data.verify import data_summary
 from ...utils.visualize import make_grid
@@ -140,10 +142,30 @@ class LoggerHook(TrainHook):
 
 
 class SummaryHook(TrainHook):
-    """``after_train`` (rank 0): the data summary (``type: data`` records), ``curves.png``, the
+    """``before_train`` (rank 0): the training set's report in the run folder;
+    ``after_train`` (rank 0): the data summary (``type: data`` records), ``curves.png``, the
     summary line and the time record; the ``end`` event."""
 
     priority = VERY_LOW
+
+    def before_train(self, trainer):
+        """``dataset_report.json`` and ``.png`` of the training set the trainer built (its
+        cleaned boxes, :func:`~mindyolox.data.report.dataset_as_split`), one log line; rank 0
+        only. A write that fails (disk full) is logged, not fatal."""
+        tr = trainer
+        ds = getattr(tr.loader, "dataset", None)   # a stand-in loader (tests) may have none
+        if tr.rank != 0 or ds is None:
+            return
+        try:
+            stats = dataset_stats(dataset_as_split(ds), name=f"train: {ds.name}")
+            _, png = write_report(stats, tr.run_dir)
+        except OSError as e:
+            tr.log(f"dataset report not written ({e})")
+            return
+        dup = stats["duplicate_images"]
+        tr.log(f"dataset report: {png} ({stats['images']} images, {stats['boxes']} boxes, "
+               f"{stats['images_without_boxes']} without boxes, {dup} duplicate images, "
+               f"{stats['labels_outside_image']} labels outside the image)")
 
     def after_train(self, trainer):
         tr = trainer
