@@ -61,6 +61,7 @@ UNIT_SECONDS = {
     "test_loss": 130, "test_faults_run": 115, "test_checkpoint_integrity": 100, "test_simota_fp16": 70,
     "test_evaluate": 50, "test_model_parity": 50, "test_predict": 40, "test_model_info": 30, "test_data_cache": 20,
     "test_simota": 20, "test_quickstart": 20,
+    "test_yolo_data": 85,   # issue 36: measured alone 2026-12-04 (the globox AP and YAML-vs-JSON loss runs)
 }
 
 
