@@ -138,6 +138,23 @@ def test_dataset_yaml_names_list_and_map_and_nc(tmp_path):
         load_dataset_yaml(y)
 
 
+def test_mindyolo_recipe_yaml(tmp_path, monkeypatch):
+    """mindyolo's recipe keys: a ``data`` section with ``train_set`` / ``val_set`` (relative to the
+    working directory, as mindyolo runs them), ``nc``, ``names``."""
+    root = tmp_path / "coco"
+    write_image(root / "images/val2017/v.jpg")
+    write_text(root / "labels/val2017/v.txt", "2 0.5 0.5 0.5 0.5\n")
+    write_text(root / "val2017.txt", "./images/val2017/v.jpg\n")
+    y = write_text(tmp_path / "configs/coco.yaml", "data:\n  dataset_name: coco\n  train_set: ./coco/val2017.txt\n"
+                                                    "  val_set: ./coco/val2017.txt\n  nc: 3\n  names: [cat, dog, bird]\n")
+    monkeypatch.chdir(tmp_path)
+    spec = load_dataset_yaml(y)
+    assert spec["val"] == str(root / "val2017.txt") and spec["names"] == NAMES and spec["test"] is None
+    coco, problems = read_yolo(spec["val"], spec["names"], spec["root"])
+    assert problems == [] and coco["images"][0]["file_name"] == "coco/images/val2017/v.jpg"
+    assert boxes_of(coco, "v.jpg")[0][0] == 2
+
+
 def test_roboflow_export_yaml(tmp_path):
     """A Roboflow "YOLOv8" export: data.yaml inside the folder, ``train: ../train/images``."""
     root = tmp_path / "export"
