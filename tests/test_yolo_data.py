@@ -382,8 +382,10 @@ def nano_eval():
 @pytest.mark.slow
 def test_official_nano_ap_on_coco128_converted_by_globox_equals_the_json(nano_eval, tmp_path):
     """Issue 36 acceptance: coco128 in the YOLO layout (globox's conversion) gives the COCO AP of
-    the JSON within 0.05 AP points (the txt rounds coordinates); 320 px (416 measured the same
-    way: 32.89 vs 33.00 with crowd boxes as ordinary boxes, so crowd boxes are taken out)."""
+    the JSON within 0.05 AP points (the txt rounds coordinates). 256 px (416 or smaller is
+    the same comparison; 256 keeps the test short). Crowd boxes are taken out of the reference:
+    YOLO files cannot carry them and globox writes them as ordinary boxes (measured at 416: the
+    original JSON 33.28, without its 10 crowd boxes 33.00, globox's YOLO with them as boxes 32.89)."""
     from mindyolox.evaluation import evaluate
     from .conftest import shared_path
     root = shared_path("data", "coco128")
@@ -394,8 +396,8 @@ def test_official_nano_ap_on_coco128_converted_by_globox_equals_the_json(nano_ev
     ref = COCODataset(clean, root / "train2017")
     assert len(yolo) == len(ref) == 128 and yolo.label_problems == []
     assert sum(map(len, yolo.boxes)) == sum(map(len, ref.boxes)) == 929
-    res = [evaluate(nano_eval, ds, img_size=(320, 320), batch_size=8, progress=False) for ds in (ref, yolo)]
-    assert res[0]["AP50_95"] > 0.25
+    res = [evaluate(nano_eval, ds, img_size=(256, 256), batch_size=8, progress=False) for ds in (ref, yolo)]
+    assert res[0]["AP50_95"] > 0.2
     assert abs(res[0]["AP50_95"] - res[1]["AP50_95"]) <= 0.0005, (res[0]["AP50_95"], res[1]["AP50_95"])
     assert abs(res[0]["AP50"] - res[1]["AP50"]) <= 0.0005
 
