@@ -138,6 +138,23 @@ def test_dataset_yaml_names_list_and_map_and_nc(tmp_path):
         load_dataset_yaml(y)
 
 
+def test_mindyolo_recipe_yaml(tmp_path, monkeypatch):
+    """mindyolo's recipe keys: a ``data`` section with ``train_set`` / ``val_set`` (relative to the
+    working directory, as mindyolo runs them), ``nc``, ``names``."""
+    root = tmp_path / "coco"
+    write_image(root / "images/val2017/v.jpg")
+    write_text(root / "labels/val2017/v.txt", "2 0.5 0.5 0.5 0.5\n")
+    write_text(root / "val2017.txt", "./images/val2017/v.jpg\n")
+    y = write_text(tmp_path / "configs/coco.yaml", "data:\n  dataset_name: coco\n  train_set: ./coco/val2017.txt\n"
+                                                    "  val_set: ./coco/val2017.txt\n  nc: 3\n  names: [cat, dog, bird]\n")
+    monkeypatch.chdir(tmp_path)
+    spec = load_dataset_yaml(y)
+    assert spec["val"] == str(root / "val2017.txt") and spec["names"] == NAMES and spec["test"] is None
+    coco, problems = read_yolo(spec["val"], spec["names"], spec["root"])
+    assert problems == [] and coco["images"][0]["file_name"] == "coco/images/val2017/v.jpg"
+    assert boxes_of(coco, "v.jpg")[0][0] == 2
+
+
 def test_roboflow_export_yaml(tmp_path):
     """A Roboflow "YOLOv8" export: data.yaml inside the folder, ``train: ../train/images``."""
     root = tmp_path / "export"
@@ -365,8 +382,10 @@ def nano_eval():
 @pytest.mark.slow
 def test_official_nano_ap_on_coco128_converted_by_globox_equals_the_json(nano_eval, tmp_path):
     """Issue 36 acceptance: coco128 in the YOLO layout (globox's conversion) gives the COCO AP of
-    the JSON within 0.05 AP points (the txt rounds coordinates); 320 px (416 measured the same
-    way: 32.89 vs 33.00 with crowd boxes as ordinary boxes, so crowd boxes are taken out)."""
+    the JSON within 0.05 AP points (the txt rounds coordinates). 256 px (416 or smaller is
+    the same comparison; 256 keeps the test short). Crowd boxes are taken out of the reference:
+    YOLO files cannot carry them and globox writes them as ordinary boxes (measured at 416: the
+    original JSON 33.28, without its 10 crowd boxes 33.00, globox's YOLO with them as boxes 32.89)."""
     from mindyolox.evaluation import evaluate
     from .conftest import shared_path
     root = shared_path("data", "coco128")
@@ -377,31 +396,21 @@ def test_official_nano_ap_on_coco128_converted_by_globox_equals_the_json(nano_ev
     ref = COCODataset(clean, root / "train2017")
     assert len(yolo) == len(ref) == 128 and yolo.label_problems == []
     assert sum(map(len, yolo.boxes)) == sum(map(len, ref.boxes)) == 929
-    res = [evaluate(nano_eval, ds, img_size=(320, 320), batch_size=8, progress=False) for ds in (ref, yolo)]
-    assert res[0]["AP50_95"] > 0.25
+    res = [evaluate(nano_eval, ds, img_size=(256, 256), batch_size=8, progress=False) for ds in (ref, yolo)]
+    assert res[0]["AP50_95"] > 0.2
     assert abs(res[0]["AP50_95"] - res[1]["AP50_95"]) <= 0.0005, (res[0]["AP50_95"], res[1]["AP50_95"])
     assert abs(res[0]["AP50"] - res[1]["AP50"]) <= 0.0005
-
-
-class _Losses:
-    """Records every step's loss terms (a TrainHook)."""
-
-    def __init__(self):
-        from mindyolox.training.trainer import TrainHook
-        self.__class__ = type("_LossRecorder", (_Losses, TrainHook), {})
-        self.rows = []
-
-    def after_iter(self, trainer):
-        self.rows.append(dict(trainer.last))
 
 
 @pytest.mark.slow
 def test_first_losses_from_a_dataset_yaml_equal_those_of_the_coco_json(tmp_path):
     """Issue 36 acceptance: 3 steps of nano at 64 px, batch 2, seed 0, on coco16 from a dataset
     YAML (globox's conversion) and from the same data as COCO JSON (images in the YOLO order:
-    sorted by path): the same losses to float32 rounding of the coordinates."""
-    from mindyolox.training.trainer import Trainer
+    sorted by path): the same losses to float32 rounding of the coordinates. Each run in a fresh
+    process (tests/train_subprocess.py), the second loading the first's graph from MindSpore's
+    compile cache (one compile instead of two)."""
     from .conftest import shared_path
+    from .train_subprocess import train_in_subprocess
     root = shared_path("data", "coco16")
     yml, clean, names = globox_to_yolo(root / "annotations" / "instances_train2017.json", root / "train2017",
                                        tmp_path / "coco16_yolo")
@@ -409,20 +418,21 @@ def test_first_losses_from_a_dataset_yaml_equal_those_of_the_coco_json(tmp_path)
     data["images"].sort(key=lambda im: im["file_name"])               # the YOLO reader's order
     sorted_json = tmp_path / "sorted.json"
     sorted_json.write_text(json.dumps(data))
-    common = ["data.input_size=[64,64]", "data.test_size=[64,64]", "data.multiscale_range=0", "data.random_size=[]",
-              "train.batch_size=2", "train.max_epoch=10", "train.warmup_epochs=1", "train.no_aug_epochs=2",
-              "train.print_interval=1", "train.tensorboard=false", "model.num_classes=80", "train.ema=false"]
-    runs = {"yaml": dataset_yaml_overrides(yml)[0],
-            "json": [f"data.data_dir={root}", f"data.train_ann={sorted_json}", "data.train_images=train2017"]}
-    losses = {}
+    common = ["train.print_interval=1", "train.tensorboard=false", "train.ema=false", "model.num_classes=80"]
+    runs = {"yaml": dataset_yaml_overrides(yml)[0], "json": [f"data.train_ann={sorted_json}"]}
+    losses, cache = {}, tmp_path / "ms_cache"
     for kind, extra in runs.items():
-        cfg = load_config("configs/yolox-nano.yaml", extra + common)
-        rec = _Losses()
-        tr = Trainer(cfg, run_dir=tmp_path / kind, max_iters=3, num_workers=0, hooks=[rec], progress=False,
-                     evaluate=False, compile_cache="off")
-        assert tr.train() == "stopped"
-        losses[kind] = rec.rows
-    assert len(losses["yaml"]) == 3
+        out = train_in_subprocess(dict(cfg_args=extra + common, cfg_kwargs=dict(size=64, batch=2, max_epoch=10),
+                                       trainer=dict(run_dir=tmp_path / kind, max_iters=3, num_workers=0, progress=False,
+                                                    evaluate=False, compile_cache=None)),
+                                  tmp_path / "spec", ms_cache=cache)
+        assert out["status"] == "stopped"
+        records = [json.loads(x) for x in (tmp_path / kind / "metrics.jsonl").read_text().splitlines()]
+        losses[kind] = [r for r in records if r["type"] == "train"]
+        data_rec = [r for r in records if r["type"] == "data"]
+        assert data_rec[0]["images"] == 16 and data_rec[0]["boxes_clipped"] == 0 and data_rec[0]["boxes_dropped"] == 0
+    assert [r["step"] for r in losses["yaml"]] == [0, 1, 2] == [r["step"] for r in losses["json"]]
     for a, b in zip(losses["yaml"], losses["json"]):
         for key in ("total", "iou", "obj", "cls", "l1"):
             assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (key, a, b)
+    assert (tmp_path / "yaml" / "config.yaml").read_text().count("format: yolo") == 1
