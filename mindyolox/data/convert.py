@@ -34,7 +34,6 @@ Readers (decisions):
 """
 import json
 import os
-import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
 from numbers import Number
@@ -42,6 +41,7 @@ from numbers import Number
 import numpy as np
 
 from ..errors import DataError
+from .voc import read_voc_xml
 from .writers import class_table, write_splits
 
 __all__ = ["FORMATS", "DataSplit", "read_coco", "read_voc", "read_yolo_source", "read_source", "check_destination",
@@ -228,18 +228,7 @@ def read_voc(root, splits=None, classes=None):
 
 
 def _parse_voc_xml(root, stem):
-    xml_path = os.path.join(root, "Annotations", stem + ".xml")
-    if not os.path.isfile(xml_path):
-        raise DataError(f"VOC annotation {xml_path} not found (listed in a split file)")
-    try:
-        tree = ET.parse(xml_path).getroot()
-    except ET.ParseError as e:
-        raise DataError(f"VOC annotation {xml_path} is not valid XML ({e})") from None
-    try:
-        w = int(float(tree.find("size").find("width").text))
-        h = int(float(tree.find("size").find("height").text))
-    except (AttributeError, TypeError, ValueError):
-        raise DataError(f"VOC annotation {xml_path}: missing or bad <size><width>/<height>") from None
+    xml_path, tree, w, h = read_voc_xml(root, stem)
     file_name = stem + ".jpg"
     fn = tree.find("filename")
     if not os.path.exists(os.path.join(root, "JPEGImages", file_name)) and fn is not None and fn.text \

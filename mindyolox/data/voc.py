@@ -25,13 +25,31 @@ import numpy as np
 from ..errors import DataError
 from .base import DetectionDataset
 
-__all__ = ["VOCDataset", "VOC_CLASSES"]
+__all__ = ["VOCDataset", "VOC_CLASSES", "read_voc_xml"]
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
     "train", "tvmonitor",
 )
+
+
+def read_voc_xml(root, stem):
+    """``(xml_path, parsed root element, width px, height px)`` of ``<root>/Annotations/<stem>.xml``;
+    a missing file, bad XML or a missing / non-numeric ``<size>`` is one ``DataError`` naming it."""
+    xml_path = os.path.join(root, "Annotations", stem + ".xml")
+    if not os.path.isfile(xml_path):
+        raise DataError(f"VOC annotation {xml_path} not found (listed in a split file)")
+    try:
+        tree = ET.parse(xml_path).getroot()
+    except ET.ParseError as e:
+        raise DataError(f"VOC annotation {xml_path} is not valid XML ({e})") from None
+    try:
+        w = int(float(tree.find("size").find("width").text))
+        h = int(float(tree.find("size").find("height").text))
+    except (AttributeError, TypeError, ValueError):
+        raise DataError(f"VOC annotation {xml_path}: missing or bad <size><width>/<height>") from None
+    return xml_path, tree, w, h
 
 
 class VOCDataset(DetectionDataset):
@@ -73,18 +91,7 @@ class VOCDataset(DetectionDataset):
         self.log_stats()
 
     def _add(self, root, stem, to_class):
-        xml_path = os.path.join(root, "Annotations", stem + ".xml")
-        if not os.path.isfile(xml_path):
-            raise DataError(f"VOC annotation {xml_path} not found (listed in the split file)")
-        try:
-            tree = ET.parse(xml_path).getroot()
-        except ET.ParseError as e:
-            raise DataError(f"VOC annotation {xml_path} is not valid XML ({e})") from None
-        try:
-            w = int(float(tree.find("size").find("width").text))
-            h = int(float(tree.find("size").find("height").text))
-        except (AttributeError, TypeError, ValueError):
-            raise DataError(f"VOC annotation {xml_path}: missing or bad <size><width>/<height>") from None
+        xml_path, tree, w, h = read_voc_xml(root, stem)
         boxes, classes, difficult = [], [], []
         for k, obj in enumerate(tree.iter("object")):
             name_el = obj.find("name")
