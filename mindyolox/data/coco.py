@@ -34,12 +34,54 @@ import numpy as np
 from ..errors import DataError
 from .base import DetectionDataset
 
-__all__ = ["COCODataset"]
+__all__ = ["COCODataset", "check_coco_dict"]
 
 logger = logging.getLogger("mindyolox.data")
 
 _IMAGE_KEYS = ("id", "file_name", "height", "width")
 _ANN_KEYS = ("image_id", "category_id", "bbox")
+
+
+def check_coco_dict(data, where):
+    """One ``DataError`` line naming ``where`` and the record, for a COCO instances dict that
+    the dataset and the format tools (``data/convert.py``) cannot use: not an object of
+    ``images`` / ``annotations`` / ``categories`` lists, a record without its keys, a bbox that
+    is not 4 finite numbers, a category id not in ``categories``."""
+    if not isinstance(data, dict):
+        raise DataError(f"{where}: expected a JSON object with 'images', "
+                        f"'annotations', 'categories', got {type(data).__name__}")
+    missing = [k for k in ("images", "annotations", "categories") if k not in data]
+    if missing:
+        raise DataError(f"{where}: missing required key(s) {missing}")
+    for k in ("images", "annotations", "categories"):
+        if not isinstance(data[k], list):
+            raise DataError(f"{where}: '{k}' must be a list, "
+                            f"got {type(data[k]).__name__}")
+    for i, im in enumerate(data["images"]):
+        lack = [k for k in _IMAGE_KEYS if not isinstance(im, dict) or k not in im]
+        if lack:
+            raise DataError(f"{where}: images[{i}] lacks {lack}")
+    for i, c in enumerate(data["categories"]):
+        if not isinstance(c, dict) or "id" not in c:
+            raise DataError(f"{where}: categories[{i}] lacks 'id'")
+    known = {c["id"] for c in data["categories"]}
+    unknown = {}
+    for i, ann in enumerate(data["annotations"]):
+        lack = [k for k in _ANN_KEYS if not isinstance(ann, dict) or k not in ann]
+        if lack:
+            raise DataError(f"{where}: annotations[{i}] "
+                            f"(id {ann.get('id') if isinstance(ann, dict) else None}) lacks {lack}")
+        bbox = ann["bbox"]
+        if (not isinstance(bbox, (list, tuple)) or len(bbox) != 4
+                or not all(isinstance(v, Number) and np.isfinite(v) for v in bbox)):
+            raise DataError(f"{where}: annotations[{i}] (id {ann.get('id')}) "
+                            f"has bbox {bbox!r}, expected 4 finite numbers [x, y, w, h]")
+        if ann["category_id"] not in known:
+            unknown.setdefault(ann["category_id"], ann.get("id", i))
+    if unknown:
+        listed = ", ".join(f"{c!r} (e.g. annotation id {a})" for c, a in sorted(
+            unknown.items(), key=lambda kv: str(kv[0]))[:10])
+        raise DataError(f"{where}: category ids not in 'categories': {listed}")
 
 
 class COCODataset(DetectionDataset):
@@ -64,7 +106,7 @@ class COCODataset(DetectionDataset):
         self.image_dir = str(image_dir)
         self._where = f"annotations of {self.name}" if in_memory else f"annotation file {self.ann_file}"
         data = ann_file if in_memory else _read_json(self.ann_file)
-        self._validate(data)
+        check_coco_dict(data, self._where)
         self._check_ids(data)
         self.coco = _make_coco(data)
 
@@ -115,45 +157,6 @@ class COCODataset(DetectionDataset):
         if (x1, y1, x2, y2) != (x, y, x + bw, y + bh):
             self.stats["boxes_clipped_to_image"] += 1
         return [x1, y1, x2, y2]
-
-    def _validate(self, data):
-        where = self._where
-        if not isinstance(data, dict):
-            raise DataError(f"{where}: expected a JSON object with 'images', "
-                            f"'annotations', 'categories', got {type(data).__name__}")
-        missing = [k for k in ("images", "annotations", "categories") if k not in data]
-        if missing:
-            raise DataError(f"{where}: missing required key(s) {missing}")
-        for k in ("images", "annotations", "categories"):
-            if not isinstance(data[k], list):
-                raise DataError(f"{where}: '{k}' must be a list, "
-                                f"got {type(data[k]).__name__}")
-        for i, im in enumerate(data["images"]):
-            lack = [k for k in _IMAGE_KEYS if not isinstance(im, dict) or k not in im]
-            if lack:
-                raise DataError(f"{where}: images[{i}] lacks {lack}")
-        for i, c in enumerate(data["categories"]):
-            if not isinstance(c, dict) or "id" not in c:
-                raise DataError(f"{where}: categories[{i}] lacks 'id'")
-        known = {c["id"] for c in data["categories"]}
-        unknown = {}
-        for i, ann in enumerate(data["annotations"]):
-            lack = [k for k in _ANN_KEYS if not isinstance(ann, dict) or k not in ann]
-            if lack:
-                raise DataError(f"{where}: annotations[{i}] "
-                                f"(id {ann.get('id') if isinstance(ann, dict) else None}) lacks {lack}")
-            bbox = ann["bbox"]
-            if (not isinstance(bbox, (list, tuple)) or len(bbox) != 4
-                    or not all(isinstance(v, Number) and np.isfinite(v) for v in bbox)):
-                raise DataError(f"{where}: annotations[{i}] (id {ann.get('id')}) "
-                                f"has bbox {bbox!r}, expected 4 finite numbers [x, y, w, h]")
-            if ann["category_id"] not in known:
-                unknown.setdefault(ann["category_id"], ann.get("id", i))
-        if unknown:
-            listed = ", ".join(f"{c!r} (e.g. annotation id {a})" for c, a in sorted(
-                unknown.items(), key=lambda kv: str(kv[0]))[:10])
-            raise DataError(f"{where}: category ids not in 'categories': {listed}")
-
 
     def _check_ids(self, data):
         """Refuse duplicate image ids and files listed twice; renumber duplicate or missing

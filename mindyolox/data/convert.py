@@ -36,11 +36,10 @@ import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from numbers import Number
 
-import numpy as np
 
 from ..errors import DataError
+from .coco import check_coco_dict
 from .voc import read_voc_xml
 from .writers import class_table, write_splits
 
@@ -70,35 +69,6 @@ class DataSplit:
         return fn if os.path.isabs(fn) else os.path.join(self.image_root, fn)
 
 
-def _num(v):
-    return isinstance(v, Number) and not isinstance(v, bool) and np.isfinite(v)
-
-
-def _check_coco(data, where):
-    """One DataError line for a COCO dict that the tools cannot use (names file and record)."""
-    if not isinstance(data, dict) or any(not isinstance(data.get(k), list)
-                                         for k in ("images", "annotations", "categories")):
-        raise DataError(f"{where}: expected a JSON object with 'images', 'annotations' and 'categories' lists")
-    for i, im in enumerate(data["images"]):
-        lack = [k for k in ("id", "file_name", "width", "height") if not isinstance(im, dict) or k not in im]
-        if lack:
-            raise DataError(f"{where}: images[{i}] lacks {lack}")
-    for i, c in enumerate(data["categories"]):
-        if not isinstance(c, dict) or "id" not in c:
-            raise DataError(f"{where}: categories[{i}] lacks 'id'")
-    known = {c["id"] for c in data["categories"]}
-    for i, a in enumerate(data["annotations"]):
-        lack = [k for k in ("image_id", "category_id", "bbox") if not isinstance(a, dict) or k not in a]
-        if lack:
-            raise DataError(f"{where}: annotations[{i}] lacks {lack}")
-        if not (isinstance(a["bbox"], (list, tuple)) and len(a["bbox"]) == 4 and all(_num(v) for v in a["bbox"])):
-            raise DataError(f"{where}: annotations[{i}] (id {a.get('id')}) has bbox {a['bbox']!r}, "
-                            "expected 4 finite numbers [x, y, w, h]")
-        if a["category_id"] not in known:
-            raise DataError(f"{where}: annotations[{i}] (id {a.get('id')}) has category_id {a['category_id']!r}, "
-                            "not in 'categories'")
-
-
 def read_coco(ann_file, image_dir=None, split=None):
     """``([DataSplit], problems)`` of a COCO instances JSON (module doc: as read, crowd kept)."""
     ann_file = str(ann_file)
@@ -109,7 +79,7 @@ def read_coco(ann_file, image_dir=None, split=None):
             data = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"COCO annotation file {ann_file} is not valid JSON ({e})") from None
-    _check_coco(data, ann_file)
+    check_coco_dict(data, ann_file)
     stem = os.path.splitext(os.path.basename(ann_file))[0]
     name = split or (stem[len("instances_"):] if stem.startswith("instances_") and len(stem) > 10 else stem)
     if image_dir is None:

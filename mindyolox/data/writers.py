@@ -141,14 +141,24 @@ def _lose(lost, ann, fmt):
     return False
 
 
-def _write_coco(sp, dst, place, lost, bar):
-    images = []
+def _present_images(sp, lost, bar, per=None):
+    """``(image record, source path)`` of each image of split ``sp`` whose file exists, the
+    progress bar advanced for every one; a missing file is counted in ``lost`` (with its boxes
+    when ``per``, the annotations by image id, is given) and skipped."""
     for im in sp.coco["images"]:
         src = sp.image_path(im)
         bar.update(1)
         if not os.path.isfile(src):
             lost["images missing in the source"] += 1
+            if per is not None:
+                lost["boxes of missing images"] += len(per.get(im["id"], ()))
             continue
+        yield im, src
+
+
+def _write_coco(sp, dst, place, lost, bar):
+    images = []
+    for im, src in _present_images(sp, lost, bar):
         rel = _rel(im["file_name"])
         place(src, os.path.join(dst, sp.name, rel))
         images.append(dict(im, file_name=rel))
@@ -176,13 +186,7 @@ def _write_yolo(sp, dst, place, lost, bar):
     to_class = {cid: c for c, cid in enumerate(ids)}
     per = _per_image(sp)
     n_img = n_box = 0
-    for im in sp.coco["images"]:
-        src = sp.image_path(im)
-        bar.update(1)
-        if not os.path.isfile(src):
-            lost["images missing in the source"] += 1
-            lost["boxes of missing images"] += len(per.get(im["id"], ()))
-            continue
+    for im, src in _present_images(sp, lost, bar, per):
         rel = _rel(im["file_name"])
         place(src, os.path.join(dst, "images", sp.name, rel))
         w, h = float(im["width"]), float(im["height"])
@@ -232,13 +236,7 @@ def _write_voc(sp, dst, place, lost, bar, stems):
     name_of = dict(zip(ids, names))
     per = _per_image(sp)
     listed, n_box = [], 0
-    for im in sp.coco["images"]:
-        src = sp.image_path(im)
-        bar.update(1)
-        if not os.path.isfile(src):
-            lost["images missing in the source"] += 1
-            lost["boxes of missing images"] += len(per.get(im["id"], ()))
-            continue
+    for im, src in _present_images(sp, lost, bar, per):
         base = os.path.basename(str(im["file_name"]))
         stem = os.path.splitext(base)[0]
         if stems.setdefault(stem, os.path.abspath(src)) != os.path.abspath(src):
