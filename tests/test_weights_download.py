@@ -105,13 +105,14 @@ def test_hand_placed_truncated_weights_are_not_trusted(server, monkeypatch):
 
 def test_hash_recorded_for_a_broken_file_recovers(server, monkeypatch):
     """A cache left by the earlier code: the truncated file's hash recorded as a bare line."""
-    from mindyolox.convert.download import _sha256, resolve_weights
+    from mindyolox.convert.download import resolve_weights
+    from mindyolox.utils.files import file_digest
     url, requests, cache = server
     cache.mkdir()
     good = shared_path("weights", "yolox_nano.pth").read_bytes()
     dest = cache / "yolox_nano.pth"
     dest.write_bytes(good[:len(good) // 3])
-    (cache / "yolox_nano.pth.sha256").write_text(_sha256(dest) + "\n")
+    (cache / "yolox_nano.pth.sha256").write_text(file_digest(dest) + "\n")
     monkeypatch.setenv("MINDYOLOX_WEIGHTS_URL", url)
     assert resolve_weights("yolox_nano") == str(dest) and dest.read_bytes() == good and len(requests) == 1
     assert resolve_weights("yolox_nano") == str(dest) and len(requests) == 1   # now trusted, not fetched again

@@ -25,7 +25,6 @@ first; anything else (``some/file.ckpt``) is left to the caller's "not found".
 """
 import difflib
 import fcntl
-import hashlib
 import os
 import urllib.error
 import urllib.request
@@ -34,6 +33,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import WeightsError
+from ..utils.files import file_digest
 
 __all__ = ["OFFICIAL_WEIGHTS", "RELEASE_URL", "resolve_weights", "weights_dir"]
 
@@ -51,14 +51,6 @@ def official_name(arg):
     name = str(arg).strip().lower().replace("-", "_")
     name = _ALIASES.get(name, name)
     return name if name in OFFICIAL_WEIGHTS else None
-
-
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _download(url, dest):
@@ -99,7 +91,7 @@ CHECKED = "checked"  # second word of a .sha256 line written after the file read
 
 def _record(dest):
     """Write ``<dest>.sha256``: the file's hash and the mark that it read as a checkpoint."""
-    dest.with_name(dest.name + ".sha256").write_text(f"{_sha256(dest)} {CHECKED}\n")
+    dest.with_name(dest.name + ".sha256").write_text(f"{file_digest(dest)} {CHECKED}\n")
 
 
 def _unreadable(dest):
@@ -143,7 +135,7 @@ def resolve_weights(arg):
         fcntl.flock(lock, fcntl.LOCK_EX)
         digest = dest.with_name(dest.name + ".sha256")
         recorded = digest.read_text().split() if digest.is_file() else []
-        if dest.is_file() and recorded and recorded[0] == _sha256(dest):
+        if dest.is_file() and recorded and recorded[0] == file_digest(dest):
             if recorded[1:2] == [CHECKED]:
                 return str(dest)
             why = _unreadable(dest)  # recorded before files were read first: read it once

@@ -37,7 +37,6 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 
-
 from ..errors import DataError
 from .coco import check_coco_dict
 from .voc import read_voc_xml

@@ -27,6 +27,8 @@ from collections import Counter, defaultdict
 import cv2
 import numpy as np
 
+from ..utils.files import file_digest
+
 __all__ = ["dataset_stats", "report_text", "draw_report", "write_report", "dataset_as_split", "duplicate_groups",
            "MAX_SCATTER", "SMALL", "MEDIUM"]
 
@@ -44,14 +46,6 @@ def _partial_hash(path, size):
         if size > 2 * _CHUNK:
             f.seek(size - _CHUNK)
         h.update(f.read())
-    return h.hexdigest()
-
-
-def _full_hash(path):
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
     return h.hexdigest()
 
 
@@ -73,7 +67,7 @@ def duplicate_groups(paths):
                 continue
             by_full = defaultdict(list)
             for p in part:
-                by_full[_full_hash(p)].append(p)
+                by_full[file_digest(p, "sha1")].append(p)
             out += [g for g in by_full.values() if len(g) > 1]
     order = {p: i for i, p in enumerate(paths)}
     return sorted(out, key=lambda g: order[g[0]])
