@@ -242,3 +242,13 @@ def test_write_tide_csv_png_and_summary(tmp_path, coco128):
     assert img is not None and img.shape[2] == 3 and 200 < img.shape[0] < 400 and (img < 128).any()
     line = tide_summary(r)
     assert "\n" not in line and f"loc {100 * r['dAP']['loc']:.2f}" in line and f"{100 * r['ap']:.2f}" in line
+
+
+def test_everything_missed_and_no_ground_truth():
+    gt, dt = scene([(A, G)], [(B, FAR, 0.9)])      # A never found; B has no gt (left out of the mean)
+    r = tide_breakdown(gt, dt)
+    assert r["counts"] == {"cls": 0, "loc": 0, "both": 0, "dupe": 0, "bkg": 1, "miss": 1}
+    assert r["ap"] == 0 and r["dAP"]["miss"] == 1 and r["dAP"]["bkg"] == 0
+    gt, dt = scene([], [(A, G, 0.9)])
+    r = tide_breakdown(gt, dt)
+    assert np.isnan(r["ap"]) and r["counts"]["bkg"] == 1 and r["num_gt"] == 0

@@ -29,7 +29,8 @@ instead; when several errors of the type being fixed point at the same unmatched
 scoring becomes the true positive and the others are suppressed (each type is fixed alone, so a
 cls error is not held back by a loc error on the same gt -- tidecv 1.0.1 picks one winner over both
 types). A class left with no ground truth by the miss fix leaves the class mean (as pycocotools
-treats a class without ground truth). dAP = AP(fixed) - AP(original); it is >= 0 by construction.
+treats a class without ground truth); when no class is left, the fixed AP is 1. dAP = AP(fixed) -
+AP(original); it is >= 0 by construction. Ground truth without any (non-crowd) box gives nan.
 
 Decisions the issue leaves open:
 
@@ -41,10 +42,14 @@ Decisions the issue leaves open:
   detections: per class a greedy match in score order (a detection takes the best-IoU unmatched
   same-class gt with IoU >= t, ties to the later gt), at most 100 detections per image and class,
   101-point interpolated precision (recall thresholds ``linspace(0, 1, 101)``), the mean over the
-  classes that have ground truth, then over the thresholds. tidecv's own AP differs in three
-  places: it keeps 100 detections per image over all classes, counts a class with detections but no
-  ground truth as AP 0 in the mean, and ignores a crowd-overlapping detection only when the crowd
-  IoU is > t (pycocotools: >= t).
+  classes that have ground truth, then over the thresholds. A fixed AP is the AP pycocotools would
+  give the fixed detections / ground truth.
+* Against tidecv 1.0.1 (the authors' package, tests/test_tide.py): the same error counts and the
+  same bkg/dupe/both dAP up to its recall points (``k/100``, not ``linspace``). It differs by design
+  in: 100 detections per image over all classes; a class with detections but no gt counted as AP
+  0; crowd-ignored detections at crowd IoU > t (pycocotools >= t) and still typed as errors; one
+  cls/loc winner per gt over both types at once; a class the miss fix leaves without gt kept in
+  its mean as 0; boundaries ``loc: IoU <= t_f``, ``bkg: IoU <= t_b`` (the paper: ``<``).
 * Crowd ground truth (``iscrowd`` 1) is handled as pycocotools and TIDE do: never a gt to find or to
   miss; a detection that matches no real gt but overlaps a same-class crowd region with
   intersection / detection area >= t is ignored (neither true nor false positive, no error type).
@@ -285,7 +290,9 @@ def _threshold_result(g, d, n_cls, tp, ign, etype, target, gt_used):
         covered[tg[~gt_used[tg]]] = True
     missed = real & ~gt_used & ~covered
     npos_fixed = npos - np.bincount(g["cls"][missed], minlength=n_cls)
-    out["dAP"]["miss"] = _mean_ap(d["cls"], d["score"], tp, keep, npos_fixed) - base
+    fixed = _mean_ap(d["cls"], d["score"], tp, keep, npos_fixed)
+    # every gt was missed: nothing is left to find, the fixed AP is 1 (nan stays nan: no gt at all)
+    out["dAP"]["miss"] = (1.0 if np.isnan(fixed) else fixed) - base
     out["counts"]["miss"] = int(missed.sum())
     return out
 
