@@ -351,7 +351,7 @@ def tide_summary(result):
 
 def _draw_chart(result, path):
     """Horizontal bars of dAP50:95 (filled) and dAP at ``pos_thr`` (outline) per type, AP points."""
-    w, h, left, top, row = 560, 60 + 34 * len(ERROR_TYPES), 150, 46, 34
+    w, h, left, top, row = 620, 60 + 34 * len(ERROR_TYPES), 150, 46, 34
     img = np.full((h, w, 3), 255, np.uint8)
     font = cv2.FONT_HERSHEY_SIMPLEX
     pos = f"dAP{100 * result['pos_thr']:.0f}"
@@ -359,7 +359,7 @@ def _draw_chart(result, path):
                 0.42, (0, 0, 0), 1, cv2.LINE_AA)
     vals = [(100 * result["dAP"][e], 100 * result["dAP_pos"][e]) for e in ERROR_TYPES]
     top_val = max([1.0] + [max(a, b) for a, b in vals])
-    span = w - left - 70
+    span = w - left - 130                     # room for the value labels right of the longest bar
     for k, (e, (a, b)) in enumerate(zip(ERROR_TYPES, vals)):
         y = top + k * row
         cv2.putText(img, ERROR_NAMES[e], (8, y + 17), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
