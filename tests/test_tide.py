@@ -252,3 +252,65 @@ def test_everything_missed_and_no_ground_truth():
     gt, dt = scene([], [(A, G, 0.9)])
     r = tide_breakdown(gt, dt)
     assert np.isnan(r["ap"]) and r["counts"]["bkg"] == 1 and r["num_gt"] == 0
+
+
+def reference_types(gt, dets, t_f=0.5, t_b=0.1):
+    """A second implementation, plain Python from the paper's definitions (not the project's code):
+    the type of every false positive and the missed gts at one ``t_f``. Greedy COCO matching per
+    image and class in score order; crowd regions ignore a detection at intersection / det area
+    >= t_f; precedence loc, cls, dupe, bkg, both. Returns {type: count}."""
+    def iou(a, b, crowd=False):
+        w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+        h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+        if w <= 0 or h <= 0:
+            return 0.0
+        union = a[2] * a[3] if crowd else a[2] * a[3] + b[2] * b[3] - w * h
+        return w * h / union
+    counts = dict.fromkeys(ERROR_TYPES, 0)
+    for im in gt["images"]:
+        boxes = [a for a in gt["annotations"] if a["image_id"] == im["id"] and not a["iscrowd"]]
+        crowds = [a for a in gt["annotations"] if a["image_id"] == im["id"] and a["iscrowd"]]
+        mine = [d for d in dets if d["image_id"] == im["id"]]
+        mine = sorted(mine, key=lambda d: -d["score"])   # fewer than 100 per image and class here
+        used, targeted = set(), set()
+        fps = []
+        for d in mine:
+            best, j = t_f, None
+            for k, a in enumerate(boxes):
+                if a["category_id"] == d["category_id"] and k not in used and iou(d["bbox"], a["bbox"]) >= best:
+                    best, j = iou(d["bbox"], a["bbox"]), k
+            if j is not None:
+                used.add(j)
+            elif not any(c["category_id"] == d["category_id"] and iou(d["bbox"], c["bbox"], True) >= t_f
+                         for c in crowds):
+                fps.append(d)
+        for d in fps:
+            same = [(iou(d["bbox"], a["bbox"]), k) for k, a in enumerate(boxes) if a["category_id"] == d["category_id"]]
+            other = [(iou(d["bbox"], a["bbox"]), k) for k, a in enumerate(boxes) if a["category_id"] != d["category_id"]]
+            s = max(same, key=lambda v: (v[0], -v[1]), default=(-1, None))
+            o = max(other, key=lambda v: (v[0], -v[1]), default=(-1, None))
+            if not boxes:
+                kind = "bkg"
+            elif t_b <= s[0] < t_f:
+                kind = "loc"
+                targeted.add(s[1])
+            elif o[0] >= t_f:
+                kind = "cls"
+                targeted.add(o[1])
+            elif s[0] >= t_f:
+                kind = "dupe"
+            elif max(s[0], o[0]) < t_b:
+                kind = "bkg"
+            else:
+                kind = "both"
+            counts[kind] += 1
+        counts["miss"] += sum(1 for k in range(len(boxes)) if k not in used and k not in targeted)
+    return counts
+
+
+@pytest.mark.parametrize("t_f", [0.5, 0.75])
+def test_error_types_against_reference(coco128, t_f):
+    """Every detection's type (counted) as a plain-Python reading of the paper, crowd boxes kept."""
+    gt, dets = coco128
+    r = tide_breakdown(gt, dets, pos_thr=t_f)
+    assert r["counts"] == reference_types(gt, dets, t_f)
