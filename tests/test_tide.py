@@ -285,8 +285,9 @@ def reference_types(gt, dets, t_f=0.5, t_b=0.1):
                          for c in crowds):
                 fps.append(d)
         for d in fps:
-            same = [(iou(d["bbox"], a["bbox"]), k) for k, a in enumerate(boxes) if a["category_id"] == d["category_id"]]
-            other = [(iou(d["bbox"], a["bbox"]), k) for k, a in enumerate(boxes) if a["category_id"] != d["category_id"]]
+            ious = [(iou(d["bbox"], a["bbox"]), k, a["category_id"] == d["category_id"]) for k, a in enumerate(boxes)]
+            same = [(v, k) for v, k, right in ious if right]
+            other = [(v, k) for v, k, right in ious if not right]
             s = max(same, key=lambda v: (v[0], -v[1]), default=(-1, None))
             o = max(other, key=lambda v: (v[0], -v[1]), default=(-1, None))
             if not boxes:

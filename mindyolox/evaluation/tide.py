@@ -81,7 +81,8 @@ def _box(rec, where):
     except (TypeError, ValueError):
         b = None
     if b is None or len(b) != 4 or not np.all(np.isfinite(b)):
-        raise DataError(f"{where}: 'bbox' must be 4 finite numbers [x, y, w, h], got {rec.get('bbox') if isinstance(rec, dict) else rec!r}")
+        got = rec.get("bbox") if isinstance(rec, dict) else rec
+        raise DataError(f"{where}: 'bbox' must be 4 finite numbers [x, y, w, h], got {got!r}")
     return b
 
 
@@ -383,7 +384,8 @@ def write_tide(result, out_dir):
         wr = csv.writer(f)
         wr.writerow(["type", "name", "count", "dAP50:95", pos])
         for e in ERROR_TYPES:
-            wr.writerow([e, ERROR_NAMES[e], result["counts"][e], f"{result['dAP'][e]:.6f}", f"{result['dAP_pos'][e]:.6f}"])
+            wr.writerow([e, ERROR_NAMES[e], result["counts"][e], f"{result['dAP'][e]:.6f}",
+                         f"{result['dAP_pos'][e]:.6f}"])
         wr.writerow(["AP", "base AP (no fix)", "", f"{result['ap']:.6f}", f"{result['ap_pos']:.6f}"])
     _draw_chart(result, png_path)
     return [csv_path, png_path]
