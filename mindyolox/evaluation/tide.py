@@ -55,6 +55,7 @@ Decisions the issue leaves open:
   intersection / detection area >= t is ignored (neither true nor false positive, no error type).
 """
 import csv
+import math
 import os
 
 import cv2
@@ -80,7 +81,7 @@ def _box(rec, where):
         b = [float(v) for v in b]
     except (TypeError, ValueError):
         b = None
-    if b is None or len(b) != 4 or not np.all(np.isfinite(b)):
+    if b is None or len(b) != 4 or not all(map(math.isfinite, b)):
         got = rec.get("bbox") if isinstance(rec, dict) else rec
         raise DataError(f"{where}: 'bbox' must be 4 finite numbers [x, y, w, h], got {got!r}")
     return b
@@ -229,13 +230,12 @@ def _classify(g, d, thrs, bg_thr):
 
 
 # ----------------------------------------------------------------------------- AP
-def _class_ap(score, tp, npos):
-    """COCO 101-point AP of one class: ``score``/``tp`` in accumulate order, ``npos`` > 0."""
-    order = np.argsort(-score, kind="mergesort")
-    t = tp[order]
-    tps, fps = np.cumsum(t).astype(float), np.cumsum(~t).astype(float)
-    if len(t) == 0:
+def _class_ap(tp, npos):
+    """COCO 101-point AP of one class from its detections' true-positive flags, sorted by score
+    (descending; ties in pycocotools' accumulate order); ``npos`` > 0 gts."""
+    if len(tp) == 0:
         return 0.0
+    tps, fps = np.cumsum(tp).astype(float), np.cumsum(~tp).astype(float)
     rc = tps / npos
     pr = tps / (fps + tps + np.spacing(1))
     pr = np.maximum.accumulate(pr[::-1])[::-1]
@@ -247,8 +247,12 @@ def _class_ap(score, tp, npos):
 
 
 def _mean_ap(cls, score, tp, keep, npos):
-    """Mean AP over the classes with ``npos`` > 0 (nan when none): detections ``keep``-masked."""
-    aps = [_class_ap(score[keep & (cls == c)], tp[keep & (cls == c)], npos[c]) for c in np.flatnonzero(npos > 0)]
+    """Mean AP over the classes with ``npos`` > 0 (nan when none) of the detections ``keep``
+    (arrays in accumulate order: per class a stable sort by -score reproduces pycocotools)."""
+    idx = np.flatnonzero(keep)
+    idx = idx[np.lexsort((idx, -score[idx], cls[idx]))]        # by class, then score, then order
+    bounds = np.searchsorted(cls[idx], np.arange(len(npos) + 1))
+    aps = [_class_ap(tp[idx[bounds[c]:bounds[c + 1]]], npos[c]) for c in np.flatnonzero(npos > 0)]
     return float(np.mean(aps)) if aps else float("nan")
 
 
