@@ -37,14 +37,16 @@ def coco_tiny_val():
 
 
 @pytest.fixture(scope="session")
-def val_results(nano, coco_tiny_val):
-    """Both official thresholds, the same evaluator loader (the model compiles once)."""
+def val_results(nano, coco_tiny_val, tmp_path_factory):
+    """Both official thresholds, the same evaluator loader (the model compiles once); the conf
+    0.001 detections are kept in a file (``r001["det_file"]``, for the TIDE test)."""
     loader = create_eval_loader({"test_size": [416, 416], "num_workers": 0}, 8, dataset=coco_tiny_val)
     ev = COCOEvaluator(loader, conf=0.01, nms=0.65)
     r01 = ev.evaluate(nano, progress=False)
     ev.conf = 0.001
-    r001 = ev.evaluate(nano, progress=False)
-    return r01, r001
+    det_file = tmp_path_factory.mktemp("val") / "detections.json"
+    r001 = ev.evaluate(nano, progress=False, det_file=str(det_file))
+    return r01, dict(r001, det_file=det_file)
 
 
 @pytest.mark.slow
@@ -66,6 +68,37 @@ def test_coco_tiny_val_conf_0_001_matches_official(val_results):
     r01, r = val_results
     assert abs(100 * r["AP50_95"] - 30.73) <= 0.1 and abs(100 * r["AP50"] - 48.23) <= 0.1
     assert r["num_detections"] > r01["num_detections"]
+
+
+@pytest.mark.slow
+def test_tide_on_real_detections(val_results, coco_tiny_val):
+    """The TIDE breakdown of the official nano's coco_tiny val detections (conf 0.001): its AP is
+    the evaluator's (pycocotools) AP; against the authors' tidecv 1.0.1 on the same detections
+    (crowd boxes out, its 100 per image, classes with gt: where tidecv's AP differs by design) the
+    same error counts, AP50 and bkg/dupe/both dAP50, and cls/loc/miss at least tidecv's."""
+    from mindyolox.evaluation.tide import tide_breakdown
+
+    from .test_tide import run_tidecv
+    _, r = val_results
+    gt = coco_tiny_val.coco.dataset
+    dets = json.loads(r["det_file"].read_text())
+    t = tide_breakdown(coco_tiny_val.coco, dets)
+    assert abs(t["ap"] - r["stats"][0]) < 1e-12 and abs(t["ap_pos"] - r["stats"][1]) < 1e-12
+    gt = dict(gt, annotations=[a for a in gt["annotations"] if not a["iscrowd"]])
+    has_gt = {a["category_id"] for a in gt["annotations"]}
+    top = {}
+    for d in sorted(dets, key=lambda d: -d["score"]):
+        if d["category_id"] in has_gt and len(top.setdefault(d["image_id"], [])) < 100:
+            top[d["image_id"]].append(d)
+    dets = [d for v in top.values() for d in v]
+    ap, dap, counts = run_tidecv(gt, dets)
+    t = tide_breakdown(gt, dets)
+    assert t["counts"] == counts and min(counts.values()) > 100
+    assert abs(t["ap_pos"] - ap) < 2e-4
+    for e in ("both", "dupe", "bkg"):
+        assert abs(t["dAP_pos"][e] - dap[e]) < 1e-3, e
+    for e in ("cls", "loc", "miss"):
+        assert dap[e] - 1e-3 <= t["dAP_pos"][e] <= dap[e] + 0.02, e
 
 
 @pytest.mark.slow
