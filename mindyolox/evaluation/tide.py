@@ -201,15 +201,15 @@ def _classify(g, d, thrs, bg_thr):
             ciou = np.where(d["cls"][di][:, None] == g["cls"][ci][None], _iou(d["box"][di], g["box"][ci], True), -1.0)
             crowd_hit = ciou.max(1)[:, None] >= thrs[None]
         used = np.zeros((T, len(gi)), bool)
-        for k in range(len(di)):          # score order: greedy, every threshold at once
+        can_match = same_iou.max(1, initial=-1.0) >= thrs.min()  # the others match at no threshold
+        for k in np.flatnonzero(can_match):   # score order: greedy, every threshold at once
             row = same_iou[k]
             vals = np.where((row[None] >= thrs[:, None]) & ~used, row[None], -1.0)   # [T, g]
-            if vals.size:
-                j = vals.shape[1] - 1 - np.argmax(vals[:, ::-1], axis=1)   # the last best (pycocotools)
-                hit = vals[np.arange(T), j] >= 0
-                used[np.flatnonzero(hit), j[hit]] = True
-                tp[hit, di[k]] = True
-            ign[:, di[k]] = ~tp[:, di[k]] & crowd_hit[k]
+            j = vals.shape[1] - 1 - np.argmax(vals[:, ::-1], axis=1)   # the last best (pycocotools)
+            hit = vals[np.arange(T), j] >= 0
+            used[np.flatnonzero(hit), j[hit]] = True
+            tp[hit, di[k]] = True
+        ign[:, di] = ~tp[:, di] & crowd_hit.T
         gt_used[:, gi] = used
         fp = ~tp[:, di] & ~ign[:, di]                                        # [T, n]
         if len(gi) == 0:
