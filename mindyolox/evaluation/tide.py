@@ -44,7 +44,7 @@ Decisions the issue leaves open:
   101-point interpolated precision (recall thresholds ``linspace(0, 1, 101)``), the mean over the
   classes that have ground truth, then over the thresholds. A fixed AP is the AP pycocotools would
   give the fixed detections / ground truth.
-* Against tidecv 1.0.1 (the authors' package, tests/test_tide.py): the same error counts and the
+* Against tidecv 1.0.1 (the authors' package; checked by hand, docs/evaluation.md): the same error counts and the
   same bkg/dupe/both dAP up to its recall points (``k/100``, not ``linspace``). It differs by design
   in: 100 detections per image over all classes; a class with detections but no gt counted as AP
   0; crowd-ignored detections at crowd IoU > t (pycocotools >= t) and still typed as errors; one
