@@ -1,5 +1,5 @@
 """Training: optimizer / EMA / overflow-skip numerics on small cells, then YOLOX-nano trained
-for 300 iterations on coco16 (loss down >= 40 %, EMA evaluates, one graph per input size,
+for ITERS (200) iterations on coco16 (loss down >= 12 %, EMA evaluates, one graph per input size,
 JSONL + PNG written), the NaN stop, and the run-directory guard.
 
 The end-to-end runs (nano, 160 px, batch 2 -- the smallest setting that shows learning) pass
@@ -158,38 +158,41 @@ class _Recorder(TrainHook):
         self.losses.append(trainer.last["total"])
 
 
-# Measured on this 2-core CPU: 300 iterations of this setting lower the total loss by about
-# 20 % (first-20 mean ~11.6 -> last-20 mean ~9.5); the issue's 40 % is NOT reached (see the
+# Measured on this 2-core CPU (2026-12-04, first-20 mean -> mean of the 20 steps before step n,
+# from one 300-step run): n = 150: 11.58 -> 10.39 (-10 %), 200: -> 9.77 (-16 %), 300: -> 8.71
+# (-25 %). 200 steps keep the learning check of the former 300 (MIN_DROP, unchanged) with a
+# margin and save ~100 steps (~45 s) of the suite; the issue's 40 % is NOT reached (see the
 # engineer's report). MIN_DROP guards against a trainer that does not learn at all.
+ITERS = 200
 MIN_DROP = 0.12
 
 
 @pytest.mark.slow
-def test_nano_300_iterations_learns_and_ema_evaluates(tmp_path, compile_cache):
+def test_nano_200_iterations_learns_and_ema_evaluates(tmp_path, compile_cache):
     # lr 0.01 (basic_lr_per_img 0.005 x 2) held near its peak (max_epoch 300), fixed images
     # (no augmentation): the cheapest run that shows learning.
     cfg = coco16_cfg("train.basic_lr_per_img=0.005", "aug.mosaic_prob=0.0", "aug.hsv_prob=0.0",
                      "aug.flip_prob=0.0", "aug.degrees=0.0", "aug.translate=0.0", "aug.shear=0.0",
                      "train.ema_decay=0.999", "train.ema_tau=500.0", max_epoch=300)
     rec = _Recorder()
-    tr = Trainer(cfg, run_dir=tmp_path / "run", max_iters=300, num_workers=1, hooks=[rec],
+    tr = Trainer(cfg, run_dir=tmp_path / "run", max_iters=ITERS, num_workers=1, hooks=[rec],
                  progress=False, compile_cache=compile_cache)
     assert tr.train() == "stopped"
     losses = np.array(rec.losses)
-    assert len(losses) == 300 and np.isfinite(losses).all()
+    assert len(losses) == ITERS and np.isfinite(losses).all()
     first, last = losses[:20].mean(), losses[-20:].mean()
     assert last <= (1 - MIN_DROP) * first, f"total loss {first:.3f} -> {last:.3f}"
     assert losses[-20:].max() < losses[:20].mean()
-    assert tr.step.compiled_graphs == 1  # one input size -> one graph, reused 300 times
+    assert tr.step.compiled_graphs == 1  # one input size -> one graph, reused ITERS times
     # the EMA weights evaluate through the COCO evaluator
     res = tr.evaluate_and_save()
     assert 0.0 <= res["AP50_95"] <= 1.0 and len(res["stats"]) == 12
-    assert float(tr.step.ema.updates.asnumpy()) == 300.0
+    assert float(tr.step.ema.updates.asnumpy()) == float(ITERS)
     assert (tr.step.ema.decay, tr.step.ema.tau) == (0.999, 500.0)  # the recipe's EMA settings
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in records if r["type"] == "train"]
-    assert [r["step"] for r in train] == list(range(300))
-    assert train[0]["lr"] == 0.0 and train[-1]["lr"] == pytest.approx(tr.lr_schedule(299))
+    assert [r["step"] for r in train] == list(range(ITERS))
+    assert train[0]["lr"] == 0.0 and train[-1]["lr"] == pytest.approx(tr.lr_schedule(ITERS - 1))
     assert any(r["type"] == "eval" for r in records)
     png = cv2.imread(str(tmp_path / "run" / "curves.png"))
     assert png is not None and png.shape == (500, 1200, 3) and png.std() > 5

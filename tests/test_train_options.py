@@ -24,35 +24,53 @@ class _ScriptedAP(TrainHook):
         trainer.evaluator = _Eval()
 
 
+class _Snapshot(TrainHook):
+    """Every parameter (and BN statistic) of the model as the training starts."""
+
+    def __init__(self):
+        self.before = {}
+
+    def before_train(self, trainer):
+        self.before.update({n: p.asnumpy().copy() for n, p in trainer.model.parameters_and_names()})
+
+
+@pytest.fixture(scope="module")
+def frozen_patience_run(tmp_path_factory):
+    """One training run serves the patience test and the freeze test (one train-step compile
+    instead of two, ~40-60 s): nano on coco16 with ``train.freeze=[backbone, head.cls_preds]``,
+    ``train.patience=2`` and a scripted AP per epoch, so it early-stops after epoch 4 (32
+    iterations). ``basic_lr_per_img=0.005``: test_train's 200-iteration learning run's lr, which
+    does not diverge, and moves the free parameters visibly within the run."""
+    tmp = tmp_path_factory.mktemp("train_options")
+    cfg = coco16_cfg("train.eval_interval=1", "train.patience=2", "train.freeze=[backbone, head.cls_preds]",
+                     "train.basic_lr_per_img=0.005", max_epoch=10)
+    snapshot = _Snapshot()
+    tr = Trainer(cfg, run_dir=tmp / "run", num_workers=0, progress=False,
+                 hooks=[_ScriptedAP([0.10, 0.12, 0.11, 0.12, 0.5, 0.5]), snapshot])
+    status = tr.train()
+    return tr, status, snapshot.before, tmp / "run"
+
+
 @pytest.mark.slow
-def test_patience_ends_the_run_cleanly(tmp_path):
-    cfg = coco16_cfg("train.eval_interval=1", "train.patience=2", max_epoch=10)
-    tr = Trainer(cfg, run_dir=tmp_path / "run", num_workers=0, progress=False,
-                 hooks=[_ScriptedAP([0.10, 0.12, 0.11, 0.12, 0.5, 0.5])])
-    assert tr.train() == "early_stopped"  # 0.11 and 0.12 do not beat 0.12: two stale evaluations
-    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+def test_patience_ends_the_run_cleanly(frozen_patience_run):
+    _, status, _, run = frozen_patience_run
+    assert status == "early_stopped"  # 0.11 and 0.12 do not beat 0.12: two stale evaluations
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records if r["type"] == "eval"] == [1, 2, 3, 4]
     assert [r["epoch"] for r in records if r.get("event") == "early_stop"] == [4]
-    assert (tmp_path / "run" / "last.ckpt").is_file() and (tmp_path / "run" / "best.ckpt").is_file()
+    assert (run / "last.ckpt").is_file() and (run / "best.ckpt").is_file()
     from mindyolox.training.checkpoint import read_meta
-    assert read_meta(tmp_path / "run" / "best.ckpt")["epoch"] == 2
-    log = (tmp_path / "run" / "train_log.txt").read_text()
+    assert read_meta(run / "best.ckpt")["epoch"] == 2
+    log = (run / "train_log.txt").read_text()
     assert "early stop after epoch 4: 2 evaluation(s) without a better AP50:95 than 12.00" in log
     assert "early_stopped: 32 iterations" in log
 
 
 @pytest.mark.slow
-def test_freeze_keeps_the_frozen_parts_bit_identical(tmp_path):
+def test_freeze_keeps_the_frozen_parts_bit_identical(frozen_patience_run):
     import numpy as np
-    cfg = coco16_cfg("train.freeze=[backbone, head.cls_preds]", "train.basic_lr_per_img=0.01", max_epoch=10)
-    tr = Trainer(cfg, run_dir=tmp_path / "run", num_workers=0, progress=False, evaluate=False, max_iters=3)
-    before = {}
-
-    class _Snapshot(TrainHook):
-        def before_train(self, trainer):
-            before.update({n: p.asnumpy().copy() for n, p in trainer.model.parameters_and_names()})
-    tr.hooks.append(_Snapshot())
-    assert tr.train() == "stopped"
+    tr, status, before, run = frozen_patience_run
+    assert status == "early_stopped"  # the run ended normally (patience, see above)
     after = {n: p.asnumpy() for n, p in tr.model.parameters_and_names()}
     frozen = [n for n in after if n.startswith(("backbone.backbone.", "head.cls_preds."))]
     free = [n for n in after if n not in frozen]
@@ -65,7 +83,7 @@ def test_freeze_keeps_the_frozen_parts_bit_identical(tmp_path):
     # no optimizer state, no gradient for the frozen tensors
     trained = {p.name for p in tr.optimizer.params}
     assert not trained & set(frozen) and len(trained) == len([n for n in free if "moving_" not in n])
-    log = (tmp_path / "run" / "train_log.txt").read_text()
+    log = (run / "train_log.txt").read_text()
     assert "frozen (backbone, head.cls_preds):" in log and "BatchNorm layers in eval mode" in log
 
 
