@@ -13,7 +13,9 @@ Sources (:mod:`mindyolox.predict.source`), decided here:
   video files and other files in it are named in one line and left out; an unreadable image
   is one ``skipped:`` line and counts as a frame without detections (frame numbers stay those
   of the sorted list, so they match a ground truth);
-- a single image is refused (one line: tracking needs a sequence).
+- a single image is refused (one line: tracking needs a sequence);
+- a video file is opened and its first frame read while planning, so a 0-byte file or one
+  that is not a video is one line before the model is built.
 
 Outputs in ``save_dir``, named from the sequence's stem (``clip`` for ``clip.mp4``, the
 folder's name -- its parent's for a folder named ``img1`` --, ``webcam0`` / ``stream``):
@@ -77,12 +79,23 @@ def plan_track(source, save_dir, inputs=()):
     else:
         target = items[0]
         stem = os.path.splitext(os.path.basename(target))[0]
+        _probe_video(target)
     plan = TrackPlan(source, kind, target, frames, ignored, stem, save_dir)
     if save_dir:
         outs = [(plan.txt, "the tracks"), (plan.video, "the drawn video")]
         check_outputs(outs, list(frames) + list(ignored) + ([target] if kind == "video" else []) +
                       [p for p in inputs if p])
     return plan
+
+
+def _probe_video(path):
+    """DataError (one line) unless OpenCV opens video file ``path`` and reads a first frame: a
+    0-byte file or one that is not a video fails here, before any model is built."""
+    if os.path.getsize(path) == 0:
+        raise DataError(f"video {path}: empty file (0 bytes)")
+    with VideoFrames(path, max_frames=1) as video:
+        if next(iter(video), None) is None:
+            raise DataError(f"video {path}: no frame could be read (not a video, or damaged)")
 
 
 def select_classes(dets, classes):
