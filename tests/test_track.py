@@ -358,3 +358,24 @@ def test_track_py_end_to_end_with_the_demo_model(tmp_path_factory, sequence):
         n += 1
     cap.release()
     assert n == 12
+
+
+def test_classes_filter_and_per_class_association():
+    from mindyolox.commands.track import class_ids
+    from mindyolox.errors import ConfigError
+    from mindyolox.track.bytetrack import make_tracker
+    from mindyolox.track.run import select_classes
+    names = ("circle", "square", "triangle")
+    assert class_ids(["0", "triangle"], names) == {0, 2} and class_ids(None, names) is None
+    with pytest.raises(ConfigError, match="unknown class 'hexagon'"):
+        class_ids(["hexagon"], names)
+    dets = np.array([[0, 0, 10, 10, 0.9, 1, 0], [20, 20, 30, 30, 0.9, 1, 1], [40, 40, 50, 50, 0.9, 1, 2]], np.float32)
+    assert select_classes(dets, {0, 2})[:, 6].tolist() == [0, 2]
+    # an object whose detected class flips: class-agnostic ByteTrack keeps its id (the track
+    # takes the new class); per class, the new class starts a track of its own
+    agnostic, per_class = make_tracker(), make_tracker(per_class=True)
+    for f, cls in enumerate([0, 1, 1]):
+        a = agnostic.update([[0, 0, 10, 10]], [0.9], [cls])
+        p = per_class.update([[0, 0, 10, 10]], [0.9], [cls])
+    assert [(t.id, t.cls) for t in a] == [(1, 1)]
+    assert [(t.id, t.cls) for t in p] == [(2, 1)]
