@@ -301,7 +301,8 @@ def test_track_bad_sources_are_one_line(tmp_path, capsys, monkeypatch):
     text = tmp_path / "notes.avi"
     text.write_text("not a video\n" * 100)
     cases = {str(tmp_path / "missing.mp4"): "no such file", str(empty): "empty file",
-             str(text): "cannot be opened", str(shared_path("data", "images", "dog.jpg")): "not a sequence"}
+             str(text): "cannot be opened", str(shared_path("data", "images", "dog.jpg")): "not a sequence",
+             "17": "--source 17: cannot be opened as a webcam or stream"}
     for source, words in cases.items():
         monkeypatch.setattr(sys, "argv", ["track.py", "--config", "yolox-nano", "--weights", weights, "--source", source,
                                           "--save-dir", str(tmp_path / "out")])

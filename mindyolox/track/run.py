@@ -15,7 +15,8 @@ Sources (:mod:`mindyolox.predict.source`), decided here:
   of the sorted list, so they match a ground truth);
 - a single image is refused (one line: tracking needs a sequence);
 - a video file is opened and its first frame read while planning, so a 0-byte file or one
-  that is not a video is one line before the model is built.
+  that is not a video is one line before the model is built; a webcam or stream is opened
+  (and released) while planning too, so a missing webcam is one line before the model.
 
 Outputs in ``save_dir``, named from the sequence's stem (``clip`` for ``clip.mp4``, the
 folder's name -- its parent's for a folder named ``img1`` --, ``webcam0`` / ``stream``):
@@ -76,6 +77,8 @@ def plan_track(source, save_dir, inputs=()):
             stem = os.path.basename(os.path.dirname(folder))
     elif kind == "stream":
         target, stem = items[0], stream_stem(items[0])
+        with VideoFrames(target):   # a missing webcam / unreachable stream: one line before the model is built
+            pass
     else:
         target = items[0]
         stem = os.path.splitext(os.path.basename(target))[0]
@@ -134,13 +137,13 @@ def run_track(predict_batch, plan, class_names=(), classes=None, tracker_args=No
         shown = ", ".join(os.path.basename(p) for p in plan.ignored[:5]) + (", ..." if len(plan.ignored) > 5 else "")
         log(f"left out {len(plan.ignored)} file(s) of {plan.source} that are not image frames ({shown})")
     stats = {"frames": 0, "tracks": set(), "boxes": 0, "skipped": [], "seconds": 0.0}
-    txt = open(plan.txt, "w") if plan.txt else None
-    state = {"writer": None, "tracker": None, "trails": {}}
+    state = {"writer": None, "tracker": None, "trails": {}, "txt": None}
     t0 = time.perf_counter()
 
     def flush(images, fps):
-        if state["tracker"] is None:
+        if state["tracker"] is None:   # the first frame: a source that yields none writes nothing
             state["tracker"] = make_tracker(per_class, frame_rate=fps, **(tracker_args or {}))
+            state["txt"] = open(plan.txt, "w") if plan.txt else None
         real = [img for img in images if img is not None]
         dets = iter(predict_batch(real) if real else [])
         for img in images:
@@ -149,7 +152,7 @@ def run_track(predict_batch, plan, class_names=(), classes=None, tracker_args=No
             d = d[np.isfinite(d).all(1)]
             tracks = state["tracker"].update(d[:, :4], d[:, 4] * d[:, 5], d[:, 6].astype(np.int64))
             stats["frames"] += 1
-            _write_rows(txt, stats, tracks)
+            _write_rows(state["txt"], stats, tracks)
             for t in tracks:
                 x1, y1, x2, y2 = t.xyxy
                 trail = state["trails"].setdefault(t.id, [])
@@ -178,8 +181,8 @@ def run_track(predict_batch, plan, class_names=(), classes=None, tracker_args=No
     finally:
         if "bar" in locals():
             bar.close()
-        if txt is not None:
-            txt.close()
+        if state["txt"] is not None:
+            state["txt"].close()
         if state["writer"] is not None:
             state["writer"].release()
         stats["seconds"] = time.perf_counter() - t0
