@@ -383,3 +383,18 @@ def test_classes_filter_and_per_class_association():
         p = per_class.update([[0, 0, 10, 10]], [0.9], [cls])
     assert [(t.id, t.cls) for t in a] == [(1, 1)]
     assert [(t.id, t.cls) for t in p] == [(2, 1)]
+
+
+def test_track_outputs_never_replace_inputs(tmp_path):
+    import cv2
+    from mindyolox.errors import MindYOLOXError
+    from mindyolox.track.run import plan_track
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (64, 48))
+    for i in range(3):
+        writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    writer.release()
+    with pytest.raises(MindYOLOXError, match="would overwrite the input"):
+        plan_track(str(clip), str(tmp_path))            # the drawn clip.mp4 would be the input
+    plan = plan_track(str(clip), str(tmp_path / "out"))
+    assert plan.stem == "clip" and plan.video == str(tmp_path / "out" / "clip.mp4")
