@@ -343,7 +343,7 @@ def test_track_py_end_to_end_with_the_demo_model(tmp_path_factory, sequence):
     import cv2
     from tests.test_quickstart import RUN, env_for, quickstart
     work, _ = quickstart(tmp_path_factory)
-    ckpt = work / RUN / "best.ckpt"
+    ckpt = work / RUN / "last.ckpt"          # the checkpoint the quickstart predicts with
     assert ckpt.is_file()
     out = tmp_path_factory.mktemp("track-e2e")
     command = (f"python track.py --config configs/demo/yolox-nano-demo.yaml --weights {ckpt} --source "
