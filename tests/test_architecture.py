@@ -23,7 +23,7 @@ ROOMS = [
     ("config", "options"),
     ("models", "losses", "data", "convert"),
     ("runtime",),
-    ("training", "evaluation", "predict", "deploy"),
+    ("training", "evaluation", "predict", "track", "deploy"),
     ("commands", "__init__"),
 ]
 

@@ -27,7 +27,7 @@ from mindyolox.errors import DataError
 from .conftest import ROOT
 
 PACKAGE = ROOT / "mindyolox"
-LAUNCHERS = ["train.py", "test.py", "predict.py", "deploy/export.py", "deploy/infer.py", "deploy/quantize.py",
+LAUNCHERS = ["train.py", "test.py", "predict.py", "track.py", "deploy/export.py", "deploy/infer.py", "deploy/quantize.py",
              "tools/convert_weights.py", "tools/model_info.py", "tools/print_config.py", "tools/visualize_dataset.py"]
 
 
@@ -71,7 +71,7 @@ def test_launchers_are_shims_of_commands(script, capsys):
     target = _launcher_target(script)
     assert target.startswith("mindyolox.commands."), f"{script} runs {target}, not a module of mindyolox/commands/"
     text = _help(target, capsys)
-    if script.startswith(("train", "test", "predict", "deploy/export", "tools/")):
+    if script.startswith(("train", "test", "predict", "track", "deploy/export", "tools/")):
         assert "--config FILE" in text
 
 
@@ -84,7 +84,7 @@ def _console_scripts():
 def test_console_scripts_point_into_commands_and_answer_help(capsys):
     scripts = _console_scripts()
     assert set(scripts) == {"mindyolox-train", "mindyolox-test", "mindyolox-predict", "mindyolox-export",
-                            "mindyolox-tools", "mindyolox-infer"}
+                            "mindyolox-tools", "mindyolox-infer", "mindyolox-track"}
     for name, target in scripts.items():
         module, func = target.split(":")
         assert module.startswith("mindyolox.commands") and func == "run", (name, target)

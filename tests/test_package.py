@@ -33,7 +33,8 @@ COMMANDS = {"mindyolox-train": "mindyolox.commands.train:run", "mindyolox-test":
             "mindyolox-predict": "mindyolox.commands.predict:run", "mindyolox-export": "mindyolox.commands.export:run",
             "mindyolox-tools": "mindyolox.commands.tools:run"}
 # not a --config command: tested on its own (test_installed_infer_runs_exported_models_from_any_folder)
-ENTRY_POINTS = dict(COMMANDS, **{"mindyolox-infer": "mindyolox.commands.infer:run"})
+ENTRY_POINTS = dict(COMMANDS, **{"mindyolox-infer": "mindyolox.commands.infer:run",
+                                  "mindyolox-track": "mindyolox.commands.track:run"})
 # where the custom-data commands are documented: (file, heading of the section)
 README_CUSTOM = (ROOT / "docs" / "training.md", "## Custom datasets (COCO and VOC)")
 PKG_SHORT = ["train.max_epoch=1", "train.batch_size=2"]   # 5 images: 3 steps of 2, then the evaluation

@@ -10,6 +10,8 @@ clone's ``tools/*.py`` are one-line launchers of the same modules:
     mindyolox-tools convert --from coco --to yolo annotations/instances_train.json out/my_yolo
     mindyolox-tools split out/my_yolo/data.yaml out/my_split --format yolo --ratios 0.8 0.2 --seed 0
     mindyolox-tools dataset-report out/my_yolo/data.yaml --format yolo -o out/report
+    mindyolox-tools make-track-demo datasets/track-demo
+    mindyolox-tools track-eval --gt datasets/track-demo/gt/gt.txt --pred runs/track/track-demo.txt
     mindyolox-tools build-kernels --portable
 
 A new tool is one module with ``run()`` (which calls ``run_cli(main)``) and one row of
@@ -31,6 +33,8 @@ TOOLS = {
     "convert": ("tools.convert_data", "convert a dataset between COCO JSON, Pascal VOC and YOLO txt"),
     "split": ("tools.split_data", "split a dataset into train/val(/test), stratified by class, with a seed"),
     "dataset-report": ("tools.dataset_report", "a dataset's statistics as text, a PNG and a JSON"),
+    "make-track-demo": ("tools.make_track_demo", "write the synthetic tracking sequence (MOTChallenge layout)"),
+    "track-eval": ("tools.track_eval", "MOTA, IDF1, HOTA of MOTChallenge tracks against the ground truth"),
     "build-kernels": ("tools.build_kernels", "build the compiled CPU kernels ahead of time (--portable: no -march)"),
 }
 
