@@ -1,5 +1,5 @@
-"""Issue 37 item 2, experiment trackers (``train.loggers``: MLflow, W&B): one 1-epoch coco16
-run logs into a local MLflow file store and an offline W&B run, read back with each package's
+"""Issue 37 item 2, experiment trackers (``train.loggers``: MLflow, W&B): one short coco16
+run (the early-stopping run of ``train.patience``, shared) logs into a local MLflow file store and an offline W&B run, read back with each package's
 own reader and compared with ``metrics.jsonl``; fast tests for the missing package, rank != 0,
 a tracker failing mid-run, the end statuses."""
 import json
@@ -66,14 +66,20 @@ def _wandb_history(records):
 
 # --------------------------------------------------------------------------- the one run
 class _ScriptedAP(TrainHook):
-    """The evaluator replaced by one returning a fixed AP (an eval record and best.ckpt, no
-    evaluation graph to compile)."""
+    """Replaces the evaluator by one returning the given AP50:95 values in turn (an eval record
+    and best.ckpt at each, no evaluation graph to compile)."""
+
+    def __init__(self, aps):
+        self.aps = list(aps)
 
     def before_train(self, trainer):
+        aps = self.aps
+
         class _Eval:
             def evaluate(self, model, progress=False):
-                stats = [0.1 + 0.01 * i for i in range(12)]
-                return {"AP50_95": stats[0], "AP50": stats[1], "stats": stats, "timing": {"images": 16}}
+                ap = aps.pop(0)
+                stats = [ap] + [0.01 * i for i in range(1, 12)]
+                return {"AP50_95": ap, "AP50": stats[1], "stats": stats, "timing": {"images": 16}}
         trainer.evaluator = _Eval()
 
 
@@ -89,8 +95,10 @@ class _Analysis(TrainHook):
 
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory):
-    """One 1-epoch nano run on coco16 (64 px, batch 4: 4 iterations, an evaluation) with
-    ``train.loggers=[mlflow, wandb]``: MLflow into ``<run>/mlruns``, W&B offline under tmp."""
+    """The early-stopping run of ``train.patience`` (nano on coco16, 160 px, batch 2, 8
+    iterations an epoch, an evaluation each epoch, scripted APs: early-stopped after epoch 4),
+    with ``train.loggers=[mlflow, wandb]``: MLflow into ``<run>/mlruns``, W&B offline under tmp.
+    One run for both features: no compile added to the suite for the trackers."""
     from mindyolox.training.trainer import Trainer
 
     from .test_train import coco16_cfg
@@ -102,17 +110,35 @@ def tracked(tmp_path_factory):
             mp.setenv(var, str(tmp / sub))
         mp.setenv("WANDB_MODE", "offline")
         mp.delenv("WANDB_API_KEY", raising=False)
-        cfg = coco16_cfg("train.loggers=[mlflow, wandb]", "train.eval_interval=1", "train.tensorboard=false",
-                         size=64, batch=4, max_epoch=1)
-        tr = Trainer(cfg, run_dir=tmp / "run", num_workers=0, progress=False, hooks=[_ScriptedAP(), _Analysis()])
-        assert tr.train() == "finished"
-    return tmp, tmp / "run", cfg
+        cfg = coco16_cfg("train.eval_interval=1", "train.patience=2", "train.loggers=[mlflow, wandb]",
+                         "train.tensorboard=false", max_epoch=10)
+        tr = Trainer(cfg, run_dir=tmp / "run", num_workers=0, progress=False,
+                     hooks=[_ScriptedAP([0.10, 0.12, 0.11, 0.12, 0.5, 0.5]), _Analysis()])
+        status = tr.train()
+    return tmp, tmp / "run", cfg, status
+
+
+@pytest.mark.slow
+def test_patience_ends_the_run_cleanly(tracked):
+    """(moved from test_train_options.py: its run now also feeds the trackers)"""
+    tmp, run, cfg, status = tracked
+    assert status == "early_stopped"  # 0.11 and 0.12 do not beat 0.12: two stale evaluations
+    records = _jsonl(run)
+    assert [r["epoch"] for r in records if r["type"] == "eval"] == [1, 2, 3, 4]
+    assert [r["epoch"] for r in records if r.get("event") == "early_stop"] == [4]
+    assert (run / "last.ckpt").is_file() and (run / "best.ckpt").is_file()
+    from mindyolox.training.checkpoint import read_meta
+    assert read_meta(run / "best.ckpt")["epoch"] == 2
+    log = (run / "train_log.txt").read_text()
+    assert "early stop after epoch 4: 2 evaluation(s) without a better AP50:95 than 12.00" in log
+    assert "early_stopped: 32 iterations" in log
+    assert "warning" not in log
 
 
 @pytest.mark.slow
 def test_mlflow_reads_back_every_metric_of_metrics_jsonl(tracked, monkeypatch):
     from mlflow.tracking import MlflowClient
-    tmp, run, cfg = tracked
+    tmp, run, cfg, _ = tracked
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     client = MlflowClient(tracking_uri=(run / "mlruns").as_uri())
     exp = client.get_experiment_by_name("mindyolox")
@@ -146,7 +172,7 @@ def test_mlflow_reads_back_every_metric_of_metrics_jsonl(tracked, monkeypatch):
         assert sorted(got[key]) == sorted(want[key]), key
     # the recipe as params
     params = mrun.data.params
-    assert params["train.max_epoch"] == "1" and params["data.input_size"] == "[64, 64]"
+    assert params["train.max_epoch"] == "10" and params["data.input_size"] == "[160, 160]"
     assert params["train.loggers"] == "['mlflow', 'wandb']" and params["model.depth"] == str(cfg.model.depth)
     # artifacts: best.ckpt (not last.ckpt), the run's PNGs and the analysis folder
     top = {a.path for a in client.list_artifacts(mrun.info.run_id)}
@@ -159,7 +185,7 @@ def test_mlflow_reads_back_every_metric_of_metrics_jsonl(tracked, monkeypatch):
 
 @pytest.mark.slow
 def test_wandb_offline_run_folder_holds_the_same(tracked):
-    tmp, run, cfg = tracked
+    tmp, run, cfg, _ = tracked
     (folder,) = (tmp / "wandb_dir" / "wandb").glob("offline-run-*")
     assert not list(run.glob("wandb"))  # WANDB_DIR wins over the run folder
     files = {p.relative_to(folder / "files").as_posix() for p in (folder / "files").rglob("*") if p.is_file()}
@@ -176,9 +202,11 @@ def test_wandb_offline_run_folder_holds_the_same(tracked):
     assert [(s, v) for s, v in hist["train/lr"]] == [(r["step"], r["lr"]) for r in train]
     assert hist["eval/AP50_95"] == [(r["step"], r["AP50_95"]) for r in evals]
     assert hist["eval/AP75"] == [(r["step"], r["stats"][2]) for r in evals]
-    config = [r for r in records if r.WhichOneof("record_type") == "config"]
-    cfg_items = {u.key: json.loads(u.value_json) for r in config for u in r.config.update}
-    assert cfg_items["train"]["max_epoch"] == 1 and cfg_items["data"]["input_size"] == [64, 64]
+    config = [u for r in records if r.WhichOneof("record_type") == "run" for u in r.run.config.update]
+    config += [u for r in records if r.WhichOneof("record_type") == "config" for u in r.config.update]
+    cfg_items = {u.key: json.loads(u.value_json) for u in config}
+    assert cfg_items["train"]["max_epoch"] == 10 and cfg_items["data"]["input_size"] == [160, 160]
+    assert cfg_items["train"]["patience"] == 2 and cfg_items["model"]["depth"] == cfg.model.depth
     exits = [r.exit.exit_code for r in records if r.WhichOneof("record_type") == "exit"]
     assert exits == [0]
     arts = [r.artifact for r in records if r.WhichOneof("record_type") == "artifact"]
