@@ -311,7 +311,7 @@ def test_a_tracker_failing_mid_run_costs_one_warning_line(tmp_path):
     hook = ExperimentHook(lambda tr: [_Stand("bad", calls, fail_at=("log", 2)), _Stand("good", calls)])
     tr = _Trainer(tmp_path)
     _feed(hook, tr, RECORDS)
-    assert tr.lines == ["warning: bad logging stopped: ConnectionError: tracking server at "
+    assert tr.lines == ["warning: bad logging stopped (the training goes on): ConnectionError: tracking server at "
                         "http://10.0.0.9:5000 unreachable"]
     bad = [c[1] for c in calls if c[0] == "bad"]
     assert bad == ["start", "log", "log"]   # never called again after the failure

@@ -261,7 +261,9 @@ class ExperimentHook(TrainHook):
             fn(*args)
             return True
         except Exception as e:  # a tracker never stops the training (module doc)
-            trainer.log(f"warning: {tracker.name} logging stopped: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            first = (str(e).strip().splitlines() or [""])[0]
+            trainer.log(f"warning: {tracker.name} logging stopped (the training goes on): "
+                        f"{type(e).__name__}{': ' + first if first else ''}")
             if self.trackers is not None and tracker in self.trackers:
                 self.trackers.remove(tracker)
             return False
