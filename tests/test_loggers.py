@@ -192,6 +192,7 @@ def test_wandb_offline_run_folder_holds_the_same(tracked):
     assert {"best.ckpt", "curves.png", "dataset_report.png", "analysis/per_class.csv",
             "analysis/pr_curve.png"} <= files and "last.ckpt" not in files
     assert (folder / "files" / "best.ckpt").read_bytes() == (run / "best.ckpt").read_bytes()
+    assert not any(p.is_symlink() for p in (folder / "files").rglob("*"))  # copies, not links into the run
     (wb,) = folder.glob("run-*.wandb")
     records = _wandb_records(wb)
     hist = _wandb_history(records)

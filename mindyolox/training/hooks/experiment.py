@@ -42,6 +42,7 @@ of :class:`~mindyolox.training.run_log.RunLog`: either one turns it on), ``mlflo
 import importlib.util
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -185,9 +186,9 @@ class MlflowTracker:
 
 
 class WandbTracker:
-    """One W&B run (``mode``: offline | online | disabled; ``project``: its project). Files go
-    into the run's ``files/`` (``run.save``, copied now: the offline folder holds them);
-    ``best.ckpt`` also as a ``model`` artifact."""
+    """One W&B run (``mode``: offline | online | disabled; ``project``: its project). Files are
+    copied into the run's ``files/`` (the offline folder holds them); ``best.ckpt`` also as a
+    ``model`` artifact."""
 
     name = "wandb"
 
@@ -205,8 +206,15 @@ class WandbTracker:
         self.run.log(metrics, step=int(step))
 
     def artifact(self, path, folder):
+        """A copy of ``path`` in the run's ``files/<folder>/``, saved now (``run.save`` of a file
+        outside the W&B run's folder symlinks or hard-links it, ``wandb/sdk/wandb_run.py:2082``
+        ``_save``: the offline folder would point back into the run folder); a ``.ckpt`` also as
+        a model artifact."""
         path = Path(path)
-        self.run.save(str(path), base_path=str(self.run_dir), policy="now")
+        dest = Path(self.run.dir) / folder / path.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, dest)
+        self.run.save(str(dest), base_path=self.run.dir, policy="now")
         if path.suffix == ".ckpt":
             import wandb
             art = wandb.Artifact(re.sub(r"[^A-Za-z0-9._-]", "_", f"{self.run_dir.name}-{path.stem}"), type="model")
