@@ -276,7 +276,7 @@ def _unknown(source, dotted, schema):
 
 
 # Element type for list keys whose default is empty (others take the default's first element).
-_EMPTY_LIST_ITEM = {"data.classes": str, "data.random_size": int, "train.freeze": str}
+_EMPTY_LIST_ITEM = {"data.classes": str, "data.random_size": int, "train.freeze": str, "train.loggers": str}
 # keys taking a bool or a word (checked in _check_values), not the type of their default
 _BOOL_OR_WORD = {"data.cache": (False, True, "ram", "disk"), "runtime.cpu_kernels": (False, True, "auto")}
 # VOC splits: one name or a list of them (several years under one VOCdevkit data_dir)
@@ -355,7 +355,10 @@ _CHOICES = {
                                "must_keep_origin_dtype", "force_fp32", "allow_fp32_to_bf16",
                                "allow_mix_precision_fp16", "allow_mix_precision_bf16"),
     "runtime.jit_level": ("auto", "O0", "O1", "O2"),
+    "train.wandb_mode": ("offline", "online", "disabled"),
 }
+# list keys whose every item is one of these (training/hooks/experiment.py LOGGERS)
+_LIST_CHOICES = {"train.loggers": ("tensorboard", "mlflow", "wandb")}
 _UNIT_INTERVAL = ("aug.mosaic_prob", "aug.mixup_prob", "aug.hsv_prob", "aug.flip_prob",
                   "aug.translate", "train.min_lr_ratio", "train.ema_decay", "train.momentum",
                   "test.conf", "test.nms", "train.overflow_warn_share")
@@ -390,6 +393,11 @@ def _check_values(cfg, sources):
         v, present = get(dotted)
         if present and v not in allowed:
             fail(dotted, f"must be one of {', '.join(allowed)}, got {v!r}")
+    for dotted, allowed in _LIST_CHOICES.items():
+        v, present = get(dotted)
+        for item in (v or []) if present else []:
+            if item not in allowed:
+                fail(dotted, f"lists {item!r}; each must be one of {', '.join(allowed)}")
     for dotted, allowed in _BOOL_OR_WORD.items():
         v, present = get(dotted)
         if present and not any(v is a or (isinstance(a, str) and v == a) for a in allowed):

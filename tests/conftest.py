@@ -57,13 +57,15 @@ def load_npz(*parts):
 UNIT_SECONDS = {
     "test_amp": 310, "test_readme": 310, "test_package": 280, "test_folded_bn": 180, "test_distributed": 210,
     "test_distributed_agreement": 200, "test_device_loop": 140, "test_check_device": 190, "test_deploy": 180,
-    "test_train_options": 170, "test_train": 170, "test_distributed_eval": 160, "test_resume": 150,
+    "test_train_options": 60, "test_train": 170, "test_distributed_eval": 160, "test_resume": 150,
     "test_loss": 130, "test_faults_run": 115, "test_checkpoint_integrity": 100, "test_simota_fp16": 70,
     "test_evaluate": 50, "test_model_parity": 50, "test_predict": 40, "test_model_info": 30, "test_data_cache": 20,
     "test_simota": 20, "test_quickstart": 20,
     # 2026-12-04, measured file by file on a loaded machine (issue 35's files)
     "test_distributed_stop": 240, "test_fp16_health": 110, "test_dynamic_shape": 50, "test_ascend_backend": 50,
     "test_yolo_data": 85,   # issue 36: measured alone 2026-12-04 (the globox AP and YAML-vs-JSON loss runs)
+    # issue 37: the patience + freeze run (68 s alone, loaded machine) moved from test_train_options to test_loggers
+    "test_loggers": 80,
 }
 
 

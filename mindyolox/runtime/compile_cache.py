@@ -61,8 +61,10 @@ __all__ = ["compile_cache_in", "code_version", "recipe_key", "run_switches", "de
 CACHE_ENV = ("MS_COMPILER_CACHE_ENABLE", "MS_COMPILER_CACHE_PATH")
 
 PACKAGE = Path(__file__).resolve().parents[1]
-# recipe keys that place a run and never reach a compiled graph (the run name is no recipe key)
-NOT_IN_GRAPHS = ("train.output_dir",)
+# recipe keys that place a run or choose where it is logged and never reach a compiled graph
+# (the run name is no recipe key): switching experiment trackers reuses the cached graphs
+NOT_IN_GRAPHS = ("train.output_dir", "train.loggers", "train.mlflow_uri", "train.mlflow_experiment",
+                 "train.wandb_project", "train.wandb_mode")
 
 
 def code_version():

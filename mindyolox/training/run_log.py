@@ -48,7 +48,8 @@ class RunLog(Closing):
 
     ``info(msg)``: a timestamped line on stdout (through any open progress bar, time of day
     only) and in ``train_log.txt`` (appended, date and time);
-    ``record(dict)``: one line of ``metrics.jsonl``; ``event(kind, **fields)``: a
+    ``record(dict)``: one line of ``metrics.jsonl``, then each of ``listeners`` called with it
+(the trainer's ``after_record`` hooks); ``event(kind, **fields)``: a
     ``type: event`` record with the time; with ``tensorboard`` every record also goes to
     ``run_dir/tensorboard`` (:mod:`~mindyolox.training.tensorboard`). The data package's messages (``mindyolox.data``:
     loader set-up, image cache, skipped images) go to the same console and file."""
@@ -59,6 +60,7 @@ class RunLog(Closing):
         self.rank = int(rank)
         self.metrics_path = run_dir / "metrics.jsonl"
         self.tb = None  # TensorBoardLog of rank 0 with tensorboard=True
+        self.listeners = []  # callables given each record after it is written (rank 0; the trainer's hooks)
         lg = self.logger = logging.getLogger(name)
         lg.handlers.clear()
         lg.propagate = False
@@ -101,6 +103,8 @@ class RunLog(Closing):
                 f.write(json.dumps(rec) + "\n")
             if self.tb is not None:
                 self.tb.record(rec)
+            for listen in self.listeners:
+                listen(rec)
 
     def close(self):
         if self.tb is not None:

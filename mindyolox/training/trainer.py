@@ -11,7 +11,8 @@ their shard of the val set, printing their evaluation line on their own stdout):
 * ``metrics.jsonl``: one JSON record per logged iteration (``type: train``: epoch, iter, step,
   lr, loss terms, ms/step, data ms, memory), per evaluation (``type: eval``), and run events;
 * ``train_log.txt`` (the log lines), ``config.yaml`` (resolved recipe), ``curves.png``,
-  ``tensorboard/`` (``train.tensorboard``: :mod:`~mindyolox.training.tensorboard`).
+  ``tensorboard/`` (``train.tensorboard`` or ``tensorboard`` in ``train.loggers``: :mod:`~mindyolox.training.tensorboard`),
+  ``mlruns/`` and ``wandb/`` (``train.loggers``: :mod:`~mindyolox.training.hooks.experiment`).
 
 The parts (model, EMA model, loader, optimizer, compiled step, evaluator) come from
 :func:`~mindyolox.training.builder.build_training`; this class runs the loop around them.
@@ -44,6 +45,9 @@ CheckpointHook    70        after_iter: ``last.ckpt`` every ``train.checkpoint_i
 SummaryHook       90        before_train: ``dataset_report.json`` / ``.png`` of the training set;
                             after_train: data summary, ``curves.png``, summary line, time record,
                             ``end`` event
+ExperimentHook    95        ``train.loggers`` mlflow / wandb: after_record (every record): its metrics
+                            to the trackers; after_train: the run's PNG/CSV files and
+                            ``best.ckpt``, the end status (:mod:`~.hooks.experiment`)
 ================  ========  ==================================================================
 
 Points, in order: ``wrap_step`` (once), ``before_train``, then per epoch ``before_epoch``, per
@@ -113,6 +117,7 @@ from .feeder import StepFeeder
 from .hooks import VERY_HIGH, TrainHook, TrainingDiverged, builtin_hooks, eval_due, ordered, progress_postfix
 from .hooks.checkpoint import agree_bn, checkpoint_meta, read_resume_meta, run_folder, save
 from .hooks.evaluation import evaluate_and_save
+from .hooks.experiment import check_loggers, loggers_of
 from .hooks.logging import new_window
 from .lr import fit_recipe
 from .run_log import RunLog, last_logged_step
@@ -158,6 +163,7 @@ class Trainer:
                  hooks=(), progress=True, compile_cache=None, precompile=False):
         self.cfg, self.schedule_note = fit_recipe(cfg)
         self.tcfg = self.cfg.train
+        check_loggers(self.tcfg)   # a tracker asked for but not installed: one line, before anything compiles
         self.options = options
         name = name or str(self.cfg.get("name", "") or "exp")
         self.run_dir = Path(run_dir) if run_dir else Path(str(self.tcfg.output_dir)) / name
@@ -319,7 +325,9 @@ class Trainer:
             check_weights_file(self.weights)  # before the run folder exists
         if self.rank == 0:
             stack.enter_context(run_folder(self))
-        self.runlog = stack.enter_context(RunLog(self.run_dir, self.rank, tensorboard=bool(self.tcfg.tensorboard)))
+        self.runlog = stack.enter_context(RunLog(self.run_dir, self.rank,
+                                                 tensorboard="tensorboard" in loggers_of(self.tcfg)))
+        self.runlog.listeners.append(self._after_record)
         self.stop_requests = StopRequests(self.run_dir, self.rank, self.world_size)
         if self.stop_requests.stale is not None:
             self.log(f"note: {self.stop_requests.path} was there before this start: ignored (a STOP file is a "
@@ -414,6 +422,11 @@ class Trainer:
             if self.status != "failed":
                 raise
             print(f"note: the run summary was not written either ({type(e).__name__}: {e})", file=sys.stderr)
+
+    def _after_record(self, rec):
+        """``after_record`` of every hook, in order (module doc: Records)."""
+        for h in self._order:
+            h.after_record(self, rec)
 
     def _on_signal(self, signum):
         self.stop_requests.note_signal(signum)

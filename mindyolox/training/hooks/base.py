@@ -52,6 +52,14 @@ class TrainHook:
         ``stopped`` at ``max_iters``), right after ``after_iter`` (``trainer.iter``: the last
         iteration run). No ``after_epoch`` follows; ``after_train`` does."""
 
+    def after_record(self, trainer, record):
+        """Each record rank 0 writes to ``metrics.jsonl`` (``record``: the dict written -- a
+        ``type: train`` log window, ``eval``, ``time``, ``data`` or ``event``), right after it is
+        written (:meth:`~mindyolox.training.run_log.RunLog.record`, the one place records are
+        written); never on the other ranks. Not a point of the loop (not in ``POINTS``): it comes
+        whenever a hook or the trainer writes a record. The experiment trackers read it
+        (:mod:`~mindyolox.training.hooks.experiment`)."""
+
     def wrap_step(self, trainer, step):
         """The callable the feeder launches once per training step (called once, before the
         first step, in hook order; each hook gets what the previous one returned). It receives
