@@ -287,6 +287,7 @@ class COCOEvaluator(_Evaluator):
         stats = [0.0] * 12
         per_class_ap = [float("nan")] * len(self.dataset.class_ids)
         per_class_ar = list(per_class_ap)
+        per_class_ap50 = list(per_class_ap)
         summary = "no detections: every COCO stat is 0"
         if dets:
             from pycocotools.cocoeval import COCOeval
@@ -307,6 +308,9 @@ class COCOEvaluator(_Evaluator):
                 p = prec[:, :, k, 0, -1]
                 p = p[p > -1]
                 per_class_ap[k] = float(np.mean(p)) if p.size else float("nan")
+                p50 = prec[0, :, k, 0, -1]   # IoU 0.5, every area, 100 detections
+                p50 = p50[p50 > -1]
+                per_class_ap50[k] = float(np.mean(p50)) if p50.size else float("nan")
                 r = rec[:, k, 0, -1]
                 r = r[r > -1]
                 per_class_ar[k] = float(np.mean(r)) if r.size else float("nan")
@@ -317,6 +321,8 @@ class COCOEvaluator(_Evaluator):
             "stat_names": list(COCO_STAT_NAMES),
             "per_class_AP": dict(zip(names, per_class_ap)),
             "per_class_AR": dict(zip(names, per_class_ar)),
+            "per_class_AP50": dict(zip(names, per_class_ap50)),
+            "detections": dets,
             "timing": timing, "num_images": len(self.dataset), "num_detections": len(dets),
             "skipped_images": [p for p, _ in skipped],
             "settings": {"conf": self.conf, "nms": self.nms, "class_agnostic": self.class_agnostic,
