@@ -243,11 +243,11 @@ def _check_outputs(args, det_out, dataset, analysis=None):
               args.ann, getattr(dataset, "ann_file", None), args.data]
     flag = "--det-out" if args.det_out else "--save-dir"
     outs = [(det_out, f"the detections ({flag})", flag)]
-    if args.json_out:
-        outs.append((args.json_out, "the metrics (--json-out)", "--json-out"))
     if analysis is not None:
         from ..evaluation.analysis import analysis_files
         outs += [(p, "the analysis", flag) for p in analysis_files(os.path.dirname(os.path.abspath(det_out)))]
+    if args.json_out:
+        outs.append((args.json_out, "the metrics (--json-out)", "--json-out"))
     check_outputs(outs, inputs)
 
 

@@ -40,7 +40,8 @@ xyxy boxes, ``w = x2 - x1`` without the old ``+1``):
 - **Curves** (IoU 0.5, the same TP flags; greedy by score, so the flags of the detections
   above any threshold do not depend on those below it): per class ``P(c)``, ``R(c)``,
   ``F1(c)`` at 1001 confidences ``c`` in ``[0, 1]`` (``P = 1`` above the highest score, the
-  ultralytics convention), their mean over the classes with true boxes; the PR curve per class
+  ultralytics convention), their mean over the classes with true boxes (no smoothing); the
+  best mean F1 is taken at the highest confidence that reaches it; the PR curve per class
   is the precision envelope (COCO's interpolation) on 101 recall points, and their mean. The
   confidence maximising mean F1 is the one to deploy at (printed). Below the evaluation's own
   ``--conf`` there are no detections: the curves there are those of ``--conf``.
@@ -246,7 +247,8 @@ def conf_curves(g, match):
     has = instances > 0
     mean = {k: (v[:, has].mean(axis=1) if has.any() else np.zeros(len(CONF_POINTS))) for k, v in
             (("P", p), ("R", r), ("F1", f1))}
-    best = int(np.argmax(mean["F1"]))
+    mf1 = mean["F1"]   # the highest confidence reaching the best mean F1 (ties: fewer detections, same F1)
+    best = int(np.flatnonzero(mf1 >= mf1.max() - 1e-12)[-1])
     return {"conf": CONF_POINTS, "P": p, "R": r, "F1": f1, "mean_P": mean["P"], "mean_R": mean["R"],
             "mean_F1": mean["F1"], "best_conf": float(CONF_POINTS[best]), "best_f1": float(mean["F1"][best])}
 
