@@ -66,7 +66,7 @@ def main(argv=None):
             print(f"{OUT / name}: {small_png(run / name, OUT / name, args.max_width) // 1024} KB")
         worst = sorted((run / "worst_images").glob("01_*.jpg"))
         if worst:
-            print(f"{OUT / 'worst_image.png'}: {small_png(worst[0], OUT / 'worst_image.png', args.max_width) // 1024} KB")
+            print(f"{OUT / 'worst_image.png'}: {small_png(worst[0], OUT / 'worst_image.png', 700) // 1024} KB")
     return 0
 
 
