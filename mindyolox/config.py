@@ -361,7 +361,8 @@ _CHOICES = {
 _LIST_CHOICES = {"train.loggers": ("tensorboard", "mlflow", "wandb")}
 _UNIT_INTERVAL = ("aug.mosaic_prob", "aug.mixup_prob", "aug.hsv_prob", "aug.flip_prob",
                   "aug.translate", "train.min_lr_ratio", "train.ema_decay", "train.momentum",
-                  "test.conf", "test.nms", "train.overflow_warn_share")
+                  "test.conf", "test.nms", "train.overflow_warn_share", "test.analysis_conf",
+                  "test.analysis_iou")
 _POSITIVE = ("model.depth", "model.width", "model.num_classes", "data.max_labels",
              "train.batch_size", "train.max_epoch", "train.basic_lr_per_img",
              "train.loss_scale_value", "train.print_interval", "train.eval_interval", "train.ema_tau",
@@ -369,7 +370,7 @@ _POSITIVE = ("model.depth", "model.width", "model.num_classes", "data.max_labels
 _NON_NEGATIVE = ("data.multiscale_range", "data.num_workers", "aug.degrees", "aug.shear",
                  "train.warmup_epochs", "train.warmup_lr", "train.no_aug_epochs",
                  "train.weight_decay", "train.save_interval", "train.checkpoint_interval", "train.patience",
-                 "train.bn_calibration_images", "train.overflow_stop_steps")
+                 "train.bn_calibration_images", "train.overflow_stop_steps", "test.analysis_worst")
 
 
 def _lookup(cfg, dotted):

@@ -393,6 +393,9 @@ def test_test_py_model_flag(artifacts, coco_tiny, aps, tmp_path):
     assert "at 416x416" in p.stdout
     # the float32 MindIR's AP on the same 16 images (the ONNX and MindIR APs agree on all 80)
     assert abs(100 * m["AP50_95"] - aps["mindir@16"][0]) <= 0.1
+    # issue 37: the exported artifact gets the same analysis folder as a checkpoint
+    assert (tmp_path / "per_class.csv").is_file() and (tmp_path / "confusion_matrix.png").is_file()
+    assert "deploy at --conf" in p.stdout
     both = _script("test.py", "--config", "configs/yolox-nano.yaml", "--model", artifacts["onnx"][0],
                    "--weights", WEIGHTS)
     assert both.returncode == 2 and "exactly one of --weights" in both.stderr.strip().splitlines()[-1]

@@ -130,7 +130,8 @@ def test_only_rank_zero_logs_and_writes(dist_run):
     best = any(r["type"] == "eval" and r["AP50_95"] > 0 for r in records)
     assert sorted(p.name for p in run.iterdir()) == sorted(["config.yaml", "curves.png", "dataset_report.json", "dataset_report.png",
                                                             "last.ckpt", "last.prev.ckpt",
-                                                            "metrics.jsonl", "tensorboard", "train_log.txt"] + (["best.ckpt"] if best else []))
+                                                            "metrics.jsonl", "tensorboard", "train_log.txt"]
+                                                           + (["best.ckpt", "best_detections.json", "analysis"] if best else []))
     steps = [r["step"] for r in records if r["type"] == "train"]
     assert steps == list(range(ITERS))  # one writer: no duplicated records
     log = (run / "train_log.txt").read_text()

@@ -3,6 +3,7 @@
 The official YOLOX-Nano COCO weights at 416, NMS 0.65, batch 8 here (official: batch 1; the
 batch does not change eval-mode outputs). One compiled model serves every evaluation.
 """
+import csv
 import json
 import subprocess
 import sys
@@ -117,6 +118,43 @@ def test_detections_json_is_coco_results(nano, tmp_path):
         assert -0.25 * im["width"] < x < im["width"] and -0.25 * im["height"] < y < im["height"]
 
 
+@pytest.mark.slow
+def test_analysis_on_coco128_equals_an_independent_implementation(nano):
+    """Issue 37 acceptance: official nano on coco128 (416, batch 8: this file's compiled graph,
+    no new compile; conf 0.01): the confusion matrix and per-class TP / FP / P / R of
+    mindyolox.evaluation.analysis equal the plain-numpy reference of tests/test_analysis.py
+    fed the same detections, at two operating points; the PR curves' AP50 per class equals
+    pycocotools' (the same COCO matching at IoU 0.5, 101 recall points) for all but a class or two."""
+    from mindyolox.evaluation.analysis import analyse
+    from .test_analysis import reference_analysis
+    root = shared_path("data", "coco128")
+    ds = COCODataset(root / "annotations" / "instances_train2017.json", root / "train2017")
+    r = evaluate(nano, ds, img_size=(416, 416), batch_size=8, conf=0.01, nms=0.65, progress=False)
+    dets = r["detections"]
+    assert len(dets) == r["num_detections"] > 1000
+    for conf, iou in ((0.25, 0.45), (0.1, 0.6)):
+        a = analyse(ds.coco, dets, conf, iou, r["per_class_AP"], r["per_class_AP50"])
+        m, tp, fp, inst = reference_analysis(ds.coco.dataset, dets, conf, iou)
+        np.testing.assert_array_equal(a["matrix"], m)
+        pc = a["per_class"]
+        np.testing.assert_array_equal(pc["tp"], tp)
+        np.testing.assert_array_equal(pc["fp"], fp)
+        np.testing.assert_array_equal(pc["instances"], inst)
+        has = inst > 0
+        np.testing.assert_allclose(pc["P"], np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 0.0))
+        np.testing.assert_allclose(pc["R"][has], tp[has] / inst[has])
+        # a real matrix: most boxes found, some confused between classes, some on background
+        n = len(ds.class_names)
+        assert np.trace(m[:n, :n]) > 400 and m[:n, :n].sum() > np.trace(m[:n, :n]) and m[:n, n].sum() > 0
+    assert inst.sum() == 929 and a["matrix"][:, :80].sum() == 929   # every non-crowd box counted once
+    ours = a["pr"]["ap50"][has]
+    coco = np.array([r["per_class_AP50"][nm] for nm in np.array(ds.class_names)[has]])
+    # pycocotools keeps 100 detections per image and breaks score ties in image-id order:
+    # a class or two may differ a little, the rest to rounding
+    diff = np.abs(ours - coco)
+    assert (diff < 1e-9).sum() >= len(diff) - 2 and diff.max() < 0.01 and abs(ours.mean() - r["AP50"]) < 1e-3
+
+
 # ------------------------------------------------------------------------------ VOC
 def test_voc_ap_both_metrics():
     rec = np.array([0.5, 0.5, 1.0])
@@ -204,6 +242,19 @@ def test_cli_coco16_json_out(tmp_path):
     assert "Average Precision  (AP) @[ IoU=0.50:0.95" in p.stdout and "| class" in p.stdout
     assert "ms/img" in p.stdout and "images/s" in p.stdout
     assert (tmp_path / "detections.json").is_file()
+    # issue 37: the analysis folder next to the detections, the table and the deploy line in the log
+    for name in ("per_class.csv", "confusion_matrix.csv", "confusion_matrix_normalized.csv", "curves.csv",
+                 "confusion_matrix.png", "pr_curve.png", "f1_curve.png", "p_curve.png", "r_curve.png",
+                 "tide.csv", "tide.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert len(list((tmp_path / "worst_images").glob("0[1-6]_*.jpg"))) == 6
+    assert "detections" not in m and "per_class_AP50" in m
+    rows = {r["class"]: r for r in csv.DictReader(open(tmp_path / "per_class.csv"))}
+    assert len(rows) == 80 and float(rows["person"]["AP50_95"]) == pytest.approx(m["per_class_AP"]["person"], abs=1e-4)
+    assert "class" in p.stdout and "instances" in p.stdout and "deploy at --conf" in p.stdout
+    assert "files written to" in p.stdout and "TIDE errors, AP points gained if fixed" in p.stdout
+    tide = {r["type"]: r for r in csv.DictReader(open(tmp_path / "tide.csv"))}   # the same AP as COCOeval
+    assert float(tide["AP"]["dAP50:95"]) == pytest.approx(m["AP50_95"], abs=1e-6)
 
 
 @pytest.mark.parametrize("case", ["missing_weights", "other_model", "missing_ann"])

@@ -255,6 +255,9 @@ def test_quickstart_train_writes_checkpoints_metrics_and_evaluates(qs):
     assert 0.0 <= evals[0]["AP50_95"] <= evals[0]["AP50"] <= 1.0
     # best.ckpt is written on a new best AP50:95 (none when 12 steps give AP 0)
     assert (run / "best.ckpt").is_file() == (evals[0]["AP50_95"] > 0)
+    # issue 37: best.ckpt's analysis from the detections of its evaluation (no second inference)
+    assert (run / "best_detections.json").is_file() == (run / "analysis" / "per_class.csv").is_file() \
+        == (run / "best.ckpt").is_file()
     # the recipe's LR schedule with the overrides: no warmup, cosine over the 12 steps (no flat tail)
     from mindyolox.config import load_config
     cfg = load_config(str(ROOT / "configs/demo/yolox-nano-demo.yaml"), [o for o in TRAIN_SHORT if "=" in o])

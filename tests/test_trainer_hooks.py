@@ -142,7 +142,7 @@ def test_a_user_hook_gets_the_same_calls_as_the_built_ins_in_table_order(tmp_pat
         assert seen == order, point
     bt = [n for n, p, _, _ in calls if p in ("before_train", "feeder opened")]
     assert bt == ["ResumeHook", "(trainer)", "PrecompileHook", "LoggerHook", "user", "EvalHook", "CheckpointHook",
-                  "SummaryHook", "ExperimentHook"]
+                  "AnalysisHook", "SummaryHook", "ExperimentHook"]
     assert (_Feeder.opened, _Feeder.closed) == (1, 1)
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == old
     assert not (tmp_path / "run" / ".run.lock").exists()

@@ -30,6 +30,14 @@ the flags override them. ``--distributed`` (under ``msrun``): each rank runs its
 images, rank 0 computes the metrics (the same 12 stats as one process) and prints and writes
 everything; every other rank prints one line with the AP it received and its own timing.
 
+Analysis (COCO metric on COCO / YOLO-format data, rank 0; ``--no-analysis`` or
+``test.analysis=false`` to skip): next to the detections, ``per_class.csv`` (images, instances,
+P, R, F1 at ``--analysis-conf``, default 0.25; AP50, AP50:95), ``confusion_matrix.csv`` /
+``_normalized.csv`` / ``.png`` (IoU ``--analysis-iou``, default 0.45), ``pr_curve.png``,
+``f1_curve.png``, ``p_curve.png``, ``r_curve.png``, ``curves.csv``, ``worst_images/``; the
+per-class table and "best F1 x.xx at conf y.yy: deploy at --conf y.yy" are printed
+(:mod:`mindyolox.evaluation.analysis`, definitions there and in docs/evaluation.md).
+
 Outputs never replace inputs, and two evaluations never share an output: before anything is
 written, ``--det-out`` / ``--json-out`` that would replace an input (the annotation file, the
 weights or model and its ``.json``, the recipe) or each other are refused with one line, and
@@ -88,6 +96,12 @@ def _main(argv, claims):
     parser.add_argument("--half", action="store_true",
                         help="float16 inference (mixed precision O2: BatchNorm and outputs in float32)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-analysis", action="store_true",
+                        help="do not write the analysis (P/R, confusion matrix, curves, worst images) into --save-dir")
+    parser.add_argument("--analysis-conf", type=float,
+                        help="operating confidence of the analysis (default test.analysis_conf, 0.25)")
+    parser.add_argument("--analysis-iou", type=float,
+                        help="IoU of a confusion-matrix match (default test.analysis_iou, 0.45)")
     parser.add_argument("--distributed", action="store_true",
                         help="one shard of the images per msrun worker; rank 0 reports")
     args = parse_args(parser, argv)
@@ -137,7 +151,8 @@ def _main(argv, claims):
         raise DataError(f"{dataset.name}: no images to evaluate")
 
     det_out = args.det_out or os.path.join(args.save_dir, "detections.json")
-    _check_outputs(args, det_out, dataset)
+    analysis = _analysis_settings(args, cfg)
+    _check_outputs(args, det_out, dataset, analysis)
 
     options = None
     if artifact is None:
@@ -186,9 +201,16 @@ def _main(argv, claims):
               + ", ".join(res["skipped_images"][:5]) + (" ..." if len(res["skipped_images"]) > 5 else ""))
     print(f"AP50:95 {100 * res['AP50_95']:.2f}  AP50 {100 * res['AP50']:.2f}  "
           f"({res['num_detections']} detections written to {det_out})")
+    if analysis is not None:
+        if "detections" not in res:
+            print("analysis: skipped (it reads COCO detections: the COCO metric only, not --metric voc)")
+        else:
+            from ..evaluation.analysis import run_analysis
+            run_analysis(dataset, res["detections"], os.path.dirname(os.path.abspath(det_out)),
+                         res.get("per_class_AP"), res.get("per_class_AP50"), **analysis)
     if args.json_out:
         os.makedirs(os.path.dirname(os.path.abspath(args.json_out)), exist_ok=True)
-        out = {k: v for k, v in res.items() if k not in ("summary", "per_class_table", "samples")}
+        out = {k: v for k, v in res.items() if k not in ("summary", "per_class_table", "samples", "detections")}
         out.update({"config": str(args.config), "weights": str(args.weights or ""), "model": str(args.model or ""), "dataset": dataset.name,
                     "detections_file": det_out})
         save_json(args.json_out, _no_nan(out))
@@ -196,15 +218,34 @@ def _main(argv, claims):
     return 0
 
 
-def _check_outputs(args, det_out, dataset):
-    """One line, nothing written, when ``det_out`` or ``--json-out`` would replace an input
-    file of the evaluation or each other (:func:`mindyolox.runtime.outputs.check_outputs`)."""
+def _analysis_settings(args, cfg):
+    """``{"conf", "iou", "worst"}`` of the analysis (flags over ``test.analysis_*``), or None
+    with ``--no-analysis`` / ``test.analysis=false``."""
+    t = cfg.test
+    if args.no_analysis or not bool(t.get("analysis", True)):
+        return None
+    conf = float(args.analysis_conf if args.analysis_conf is not None else t.get("analysis_conf", 0.25))
+    iou = float(args.analysis_iou if args.analysis_iou is not None else t.get("analysis_iou", 0.45))
+    if not 0.0 <= conf <= 1.0:
+        raise ConfigError(f"--analysis-conf must be in [0, 1], got {conf}")
+    if not 0.0 < iou <= 1.0:
+        raise ConfigError(f"--analysis-iou must be in (0, 1], got {iou}")
+    return {"conf": conf, "iou": iou, "worst": int(t.get("analysis_worst", 6))}
+
+
+def _check_outputs(args, det_out, dataset, analysis=None):
+    """One line, nothing written, when ``det_out``, ``--json-out`` or a file of the analysis
+    would replace an input file of the evaluation or each other
+    (:func:`mindyolox.runtime.outputs.check_outputs`)."""
     from ..config import find_recipe
     from ..deploy.meta import meta_path
     inputs = [args.weights, args.model, meta_path(args.model) if args.model else None, str(find_recipe(args.config)),
               args.ann, getattr(dataset, "ann_file", None), args.data]
     flag = "--det-out" if args.det_out else "--save-dir"
     outs = [(det_out, f"the detections ({flag})", flag)]
+    if analysis is not None:
+        from ..evaluation.analysis import analysis_files
+        outs += [(p, "the analysis", flag) for p in analysis_files(os.path.dirname(os.path.abspath(det_out)))]
     if args.json_out:
         outs.append((args.json_out, "the metrics (--json-out)", "--json-out"))
     check_outputs(outs, inputs)

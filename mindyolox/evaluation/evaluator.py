@@ -38,7 +38,7 @@ from ..errors import DataError
 from ..utils.postprocess import postprocess
 from .voc_eval import voc_map
 
-__all__ = ["COCO_STAT_NAMES", "COCOEvaluator", "VOCEvaluator", "evaluate", "run_inference",
+__all__ = ["COCO_STAT_NAMES", "COCOEvaluator", "VOCEvaluator", "evaluate", "run_inference", "coco_eval",
            "format_per_class_table", "format_timing"]
 
 COCO_STAT_NAMES = (
@@ -167,6 +167,45 @@ def format_per_class_table(names, values, title="AP", columns=6):
     return "\n".join(lines)
 
 
+def coco_eval(coco, dets):
+    """pycocotools ``COCOeval`` (bbox) of the COCO result list ``dets`` against the ``COCO``
+    index ``coco``: ``(stats [12], per-class AP50:95 [N], per-class AP50 [N], per-class AR100
+    [N], summary text)``, classes in category-id order, NaN for a class without ground truth;
+    no detections: every stat 0."""
+    n = len(coco.getCatIds())
+    stats = [0.0] * 12
+    per_class_ap = [float("nan")] * n
+    per_class_ar = list(per_class_ap)
+    per_class_ap50 = list(per_class_ap)
+    summary = "no detections: every COCO stat is 0"
+    if dets:
+        from pycocotools.cocoeval import COCOeval
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            coco_dt = coco.loadRes(copy.deepcopy(dets))
+            ev = COCOeval(coco, coco_dt, "bbox")
+            ev.evaluate()
+            ev.accumulate()
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            ev.summarize()
+        summary = buf.getvalue().rstrip()
+        stats = [float(s) for s in ev.stats]
+        prec = ev.eval["precision"]     # [T, R, K, area, maxDets]
+        rec = ev.eval["recall"]         # [T, K, area, maxDets]
+        for k in range(n):
+            p = prec[:, :, k, 0, -1]
+            p = p[p > -1]
+            per_class_ap[k] = float(np.mean(p)) if p.size else float("nan")
+            p50 = prec[0, :, k, 0, -1]   # IoU 0.5, every area, 100 detections
+            p50 = p50[p50 > -1]
+            per_class_ap50[k] = float(np.mean(p50)) if p50.size else float("nan")
+            r = rec[:, k, 0, -1]
+            r = r[r > -1]
+            per_class_ar[k] = float(np.mean(r)) if r.size else float("nan")
+    return stats, per_class_ap, per_class_ap50, per_class_ar, summary
+
+
 class _Evaluator:
     """What COCO and VOC evaluation share: the (sharded) loader, inference, gathering the
     detections and sending rank 0's metrics to every rank. Subclasses give ``_check(model)``,
@@ -284,32 +323,7 @@ class COCOEvaluator(_Evaluator):
             os.makedirs(os.path.dirname(os.path.abspath(det_file)), exist_ok=True)
             with open(det_file, "w") as f:
                 json.dump(dets, f)
-        stats = [0.0] * 12
-        per_class_ap = [float("nan")] * len(self.dataset.class_ids)
-        per_class_ar = list(per_class_ap)
-        summary = "no detections: every COCO stat is 0"
-        if dets:
-            from pycocotools.cocoeval import COCOeval
-            buf = io.StringIO()
-            with contextlib.redirect_stdout(buf):
-                coco_dt = self.dataset.coco.loadRes(copy.deepcopy(dets))
-                ev = COCOeval(self.dataset.coco, coco_dt, "bbox")
-                ev.evaluate()
-                ev.accumulate()
-            buf = io.StringIO()
-            with contextlib.redirect_stdout(buf):
-                ev.summarize()
-            summary = buf.getvalue().rstrip()
-            stats = [float(s) for s in ev.stats]
-            prec = ev.eval["precision"]     # [T, R, K, area, maxDets]
-            rec = ev.eval["recall"]         # [T, K, area, maxDets]
-            for k in range(len(self.dataset.class_ids)):
-                p = prec[:, :, k, 0, -1]
-                p = p[p > -1]
-                per_class_ap[k] = float(np.mean(p)) if p.size else float("nan")
-                r = rec[:, k, 0, -1]
-                r = r[r > -1]
-                per_class_ar[k] = float(np.mean(r)) if r.size else float("nan")
+        stats, per_class_ap, per_class_ap50, per_class_ar, summary = coco_eval(self.dataset.coco, dets)
         names = list(self.dataset.class_names)
         skipped = self.dataset.events.bad_images()
         return {
@@ -317,6 +331,8 @@ class COCOEvaluator(_Evaluator):
             "stat_names": list(COCO_STAT_NAMES),
             "per_class_AP": dict(zip(names, per_class_ap)),
             "per_class_AR": dict(zip(names, per_class_ar)),
+            "per_class_AP50": dict(zip(names, per_class_ap50)),
+            "detections": dets,
             "timing": timing, "num_images": len(self.dataset), "num_detections": len(dets),
             "skipped_images": [p for p, _ in skipped],
             "settings": {"conf": self.conf, "nms": self.nms, "class_agnostic": self.class_agnostic,
@@ -387,7 +403,8 @@ def evaluate(model, data, img_size=None, batch_size=8, conf=0.01, nms=0.65, clas
 
     Returns a dict: ``AP50_95``, ``AP50`` (fractions), ``stats`` (COCO: the 12 ``COCOeval``
     stats; VOC: ``[AP50_95, AP50, AP50_voc07]``), ``stat_names``, ``per_class_AP`` (name ->
-    fraction, NaN for a class without ground truth), ``timing`` (see :func:`run_inference`),
+    fraction, NaN for a class without ground truth; COCO also ``per_class_AP50``,
+    ``per_class_AR`` and ``detections``, the COCO result list), ``timing`` (see :func:`run_inference`),
     ``num_images``, ``num_detections``, ``skipped_images`` (unreadable files), ``settings``,
     ``summary`` (printable text) and ``per_class_table`` (printable, percent).
 

@@ -393,3 +393,12 @@ def write_tide(result, out_dir):
         wr.writerow(["AP", "base AP (no fix)", "", f"{result['ap']:.6f}", f"{result['ap_pos']:.6f}"])
     _draw_chart(result, png_path)
     return [csv_path, png_path]
+
+
+def tide_report(gt, dets, out_dir, log=print):
+    """The analysis folder's TIDE report (:data:`mindyolox.evaluation.analysis.REPORTS`):
+    :func:`tide_breakdown` of ``dets`` against ``gt``, ``tide.csv`` / ``tide.png`` in ``out_dir``
+    and the :func:`tide_summary` line in the log. Returns the two paths."""
+    result = tide_breakdown(gt, dets)
+    log(tide_summary(result))
+    return write_tide(result, out_dir)

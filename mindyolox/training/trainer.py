@@ -37,11 +37,14 @@ LoggerHook        30        before_train: the ``training ...`` line, ``start`` e
                             last line; after_epoch / after_train: bar closed
 user hooks        50        whatever they do (``trainer.last`` is fresh in their after_iter)
 EvalHook          60        after_epoch when due: BN stats agreed (distributed), evaluation,
-                            ``best.ckpt`` on a new best, early stop (``train.patience``)
+                            ``best.ckpt`` (+ ``best_detections.json``) on a new best, early stop
+                            (``train.patience``)
 CheckpointHook    70        after_iter: ``last.ckpt`` every ``train.checkpoint_interval`` steps;
                             after_epoch: ``last.ckpt`` (+ ``last.prev.ckpt``), ``epoch_<N>.ckpt``;
                             on_stop: ``last.ckpt`` and the stopping / stopped line. Before every
                             save, distributed: BN statistics averaged over the ranks (once per step)
+AnalysisHook      80        after_train (rank 0): ``analysis/`` of ``best.ckpt`` from
+                            ``best_detections.json`` (kept by EvalHook; no second inference)
 SummaryHook       90        before_train: ``dataset_report.json`` / ``.png`` of the training set;
                             after_train: data summary, ``curves.png``, summary line, time record,
                             ``end`` event

@@ -8,10 +8,10 @@ change the model first) and before :class:`~mindyolox.training.hooks.checkpoint.
 import time
 
 from ...data.loader import no_aug_start
-from .base import BELOW_NORMAL, TrainHook
+from .base import BELOW_NORMAL, LOW, TrainHook
 from .checkpoint import agree_bn, checkpoint_meta, save
 
-__all__ = ["EvalHook", "eval_due", "evaluate_and_save"]
+__all__ = ["EvalHook", "AnalysisHook", "eval_due", "evaluate_and_save", "keep_best_detections", "BEST_DETECTIONS"]
 
 
 def eval_due(epoch, train_cfg):
@@ -54,7 +54,23 @@ def evaluate_and_save(tr):
         tr.runlog.tb.detections(res["samples"], tr.evaluator.dataset, step)
     if best:
         save(tr, "best", checkpoint_meta(tr))
+        keep_best_detections(tr, res)
     return res
+
+
+BEST_DETECTIONS = "best_detections.json"
+
+
+def keep_best_detections(tr, res):
+    """Rank 0, COCO evaluation: the detections of the evaluation that produced ``best.ckpt``
+    written as ``<run>/best_detections.json`` (COCO result list, atomic) and its per-class AP
+    kept as ``tr.best_eval`` for :class:`AnalysisHook` (no second inference pass)."""
+    if tr.rank != 0 or "detections" not in res:
+        return
+    from ...runtime.outputs import save_json
+    save_json(tr.run_dir / BEST_DETECTIONS, res["detections"])
+    tr.best_eval = {"epoch": tr.epoch + 1, "per_class_AP": res.get("per_class_AP"),
+                    "per_class_AP50": res.get("per_class_AP50")}
 
 
 class EvalHook(TrainHook):
@@ -81,3 +97,47 @@ class EvalHook(TrainHook):
             tr.log(f"early stop after epoch {tr.epoch + 1}: {patience} evaluation(s) without a better AP50:95 "
                    f"than {100 * tr.best_ap:.2f} (train.patience={patience}); last.ckpt and best.ckpt kept")
             tr.runlog.event("early_stop", epoch=tr.epoch + 1, best_ap=tr.best_ap, patience=patience)
+
+
+class AnalysisHook(TrainHook):
+    """``after_train`` (rank 0): the analysis folder of ``best.ckpt`` -- ``<run>/analysis/``
+    (:mod:`mindyolox.evaluation.analysis`) from ``best_detections.json`` (written by
+    :func:`keep_best_detections` at the evaluation that produced ``best.ckpt``; no second
+    inference pass), at ``test.analysis_conf`` / ``test.analysis_iou``. Skipped when no
+    evaluation produced the file (``--no-eval``, VOC metric, a run that failed) or with
+    ``test.analysis=false``. The per-class AP is the one kept in memory, or after a resume
+    recomputed from the file (COCOeval, no inference). A write that fails (disk full) is
+    logged, not fatal. Priority 80 (after ``CheckpointHook``, 70; before ``SummaryHook``, 90:
+    the summary line and the ``end`` event stay the last records)."""
+
+    priority = LOW + 10
+
+    def after_train(self, trainer):
+        tr = trainer
+        det_file = tr.run_dir / BEST_DETECTIONS
+        test = tr.cfg.get("test", {}) or {}
+        if tr.rank != 0 or tr.status == "failed" or getattr(tr, "evaluator", None) is None or not bool(test.get("analysis", True)):
+            return
+        if not det_file.is_file():
+            tr.log("analysis: skipped (no COCO evaluation produced best.ckpt in this run folder)")
+            return
+        import json
+        from ...evaluation.analysis import analysis_files, run_analysis
+        from ...evaluation.evaluator import coco_eval
+        from ...runtime.outputs import check_outputs
+        ds = tr.evaluator.dataset
+        out = tr.run_dir / "analysis"
+        dets = json.loads(det_file.read_text())
+        best = getattr(tr, "best_eval", None)
+        if best is None and getattr(ds, "coco", None) is not None:
+            _, ap, ap50, _, _ = coco_eval(ds.coco, dets)
+            best = {"per_class_AP": dict(zip(ds.class_names, ap)), "per_class_AP50": dict(zip(ds.class_names, ap50))}
+        check_outputs([(p, "the analysis of best.ckpt", "train.output_dir") for p in analysis_files(out)],
+                      [getattr(ds, "ann_file", None)])
+        tr.log(f"analysis of best.ckpt (its evaluation's detections, {det_file.name}):")
+        try:
+            run_analysis(ds, dets, str(out), (best or {}).get("per_class_AP"), (best or {}).get("per_class_AP50"),
+                         float(test.get("analysis_conf", 0.25)), float(test.get("analysis_iou", 0.45)),
+                         int(test.get("analysis_worst", 6)), log=tr.log)
+        except OSError as e:   # disk full: the run's result is best.ckpt, not a picture
+            tr.log(f"analysis not written ({e})")
