@@ -132,8 +132,8 @@ def evaluate_mot(gt_path, pred_path):
     try:
         import motmetrics as mm
     except ImportError:
-        raise MindYOLOXError("track-eval needs py-motmetrics: pip install 'mindyolox[track]' "
-                             "(or pip install motmetrics==1.4.0)") from None
+        raise MindYOLOXError("track-eval needs py-motmetrics: pip install motmetrics==1.4.0 "
+                             "(the optional extra 'track')") from None
     gt, pred = read_mot(gt_path, gt=True), read_mot(pred_path)
     if not len(gt):
         raise DataError(f"{gt_path}: no ground-truth boxes")

@@ -55,7 +55,9 @@ __all__ = ["ExperimentHook", "check_loggers", "loggers_of", "flatten_record", "r
 
 LOGGERS = ("tensorboard", "mlflow", "wandb")
 PACKAGES = {"tensorboard": "tensorboardX", "mlflow": "mlflow", "wandb": "wandb"}
-EXTRAS = {"tensorboard": "tensorboardX", "mlflow": "mindyolox[mlflow]", "wandb": "mindyolox[wandb]"}
+# what to install: the pins of the optional extras `mlflow` / `wandb` (pyproject.toml), which also
+# work for a clone installed with `pip install -e .` (no "mindyolox[...]" on an index to resolve)
+EXTRAS = {"tensorboard": "tensorboardX", "mlflow": "mlflow-skinny==3.18.0", "wandb": "wandb==0.31.0"}
 METRIC_TYPES = ("train", "eval", "time", "data")
 ARTIFACT_SUFFIXES = (".png", ".csv")
 TRACKER_FOLDERS = ("mlruns", "wandb", "tensorboard")  # never logged as artifacts
@@ -88,7 +90,7 @@ def check_loggers(tcfg):
         if not _installed(PACKAGES[name]):
             key = "train.loggers" if name in (tcfg.get("loggers", []) or []) else "train.tensorboard"
             what = f"has {name}" if key == "train.loggers" else "is true"
-            raise ConfigError(f"{key} {what} but the package is not installed: pip install \"{EXTRAS[name]}\"")
+            raise ConfigError(f"{key} {what} but the package is not installed: pip install {EXTRAS[name]}")
 
 
 def flatten_record(rec):
