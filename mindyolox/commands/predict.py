@@ -105,6 +105,8 @@ def _main_model(args):
     else from ``--config`` when given, else COCO's."""
     if args.half:
         raise ConfigError("--model runs the artifact as exported: no --half (export with --half instead)")
+    if args.img_size:
+        args.img_size = list(parse_img_size(args.img_size))
     from ..deploy.meta import meta_path
     from ..predict.loop import plan_source, print_outcome, run_plan
     from ..predict.predictor import COCO_CLASSES, class_names_for

@@ -162,7 +162,11 @@ class VideoFrames:
     def __iter__(self):
         n = 0
         while self.max_frames <= 0 or n < self.max_frames:
-            ok, frame = self._cap.read()
+            try:
+                ok, frame = self._cap.read()
+            except cv2.error as e:   # a decoder failure mid-way: one line; the frames so far are the caller's
+                raise DataError(f"{self.name}: decoding failed after {n} frame(s) "
+                                f"({' '.join(str(e).split())[:200]})") from None
             if not ok:
                 self.dropped = self.stream
                 return
