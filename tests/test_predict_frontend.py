@@ -129,6 +129,9 @@ def test_bad_single_file_is_one_line(case, tmp_path):
     with pytest.raises(DataError, match=expect) as e:
         _run(path, tmp_path / "o")
     assert "\n" not in str(e.value)
+    if case.startswith("empty"):   # refused by the plan, before a model would be built
+        with pytest.raises(DataError, match=expect):
+            plan_source(str(path), str(tmp_path / "o"))
 
 
 class _DroppingCapture:

@@ -170,14 +170,18 @@ def _guarded(path, fn):
 
 
 class _Rate:
-    """Frames (or images) per second since the start, shown as the progress bar's postfix."""
+    """Frames (or images) per second, shown as the progress bar's postfix: counted from the end
+    of the first batch, so the graph compile of the first call is not in the figure."""
 
     def __init__(self, bar):
-        self.bar, self.t0, self.n = bar, time.perf_counter(), 0
+        self.bar, self.t0, self.n = bar, None, 0
 
     def update(self, n):
-        self.n += n
         self.bar.update(n)
+        if self.t0 is None:
+            self.t0 = time.perf_counter()
+            return
+        self.n += n
         dt = time.perf_counter() - self.t0
         if dt > 0:
             self.bar.set_postfix_str(f"{self.n / dt:.1f} frames/s", refresh=False)

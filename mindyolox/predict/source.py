@@ -53,7 +53,7 @@ def list_source(source):
     """``(kind, files, ignored)`` for a file or folder ``source``: ``("image", [path], [])``,
     ``("video", [path], [])`` or ``("dir", [image and video paths, sorted], [other files,
     sorted])`` (a folder is not searched below its top level). Raises DataError when it does
-    not exist, has an unknown extension, or (a folder) holds no image or video."""
+    not exist, has an unknown extension, is a 0-byte file, or (a folder) holds no image or video."""
     source = str(source)
     if os.path.isdir(source):
         entries = sorted(os.path.join(source, f) for f in os.listdir(source))
@@ -67,9 +67,14 @@ def list_source(source):
     if not os.path.exists(source):
         raise DataError(f"--source {source}: no such file or folder")
     ext = os.path.splitext(source)[1].lower()
+    empty = os.path.isfile(source) and os.path.getsize(source) == 0   # refused before a model is built
     if ext in IMAGE_EXTS:
+        if empty:
+            raise DataError(f"image {source} cannot be read (empty file, 0 bytes)")
         return "image", [source], []
     if ext in VIDEO_EXTS:
+        if empty:
+            raise DataError(f"video {source}: cannot be opened (empty file, 0 bytes)")
         return "video", [source], []
     raise DataError(f"--source {source}: unknown extension '{ext}' (images: {', '.join(IMAGE_EXTS)}; "
                     f"videos: {', '.join(VIDEO_EXTS)})")
