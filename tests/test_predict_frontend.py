@@ -358,7 +358,8 @@ def test_batch_matches_batch1_official_nano(tmp_path):
     """Official nano at 320 px, ONE graph compiled for [4, 3, 320, 320] (the Predictor pads):
     16 coco_tiny val images through the loop at batch 1 (each call padded) and at batch 4 give
     the same detections; the COCO results of the batch-4 run load into pycocotools against
-    coco_tiny's annotation (image ids from the file names, COCO category ids) and score AP > 0."""
+    coco_tiny's annotation (image ids from the file names, COCO category ids) and score AP > 0;
+    a 3-frame video of dog.jpg gives dog, bicycle and car in every frame and a 3-frame MP4."""
     import mindspore as ms
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -395,6 +396,20 @@ def test_batch_matches_batch1_official_nano(tmp_path):
     by_file = {int(os.path.splitext(os.path.basename(p))[0]): dets for p, dets in runs[4].items()}
     assert sorted((r["image_id"], names[r["category_id"]]) for r in results) == \
         sorted((i, d["class_name"]) for i, dets in by_file.items() for d in dets)
+    # a video through the same graph (moved here from test_predict.py::test_video: no second
+    # compile): 3 frames of dog.jpg at batch 4 (one padded call), each with its objects
+    dog = cv2.imread(str(shared_path("data", "images", "dog.jpg")))
+    video = tmp_path / "clip.avi"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (dog.shape[1], dog.shape[0]))
+    for _ in range(3):
+        w.write(dog)
+    w.release()
+    plan = plan_source(str(video), str(tmp_path / "video"))
+    run_plan(predictor.predict_batch, plan, COCO_CLASSES, batch=4, progress=False, log=lambda *a: None)
+    frames = json.loads((tmp_path / "video" / "clip.avi.json").read_text())["frames"]
+    assert len(frames) == 3
+    assert all({"dog", "bicycle", "car"} <= {d["class_name"] for d in f["detections"]} for f in frames)
+    assert _count_frames(tmp_path / "video" / "clip.avi.mp4") == 3
     ev = COCOeval(gt, gt.loadRes(results), "bbox")
     ev.params.imgIds = sorted(ids)
     ev.evaluate()
