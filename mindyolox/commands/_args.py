@@ -38,10 +38,11 @@ def run_cli(main):
 OVERRIDE = re.compile(r"^[A-Za-z_]\w*(\.\w+)+=")
 
 
-def add_config_args(parser, example="data.data_dir=my_coco"):
-    """Add ``--config FILE`` (required) and ``key=value`` overrides to ``parser``; ``example``
-    is the override shown in ``--help`` (one that means something for that script)."""
-    parser.add_argument("--config", required=True, metavar="FILE",
+def add_config_args(parser, example="data.data_dir=my_coco", required=True):
+    """Add ``--config FILE`` (``required`` unless the command checks it itself) and ``key=value``
+    overrides to ``parser``; ``example`` is the override shown in ``--help`` (one that means
+    something for that script)."""
+    parser.add_argument("--config", required=required, metavar="FILE",
                         help="YAML recipe: a file, or a shipped recipe by name such as yolox-s, "
                              "demo/yolox-nano-demo, custom/yolox-nano-cpu (from any folder)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
@@ -106,6 +107,12 @@ def add_predict_args(parser, save_dir="runs/predict", source_help="image, video,
     parser.add_argument("--save-dir", default=save_dir, help=f"output folder (default {save_dir})")
     parser.add_argument("--no-save", action="store_true", help="write nothing, print detections only")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--save-txt", action="store_true",
+                        help="also YOLO txt labels: labels/<stem>.txt per image, labels/<stem>_<frame>.txt per "
+                             "video frame (class cx cy w h score, normalised)")
+    parser.add_argument("--save-coco", action="store_true",
+                        help="also predictions_coco.json: COCO results (image_id from digit file names, else the "
+                             "position; COCO category ids for an 80-class COCO model)")
     return parser
 
 

@@ -17,7 +17,8 @@ per image, ``clip.avi.mp4`` + per-frame ``clip.avi.json`` per video (``webcam0.m
 video inside a folder is skipped and named, the rest processed and the summary written; an
 output that would replace an input, or a ``--save-dir`` in use by another process, is refused
 before anything is written. ``--batch`` images go through the graph at once (default: the
-graph's fixed batch, else 1).
+graph's fixed batch, else 1). ``predict.py --model FILE`` is the same code path
+(:func:`model_predictor`) and the primary front end; this script stays for exported models.
 """
 import argparse
 import functools
@@ -26,7 +27,7 @@ from ..errors import ConfigError, MindYOLOXError
 from ..runtime.outputs import claim_output_dir
 from ._args import add_predict_args, check_thresholds, run_cli
 
-__all__ = ["main", "run"]
+__all__ = ["main", "run", "model_predictor"]
 
 
 def _parser():
@@ -53,14 +54,11 @@ def main(argv=None):
     from ..predict.predictor import COCO_CLASSES
     save_dir = None if args.no_save else args.save_dir
     # a bad --source, or an output that would replace an input, fails before the model is opened
-    plan = plan_source(args.source, save_dir, inputs=(args.model, meta_path(args.model)))
+    plan = plan_source(args.source, save_dir, inputs=(args.model, meta_path(args.model)),
+                       save_txt=args.save_txt, save_coco=args.save_coco)
     with claim_output_dir(save_dir):
-        runner, batch = _open(args)
-        names = tuple(runner.meta.get("class_names") or ()) or COCO_CLASSES
-        from ..deploy.runners import predict_images
-        predict_batch = functools.partial(predict_images, runner, conf=args.conf, nms=args.nms,
-                                          class_agnostic=args.class_agnostic)
-        out = run_plan(predict_batch, plan, names, batch=batch, max_frames=args.max_frames,
+        predict_batch, names, batch = model_predictor(args)
+        out = run_plan(predict_batch, plan, names or COCO_CLASSES, batch=batch, max_frames=args.max_frames,
                        progress=not args.no_progress, desc="infer")
     print_outcome(out, save_dir)
     if out["images"]:
@@ -68,13 +66,26 @@ def main(argv=None):
     return 0
 
 
+def model_predictor(args):
+    """``(predict_batch, class names or (), batch)`` for an exported ``args.model`` (the one code
+    path of ``deploy/infer.py`` and ``predict.py --model``): :func:`_open`'s runner, then
+    :func:`mindyolox.deploy.runners.predict_images` with ``args.conf / nms / class_agnostic``;
+    the class names of the model's ``.json``."""
+    runner, batch = _open(args)
+    from ..deploy.runners import predict_images
+    predict_batch = functools.partial(predict_images, runner, conf=args.conf, nms=args.nms,
+                                      class_agnostic=args.class_agnostic)
+    return predict_batch, tuple(runner.meta.get("class_names") or ()), batch
+
+
 def _open(args):
     """The runner of ``--model``, checked against ``--img-size`` and ``--batch``, and the
     batch to use; prints what runs."""
     from ..deploy.runners import open_runner
-    runner = open_runner(args.model, args.device, args.backend)
+    runner = open_runner(args.model, args.device, getattr(args, "backend", "auto"))
     if args.img_size:
-        want = tuple(args.img_size * 2 if len(args.img_size) == 1 else args.img_size[:2])
+        size = [int(v) for v in args.img_size]
+        want = tuple(size * 2 if len(size) == 1 else size[:2])
         if want != runner.img_size:
             raise MindYOLOXError(f"{args.model} takes {runner.img_size[0]}x{runner.img_size[1]} inputs, not "
                                  f"{want[0]}x{want[1]} (re-export with --img-size {want[0]} {want[1]})")

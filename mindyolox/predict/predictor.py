@@ -3,8 +3,8 @@
 (:mod:`mindyolox.predict.loop`, :mod:`mindyolox.predict.source`).
 
 - Preprocessing: :func:`mindyolox.data.preproc` (letterbox by ``r = min(H/h, W/w)`` on a 114
-  canvas, BGR, 0..255, CHW float32), batch of one image.
-- The network: any callable ``images float32 [1, 3, H, W] -> outputs [1, A, 5+C]``, either
+  canvas, BGR, 0..255, CHW float32), ``batch`` images stacked (:class:`Predictor`).
+- The network: any callable ``images float32 [N, 3, H, W] -> outputs [N, A, 5+C]``, either
   decoded (cx, cy, w, h px) or raw (dx, dy, log w, log h; ``raw_outputs=True``), decoded here
   with :func:`mindyolox.utils.postprocess.decode_outputs`.
 - Postprocessing: official ``postprocess`` (demo defaults conf 0.25, NMS 0.45), boxes divided
@@ -23,22 +23,11 @@ import numpy as np
 from ..data import preproc
 from ..errors import DataError
 from ..utils.postprocess import decode_outputs, postprocess
+from .labels import COCO_CLASSES
 from .loop import plan_source, run_plan
 
 __all__ = ["COCO_CLASSES", "class_names_for", "Predictor", "run_prediction"]
 
-COCO_CLASSES = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
-    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
-    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
-    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
-    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
-    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
-    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
-    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
-    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
-    "teddy bear", "hair drier", "toothbrush",
-)
 
 
 def class_names_for(cfg):
@@ -89,34 +78,46 @@ def _json_class_names(data_cfg):
 
 
 class Predictor:
-    """Image -> detections in original pixels.
+    """Images -> detections in original pixels.
 
     Args:
-        network: callable ``float32 [1, 3, H, W] numpy -> [1, A, 5+C]`` (numpy or Tensor).
+        network: callable ``float32 [N, 3, H, W] numpy -> [N, A, 5+C]`` (numpy or Tensor).
         img_size: ``(H, W)`` network input size.
         conf, nms, class_agnostic: postprocess settings.
         raw_outputs: the network returns undecoded boxes (an export with
             ``decode_in_inference=False``); ``strides`` are used to decode them.
+        batch: images per network call in :meth:`predict_batch` (``N``). Decided: every call
+            has exactly ``N`` images -- a shorter last group (the end of a folder or video) is
+            padded with blank 114-grey inputs whose outputs are dropped -- so a GRAPH_MODE Cell
+            is compiled once, for ``[N, 3, H, W]``: MindSpore keys a Cell's compiled graph by
+            its arguments' shapes (``mindspore/graph/api.py:2311``, ``generate_arguments_key``),
+            so a second batch size would be a second compile, dearer than the padded rows.
     Calling it with a BGR uint8 ``[h, w, 3]`` image returns float32 ``[K, 7]`` rows
-    ``(x1, y1, x2, y2, obj, cls_conf, cls)`` in that image's pixels, by descending score.
+    ``(x1, y1, x2, y2, obj, cls_conf, cls)`` in that image's pixels, by descending score (one
+    network call of batch 1, whatever ``batch`` is).
     """
 
     def __init__(self, network, img_size, conf=0.25, nms=0.45, class_agnostic=False,
-                 raw_outputs=False, strides=(8, 16, 32)):
+                 raw_outputs=False, strides=(8, 16, 32), batch=1):
         self.network = network
         self.img_size = (int(img_size[0]), int(img_size[1]))
         self.conf, self.nms, self.class_agnostic = float(conf), float(nms), bool(class_agnostic)
         self.raw_outputs = bool(raw_outputs)
         self.strides = tuple(strides)
+        self.batch = max(1, int(batch))
+
+    def _outputs(self, x):
+        """Decoded network outputs ``[n, A, 5+C]`` of the preprocessed batch ``x`` ``[n, 3, H, W]``."""
+        out = self.network(x)
+        out = out.asnumpy() if hasattr(out, "asnumpy") else np.asarray(out)
+        if self.raw_outputs:
+            out = decode_outputs(out, self.img_size, self.strides)
+        return out
 
     def forward(self, img):
         """Network outputs ``[A, 5+C]`` (decoded) and the letterbox ratio for one image."""
         x, r = preproc(img, self.img_size)
-        out = self.network(x[None])
-        out = out.asnumpy() if hasattr(out, "asnumpy") else np.asarray(out)
-        if self.raw_outputs:
-            out = decode_outputs(out, self.img_size, self.strides)
-        return out[0], r
+        return self._outputs(x[None])[0], r
 
     def __call__(self, img):
         out, r = self.forward(img)
@@ -125,13 +126,25 @@ class Predictor:
         return dets
 
     def predict_batch(self, images):
-        """The loop's protocol (:mod:`mindyolox.predict.loop`): one ``[K, 7]`` per image (one
-        network call per image: the Cell is compiled for batch 1)."""
-        return [self(img) for img in images]
+        """The loop's protocol (:mod:`mindyolox.predict.loop`): BGR uint8 images -> one float32
+        ``[K, 7]`` per image, ``batch`` images per network call (the last group padded to
+        ``batch``, see the class doc)."""
+        result = []
+        for i in range(0, len(images), self.batch):
+            group = images[i:i + self.batch]
+            xs, rs = zip(*(preproc(img, self.img_size) for img in group))
+            x = np.stack(xs)
+            if len(group) < self.batch:
+                x = np.concatenate([x, np.full((self.batch - len(group),) + x.shape[1:], 114.0, x.dtype)])
+            out = self._outputs(np.ascontiguousarray(x))[:len(group)]
+            for d, r in zip(postprocess(out, self.conf, self.nms, self.class_agnostic), rs):
+                d[:, :4] /= np.float32(r)
+                result.append(d)
+        return result
 
 
 def run_prediction(predictor, source, save_dir, class_names, draw=True, progress=True, log=print, inputs=(),
-                   max_frames=0, streams=False):
+                   max_frames=0, streams=False, batch=None):
     """Predict on ``source`` (image, folder or video; ``streams=True``: also a webcam index or a
     stream URL) and write the outputs to ``save_dir`` (None: write nothing; names in the module
     doc). ``predictor``: a callable ``BGR image -> [K, 7]`` (e.g. :class:`Predictor`). ``inputs``:
@@ -142,8 +155,10 @@ def run_prediction(predictor, source, save_dir, class_names, draw=True, progress
     A single unreadable image or video raises DataError; inside a folder it is skipped,
     reported through ``log`` and listed in ``skipped``, and the rest is processed. Files of
     a folder whose extension is neither an image's nor a video's are listed in ``skipped``
-    too, and counted in one ``log`` line.
+    too, and counted in one ``log`` line. ``batch``: images per ``predict_batch`` call (default:
+    the predictor's ``batch``, else 1).
     """
     plan = plan_source(source, save_dir, inputs, streams=streams)
-    batch = getattr(predictor, "predict_batch", None) or (lambda images: [predictor(img) for img in images])
-    return run_plan(batch, plan, class_names, max_frames=max_frames, draw=draw, progress=progress, log=log)
+    fn = getattr(predictor, "predict_batch", None) or (lambda images: [predictor(img) for img in images])
+    batch = batch or getattr(predictor, "batch", 1)
+    return run_plan(fn, plan, class_names, batch=batch, max_frames=max_frames, draw=draw, progress=progress, log=log)
