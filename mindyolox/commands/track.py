@@ -16,10 +16,9 @@ class-agnostic unless ``--per-class``). Writes ``<save-dir>/<stem>.txt`` (MOTCha
 names: :mod:`mindyolox.track.run`. Score it with ``mindyolox-tools track-eval``.
 """
 import argparse
-import functools
 import os
 
-from ..errors import ConfigError, MindYOLOXError, WeightsError
+from ..errors import ConfigError, WeightsError
 from ._args import check_thresholds, parse_args, parse_img_size, run_cli
 
 __all__ = ["main", "run"]
@@ -129,17 +128,18 @@ def _cell(args, cfg):
     model, rep = build_and_load(cfg, args.weights, half=args.half)
     print(rep.summary())
     import mindspore as ms
-    return Predictor(lambda x: model(ms.Tensor(x)), img_size, args.conf, args.nms, args.class_agnostic).predict_batch
+    return Predictor(lambda x: model(ms.Tensor(x)), img_size, args.conf, args.nms, args.class_agnostic,
+                     batch=args.batch).predict_batch   # one [batch, 3, H, W] call per group of frames
 
 
 def _exported(args):
-    """``predict_batch`` of an exported model (the runner of deploy/infer.py)."""
-    from ..deploy.runners import open_runner, predict_images
-    runner = open_runner(args.model, args.device)
-    if runner.batch is not None and args.batch % runner.batch:
-        raise MindYOLOXError(f"{args.model} has a fixed batch of {runner.batch}: --batch {args.batch} is not a "
-                             f"multiple of it")
-    return functools.partial(predict_images, runner, conf=args.conf, nms=args.nms, class_agnostic=args.class_agnostic)
+    """``predict_batch`` of an exported model: the code path of ``predict.py --model`` and
+    deploy/infer.py (:func:`mindyolox.commands.infer.model_predictor`: the input size and batch
+    checked against the model's)."""
+    from .infer import model_predictor
+    predict_batch, _, batch = model_predictor(args)
+    args.batch = batch
+    return predict_batch
 
 
 def run():

@@ -8,7 +8,6 @@ What is computed and by what (py-motmetrics for MOTA / IDF1 / MOTP, HOTA from it
 :mod:`mindyolox.track.metrics`. Needs the ``track`` extra (``pip install 'mindyolox[track]'``).
 """
 import argparse
-import json
 
 from .._args import run_cli
 
