@@ -101,6 +101,20 @@ def test_every_skip_marker_gives_a_reason_and_names_real_commands():
     assert checked >= 4
 
 
+# commands a block that CI runs must not contain: an install changes the test venv for every
+# later test, a server never exits (the run waits COMMAND_TIMEOUT, then leaves it running)
+NOT_RUN_IN_CI = (("pip install", "installs packages"), ("mlflow ui", "starts a server"),
+                 ("mlflow server", "starts a server"), ("tensorboard --logdir", "starts a server"),
+                 ("mkdocs serve", "starts a server"), ("wandb login", "asks for a key"))
+
+
+def test_no_block_ci_runs_installs_or_starts_a_server():
+    bad = [f"{b.where}: `{c}` {why}: mark the block <!-- ci: skip (reason) -->"
+           for b in doc_blocks() if not b.skip_reason and not b.marker.startswith("<!-- install")
+           for c in b.commands for word, why in NOT_RUN_IN_CI if word in c]
+    assert not bad, "\n".join(bad)
+
+
 @pytest.mark.slow
 def test_every_cpu_block_of_the_readme_runs(tmp_path_factory):
     work, qs_records = quickstart(tmp_path_factory)
