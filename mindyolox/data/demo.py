@@ -36,14 +36,13 @@ Command line (:mod:`mindyolox.commands.demo`)::
 """
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 from ..errors import DataError
+from ..utils.files import new_folder
 
 __all__ = ["CLASSES", "DEMO_PREFIX", "MIN_VISIBLE", "VERSION", "DemoSpec", "draw_image", "generate",
            "ensure_demo", "resolve_data_dir"]
@@ -262,24 +261,13 @@ def generate(out_dir, spec=None, progress=True):
     Returns ``out_dir``."""
     spec = spec or DemoSpec()
     out_dir = os.path.abspath(os.path.expanduser(str(out_dir)))
-    if os.path.isdir(out_dir) and os.listdir(out_dir):
-        raise DataError(f"{out_dir} exists and is not empty; choose another --out or remove it")
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".demo-", dir=parent)
-    try:
+    with new_folder(out_dir, what="--out", error=DataError, prefix=".demo-") as tmp:
         t0 = time.time()
         stats = {s: _write_split(tmp, s, n, spec, progress)
                  for s, n in (("train", spec.num_train), ("val", spec.num_val))}
         with open(os.path.join(tmp, MANIFEST), "w") as f:
             json.dump({**spec.as_dict(), "images": {s: v[0] for s, v in stats.items()},
                        "annotations": {s: v[1] for s, v in stats.items()}}, f, indent=1)
-        if os.path.isdir(out_dir):
-            os.rmdir(out_dir)
-        os.rename(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     if progress:
         print(f"demo dataset written to {out_dir} ({stats['train'][0]} train / {stats['val'][0]} val "
               f"images, {time.time() - t0:.1f} s)", file=sys.stderr, flush=True)

@@ -17,12 +17,11 @@ pixel is); ids start at 1. Everything is a function of the seed and the
 :class:`TrackSpec` only.
 """
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
 from ..errors import DataError
+from ..utils.files import new_folder
 from .demo import CLASSES, _background, _object_colour, _TEMPLATES
 
 __all__ = ["TrackSpec", "draw_sequence", "write_sequence"]
@@ -112,15 +111,8 @@ def write_sequence(out_dir, spec=None, name="demo-track"):
     import cv2
     spec = spec or TrackSpec()
     out_dir = os.path.abspath(os.path.expanduser(str(out_dir)))
-    if os.path.isdir(out_dir) and os.listdir(out_dir):
-        raise DataError(f"{out_dir} exists and is not empty; choose another folder or remove it")
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise DataError(f"{out_dir} is a file; choose a folder")
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".track-demo-", dir=parent)
     n_rows = 0
-    try:
+    with new_folder(out_dir, error=DataError, prefix=".track-demo-") as tmp:
         os.makedirs(os.path.join(tmp, "img1"))
         os.makedirs(os.path.join(tmp, "gt"))
         with open(os.path.join(tmp, "gt", "gt.txt"), "w") as gt:
@@ -134,10 +126,4 @@ def write_sequence(out_dir, spec=None, name="demo-track"):
         with open(os.path.join(tmp, "seqinfo.ini"), "w") as f:
             f.write(f"[Sequence]\nname={name}\nimDir=img1\nframeRate={spec.fps}\nseqLength={spec.frames}\n"
                     f"imWidth={spec.size[0]}\nimHeight={spec.size[1]}\nimExt=.jpg\n")
-        if os.path.isdir(out_dir):
-            os.rmdir(out_dir)
-        os.rename(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir, spec.frames, n_rows

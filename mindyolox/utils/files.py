@@ -1,7 +1,11 @@
 """Small file helpers shared by rooms that know nothing of each other."""
+import contextlib
 import hashlib
+import os
+import shutil
+import tempfile
 
-__all__ = ["file_digest"]
+__all__ = ["file_digest", "new_folder"]
 
 
 def file_digest(path, algorithm="sha256"):
@@ -13,3 +17,28 @@ def file_digest(path, algorithm="sha256"):
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def new_folder(out_dir, what="folder", error=ValueError, prefix=".new-"):
+    """Write a whole new folder so that it appears complete or not at all: yields a temporary
+    folder beside ``out_dir`` (an absolute path that must not exist or be an empty folder) and
+    renames it to ``out_dir`` when the block ends; on any error (Ctrl-C included) it is removed
+    and ``out_dir`` is left as it was. ``what`` is what to choose instead in the one-line
+    refusal, raised as ``error`` (the caller's error type, e.g. ``DataError``); ``prefix``
+    starts the temporary folder's name."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise error(f"{out_dir} is a file; choose a folder")
+    if os.path.isdir(out_dir) and os.listdir(out_dir):
+        raise error(f"{out_dir} exists and is not empty; choose another {what} or remove it")
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    try:
+        yield tmp
+        if os.path.isdir(out_dir):
+            os.rmdir(out_dir)
+        os.rename(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
