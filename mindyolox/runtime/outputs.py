@@ -113,13 +113,14 @@ def claim_output_dir(folder, flag="--save-dir", log=print):
         lock.release()
 
 
-def save_json(path, obj):
+def save_json(path, obj, indent=1):
     """Write ``obj`` as JSON to ``path`` atomically (a temporary file in the same folder,
-    then ``os.replace``): a reader or an interrupted run never sees half a file."""
+    then ``os.replace``): a reader or an interrupted run never sees half a file. ``indent``
+    None: compact (large lists such as detections)."""
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
         with open(tmp, "w") as f:
-            json.dump(obj, f, indent=1)
+            json.dump(obj, f, indent=indent)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -68,7 +68,7 @@ def keep_best_detections(tr, res):
     if tr.rank != 0 or "detections" not in res:
         return
     from ...runtime.outputs import save_json
-    save_json(tr.run_dir / BEST_DETECTIONS, res["detections"])
+    save_json(tr.run_dir / BEST_DETECTIONS, res["detections"], indent=None)   # compact, as detections.json
     tr.best_eval = {"epoch": tr.epoch + 1, "per_class_AP": res.get("per_class_AP"),
                     "per_class_AP50": res.get("per_class_AP50")}
 
