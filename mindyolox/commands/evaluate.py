@@ -34,8 +34,9 @@ Analysis (COCO metric on COCO / YOLO-format data, rank 0; ``--no-analysis`` or
 ``test.analysis=false`` to skip): next to the detections, ``per_class.csv`` (images, instances,
 P, R, F1 at ``--analysis-conf``, default 0.25; AP50, AP50:95), ``confusion_matrix.csv`` /
 ``_normalized.csv`` / ``.png`` (IoU ``--analysis-iou``, default 0.45), ``pr_curve.png``,
-``f1_curve.png``, ``p_curve.png``, ``r_curve.png``, ``curves.csv``, ``worst_images/``; the
-per-class table and "best F1 x.xx at conf y.yy: deploy at --conf y.yy" are printed
+``f1_curve.png``, ``p_curve.png``, ``r_curve.png``, ``curves.csv``, ``worst_images/``, the
+TIDE error breakdown ``tide.csv`` / ``tide.png`` (:mod:`mindyolox.evaluation.tide`); the
+per-class table, the TIDE line and "best F1 x.xx at conf y.yy: deploy at --conf y.yy" are printed
 (:mod:`mindyolox.evaluation.analysis`, definitions there and in docs/evaluation.md).
 
 Outputs never replace inputs, and two evaluations never share an output: before anything is
