@@ -303,4 +303,6 @@ def test_test_py_analysis_options_and_output_checks(tmp_path):
     with pytest.raises(MindYOLOXError, match=r"--json-out: the outputs of the analysis and of the metrics \(--json-out\) would "
                                              r"both be written to .*per_class.csv"):
         main(base + ["--json-out", str(tmp_path / "o" / "per_class.csv")])
+    with pytest.raises(MindYOLOXError, match=r"would both be written to .*tide.csv"):   # the TIDE report's too
+        main(base + ["--json-out", str(tmp_path / "o" / "tide.csv")])
     assert not (tmp_path / "o").exists()

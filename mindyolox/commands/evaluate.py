@@ -246,7 +246,7 @@ def _check_outputs(args, det_out, dataset, analysis=None):
     outs = [(det_out, f"the detections ({flag})", flag)]
     if analysis is not None:
         from ..evaluation.analysis import analysis_files
-        outs += [(p, "the analysis", flag) for p in analysis_files(os.path.dirname(os.path.abspath(det_out)))]
+        outs += [(p, "the analysis", flag) for p in analysis_files(os.path.dirname(os.path.abspath(det_out)), True)]
     if args.json_out:
         outs.append((args.json_out, "the metrics (--json-out)", "--json-out"))
     check_outputs(outs, inputs)

@@ -58,7 +58,7 @@ import os
 
 import numpy as np
 
-from .tide import tide_report
+from .tide import TIDE_FILES, tide_report
 
 __all__ = ["REPORTS", "GroundTruth", "box_iou", "confusion_matrix", "match_coco", "per_class_stats",
            "conf_curves", "pr_curves", "worst_images", "analyse", "format_analysis_table", "write_analysis"]
@@ -351,10 +351,12 @@ def _write_csv(path, header, rows):
     os.replace(tmp, path)
 
 
-def analysis_files(out_dir):
-    """The paths :func:`write_analysis` writes itself (the worst images' folder excluded)."""
+def analysis_files(out_dir, with_reports=False):
+    """The paths :func:`write_analysis` writes itself (the worst images' folder excluded); with
+    ``with_reports`` also those of the built-in report (TIDE's), for the output-safety check."""
     from .analysis_plots import PLOTS
     names = ["per_class.csv", "confusion_matrix.csv", "confusion_matrix_normalized.csv", "curves.csv", *PLOTS]
+    names += list(TIDE_FILES) if with_reports else []
     return [os.path.join(str(out_dir), n) for n in names]
 
 

@@ -377,12 +377,15 @@ def _draw_chart(result, path):
         raise DataError(f"cannot write {path} (unwritable folder)")
 
 
+TIDE_FILES = ("tide.csv", "tide.png")   # what write_tide writes into its folder
+
+
 def write_tide(result, out_dir):
     """Write ``tide.csv`` (type, name, count, dAP50:95, dAP at ``pos_thr``: fractions; a last row
     ``AP`` with the base AP) and ``tide.png`` (bar chart, AP points) into ``out_dir`` (created);
     returns the two paths."""
     os.makedirs(out_dir, exist_ok=True)
-    csv_path, png_path = os.path.join(out_dir, "tide.csv"), os.path.join(out_dir, "tide.png")
+    csv_path, png_path = (os.path.join(out_dir, n) for n in TIDE_FILES)
     pos = f"dAP{100 * result['pos_thr']:.0f}"
     with open(csv_path, "w", newline="") as f:
         wr = csv.writer(f)

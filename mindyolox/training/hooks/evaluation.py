@@ -132,7 +132,7 @@ class AnalysisHook(TrainHook):
         if best is None and getattr(ds, "coco", None) is not None:
             _, ap, ap50, _, _ = coco_eval(ds.coco, dets)
             best = {"per_class_AP": dict(zip(ds.class_names, ap)), "per_class_AP50": dict(zip(ds.class_names, ap50))}
-        check_outputs([(p, "the analysis of best.ckpt", "train.output_dir") for p in analysis_files(out)],
+        check_outputs([(p, "the analysis of best.ckpt", "train.output_dir") for p in analysis_files(out, True)],
                       [getattr(ds, "ann_file", None)])
         tr.log(f"analysis of best.ckpt (its evaluation's detections, {det_file.name}):")
         try:
