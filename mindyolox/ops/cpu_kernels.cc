@@ -18,18 +18,26 @@
 //   SiluFwd(x) -> y;  SiluBwd(x, dy) -> dx = dy * s * (1 + x * (1 - s)), s = sigmoid(x)
 // expf is glibc's vector variant (libmvec, <= 4 ulp).
 //
-// Loops over (b, c) planes (or channels, or elements) are split over threads started per
-// call (std::thread; MINDYOLOX_KERNEL_THREADS or OMP_NUM_THREADS, default: the CPUs this
-// process may run on) when a call has enough work (kMinWork); not OpenMP: libgomp's workers
-// busy-wait after a region and took the cores from MindSpore's next kernels (a nano train
-// step 25 % slower, yolox-s 2x), and its OMP_WAIT_POLICY is read once, when the library loads.
+// Loops over (b, c) planes (or channels, or elements) are split over a parked pool of
+// worker threads (Pool below) when a call has enough work (kMinWork). The thread count is
+// MINDYOLOX_KERNEL_THREADS, else the CPUs this process may run on (sched_getaffinity) --
+// never OMP_NUM_THREADS: MindSpore's backend (libmindspore_ms_backend.so) sets it to 1 in the
+// process environment when it is imported, so reading it ran every kernel on one thread.
+// Not OpenMP: libgomp's workers busy-wait after a region and took the cores from MindSpore's
+// next kernels (a nano train step 25 % slower, yolox-s 2x); the pool's workers sleep on a
+// condition variable between calls.
+#include <dlfcn.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -41,15 +49,78 @@ constexpr int64_t kMinWork = 1 << 16;  // ~multiply-adds below which one thread 
 
 int thread_count() {
   static const int count = [] {
-    for (const char *name : {"MINDYOLOX_KERNEL_THREADS", "OMP_NUM_THREADS"}) {
-      const char *v = std::getenv(name);
-      if (v != nullptr && std::atoi(v) > 0) return std::atoi(v);
-    }
+    const char *v = std::getenv("MINDYOLOX_KERNEL_THREADS");
+    if (v != nullptr && std::atoi(v) > 0) return std::atoi(v);
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
     return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   }();
   return count;
+}
+
+// Parked workers: run(n, f) calls f(k) for k in [0, n), f(0) on the calling thread and the
+// others on workers that sleep between calls. One call at a time uses the pool; a kernel
+// called meanwhile from another MindSpore thread runs on its own thread (busy.try_lock).
+// Safety: the pool is never destroyed (workers block in wait() until the process ends, so no
+// destructor races them at exit), the library pins itself in memory (RTLD_NODELETE: MindSpore
+// dlclose()s an AOT library when its last kernel is freed, and a parked worker's code must
+// stay mapped), and a forked child (which has no workers) makes a pool of its own.
+class Pool {
+ public:
+  explicit Pool(int workers) : owner_(getpid()) {
+    for (int k = 1; k <= workers; ++k) std::thread([this, k] { Loop(k); }).detach();
+  }
+  pid_t owner() const { return owner_; }
+  std::mutex busy;
+
+  void Run(int64_t n, const std::function<void(int64_t)> &f) {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      job_ = &f;
+      parts_ = n;
+      pending_ = n - 1;
+      ++generation_;
+    }
+    wake_.notify_all();
+    f(0);
+    std::unique_lock<std::mutex> lk(m_);
+    done_.wait(lk, [this] { return pending_ == 0; });
+  }
+
+ private:
+  void Loop(int64_t k) {
+    uint64_t seen = 0;
+    std::unique_lock<std::mutex> lk(m_);
+    for (;;) {
+      wake_.wait(lk, [&] { return generation_ != seen; });
+      seen = generation_;
+      if (k >= parts_) continue;
+      const std::function<void(int64_t)> *f = job_;
+      lk.unlock();
+      (*f)(k);
+      lk.lock();
+      if (--pending_ == 0) done_.notify_one();
+    }
+  }
+  std::mutex m_;
+  std::condition_variable wake_, done_;
+  const std::function<void(int64_t)> *job_ = nullptr;
+  int64_t parts_ = 0, pending_ = 0;
+  uint64_t generation_ = 0;
+  pid_t owner_;
+};
+
+Pool *pool() {
+  static Pool *p = nullptr;
+  static std::mutex make;
+  std::lock_guard<std::mutex> lk(make);
+  if (p == nullptr) {
+    Dl_info info;
+    if (dladdr(reinterpret_cast<void *>(&thread_count), &info) != 0 && info.dli_fname != nullptr)
+      dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);  // pinned: never unmapped under the workers
+  }
+  if (p == nullptr || p->owner() != getpid()) p = new Pool(thread_count() - 1);  // a fork's child: new workers
+  return p;
 }
 
 // f(begin, end) over [0, n) in contiguous chunks, one per thread; work: total cost estimate
@@ -60,11 +131,14 @@ void parallel_for(int64_t n, int64_t work, F f) {
     f(int64_t{0}, n);
     return;
   }
-  std::vector<std::thread> pool;
-  pool.reserve(t - 1);
-  for (int64_t k = 1; k < t; ++k) pool.emplace_back(f, n * k / t, n * (k + 1) / t);
-  f(int64_t{0}, n / t);
-  for (auto &th : pool) th.join();
+  Pool *p = pool();
+  std::unique_lock<std::mutex> own(p->busy, std::try_to_lock);
+  if (!own.owns_lock()) {  // another kernel holds the pool: this one runs on its own thread
+    f(int64_t{0}, n);
+    return;
+  }
+  const std::function<void(int64_t)> part = [&](int64_t k) { f(n * k / t, n * (k + 1) / t); };
+  p->Run(t, part);
 }
 
 // valid output columns ow for tap j: 0 <= ow*S - P + j < W

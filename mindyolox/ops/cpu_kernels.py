@@ -56,9 +56,15 @@ switched to the other path behind them. GPU/Ascend never use it; exports never d
 operator would bind the exported graph to this machine's library). The layers
 (:class:`~mindyolox.models.conv.Conv2d`, :class:`~mindyolox.models.blocks.SiLU`) take these
 kernels for float32 inputs only; under mixed precision their float16 inputs go the usual way.
-Threads: each call splits its planes over threads it starts (``MINDYOLOX_KERNEL_THREADS``,
-else ``OMP_NUM_THREADS``, else every CPU the process may use); not OpenMP, whose idle
-workers spin and took the cores from MindSpore's next kernels (nano 416 b8 step 25 % slower).
+Threads: each call splits its planes over a parked pool of workers (sleeping on a condition
+variable between calls; ``cpu_kernels.cc`` says how it stays safe inside MindSpore's runtime:
+never destroyed, the library pinned with ``RTLD_NODELETE``, one call at a time, a new pool
+after a fork). The count is ``MINDYOLOX_KERNEL_THREADS``, else every CPU the process may use
+(``sched_getaffinity``) -- not ``OMP_NUM_THREADS``, which MindSpore's backend sets to 1 in the
+process environment at import (``os.environ`` does not show it; a C ``getenv`` does), so the
+kernels ran on one thread (nano 416 b8: the custom kernels' time 303-336 -> 195-233 ms per
+step with 2 threads). Not OpenMP, whose idle workers spin and took the cores from MindSpore's
+next kernels (nano 416 b8 step 25 % slower).
 
 MindSpore side. ``ops.Custom(func="<lib>.so:<name>", func_type="aot")``: on CPU the
 function is called with the input and output pointers, ranks and shapes
