@@ -51,14 +51,17 @@ def parse_case(case):
 
 
 def ours_model_and_input(variant, size, batch):
-    """The eval case's model (eval mode, the CPU's resolved options) and its input [B, 3, size, size]."""
+    """The eval case's model (eval mode, the CPU's resolved options, BatchNorm folded as
+    ``test.py`` / ``predict.py`` run it) and its input [B, 3, size, size]."""
     import mindspore as ms
     import numpy as np
     from mindyolox import build_model, load_config
     from mindyolox.runtime.context import setup_mindspore
     setup_mindspore("CPU")
     ms.set_seed(0)
+    from mindyolox.models.fold import fold_batchnorms
     model = build_model(load_config(harness.ROOT / "configs" / f"yolox-{variant}.yaml"))
+    fold_batchnorms(model)   # the eval model of test.py / predict.py (runtime.context.build_and_load)
     model.set_train(False)
     x = ms.Tensor(np.random.default_rng(0).uniform(0, 255, (batch, 3, size, size)).round().astype(np.float32))
     return model, x

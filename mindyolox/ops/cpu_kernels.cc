@@ -14,6 +14,10 @@
 // computed directly, tap by tap over rows of the (b, c) plane: no column tensor. The forward
 // adds the taps in the (i, j) order of one output, like Im2Col + GEMM.
 //
+// The fused eval path (BatchNorm folded, forward only):
+//   DwBiasSiluS{S}_P{P}(x, w, bias [C]) -> SiLU(depthwise(x, w) + bias), one pass per plane
+//   BiasSilu(x [B, C, ...], bias [C])    -> SiLU(x + bias)
+//
 // SiLU y = x * sigmoid(x) and its gradient from the saved input:
 //   SiluFwd(x) -> y;  SiluBwd(x, dy) -> dx = dy * s * (1 + x * (1 - s)), s = sigmoid(x)
 // expf is glibc's vector variant (libmvec, <= 4 ulp).
@@ -150,15 +154,27 @@ inline void ow_range(int64_t W, int64_t Wo, int P, int j, int64_t &lo, int64_t &
   hi = b < 0 ? -1 : std::min<int64_t>(Wo - 1, b / S);
 }
 
-template <int S, int P>
+// y = x + bias, then SiLU, over one plane of n values (the fused eval epilogue)
+inline void bias_silu_plane(float *y, int64_t n, float bias) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = y[i] + bias;
+    y[i] = v / (1.0f + expf(-v));
+  }
+}
+
+// Epi: params are (x, w, bias [C], y) and every plane ends with bias_silu_plane (eval only)
+template <int S, int P, bool Epi = false>
 int fwd(int nparam, void **params, int *ndims, int64_t **shapes) {
-  if (nparam != 3) return 1;
+  if (nparam != (Epi ? 4 : 3)) return 1;
   const float *x = static_cast<const float *>(params[0]);
   const float *w = static_cast<const float *>(params[1]);
-  float *y = static_cast<float *>(params[2]);
+  const float *bias = Epi ? static_cast<const float *>(params[2]) : nullptr;
+  float *y = static_cast<float *>(params[Epi ? 3 : 2]);
   const int64_t B = shapes[0][0], C = shapes[0][1], H = shapes[0][2], W = shapes[0][3];
   const int K = static_cast<int>(shapes[1][2]);
-  const int64_t Ho = shapes[2][2], Wo = shapes[2][3];
+  const int64_t Ho = shapes[Epi ? 3 : 2][2], Wo = shapes[Epi ? 3 : 2][3];
+  if (Epi && (ndims[2] != 1 || shapes[2][0] != C)) return 2;
   parallel_for(B * C, B * C * Ho * Wo * K * K, [&](int64_t first, int64_t last) {
   for (int64_t bc = first; bc < last; ++bc) {
     const int64_t c = bc % C;
@@ -182,6 +198,7 @@ int fwd(int nparam, void **params, int *ndims, int64_t **shapes) {
         }
       }
     }
+    if (Epi) bias_silu_plane(yp, Ho * Wo, bias[c]);
   }
   });
   return 0;
@@ -352,6 +369,8 @@ int col2im(int nparam, void **params, int *ndims, int64_t **shapes) {
 #define EXPORT(S, P)                                                                              \
   extern "C" int DwFwdS##S##_P##P(int n, void **p, int *d, int64_t **s, const char **t, void *st, \
                                  void *e) { return fwd<S, P>(n, p, d, s); }                      \
+  extern "C" int DwBiasSiluS##S##_P##P(int n, void **p, int *d, int64_t **s, const char **t, void *st, \
+                                      void *e) { return fwd<S, P, true>(n, p, d, s); }          \
   extern "C" int DwBwdXS##S##_P##P(int n, void **p, int *d, int64_t **s, const char **t, void *st, \
                                   void *e) { return bwd_x<S, P>(n, p, d, s); }                   \
   extern "C" int DwBwdWS##S##_P##P(int n, void **p, int *d, int64_t **s, const char **t, void *st, \
@@ -374,6 +393,26 @@ extern "C" int SiluFwd(int nparam, void **params, int *ndims, int64_t **shapes, 
   parallel_for(n, n * 8, [&](int64_t first, int64_t last) {
 #pragma omp simd
     for (int64_t i = first; i < last; ++i) y[i] = x[i] / (1.0f + expf(-x[i]));
+  });
+  return 0;
+}
+// BiasSilu(x [B, C, ...], bias [C]) -> y = SiLU(x + bias[c]) (the fused eval epilogue of a
+// convolution whose BatchNorm is folded: one pass instead of BiasAdd + SiLU)
+extern "C" int BiasSilu(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  if (nparam != 3 || ndims[0] < 2) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *bias = static_cast<const float *>(params[1]);
+  float *y = static_cast<float *>(params[2]);
+  const int64_t B = shapes[0][0], C = shapes[0][1];
+  const int64_t plane = numel(ndims[0], shapes[0]) / std::max<int64_t>(1, B * C);
+  if (shapes[1][0] != C) return 2;
+  parallel_for(B * C, B * C * plane * 8, [&](int64_t first, int64_t last) {
+    for (int64_t bc = first; bc < last; ++bc) {
+      const float *xp = x + bc * plane;
+      float *yp = y + bc * plane;
+      if (xp != yp) std::memcpy(yp, xp, sizeof(float) * plane);
+      bias_silu_plane(yp, plane, bias[bc % C]);
+    }
   });
   return 0;
 }

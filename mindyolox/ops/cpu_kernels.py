@@ -84,7 +84,8 @@ from pathlib import Path
 from ..errors import ConfigError
 
 __all__ = ["available", "buildable", "library", "library_key", "build", "prune", "flag_set", "kernel_dir",
-           "geometry_supported", "depthwise_conv", "im2col", "batch_norm", "silu", "KernelBuildError",
+           "geometry_supported", "depthwise_conv", "im2col", "batch_norm", "silu", "bias_silu",
+           "depthwise_bias_silu", "KernelBuildError",
            "CXXFLAGS", "PORTABLE_CXXFLAGS", "KEEP"]
 
 SOURCE = Path(__file__).with_name("cpu_kernels.cc")
@@ -401,3 +402,25 @@ def silu():
 
         _state["silu"] = _custom("SiluFwd", lambda x: x, lambda x: x, bprop)
     return _state["silu"]
+
+
+def bias_silu():
+    """The eval operator ``(x [B, C, ...], bias [C]) -> SiLU(x + bias)`` (float32), one pass:
+    the epilogue of a convolution whose BatchNorm is folded (``BaseConv``'s eval path). No
+    gradient: evaluation and prediction only."""
+    if "bias_silu" not in _state:
+        _state["bias_silu"] = _custom("BiasSilu", lambda x, b: x, lambda x, b: x)
+    return _state["bias_silu"]
+
+
+def depthwise_bias_silu(stride, padding):
+    """The eval operator ``(x [B, C, H, W], w [C, 1, k, k], bias [C]) -> SiLU(depthwise(x, w) +
+    bias)`` [B, C, Ho, Wo] (float32): :func:`depthwise_conv`'s forward, the same sums, with
+    the bias and SiLU applied to each output plane while it is in cache. No gradient."""
+    key = ("dw_bias_silu", stride, padding)
+    if key not in _state:
+        def out_shape(x, w, b):
+            return [x[0], x[1], (x[2] + 2 * padding - w[2]) // stride + 1, (x[3] + 2 * padding - w[3]) // stride + 1]
+
+        _state[key] = _custom(f"DwBiasSiluS{stride}_P{padding}", out_shape, lambda x, w, b: x)
+    return _state[key]
