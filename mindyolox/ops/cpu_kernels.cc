@@ -542,3 +542,152 @@ extern "C" int BnBwd(int nparam, void **params, int *ndims, int64_t **shapes, co
   });
   return 0;
 }
+
+// SimOTA label assignment (official YOLOX 0.3.0 rules, mindyolox/losses/simota.py's module doc)
+// image by image over the REAL labels only -- the first nlabel rows, nlabel = the number of
+// rows whose sum is > 0 -- and the candidate anchors only, as the official per-image code does;
+// the dense graph computes [B, max_labels, A] matrices for every padding row too.
+//   SimOTA(boxes [B,A,4] cxcywh px, obj [B,A] logits, cls [B,A,C] logits, labels [B,G,5]
+//          (class, cx, cy, w, h) px, grids [A,2] cells, strides [A] px)
+//     -> out [B,A,4]: (fg 0/1, matched gt row or -1, matched class, IoU of the prediction with
+//        its gt), zeros / -1 for background. Forward only (the assignment is stop-gradient).
+namespace {
+inline float bce_log(float x) { return x > 0.f ? std::max(std::log(x), -100.f) : -100.f; }
+
+inline float iou_cxcywh(const float *g, const float *p) {
+  const float tl_x = std::max(g[0] - g[2] / 2, p[0] - p[2] / 2), tl_y = std::max(g[1] - g[3] / 2, p[1] - p[3] / 2);
+  const float br_x = std::min(g[0] + g[2] / 2, p[0] + p[2] / 2), br_y = std::min(g[1] + g[3] / 2, p[1] + p[3] / 2);
+  const float inter = (tl_x < br_x && tl_y < br_y) ? (br_x - tl_x) * (br_y - tl_y) : 0.f;
+  return inter / (g[2] * g[3] + p[2] * p[3] - inter);
+}
+
+// false when a label's class is outside [0, C) (the call then fails: no silent clamp)
+bool simota_image(const float *boxes, const float *obj, const float *cls, const float *labels, const float *grids,
+                  const float *strides, int64_t A, int64_t C, int64_t G, float *out) {
+  for (int64_t a = 0; a < A; ++a) {
+    out[a * 4 + 0] = 0.f; out[a * 4 + 1] = -1.f; out[a * 4 + 2] = 0.f; out[a * 4 + 3] = 0.f;
+  }
+  int64_t n = 0;
+  for (int64_t g = 0; g < G; ++g) {
+    const float *r = labels + g * 5;
+    if (r[0] + r[1] + r[2] + r[3] + r[4] > 0.f) ++n;
+  }
+  for (int64_t g = 0; g < n; ++g)
+    if (!(labels[g * 5] >= 0.f && labels[g * 5] < static_cast<float>(C))) return false;
+  if (n == 0) return true;
+  // candidates: centre strictly inside some gt box OR within 2.5 strides of its centre
+  std::vector<int64_t> cand;
+  std::vector<uint8_t> both;  // [n, A] in box AND in centre region
+  both.assign(n * A, 0);
+  for (int64_t a = 0; a < A; ++a) {
+    const float s = strides[a];
+    const float cx = grids[a * 2] * s + 0.5f * s, cy = grids[a * 2 + 1] * s + 0.5f * s;
+    const float radius = 2.5f * s;
+    bool any = false;
+    for (int64_t g = 0; g < n; ++g) {
+      const float *r = labels + g * 5;
+      const float hw = 0.5f * r[3], hh = 0.5f * r[4];
+      const bool in_box = cx > r[1] - hw && cx < r[1] + hw && cy > r[2] - hh && cy < r[2] + hh;
+      const bool in_ctr = cx > r[1] - radius && cx < r[1] + radius && cy > r[2] - radius && cy < r[2] + radius;
+      both[g * A + a] = in_box && in_ctr;
+      any = any || in_box || in_ctr;
+    }
+    if (any) cand.push_back(a);
+  }
+  const int64_t M = static_cast<int64_t>(cand.size());
+  if (M == 0) return true;
+  // class cost: sum_c BCE(p_c, c == c_g) = S - neg(p_g) + pos(p_g), p = sqrt(sigmoid(cls) sigmoid(obj))
+  std::vector<float> S(M), sobj(M);
+  for (int64_t m = 0; m < M; ++m) {
+    const int64_t a = cand[m];
+    const float so = 1.f / (1.f + std::exp(-obj[a]));
+    sobj[m] = so;
+    double sum = 0.0;
+    const float *cr = cls + a * C;
+    for (int64_t c = 0; c < C; ++c) sum += -bce_log(1.f - std::sqrt(1.f / (1.f + std::exp(-cr[c])) * so));
+    S[m] = static_cast<float>(sum);
+  }
+  std::vector<float> cost(n * M), ious(n * M);
+  std::vector<int> ks(n);
+  for (int64_t g = 0; g < n; ++g) {
+    const float *r = labels + g * 5;
+    const int64_t cg = static_cast<int64_t>(r[0]);
+    float top[10];
+    int ntop = 0;
+    const int kmax = static_cast<int>(std::min<int64_t>(10, M));
+    for (int64_t m = 0; m < M; ++m) {
+      const int64_t a = cand[m];
+      const float iou = iou_cxcywh(r + 1, boxes + a * 4);
+      const float p = std::sqrt(1.f / (1.f + std::exp(-cls[a * C + cg])) * sobj[m]);
+      float c = S[m] + bce_log(1.f - p) - bce_log(p) + 3.f * -std::log(iou + 1e-8f);
+      if (!both[g * A + a]) c += 100000.f;
+      cost[g * M + m] = c;
+      ious[g * M + m] = iou;
+      // the kmax largest IoUs, in descending order
+      int pos = ntop < kmax ? ntop++ : kmax;
+      while (pos > 0 && top[pos - 1] < iou) {
+        if (pos < kmax) top[pos] = top[pos - 1];
+        --pos;
+      }
+      if (pos < kmax) top[pos] = iou;
+    }
+    float sum = 0.f;
+    for (int i = 0; i < ntop; ++i) sum += top[i];
+    ks[g] = std::max(1, static_cast<int>(std::floor(sum)));
+  }
+  // each gt takes its k lowest-cost candidates (first index on ties); count the claims
+  std::vector<int> claims(M, 0), owner(M, -1);
+  for (int64_t g = 0; g < n; ++g) {
+    const int k = std::min<int64_t>(ks[g], M);
+    int64_t idx[10];
+    int nk = 0;
+    const float *cg = cost.data() + g * M;
+    for (int64_t m = 0; m < M; ++m) {
+      int pos = nk < k ? nk++ : k;
+      while (pos > 0 && cg[idx[pos - 1]] > cg[m]) {
+        if (pos < k) idx[pos] = idx[pos - 1];
+        --pos;
+      }
+      if (pos < k) idx[pos] = m;
+    }
+    for (int i = 0; i < nk; ++i) {
+      ++claims[idx[i]];
+      owner[idx[i]] = static_cast<int>(g);
+    }
+  }
+  for (int64_t m = 0; m < M; ++m) {
+    if (claims[m] == 0) continue;
+    int64_t g = owner[m];
+    if (claims[m] > 1) {  // the gt of lowest cost among all (first on ties)
+      g = 0;
+      for (int64_t h = 1; h < n; ++h)
+        if (cost[h * M + m] < cost[g * M + m]) g = h;
+    }
+    float *o = out + cand[m] * 4;
+    o[0] = 1.f;
+    o[1] = static_cast<float>(g);
+    o[2] = labels[g * 5];
+    o[3] = ious[g * M + m];
+  }
+  return true;
+}
+}  // namespace
+
+extern "C" int SimOTA(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  if (nparam != 7 || ndims[0] != 3 || ndims[2] != 3 || ndims[3] != 3) return 1;
+  const float *boxes = static_cast<const float *>(params[0]);
+  const float *obj = static_cast<const float *>(params[1]);
+  const float *cls = static_cast<const float *>(params[2]);
+  const float *labels = static_cast<const float *>(params[3]);
+  const float *grids = static_cast<const float *>(params[4]);
+  const float *strides = static_cast<const float *>(params[5]);
+  float *out = static_cast<float *>(params[6]);
+  const int64_t B = shapes[0][0], A = shapes[0][1], C = shapes[2][2], G = shapes[3][1];
+  std::vector<uint8_t> ok(B, 1);
+  parallel_for(B, B * A * (C + 8 * G), [&](int64_t first, int64_t last) {
+    for (int64_t b = first; b < last; ++b)
+      ok[b] = simota_image(boxes + b * A * 4, obj + b * A, cls + b * A * C, labels + b * G * 5, grids, strides, A,
+                           C, G, out + b * A * 4);
+  });
+  return std::all_of(ok.begin(), ok.end(), [](uint8_t v) { return v != 0; }) ? 0 : 3;
+}

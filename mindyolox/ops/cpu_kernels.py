@@ -85,7 +85,7 @@ from ..errors import ConfigError
 
 __all__ = ["available", "buildable", "library", "library_key", "build", "prune", "flag_set", "kernel_dir",
            "geometry_supported", "depthwise_conv", "im2col", "batch_norm", "silu", "bias_silu",
-           "depthwise_bias_silu", "KernelBuildError",
+           "depthwise_bias_silu", "simota", "KernelBuildError",
            "CXXFLAGS", "PORTABLE_CXXFLAGS", "KEEP"]
 
 SOURCE = Path(__file__).with_name("cpu_kernels.cc")
@@ -424,3 +424,20 @@ def depthwise_bias_silu(stride, padding):
 
         _state[key] = _custom(f"DwBiasSiluS{stride}_P{padding}", out_shape, lambda x, w, b: x)
     return _state[key]
+
+
+def simota():
+    """The operator ``(boxes [B, A, 4] cxcywh px, obj [B, A], cls [B, A, C] logits, labels [B, G, 5],
+    grids [A, 2], strides [A]) -> out [B, A, 4]`` float32, per anchor ``(fg 0/1, gt row or -1,
+    class, IoU with that gt)``: SimOTA image by image over the real labels and the candidate
+    anchors only (``cpu_kernels.cc``; the rules of :mod:`mindyolox.losses.simota`). The
+    assignment is stop-gradient: its gradient is zero for every input. A label class outside
+    ``[0, C)`` makes the call fail."""
+    from mindspore import ops
+    if "simota" not in _state:
+        def bprop(boxes, obj, cls, labels, grids, strides, out, dout):
+            return tuple(ops.zeros_like(t) for t in (boxes, obj, cls, labels, grids, strides))
+
+        _state["simota"] = _custom("SimOTA", lambda b, o, c, lab, g, s: [b[0], b[1], 4],
+                                   lambda b, o, c, lab, g, s: b, bprop)
+    return _state["simota"]
