@@ -30,7 +30,8 @@ standard library at their top).
 
 **JSON records** (:func:`record`): one schema for every measurement::
 
-    {"case": str, "cpu": str (model name), "cores": int, "versions": {package: version},
+    {"case": str, "cpu": str (model name), "cpu_flags": [str] (avx*, fma, amx*, ...), "cores": int,
+     "versions": {package: version},
      "times_s": [float] (the timed calls), "median_s", "min_s", "max_s": float | None,
      "first_s": float | None, "peak_rss_mb": float | None, "extra": {...} (case-specific)}
 
