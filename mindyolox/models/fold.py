@@ -22,7 +22,7 @@ from mindspore import Parameter, Tensor, nn
 from .blocks import BaseConv
 from .conv import Conv2d
 
-__all__ = ["fold_batchnorms", "count_batchnorms"]
+__all__ = ["fold_batchnorms", "refold_from", "count_batchnorms"]
 
 
 def _folded(block):
@@ -67,3 +67,26 @@ def fold_batchnorms(model):
 def count_batchnorms(model):
     """Number of BaseConv blocks whose BatchNorm is still a separate cell (0 after fusing)."""
     return sum(isinstance(c, BaseConv) and not isinstance(c.bn, nn.Identity) for _, c in model.cells_and_names())
+
+
+def refold_from(folded, source):
+    """Put ``source``'s current weights into ``folded`` (a model of the same recipe after
+    :func:`fold_batchnorms`, its Cells and compiled graphs kept): each BaseConv's folded weight
+    and bias from ``source``'s convolution and BatchNorm, every other parameter copied by name.
+    ``source`` is not changed (the EMA model of a run: evaluation during training). Returns
+    ``folded``."""
+    pairs = list(zip((c for _, c in source.cells_and_names() if isinstance(c, BaseConv)),
+                     (c for _, c in folded.cells_and_names() if isinstance(c, BaseConv))))
+    done = set()
+    for src, dst in pairs:
+        if not dst.folded:
+            raise ValueError("refold_from: the target model is not folded (fold_batchnorms first)")
+        w, b = _folded(src)
+        dst.conv.weight.set_data(Tensor(w))
+        dst.conv.bias.set_data(Tensor(b))
+        done.update((id(dst.conv.weight), id(dst.conv.bias)))
+    params = dict(source.parameters_and_names())
+    for name, p in folded.parameters_and_names():
+        if id(p) not in done:
+            p.set_data(Tensor(params[name].asnumpy()))
+    return folded
