@@ -138,7 +138,8 @@ class Trainer:
         cfg: the loaded recipe (``mindyolox.load_config``).
         options: :class:`~mindyolox.options.DeviceOptions` (None: resolved from the recipe and
             MindSpore's device target when training starts).
-        run_dir: output folder (default ``<train.output_dir>/<name>``); name: run name.
+        run_dir: output folder (default ``<train.output_dir>/<name>``).
+        name: run name (default the recipe's ``name``, else ``exp``).
         resume: False, True (``run_dir/last.ckpt``) or a checkpoint path.
         exist_ok: allow writing into an existing non-empty run directory without resuming.
         weights: ``.ckpt``/``.pth``/``.npz`` to fine-tune from (class layers re-initialised
@@ -151,14 +152,16 @@ class Trainer:
         num_workers: data workers (default ``data.num_workers`` capped at the CPU count).
         max_iters: stop after this many iterations in this process (tests, benchmarks);
             the LR schedule still follows ``max_epoch``.
-        evaluate: run the periodic evaluation (``train.eval_interval``); hooks: list of
-            :class:`TrainHook` (``self.hooks``; appending before :meth:`train` works too);
-            progress: show tqdm bars; compile_cache: MindSpore's on-disk graph cache: None /
-            ``off`` (default), ``auto`` (a folder keyed by code version, recipe and device
-            options, for fixed-size recipes) or a folder (a keyed subfolder of it); see
-            :mod:`mindyolox.runtime.compile_cache`. precompile: compile the train step for
-            every input size the run will meet (and the EMA and evaluation graphs) before the
-            first step (:mod:`~mindyolox.training.hooks.precompile`).
+        evaluate: run the periodic evaluation (``train.eval_interval``).
+        hooks: list of :class:`TrainHook` (``self.hooks``; appending before :meth:`train`
+            works too).
+        progress: show tqdm bars.
+        compile_cache: MindSpore's on-disk graph cache: None / ``off`` (default), ``auto`` (a
+            folder keyed by code version, recipe and device options, for fixed-size recipes)
+            or a folder (a keyed subfolder of it); see :mod:`mindyolox.runtime.compile_cache`.
+        precompile: compile the train step for every input size the run will meet (and the
+            EMA and evaluation graphs) before the first step
+            (:mod:`~mindyolox.training.hooks.precompile`).
     """
 
     def __init__(self, cfg, options=None, run_dir=None, name=None, resume=False, exist_ok=False, weights=None,
