@@ -188,3 +188,38 @@ def test_mkdocs_build_strict(site):
     assert "train.accumulate" in _text(site, "configuration")
     api = _text(site, "api")
     assert "load_weights" in api and "skip_mismatched" in api and "early_stopped" in api
+
+
+ROLE = re.compile(r":(?:class|func|meth|mod|attr|exc|data|obj):")
+
+
+def test_no_raw_role_or_escaped_pipe_in_any_page(site):
+    """What a reader sees: no Sphinx role (``:class:`` etc.) left by a docstring, no ``\\|`` left
+    by a pipe escaped inside inline code in a table."""
+    pages = sorted(site.rglob("*.html"))
+    assert len(pages) > 10
+    for page in pages:
+        text = re.sub(r"<[^>]+>", "", page.read_text())
+        assert not ROLE.search(text), f"{page.relative_to(site)}: raw role {ROLE.search(text).group()}"
+        assert "\\|" not in text, f"{page.relative_to(site)}: a visible \\|"
+
+
+def test_api_page_has_parameter_tables_and_a_trainer_signature(site):
+    html = (site / "api" / "index.html").read_text()
+    trainer = html.split('id="mindyolox.training.trainer.Trainer"')[1].split('id="mindyolox.training.trainer.Trainer.train"')[0]
+    assert "compile_cache" in trainer and "Trainer(" in re.sub(r"<[^>]+>", "", trainer)  # the signature
+    params = re.search(r"<table>.*?</table>", trainer, flags=re.S).group()
+    for name in ("cfg", "resume", "weights", "compile_cache", "precompile"):  # one row per argument
+        assert f"<code>{name}</code>" in params, name
+
+
+def test_configuration_tables_fit_the_page(site):
+    """The per-recipe keys are one section per recipe, not one column per recipe (10 columns
+    scrolled sideways and hid the demo recipes)."""
+    html = (site / "configuration" / "index.html").read_text()
+    tables = re.findall(r"<table>.*?</table>", html, flags=re.S)
+    assert len(tables) > 10
+    for table in tables:
+        header = re.search(r"<tr>(.*?)</tr>", table, flags=re.S).group(1)
+        assert header.count("<th") <= 3, header
+    assert 'id="yolox-nano-demo"' in html and 'id="yolox-nano-cpu"' in html
