@@ -223,3 +223,18 @@ def test_configuration_tables_fit_the_page(site):
         header = re.search(r"<tr>(.*?)</tr>", table, flags=re.S).group(1)
         assert header.count("<th") <= 3, header
     assert 'id="yolox-nano-demo"' in html and 'id="yolox-nano-cpu"' in html
+
+
+def test_user_pages_use_no_maintainer_paths(site):
+    """``../shared``, ``/tmp/...`` and the machine's lock file belong to Contributing, the
+    changelog and Benchmarks' "How to reproduce"; a user page says ``--weights yolox_nano``."""
+    for page in sorted(site.rglob("index.html")):
+        name = page.parent.relative_to(site).as_posix()
+        if name in ("contributing", "changelog"):
+            continue
+        html = page.read_text()
+        if name == "benchmarks":
+            html = html.split('id="how-to-reproduce-each-table"')[0]
+        text = re.sub(r"<[^>]+>", "", html)
+        for path in ("../shared", "/tmp/", "heavy.lock"):
+            assert path not in text, f"{name or 'index'}: {path}"
