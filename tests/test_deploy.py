@@ -304,9 +304,13 @@ def test_batch_and_size_come_from_flags(tmp_path):
                                   "wrong_infer_size"])
 def test_errors_are_one_line(case, tmp_path, artifacts):
     export = ("deploy/export.py", "--config", "configs/yolox-nano.yaml", "--weights", WEIGHTS)
-    if case == "no_img_size":
-        p = _script(*export, "--batch", 1)
-        assert p.returncode == 2 and "--img-size" in p.stderr   # argparse: required flag
+    if case == "no_img_size":   # the recipe's data.test_size (nano: 416), said in one line; checked like --img-size
+        missing = ("deploy/export.py", "--config", "configs/yolox-nano.yaml", "--weights", tmp_path / "x.ckpt")
+        p = _script(*missing, "--output", tmp_path / "m")
+        assert p.returncode == 2 and "input size 416x416 (the recipe's data.test_size" in p.stdout, p.stdout
+        assert "not found" in p.stderr
+        p = _script(*missing, "data.test_size=[400,400]", "--output", tmp_path / "m")
+        assert p.returncode == 2 and "'data.test_size' must be two positive multiples of 32" in p.stderr, p.stderr
         return
     if case == "bad_size":
         p = _script(*export, "--img-size", 400, "--output", tmp_path / "m")
