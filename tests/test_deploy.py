@@ -9,6 +9,7 @@ official evaluator's 30.52 / 47.77, which the MindSpore Cell reproduces to 0.1
 (tests/test_evaluate.py).
 """
 import json
+import os
 import subprocess
 import sys
 
@@ -119,6 +120,9 @@ def test_bn_folded_in_every_format(artifacts):
     assert artifacts["nms"][1]["graph"]["op_counts"]["NonMaxSuppression"] == 1
     blob = open(artifacts["mindir"][0], "rb").read()
     assert b"BatchNorm" not in blob and b"Sqrt" not in blob and b"Im2Col" in blob   # CPU MindIR: im2col
+    from mindyolox.utils.files import umask
+    for name in ("mindir", "onnx"):   # the usual mode, not MindSpore's read-only 0400
+        assert os.stat(artifacts[name][0]).st_mode & 0o777 == 0o666 & ~umask(), name
 
 
 def test_onnx_raw_outputs_equal_official(artifacts):
