@@ -122,6 +122,7 @@ from .hooks.checkpoint import agree_bn, checkpoint_meta, read_resume_meta, run_f
 from .hooks.evaluation import evaluate_and_save
 from .hooks.experiment import check_loggers, loggers_of
 from .hooks.logging import new_window
+from .hooks.precompile import compile_notice
 from .lr import fit_recipe
 from .run_log import RunLog, last_logged_step
 
@@ -178,7 +179,7 @@ class Trainer:
         self.num_workers, self.max_iters = num_workers, max_iters
         self.do_eval, self.hooks, self.progress = evaluate, list(hooks), progress
         self.builtin_hooks = builtin_hooks()
-        self.compile_cache = compile_cache
+        self.compile_cache, self.cache_path = compile_cache, None
         self.precompile_sizes = bool(precompile)
         # the run's state, all of it set here (nothing is looked up before it exists)
         for part in PARTS:
@@ -291,7 +292,8 @@ class Trainer:
         size = self.loader.size_at(self.progress_in_iter)
         self.window["steps"] += n
         data_s = 0.0
-        if size not in self.sizes_seen:  # the first step of a size compiles its graph: time it
+        if size not in self.sizes_seen:  # the first step of a size compiles its graph: say so, time it
+            self.log(compile_notice(size, self.sizes_seen, self.cache_path))
             t0 = time.perf_counter()
             data_s += self.feeder.run(1, size)
             self.step.stats.asnumpy()  # wait for it
@@ -326,6 +328,7 @@ class Trainer:
                            precompile=self.precompile_sizes)
         # (the cache folder is named by the key alone: two runs of one recipe have two run names)
         cache_path, cache_note = resolve_compile_cache(self.compile_cache, self.cfg, self.options, run)
+        self.cache_path = cache_path
         stack.enter_context(compile_cache_in(cache_path))  # before anything compiles
         if self.weights and meta is None:
             check_weights_file(self.weights)  # before the run folder exists
