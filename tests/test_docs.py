@@ -238,3 +238,21 @@ def test_user_pages_use_no_maintainer_paths(site):
         text = re.sub(r"<[^>]+>", "", html)
         for path in ("../shared", "/tmp/", "heavy.lock"):
             assert path not in text, f"{name}: {path}"
+
+
+def test_benchmark_chart_reads_the_side_by_side_table():
+    """docs/img/benchmark_ratios.png is drawn from the table itself (tools/make_doc_images.py
+    --only bench): the reader finds its cases, both sittings' ratios and the goals."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import doc_charts
+    date, rows = doc_charts.read_ratios()
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", date) and len(rows) >= 3
+    section = (DOCS / "benchmarks.md").read_text().split(doc_charts.HEADING)[1].split("\n## ")[0]
+    for row in rows:
+        line = next(ln for ln in section.splitlines() if ln.startswith(f"| {row['case']} |"))
+        for k in ("before", "now"):
+            ratio, high, lo, hi = row[k]
+            assert f"{ratio:.2f}" in line and lo <= ratio <= high <= hi + 1e-9, (row["case"], k, row[k])
+        assert row["goal"] is None or f"<= {row['goal']}" in line
+    img = doc_charts.draw_ratios(date, rows)
+    assert img.shape[1] == 900 and img.shape[0] > 60 * len(rows)

@@ -31,7 +31,8 @@ def read_ratios(page=PAGE):
     if HEADING not in text:
         raise SystemExit(f"error: {page}: no heading '{HEADING}'")
     section = text.split(HEADING, 1)[1].split("\n## ", 1)[0]
-    date = (re.search(r"\d{4}-\d{2}-\d{2}", section) or [""])[0] if re.search(r"\d{4}-\d{2}-\d{2}", section) else ""
+    found = re.search(r"\d{4}-\d{2}-\d{2}", section)   # the sitting's date opens the section
+    date = found.group() if found else ""
     table = [ln for ln in section.splitlines() if ln.startswith("|")]
     if len(table) < 3:
         raise SystemExit(f"error: {page}: no table under '{HEADING}'")
