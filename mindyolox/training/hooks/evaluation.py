@@ -31,6 +31,9 @@ def evaluate_and_save(tr):
     if tr.evaluator is None:
         return None
     model = tr.ema_model if tr.ema_model is not None else tr.model
+    if tr.timing["eval_s"] == 0 and not tr.precompile_sizes:   # its graph compiles now, in silence
+        tr.log(f"evaluating epoch {tr.epoch + 1}; the first evaluation also compiles the evaluation graph "
+               "(about 5-10 s for yolox-nano on a 2-core CPU)")
     t0 = time.perf_counter()
     res = tr.evaluator.evaluate(model, progress=False)
     model.set_train(False)
