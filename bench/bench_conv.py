@@ -22,7 +22,9 @@ gradients of ``x`` and of the weight for a fixed random output gradient), each t
 ``--reps`` calls after one untimed call. PyTorch (``--anchor-python``: the official anchor's
 venv, any torch on CPU) runs ``F.conv2d`` and its ``autograd`` backward of the same shapes
 in a case process of that interpreter (:func:`torch_conv_times`; ``torch.set_num_threads``
-left at its default). The table lists per shape
+left at its default -- the case process gets Python's environment, without the
+``OMP_NUM_THREADS=1`` MindSpore sets in this one, :func:`bench.harness.run_process` -- and
+the table says how many threads it used). The table lists per shape
 the number of layers of that shape in each case, the times, the ratio of each path to
 PyTorch (medians over rounds), and the fastest path; the summary sums layers x time per case
 (the k x k convolution time of one train step) per path and for the per-shape best.
@@ -66,7 +68,7 @@ def torch_conv_times(shapes, reps):
         def fwdbwd():
             return torch.autograd.grad(F.conv2d(x, wt, None, s, p, 1, g), (x, wt), dy)
         out.append([harness.timed(fn, reps, warmup=1, first=False).ms() for fn in (fwd, fwdbwd)])
-    return harness.record("torch conv2d", None, times=out)
+    return harness.record("torch conv2d", None, times=out, threads=torch.get_num_threads())
 
 
 def parse_case(case):
@@ -194,6 +196,7 @@ def run_torch(python, jobs, reps):
                                                                     reps=reps), python=python)
     except harness.CaseError as e:
         raise SystemExit(f"error: the PyTorch side failed: {e.detail()}") from None
+    print(f"PyTorch side: {r['extra']['threads']} threads (torch.get_num_threads())", flush=True)
     return r["extra"]["times"]
 
 
@@ -283,7 +286,7 @@ def main(argv=None):
                 totals["torch"] = totals.get("torch", 0.0) + n * med(torch_t[job], 1)
         print(f"  {case}: " + ", ".join(f"{k} {v:.0f}" for k, v in totals.items()))
     if args.json:
-        harness.write_json(args.json, {"cpu": harness.cpu_model(), "versions": harness.versions(), "rows": rows,
+        harness.write_json(args.json, {"cpu": harness.cpu_line(), "versions": harness.versions(), "rows": rows,
                                        "call_overhead_ms": overhead})
 
 

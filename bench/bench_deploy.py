@@ -155,7 +155,7 @@ def main(argv=None):
         rows.append(row)
     print_table(rows)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    harness.write_json(args.json, {"rows": rows, "load": os.getloadavg(), "cpu": harness.cpu_model(),
+    harness.write_json(args.json, {"rows": rows, "load": os.getloadavg(), "cpu": harness.cpu_line(),
                                    "versions": harness.versions(), "settings": vars(args)})
     return 0
 

@@ -318,7 +318,7 @@ def main(argv=None):
     else:
         out = {case: bench_cache(case, args.rounds) for case in args.cases or ["nano:160:8"]}
     if args.json:
-        harness.write_json(args.json, {"what": args.what, "cpu": harness.cpu_model(),
+        harness.write_json(args.json, {"what": args.what, "cpu": harness.cpu_line(),
                                        "versions": harness.versions(), "results": out})
     return 0
 

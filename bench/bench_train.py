@@ -47,7 +47,9 @@ def build_case(variant, size, batch, device, boxes=8, freeze=()):
         from mindyolox.training.freeze import freeze as freeze_parts
         freeze_parts(model, list(freeze))
     model.set_train(True)
-    net = YOLOXWithLoss(model, YOLOXLoss(int(cfg.model.num_classes)))
+    loss = YOLOXLoss(int(cfg.model.num_classes))
+    loss.use_kernels(model.options.cpu_kernels)   # as training/builder.py does
+    net = YOLOXWithLoss(model, loss)
     opt = build_optimizer(model, cfg.train)
     step = TrainStep(net, opt, ModelEMA(model, ema_model), loss_scale=resolve_loss_scale(str(cfg.train.loss_scale), "O0")[0])
     step.set_lr(0.01 / 64 * batch)

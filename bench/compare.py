@@ -6,6 +6,8 @@ rounds (official, ours, official, ours, ...) in one invocation.
     python -m bench.compare --anchor-python /tmp/anchor-venv/bin/python --rounds 5 \\
         --cases train:nano:416:8 eval:nano:416:1
     python -m bench.compare                                                        # ours only
+    git worktree add /tmp/before HEAD~3 && python -m bench.compare --anchor-python /tmp/anchor-venv/bin/python \\
+        --before /tmp/before                                   # + an earlier commit, same rounds
 
 The anchor is ``../shared/anchors/official-yolox`` (``setup_venv.sh`` makes its venv; its
 ``bench_official.py`` times the official ``train_one_iter`` with ``ModelEMA.update``, and
@@ -51,14 +53,17 @@ def parse_case(case):
 
 
 def ours_model_and_input(variant, size, batch):
-    """The eval case's model (eval mode, the CPU's resolved options) and its input [B, 3, size, size]."""
+    """The eval case's model (eval mode, the CPU's resolved options, BatchNorm folded as
+    ``test.py`` / ``predict.py`` run it) and its input [B, 3, size, size]."""
     import mindspore as ms
     import numpy as np
     from mindyolox import build_model, load_config
     from mindyolox.runtime.context import setup_mindspore
     setup_mindspore("CPU")
     ms.set_seed(0)
+    from mindyolox.models.fold import fold_batchnorms
     model = build_model(load_config(harness.ROOT / "configs" / f"yolox-{variant}.yaml"))
+    fold_batchnorms(model)   # the eval model of test.py / predict.py (runtime.context.build_and_load)
     model.set_train(False)
     x = ms.Tensor(np.random.default_rng(0).uniform(0, 255, (batch, 3, size, size)).round().astype(np.float32))
     return model, x
@@ -72,17 +77,18 @@ def eval_forward(variant, size, batch, steps):
     return harness.record(f"eval:{variant}:{size}:{batch}", t)
 
 
-def run_ours(case, steps, boxes):
+def run_ours(case, steps, boxes, root=harness.ROOT):
     """Our side of ``case`` in its own process: ``{median_ms, first_s, peak_gb}`` (the train
-    case is :func:`bench.bench_train.train_step` with one untimed call after the compile)."""
+    case is :func:`bench.bench_train.train_step` with one untimed call after the compile);
+    ``root``: the checkout to run (``--before``: an earlier commit's)."""
     kind, variant, size, batch = parse_case(case)
     try:
         if kind == "train":
             r = harness.run_case("bench_train", "train_step", dict(variant=variant, size=size, batch=batch,
-                                                                   steps=steps, warmup=1, boxes=boxes))
+                                                                   steps=steps, warmup=1, boxes=boxes), root=root)
         else:
             r = harness.run_case("compare", "eval_forward", dict(variant=variant, size=size, batch=batch,
-                                                                 steps=steps))
+                                                                 steps=steps), root=root)
     except harness.CaseError as e:
         raise SystemExit(f"error: our case {case} failed: {e.detail()}") from None
     return {"median_ms": 1e3 * r["median_s"], "first_s": r["first_s"], "peak_gb": r["peak_rss_mb"] * 2**20 / 1e9,
@@ -111,8 +117,24 @@ def _span(values, fmt):
     return fmt.format(min(values)) + ".." + fmt.format(max(values)) if len(values) > 1 else "-"
 
 
-def table(cases, ours, official):
-    """Markdown table: one row per case, medians over rounds; ratio per round ours/official."""
+def table(cases, ours, official, before=None):
+    """Markdown table: one row per case, medians over rounds; ratio per round ours/official;
+    ``before`` (``--before``): the earlier checkout's ms, ratio, RSS and first call first."""
+    if before is not None:
+        rows = ["| case | before ms | ratio before | ours ms | ratio now | official ms "
+                "| RSS before / now / official GB | first call before / now / official s |",
+                "|---|---|---|---|---|---|---|---|"]
+        for case in cases:
+            o, b, f = ours[case], before[case], official[case]
+            med = {k: statistics.median([r["median_ms"] for r in v]) for k, v in (("o", o), ("b", b), ("f", f))}
+            ratio = {k: statistics.median([a["median_ms"] / c["median_ms"] for a, c in zip(v, f)])
+                     for k, v in (("o", o), ("b", b))}
+            span = {k: _span([a["median_ms"] / c["median_ms"] for a, c in zip(v, f)], "{:.2f}") for k, v in (("o", o), ("b", b))}
+            rss = " / ".join(f"{max(r['peak_gb'] for r in v):.2f}" for v in (b, o, f))
+            first = " / ".join(f"{statistics.median([r['first_s'] for r in v]):.1f}" for v in (b, o, f))
+            rows.append(f"| {case} | {med['b']:.0f} | {ratio['b']:.2f} ({span['b']}) | {med['o']:.0f} | "
+                        f"{ratio['o']:.2f} ({span['o']}) | {med['f']:.0f} | {rss} | {first} |")
+        return "\n".join(rows)
     rows = ["| case | ours ms | official ms | ratio | ratio spread | peak RSS ours / official GB "
             "| first call ours / official s |", "|---|---|---|---|---|---|---|"]
     for case in cases:
@@ -146,13 +168,19 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=5, help="timed calls per case and round (default 5)")
     p.add_argument("--boxes", type=int, default=8, help="random boxes per image in train cases (default 8)")
     p.add_argument("--out", help="also write every round's records as JSON here")
+    p.add_argument("--before", help="a checkout of an earlier commit (git worktree add DIR REV): its cases run "
+                                    "in the same rounds, after ours, for a before/after table of one sitting "
+                                    "(needs --anchor-python)")
     args = p.parse_args(argv)
+    if args.before and not (args.anchor_python and os.path.isdir(os.path.join(args.before, "bench"))):
+        raise SystemExit(f"error: --before needs --anchor-python and a checkout with bench/ (got {args.before!r})")
     for case in args.cases:
         parse_case(case)
     if args.anchor_python and not ANCHOR.is_file():
         raise SystemExit(f"error: the official anchor {ANCHOR} is missing (set MINDYOLOX_SHARED)")
     ours = {c: [] for c in args.cases}
     official = {c: [] for c in args.cases} if args.anchor_python else None
+    before = {c: [] for c in args.cases} if args.before else None
     load = [os.getloadavg()[0]]
     for rnd in range(args.rounds):
         for case in args.cases:
@@ -163,14 +191,21 @@ def main(argv=None):
             ours[case].append(run_ours(case, args.steps, args.boxes))
             print(f"round {rnd + 1}/{args.rounds} {case} ours {ours[case][-1]['median_ms']:.0f} ms",
                   file=sys.stderr, flush=True)
+            if before is not None:
+                before[case].append(run_ours(case, args.steps, args.boxes, root=os.path.abspath(args.before)))
+                print(f"round {rnd + 1}/{args.rounds} {case} before {before[case][-1]['median_ms']:.0f} ms",
+                      file=sys.stderr, flush=True)
             load.append(os.getloadavg()[0])
-    print(f"{time.strftime('%Y-%m-%d %H:%M')} on {harness.cpu_model()}, {os.cpu_count()} cores, {args.rounds} interleaved rounds "
+    print(f"{time.strftime('%Y-%m-%d %H:%M')} on {harness.cpu_line()}, {os.cpu_count()} cores, {args.rounds} interleaved rounds "
           f"x {args.steps} timed calls, load average {min(load):.1f}..{max(load):.1f}")
-    print(table(args.cases, ours, official))
+    if official is not None:
+        threads = sorted({r["threads"] for rs in official.values() for r in rs})
+        print(f"official side: PyTorch on {'/'.join(map(str, threads))} threads (torch.get_num_threads())")
+    print(table(args.cases, ours, official, before))
     if official is None:
         print("no ratio measured: pass --anchor-python (../shared/anchors/official-yolox/setup_venv.sh makes it)")
     if args.out:
-        harness.write_json(args.out, {"ours": ours, "official": official, "load": load})
+        harness.write_json(args.out, {"ours": ours, "official": official, "before": before, "load": load})
     return 0
 
 

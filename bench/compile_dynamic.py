@@ -98,7 +98,7 @@ def main(argv=None):
     p.add_argument("--json", help="write the records to this file")
     args = p.parse_args(argv)
     print(f"yolox-nano, sizes {args.sizes}, {args.steps} steps each, batch {args.batch}; "
-          f"{harness.cpu_model()}, {harness.load_info()}", flush=True)
+          f"{harness.cpu_line()}, {harness.load_info()}", flush=True)
     records = {}
     for mode in args.modes:
         records[mode] = harness.run_case("compile_dynamic", "run", {"mode": mode, "sizes": args.sizes,

@@ -65,7 +65,7 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=320)
     p.add_argument("--json", help="write the record to this file")
     args = p.parse_args(argv)
-    print(f"nano from the folded weights, coco16 at {args.size}, {args.epochs} epochs; {harness.cpu_model()}, "
+    print(f"nano from the folded weights, coco16 at {args.size}, {args.epochs} epochs; {harness.cpu_line()}, "
           f"{harness.load_info()}", flush=True)
     rec = harness.run_case("finetune_folded", "finetune", {"epochs": args.epochs, "size": args.size})
     ex = rec["extra"]

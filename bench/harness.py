@@ -30,7 +30,8 @@ standard library at their top).
 
 **JSON records** (:func:`record`): one schema for every measurement::
 
-    {"case": str, "cpu": str (model name), "cores": int, "versions": {package: version},
+    {"case": str, "cpu": str (model name), "cpu_flags": [str] (avx*, fma, amx*, ...), "cores": int,
+     "versions": {package: version},
      "times_s": [float] (the timed calls), "median_s", "min_s", "max_s": float | None,
      "first_s": float | None, "peak_rss_mb": float | None, "extra": {...} (case-specific)}
 
@@ -140,6 +141,26 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
+def cpu_flags():
+    """The vector instruction-set flags of this CPU (``/proc/cpuinfo``: avx*, fma, amx*, ...),
+    sorted: what separates the CPU types a benchmark may land on (AVX-512 / AMX or not)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    keep = ("avx", "fma", "amx", "sse4", "f16c")
+                    return sorted(x for x in line.split(":", 1)[1].split() if x.startswith(keep))
+    except OSError:
+        pass
+    return []
+
+
+def cpu_line():
+    """``"<model> (<flags>)"``, the CPU a table's figures were measured on."""
+    flags = cpu_flags()
+    return cpu_model() + (f" ({' '.join(flags)})" if flags else "")
+
+
 def versions():
     """``{"python": ..., package: version}`` of the installed packages of ``VERSION_PACKAGES``
     (read from their metadata: nothing is imported)."""
@@ -156,7 +177,7 @@ def record(case, timing=None, **extra):
     """The JSON record of one measurement (module doc's schema) with this process's peak RSS;
     ``timing`` a :class:`Timing` (or None), ``extra`` case-specific values."""
     t = timing or Timing(None, [], None)
-    return {"case": case, "cpu": cpu_model(), "cores": os.cpu_count(), "versions": versions(),
+    return {"case": case, "cpu": cpu_model(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(), "versions": versions(),
             "times_s": t.times_s, "median_s": t.median_s, "min_s": t.min_s, "max_s": t.max_s,
             "first_s": t.first_s, "peak_rss_mb": peak_rss_mb(), "extra": extra}
 
@@ -187,8 +208,12 @@ def run_process(cmd, timeout=None, env=None, cwd=ROOT, log=None):
     """Run ``cmd`` (a list) in its own session and time it; its output goes to ``log`` (one
     file, stdout and stderr together) or is returned in the :class:`Run`. At ``timeout``
     seconds the whole process group (the program and its workers) is killed with SIGKILL and
-    reaped; the Run says ``timed_out``."""
+    reaped; the Run says ``timed_out``. ``env`` None: Python's ``os.environ``, passed explicitly --
+    not the process's C environment, in which an imported MindSpore has set
+    ``OMP_NUM_THREADS=1`` (invisible to ``os.environ``): inherited, it made the PyTorch side of
+    ``bench_conv.py`` run on one thread."""
     cmd = [str(c) for c in cmd]
+    env = dict(os.environ) if env is None else env
     with tempfile.TemporaryDirectory(prefix="bench_run_") as tmp:
         out_path = Path(log) if log else Path(tmp) / "stdout"
         err_path = None if log else Path(tmp) / "stderr"
@@ -249,11 +274,13 @@ def case_command(module, function, kwargs=None, python=None):
             "--kwargs", json.dumps(kwargs or {}, sort_keys=True)]
 
 
-def run_case(module, function, kwargs=None, python=None, timeout=None, env=None):
+def run_case(module, function, kwargs=None, python=None, timeout=None, env=None, root=ROOT):
     """Run case ``function(**kwargs)`` of ``bench.<module>`` in its own process (``python``:
-    another interpreter) and return the dict it returned, with the child's ``peak_rss_mb``
-    and the process's ``wall_s`` added when absent. Raises :class:`CaseError`."""
-    run = run_process(case_command(module, function, kwargs, python), timeout=timeout, env=env)
+    another interpreter; ``root``: the checkout it runs in -- ``python -m`` puts it first on
+    ``sys.path``, so another checkout's ``bench`` and ``mindyolox`` are the ones imported) and
+    return the dict it returned, with the child's ``peak_rss_mb`` and the process's ``wall_s``
+    added when absent. Raises :class:`CaseError`."""
+    run = run_process(case_command(module, function, kwargs, python), timeout=timeout, env=env, cwd=root)
     if run.timed_out:
         raise CaseError(f"case {module}.{function}: no result within {timeout:.0f} s (killed)", run)
     lines = [x for x in run.stdout.splitlines() if x.startswith(RESULT)]

@@ -68,7 +68,7 @@ def main(argv=None):
         records.append(harness.record(f"predict:nano:{args.size}:{b} coco_tiny", t, images=n,
                                       end_to_end_s=wall, detections=sum(len(v) for v in out["results"].values())))
     print(f"\nYOLOX-Nano predict, coco_tiny val2017 ({len(images)} images) at {args.size}; "
-          f"{harness.cpu_model()}, {harness.load_info()}\n")
+          f"{harness.cpu_line()}, {harness.load_info()}\n")
     print("| batch | predict_batch ms/img (median) | best ms/img | end to end ms/img | images/s | first call s |")
     print("|---|---|---|---|---|---|")
     for b, med, best, e2e, ips, fs in rows:

@@ -50,6 +50,18 @@ def test_table_without_official_has_no_ratio(compare):
     assert "not measured" in row and "1.00" not in row.split("|")[4]
 
 
+def test_table_before_and_after_pairs_each_side_with_its_own_official_round(compare):
+    case = "eval:s:640:1"
+    official = {case: [rec(100), rec(200), rec(100)]}
+    ours = {case: [rec(110, 5.0, 1.0), rec(220, 6.0, 1.2), rec(120, 7.0, 1.1)]}
+    before = {case: [rec(150, 9.0, 2.0), rec(280, 9.0, 2.0), rec(160, 9.0, 2.0)]}
+    cells = [c.strip() for c in compare.table([case], ours, official, before).splitlines()[2].strip("|").split("|")]
+    # per round ours 1.10, 1.10, 1.20; before 1.50, 1.40, 1.60 (each over the same round's official)
+    assert cells[:2] == [case, "160"] and cells[2] == "1.50 (1.40..1.60)"
+    assert cells[3] == "120" and cells[4] == "1.10 (1.10..1.20)" and cells[5] == "100"
+    assert cells[6] == "2.00 / 1.20 / 1.00" and cells[7] == "9.0 / 6.0 / 1.0"
+
+
 # --------------------------------------------------------------------------- check_job.py
 @pytest.fixture(scope="module")
 def job():

@@ -19,7 +19,7 @@ from bench import harness
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted(p for p in (ROOT / "bench").glob("*.py")
                  if p.name not in ("__init__.py", "harness.py", "conv_candidates.py", "official_finetune_exp.py"))
-SCHEMA = {"case", "cpu", "cores", "versions", "times_s", "median_s", "min_s", "max_s", "first_s", "peak_rss_mb",
+SCHEMA = {"case", "cpu", "cpu_flags", "cores", "versions", "times_s", "median_s", "min_s", "max_s", "first_s", "peak_rss_mb",
           "extra"}
 
 
@@ -44,6 +44,7 @@ def test_record_has_the_one_schema():
     assert set(r) == SCHEMA
     assert r["median_s"] == 0.2 and (r["min_s"], r["max_s"], r["first_s"]) == (0.1, 0.3, 2.0)
     assert r["extra"] == {"loss": 1.5} and r["cpu"] and r["versions"]["python"]
+    assert isinstance(r["cpu_flags"], list) and all(f.startswith(("avx", "fma", "amx", "sse4", "f16c")) for f in r["cpu_flags"])
     assert r["peak_rss_mb"] > 10  # this interpreter's VmHWM, MiB
     json.dumps(r)
 

@@ -188,3 +188,61 @@ def test_nano_takes_the_kernels_where_the_options_say():
     depthwise = sum(c.depthwise for c in convs)
     assert depthwise > 20 and count(on)[:2] == (depthwise, len(convs) - depthwise) and count(on)[2] > 50
     assert count(off) == (0, 0, 0)
+
+
+_POOL_PROBE = r"""
+import ctypes, json, os, sys
+import numpy as np
+import mindspore  # noqa: F401  (its backend sets OMP_NUM_THREADS=1, which the kernels must ignore)
+from mindyolox.ops import cpu_kernels
+
+lib = ctypes.CDLL(str(cpu_kernels.library()))
+
+def silu(x):
+    # the AOT signature MindSpore calls: (nparam, params, ndims, shapes, dtypes, stream, extra)
+    y = np.empty_like(x)
+    params = (ctypes.c_void_p * 2)(x.ctypes.data, y.ctypes.data)
+    shape = (ctypes.c_int64 * 1)(x.size)
+    shapes = (ctypes.POINTER(ctypes.c_int64) * 2)(shape, shape)
+    assert lib.SiluFwd(2, params, (ctypes.c_int * 2)(1, 1), shapes, None, None, None) == 0
+    return y
+
+tasks = lambda: len(os.listdir("/proc/self/task"))
+x = np.linspace(-20, 20, 1 << 20).astype(np.float32)
+before = tasks()
+y = silu(x)
+grown = tasks() - before
+libc = ctypes.CDLL(None)
+libc.getenv.restype = ctypes.c_char_p
+child = os.fork()
+if child == 0:   # a forked child has no workers: it must make its own pool, not hang on the parent's
+    os._exit(0 if np.array_equal(silu(x), y) else 3)
+_, status = os.waitpid(child, 0)
+print(json.dumps({"grown": grown, "err": float(np.abs(y - x / (1 + np.exp(-x.astype(np.float64)))).max()),
+                  "omp": (libc.getenv(b"OMP_NUM_THREADS") or b"").decode(), "child": status,
+                  "cpus": len(os.sched_getaffinity(0))}))
+"""
+
+
+@pytest.mark.parametrize("threads", [None, 3])
+def test_kernel_pool_threads_ignore_mindspore_omp_setting_and_survive_fork(threads):
+    """The kernels' worker pool: MINDYOLOX_KERNEL_THREADS, else every CPU of the affinity mask
+    (MindSpore sets OMP_NUM_THREADS=1 at import; reading it ran the kernels on one thread); a
+    forked child computes the same result with a pool of its own (it would hang on the
+    parent's workers otherwise)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ)
+    env.pop("MINDYOLOX_KERNEL_THREADS", None)
+    if threads:
+        env["MINDYOLOX_KERNEL_THREADS"] = str(threads)
+    run = subprocess.run([sys.executable, "-c", _POOL_PROBE], env=env, cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["omp"] == "1"                                    # the trap is there
+    expected = (threads or out["cpus"]) - 1                     # workers beside the calling thread
+    assert out["grown"] == expected, out
+    assert out["err"] < 1e-5 and out["child"] == 0, out

@@ -65,6 +65,49 @@ def test_coco_tiny_val_conf_0_01_matches_official(val_results):
 
 
 @pytest.mark.slow
+def test_fused_eval_path_gives_the_same_ap(val_results, coco_tiny_val):
+    """The fused eval path of test.py / predict.py (BatchNorm folded once in numpy, and on CPU
+    bias + SiLU -- with the depthwise convolution -- as one compiled kernel) against the
+    unfolded model of ``val_results``: the same twelve COCO numbers on coco_tiny (conf 0.01)."""
+    from mindyolox.models.fold import count_batchnorms, fold_batchnorms
+    cfg = load_config(ROOT / "configs" / "yolox-nano.yaml")
+    model = build_model(cfg)
+    load_weights(model, shared_path("weights", "yolox_nano.pth"))
+    fold_batchnorms(model)
+    blocks = [c for _, c in model.cells_and_names() if hasattr(c, "folded")]
+    assert count_batchnorms(model) == 0 and all(b.folded for b in blocks)
+    assert sum(b.dw_epilogue is not None for b in blocks) > 0 and all(b.epilogue is not None for b in blocks)
+    loader = create_eval_loader({"test_size": [416, 416], "num_workers": 0}, 8, dataset=coco_tiny_val)
+    fused = COCOEvaluator(loader, conf=0.01, nms=0.65).evaluate(model, progress=False)
+    np.testing.assert_array_equal(fused["stats"], val_results[0]["stats"])
+
+
+@pytest.mark.slow
+def test_refold_puts_the_source_weights_into_a_folded_copy(nano):
+    """What evaluation during training runs (``hooks/evaluation.py`` ``eval_network``): a
+    folded copy of another (random) initialisation refolded from the official weights computes
+    what the unfolded model computes, and a second refold after the source changed follows it."""
+    from mindspore import Tensor
+    from mindyolox.models.fold import fold_batchnorms, refold_from
+    folded = fold_batchnorms(build_model(load_config(ROOT / "configs" / "yolox-nano.yaml")))
+    x = Tensor(np.random.default_rng(5).uniform(0, 255, (8, 3, 416, 416)).astype(np.float32))
+    want = nano(x).asnumpy()
+    before = folded(x).asnumpy()
+    got = refold_from(folded, nano)(x).asnumpy()
+    assert np.abs(before - want).max() > 1.0                  # the copy's own weights differ
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+    gamma = nano.backbone.backbone.stem.conv.bn.gamma
+    saved = gamma.asnumpy()
+    try:
+        gamma.set_data(Tensor(saved * 0.5))
+        changed = nano(x).asnumpy()
+        np.testing.assert_allclose(refold_from(folded, nano)(x).asnumpy(), changed, rtol=1e-4, atol=1e-3)
+        assert np.abs(changed - want).max() > 1e-2
+    finally:
+        gamma.set_data(Tensor(saved))
+
+
+@pytest.mark.slow
 def test_coco_tiny_val_conf_0_001_matches_official(val_results):
     r01, r = val_results
     assert abs(100 * r["AP50_95"] - 30.73) <= 0.1 and abs(100 * r["AP50"] - 48.23) <= 0.1

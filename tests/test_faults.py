@@ -273,6 +273,8 @@ def test_best_ap_survives_a_kill_between_an_evaluation_and_the_next_save(tmp_pat
             return {"AP50_95": 0.20, "AP50": 0.40, "timing": {}}
 
     class _Options:
+        fold_bn = False   # the net is no YOLOX: evaluated as it is, no folded copy
+
         def to_dict(self):
             return {}
 

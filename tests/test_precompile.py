@@ -55,6 +55,7 @@ def _stub(step, eval_net):
     """The trainer fields :func:`precompile` reads, around ``step``."""
     t = types.SimpleNamespace(step=step, sizes_seen={}, timing={"compile_s": 0.0}, lines=[], ema_model=eval_net,
                               model=None, cfg=None, run_sizes=lambda: list(SIZES),
+                              options=types.SimpleNamespace(fold_bn=False),  # no YOLOX here: no folded copy
                               _example_batch=lambda size: tuple(Tensor(np.zeros(x.shape, np.float32))
                                                                 for x in _batch(size)),
                               evaluator=types.SimpleNamespace(loader=types.SimpleNamespace(

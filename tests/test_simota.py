@@ -112,3 +112,50 @@ def test_factored_candidate_masks_equal_generic():
     assert generic[0].shape == (2, 12, grids.shape[0]) and generic[0].any() and not generic[1].all()
     np.testing.assert_array_equal(factored[0], generic[0])
     np.testing.assert_array_equal(factored[1], generic[1])
+
+
+@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("max_labels", [120, 50, 7])
+def test_cpu_kernel_assignment_matches_official(name, max_labels):
+    """The compiled CPU assignment (real labels only, ``YOLOXLoss.use_kernels``) against the
+    official per-image assignment; with 7 label slots the reference's later gts are cut, so it
+    must equal the dense assigner on the same cut labels instead."""
+    from mindyolox.ops import cpu_kernels
+    data = load_npz("reference", f"{name}_data.npz")
+    pre = "train/l1_0/"
+    head = data[pre + "head_outputs"].astype(np.float32)
+    grids = np.stack([data[pre + "x_shifts"][0], data[pre + "y_shifts"][0]], 1).astype(np.float32)
+    strides = data[pre + "expanded_strides"][0].astype(np.float32)
+    labels = np.zeros((head.shape[0], max_labels, 5), np.float32)
+    n = min(max_labels, data["input/labels"].shape[1])
+    labels[:, :n] = data["input/labels"][:, :n]
+    out = cpu_kernels.simota()(Tensor(head[..., :4]), Tensor(head[..., 4]), Tensor(head[..., 5:]), Tensor(labels),
+                               Tensor(grids), Tensor(strides)).asnumpy()
+    fg, gt, cls, iou = out[..., 0] > 0.5, out[..., 1].astype(np.int32), out[..., 2].astype(np.int32), out[..., 3]
+    n_ref = data["input/labels"].shape[1]
+    if max_labels >= n_ref or not (data["input/labels"][:, max_labels:].sum(2) > 0).any():
+        for b in range(head.shape[0]):
+            ref = {k.rsplit("/", 1)[1]: v for k, v in data.items() if k.startswith(f"{pre}assign/b{b}/")}
+            np.testing.assert_array_equal(fg[b], ref["fg_mask"])
+            np.testing.assert_array_equal(gt[b], ref["matched_gt_per_anchor"])
+            np.testing.assert_array_equal(cls[b][fg[b]], ref["gt_matched_classes"].astype(np.int32))
+            np.testing.assert_allclose(iou[b][fg[b]], ref["pred_ious_this_matching"], rtol=1e-5, atol=1e-7)
+            assert (iou[b][~fg[b]] == 0).all() and (cls[b][~fg[b]] == 0).all()
+    else:
+        dense = run_assigner(SimOTAAssigner(80), data, max_labels)
+        np.testing.assert_array_equal(fg, dense["fg_mask"])
+        np.testing.assert_array_equal(gt, dense["matched_gt"])
+        np.testing.assert_array_equal(cls, dense["matched_classes"])
+        np.testing.assert_allclose(iou, dense["matched_ious"], rtol=1e-5, atol=1e-7)
+
+
+def test_cpu_kernel_assignment_refuses_a_class_beyond_the_model():
+    """A label class outside [0, C) fails the call (the dense graph would gather out of range)."""
+    from mindyolox.ops import cpu_kernels
+    rng = np.random.default_rng(0)
+    labels = np.zeros((1, 4, 5), np.float32)
+    labels[0, 0] = [80, 40, 40, 20, 20]
+    args = [rng.uniform(10, 60, (1, 100, 4)), rng.standard_normal((1, 100)), rng.standard_normal((1, 100, 80)),
+            labels, np.stack(np.meshgrid(np.arange(10), np.arange(10)), -1).reshape(-1, 2), np.full(100, 8.0)]
+    with pytest.raises(RuntimeError):
+        cpu_kernels.simota()(*[Tensor(np.asarray(a, np.float32)) for a in args]).asnumpy()

@@ -1,7 +1,7 @@
 """Export a YOLOX model for deployment: MindIR, ONNX (and AIR on Ascend), plus the metadata
 a runner needs (``<output>.json``) and, for ``target="ascend"``, the Ascend recipe files.
 
-Every format is exported from the fused-convolution variant (:mod:`mindyolox.deploy.fuse`):
+Every format is exported from the fused-convolution variant (:mod:`mindyolox.models.fold`):
 BatchNorm folded into the convolution weights, no BN / Sqrt / Div op in the graph.
 
 What is inside the graph (``graph`` in the JSON):
@@ -35,8 +35,8 @@ import numpy as np
 
 from ..errors import ConfigError, MindYOLOXError
 from ..models.blocks import Focus, Upsample2x
+from ..models.fold import count_batchnorms, fold_batchnorms
 from ..utils.files import normal_mode
-from .fuse import count_batchnorms, fuse_model
 from .meta import PREPROCESS, write_meta
 
 __all__ = ["FORMATS", "ExportSpec", "export"]
@@ -105,7 +105,7 @@ def build_fused(cfg, weights, spec):
                               amp_level="O2" if spec.half else "O0", cpu_kernels=False)
     model = build_model(cfg, options, decode_in_inference=spec.decode)
     report = load_weights(model, weights) if weights else None   # None: random init (speed only)
-    fuse_model(model)
+    fold_batchnorms(model)
     if count_batchnorms(model):
         raise MindYOLOXError("BatchNorm folding left a BatchNorm cell in the model")
     if spec.fmt == "ONNX":   # the ops onnxruntime runs fastest (Focus / Upsample2x docstrings)

@@ -57,6 +57,16 @@ class YOLOXLoss(nn.Cell):
         self.level_strides = tuple(int(s) for s in strides)
         # tiered_keys: SimOTA ranking keys that survive float16 (Ascend), see losses/simota.py
         self.assigner = SimOTAAssigner(num_classes, tiered=tiered_keys)
+        self.kernel = None
+
+    def use_kernels(self, on):
+        """``on`` (the CPU kernels are on, ``DeviceOptions.cpu_kernels``): the assignment runs as
+        one compiled CPU kernel over each image's real labels and candidate anchors
+        (:func:`mindyolox.ops.cpu_kernels.simota`; the dense [B, G, A] graph costs every padding
+        slot of ``max_labels``) -- the same assignment (``tests/test_simota.py``). Float32
+        outputs only; not with the float16-safe tiered keys."""
+        from ..ops import cpu_kernels
+        self.kernel = cpu_kernels.simota() if on and not self.assigner.tiered else None
 
     def construct(self, raw, grids, strides, labels, use_l1, img_hw=None):
         raw_reg = raw[..., 0:4]
@@ -72,16 +82,24 @@ class YOLOXLoss(nn.Cell):
             levels = ()
             for s in self.level_strides:
                 levels = levels + ((img_hw[0] // s, img_hw[1] // s, s),)
-        assign = self.assigner(boxes, obj_logits, cls_logits, grids, strides, gt_boxes,
-                               gt_classes, gt_valid, levels)
-        fg = assign["fg_mask"].astype(mstype.float32)                               # [B,A]
-        slot = ops.maximum(assign["matched_gt"], 0)                                 # [B,A]
+        if self.kernel is not None and raw.dtype == mstype.float32:
+            out = self.kernel(ops.stop_gradient(boxes), ops.stop_gradient(obj_logits),
+                              ops.stop_gradient(cls_logits), labels, grids, strides)   # [B,A,4]
+            fg_mask, matched_gt = out[..., 0] > 0.5, out[..., 1].astype(mstype.int32)
+            matched_classes, matched_ious = out[..., 2].astype(mstype.int32), out[..., 3]
+        else:
+            assign = self.assigner(boxes, obj_logits, cls_logits, grids, strides, gt_boxes,
+                                   gt_classes, gt_valid, levels)
+            fg_mask, matched_gt = assign["fg_mask"], assign["matched_gt"]
+            matched_classes, matched_ious = assign["matched_classes"], assign["matched_ious"]
+        fg = fg_mask.astype(mstype.float32)                                         # [B,A]
+        slot = ops.maximum(matched_gt, 0)                                 # [B,A]
         n_gt = gt_boxes.shape[1]
         flat_index = slot + (ops.arange(gt_boxes.shape[0], dtype=mstype.int32) * n_gt).expand_dims(1)
         targets = ops.gather(gt_boxes.reshape(-1, 4), flat_index.reshape(-1), 0)
         targets = ops.stop_gradient(targets.reshape(boxes.shape))                    # [B,A,4]
-        iou_target = ops.stop_gradient(assign["matched_ious"])                      # [B,A]
-        cls_index = ops.stop_gradient(assign["matched_classes"]).expand_dims(2)     # [B,A,1]
+        iou_target = ops.stop_gradient(matched_ious)                      # [B,A]
+        cls_index = ops.stop_gradient(matched_classes).expand_dims(2)     # [B,A,1]
 
         num_fg = ops.maximum(fg.sum(), 1.0)
         num_gts = ops.maximum(gt_valid.astype(mstype.float32).sum(), 1.0)

@@ -53,8 +53,11 @@ class BaseConv(nn.Cell):
     """Conv2d (no bias, symmetric padding (k-1)//2) -> BatchNorm2d -> activation.
 
     In eval mode the BatchNorm is folded into the convolution (weight * gamma / sqrt(var +
-    eps), bias beta - mean * that scale), computed from the current parameters in the graph:
-    the same function with one kernel less per layer (15% of a CPU forward). ``fold_bn``
+    eps), bias beta - mean * that scale), computed from the current parameters in the graph
+    (the same function with one kernel less per layer, 15% of a CPU forward), or once in
+    numpy by :func:`mindyolox.models.fold.fold_batchnorms` (``folded``: no per-call arithmetic;
+    exports, ``test.py`` and ``predict.py``); on CPU the bias and SiLU then run as one compiled
+    pass (:meth:`use_fused_kernels`). ``fold_bn``
     (per instance, set by ``build_model`` from ``DeviceOptions.fold_bn``; off under mixed
     precision, where BN stays a float32 cell) switches it; inside :func:`bn_unfolded` ``conv``
     and ``bn`` run as separate cells in eval mode too (the FLOP counter needs their per-layer
@@ -63,19 +66,40 @@ class BaseConv(nn.Cell):
     def __init__(self, in_channels, out_channels, ksize, stride, groups=1, bias=False, act="silu"):
         super().__init__()
         self.fold_bn = True
+        self.folded = False          # True once models.fold.fold_batchnorms put the BN into conv's weight/bias
+        self.epilogue = None         # the fused eval kernels (use_fused_kernels)
+        self.dw_epilogue = None
         pad = (ksize - 1) // 2
         self.conv = Conv2d(in_channels, out_channels, ksize, stride, padding=pad, group=groups, has_bias=bias)
         self.bn = BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)
         self.act = get_activation(act)
 
+    def use_fused_kernels(self, on):
+        """The fused eval path on CPU (``on``: the CPU kernels are on; after the conv's
+        ``use_impl``): with a SiLU activation the eval forward ends with one compiled
+        bias + SiLU pass instead of ``BiasAdd`` + SiLU, and a depthwise layer with a direct
+        kernel does convolution, bias and SiLU in one kernel (:mod:`mindyolox.ops.cpu_kernels`);
+        float32 only, training unchanged."""
+        fits = bool(on) and isinstance(self.act, SiLU)
+        self.epilogue = cpu_kernels.bias_silu() if fits else None
+        conv = self.conv
+        self.dw_epilogue = cpu_kernels.depthwise_bias_silu(conv.s, conv.p) if fits and conv.direct is not None else None
+
     def construct(self, x):
         if self.training or not self.fold_bn:
             return self.act(self.bn(self.conv(x)))
-        bn = self.bn
-        scale = bn.gamma / ops.sqrt(bn.moving_variance + bn.eps)   # (no Rsqrt in ONNX export)
-        mean = bn.moving_mean - self.conv.bias if self.conv.has_bias else bn.moving_mean
-        y = self.conv.convolve(x, self.conv.weight * scale.reshape(-1, 1, 1, 1))
-        return self.act(ops.bias_add(y, bn.beta - mean * scale))
+        if self.folded:                       # constant folded weights (models.fold.fold_batchnorms)
+            weight, bias = self.conv.weight, self.conv.bias
+        else:                                 # folded in the graph from the current parameters
+            bn = self.bn
+            scale = bn.gamma / ops.sqrt(bn.moving_variance + bn.eps)   # (no Rsqrt in ONNX export)
+            mean = bn.moving_mean - self.conv.bias if self.conv.has_bias else bn.moving_mean
+            weight, bias = self.conv.weight * scale.reshape(-1, 1, 1, 1), bn.beta - mean * scale
+        if self.epilogue is not None and x.dtype == mstype.float32 and weight.dtype == mstype.float32:
+            if self.dw_epilogue is not None:
+                return self.dw_epilogue(x, weight, bias)
+            return self.epilogue(self.conv.convolve(x, weight), bias)
+        return self.act(ops.bias_add(self.conv.convolve(x, weight), bias))
 
 
 @contextmanager

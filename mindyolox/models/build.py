@@ -57,5 +57,8 @@ def build_model(cfg, options=None, decode_in_inference=True):
             cell.fold_bn = options.fold_bn
         elif isinstance(cell, (SiLU, BatchNorm2d)):
             cell.use_kernels(options.cpu_kernels)
+    for _, cell in model.cells_and_names():
+        if isinstance(cell, BaseConv):   # after its conv's use_impl (the depthwise kernel decides)
+            cell.use_fused_kernels(options.cpu_kernels)
     model.options = options
     return model

@@ -14,22 +14,34 @@
 // computed directly, tap by tap over rows of the (b, c) plane: no column tensor. The forward
 // adds the taps in the (i, j) order of one output, like Im2Col + GEMM.
 //
+// The fused eval path (BatchNorm folded, forward only):
+//   DwBiasSiluS{S}_P{P}(x, w, bias [C]) -> SiLU(depthwise(x, w) + bias), one pass per plane
+//   BiasSilu(x [B, C, ...], bias [C])    -> SiLU(x + bias)
+//
 // SiLU y = x * sigmoid(x) and its gradient from the saved input:
 //   SiluFwd(x) -> y;  SiluBwd(x, dy) -> dx = dy * s * (1 + x * (1 - s)), s = sigmoid(x)
 // expf is glibc's vector variant (libmvec, <= 4 ulp).
 //
-// Loops over (b, c) planes (or channels, or elements) are split over threads started per
-// call (std::thread; MINDYOLOX_KERNEL_THREADS or OMP_NUM_THREADS, default: the CPUs this
-// process may run on) when a call has enough work (kMinWork); not OpenMP: libgomp's workers
-// busy-wait after a region and took the cores from MindSpore's next kernels (a nano train
-// step 25 % slower, yolox-s 2x), and its OMP_WAIT_POLICY is read once, when the library loads.
+// Loops over (b, c) planes (or channels, or elements) are split over a parked pool of
+// worker threads (Pool below) when a call has enough work (kMinWork). The thread count is
+// MINDYOLOX_KERNEL_THREADS, else the CPUs this process may run on (sched_getaffinity) --
+// never OMP_NUM_THREADS: MindSpore's backend (libmindspore_ms_backend.so) sets it to 1 in the
+// process environment when it is imported, so reading it ran every kernel on one thread.
+// Not OpenMP: libgomp's workers busy-wait after a region and took the cores from MindSpore's
+// next kernels (a nano train step 25 % slower, yolox-s 2x); the pool's workers sleep on a
+// condition variable between calls.
+#include <dlfcn.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -41,15 +53,78 @@ constexpr int64_t kMinWork = 1 << 16;  // ~multiply-adds below which one thread 
 
 int thread_count() {
   static const int count = [] {
-    for (const char *name : {"MINDYOLOX_KERNEL_THREADS", "OMP_NUM_THREADS"}) {
-      const char *v = std::getenv(name);
-      if (v != nullptr && std::atoi(v) > 0) return std::atoi(v);
-    }
+    const char *v = std::getenv("MINDYOLOX_KERNEL_THREADS");
+    if (v != nullptr && std::atoi(v) > 0) return std::atoi(v);
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
     return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   }();
   return count;
+}
+
+// Parked workers: run(n, f) calls f(k) for k in [0, n), f(0) on the calling thread and the
+// others on workers that sleep between calls. One call at a time uses the pool; a kernel
+// called meanwhile from another MindSpore thread runs on its own thread (busy.try_lock).
+// Safety: the pool is never destroyed (workers block in wait() until the process ends, so no
+// destructor races them at exit), the library pins itself in memory (RTLD_NODELETE: MindSpore
+// dlclose()s an AOT library when its last kernel is freed, and a parked worker's code must
+// stay mapped), and a forked child (which has no workers) makes a pool of its own.
+class Pool {
+ public:
+  explicit Pool(int workers) : owner_(getpid()) {
+    for (int k = 1; k <= workers; ++k) std::thread([this, k] { Loop(k); }).detach();
+  }
+  pid_t owner() const { return owner_; }
+  std::mutex busy;
+
+  void Run(int64_t n, const std::function<void(int64_t)> &f) {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      job_ = &f;
+      parts_ = n;
+      pending_ = n - 1;
+      ++generation_;
+    }
+    wake_.notify_all();
+    f(0);
+    std::unique_lock<std::mutex> lk(m_);
+    done_.wait(lk, [this] { return pending_ == 0; });
+  }
+
+ private:
+  void Loop(int64_t k) {
+    uint64_t seen = 0;
+    std::unique_lock<std::mutex> lk(m_);
+    for (;;) {
+      wake_.wait(lk, [&] { return generation_ != seen; });
+      seen = generation_;
+      if (k >= parts_) continue;
+      const std::function<void(int64_t)> *f = job_;
+      lk.unlock();
+      (*f)(k);
+      lk.lock();
+      if (--pending_ == 0) done_.notify_one();
+    }
+  }
+  std::mutex m_;
+  std::condition_variable wake_, done_;
+  const std::function<void(int64_t)> *job_ = nullptr;
+  int64_t parts_ = 0, pending_ = 0;
+  uint64_t generation_ = 0;
+  pid_t owner_;
+};
+
+Pool *pool() {
+  static Pool *p = nullptr;
+  static std::mutex make;
+  std::lock_guard<std::mutex> lk(make);
+  if (p == nullptr) {
+    Dl_info info;
+    if (dladdr(reinterpret_cast<void *>(&thread_count), &info) != 0 && info.dli_fname != nullptr)
+      dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);  // pinned: never unmapped under the workers
+  }
+  if (p == nullptr || p->owner() != getpid()) p = new Pool(thread_count() - 1);  // a fork's child: new workers
+  return p;
 }
 
 // f(begin, end) over [0, n) in contiguous chunks, one per thread; work: total cost estimate
@@ -60,11 +135,14 @@ void parallel_for(int64_t n, int64_t work, F f) {
     f(int64_t{0}, n);
     return;
   }
-  std::vector<std::thread> pool;
-  pool.reserve(t - 1);
-  for (int64_t k = 1; k < t; ++k) pool.emplace_back(f, n * k / t, n * (k + 1) / t);
-  f(int64_t{0}, n / t);
-  for (auto &th : pool) th.join();
+  Pool *p = pool();
+  std::unique_lock<std::mutex> own(p->busy, std::try_to_lock);
+  if (!own.owns_lock()) {  // another kernel holds the pool: this one runs on its own thread
+    f(int64_t{0}, n);
+    return;
+  }
+  const std::function<void(int64_t)> part = [&](int64_t k) { f(n * k / t, n * (k + 1) / t); };
+  p->Run(t, part);
 }
 
 // valid output columns ow for tap j: 0 <= ow*S - P + j < W
@@ -76,15 +154,27 @@ inline void ow_range(int64_t W, int64_t Wo, int P, int j, int64_t &lo, int64_t &
   hi = b < 0 ? -1 : std::min<int64_t>(Wo - 1, b / S);
 }
 
-template <int S, int P>
+// y = x + bias, then SiLU, over one plane of n values (the fused eval epilogue)
+inline void bias_silu_plane(float *y, int64_t n, float bias) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = y[i] + bias;
+    y[i] = v / (1.0f + expf(-v));
+  }
+}
+
+// Epi: params are (x, w, bias [C], y) and every plane ends with bias_silu_plane (eval only)
+template <int S, int P, bool Epi = false>
 int fwd(int nparam, void **params, int *ndims, int64_t **shapes) {
-  if (nparam != 3) return 1;
+  if (nparam != (Epi ? 4 : 3)) return 1;
   const float *x = static_cast<const float *>(params[0]);
   const float *w = static_cast<const float *>(params[1]);
-  float *y = static_cast<float *>(params[2]);
+  const float *bias = Epi ? static_cast<const float *>(params[2]) : nullptr;
+  float *y = static_cast<float *>(params[Epi ? 3 : 2]);
   const int64_t B = shapes[0][0], C = shapes[0][1], H = shapes[0][2], W = shapes[0][3];
   const int K = static_cast<int>(shapes[1][2]);
-  const int64_t Ho = shapes[2][2], Wo = shapes[2][3];
+  const int64_t Ho = shapes[Epi ? 3 : 2][2], Wo = shapes[Epi ? 3 : 2][3];
+  if (Epi && (ndims[2] != 1 || shapes[2][0] != C)) return 2;
   parallel_for(B * C, B * C * Ho * Wo * K * K, [&](int64_t first, int64_t last) {
   for (int64_t bc = first; bc < last; ++bc) {
     const int64_t c = bc % C;
@@ -108,6 +198,7 @@ int fwd(int nparam, void **params, int *ndims, int64_t **shapes) {
         }
       }
     }
+    if (Epi) bias_silu_plane(yp, Ho * Wo, bias[c]);
   }
   });
   return 0;
@@ -278,6 +369,8 @@ int col2im(int nparam, void **params, int *ndims, int64_t **shapes) {
 #define EXPORT(S, P)                                                                              \
   extern "C" int DwFwdS##S##_P##P(int n, void **p, int *d, int64_t **s, const char **t, void *st, \
                                  void *e) { return fwd<S, P>(n, p, d, s); }                      \
+  extern "C" int DwBiasSiluS##S##_P##P(int n, void **p, int *d, int64_t **s, const char **t, void *st, \
+                                      void *e) { return fwd<S, P, true>(n, p, d, s); }          \
   extern "C" int DwBwdXS##S##_P##P(int n, void **p, int *d, int64_t **s, const char **t, void *st, \
                                   void *e) { return bwd_x<S, P>(n, p, d, s); }                   \
   extern "C" int DwBwdWS##S##_P##P(int n, void **p, int *d, int64_t **s, const char **t, void *st, \
@@ -300,6 +393,26 @@ extern "C" int SiluFwd(int nparam, void **params, int *ndims, int64_t **shapes, 
   parallel_for(n, n * 8, [&](int64_t first, int64_t last) {
 #pragma omp simd
     for (int64_t i = first; i < last; ++i) y[i] = x[i] / (1.0f + expf(-x[i]));
+  });
+  return 0;
+}
+// BiasSilu(x [B, C, ...], bias [C]) -> y = SiLU(x + bias[c]) (the fused eval epilogue of a
+// convolution whose BatchNorm is folded: one pass instead of BiasAdd + SiLU)
+extern "C" int BiasSilu(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  if (nparam != 3 || ndims[0] < 2) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *bias = static_cast<const float *>(params[1]);
+  float *y = static_cast<float *>(params[2]);
+  const int64_t B = shapes[0][0], C = shapes[0][1];
+  const int64_t plane = numel(ndims[0], shapes[0]) / std::max<int64_t>(1, B * C);
+  if (shapes[1][0] != C) return 2;
+  parallel_for(B * C, B * C * plane * 8, [&](int64_t first, int64_t last) {
+    for (int64_t bc = first; bc < last; ++bc) {
+      const float *xp = x + bc * plane;
+      float *yp = y + bc * plane;
+      if (xp != yp) std::memcpy(yp, xp, sizeof(float) * plane);
+      bias_silu_plane(yp, plane, bias[bc % C]);
+    }
   });
   return 0;
 }
@@ -428,4 +541,153 @@ extern "C" int BnBwd(int nparam, void **params, int *ndims, int64_t **shapes, co
     }
   });
   return 0;
+}
+
+// SimOTA label assignment (official YOLOX 0.3.0 rules, mindyolox/losses/simota.py's module doc)
+// image by image over the REAL labels only -- the first nlabel rows, nlabel = the number of
+// rows whose sum is > 0 -- and the candidate anchors only, as the official per-image code does;
+// the dense graph computes [B, max_labels, A] matrices for every padding row too.
+//   SimOTA(boxes [B,A,4] cxcywh px, obj [B,A] logits, cls [B,A,C] logits, labels [B,G,5]
+//          (class, cx, cy, w, h) px, grids [A,2] cells, strides [A] px)
+//     -> out [B,A,4]: (fg 0/1, matched gt row or -1, matched class, IoU of the prediction with
+//        its gt), zeros / -1 for background. Forward only (the assignment is stop-gradient).
+namespace {
+inline float bce_log(float x) { return x > 0.f ? std::max(std::log(x), -100.f) : -100.f; }
+
+inline float iou_cxcywh(const float *g, const float *p) {
+  const float tl_x = std::max(g[0] - g[2] / 2, p[0] - p[2] / 2), tl_y = std::max(g[1] - g[3] / 2, p[1] - p[3] / 2);
+  const float br_x = std::min(g[0] + g[2] / 2, p[0] + p[2] / 2), br_y = std::min(g[1] + g[3] / 2, p[1] + p[3] / 2);
+  const float inter = (tl_x < br_x && tl_y < br_y) ? (br_x - tl_x) * (br_y - tl_y) : 0.f;
+  return inter / (g[2] * g[3] + p[2] * p[3] - inter);
+}
+
+// false when a label's class is outside [0, C) (the call then fails: no silent clamp)
+bool simota_image(const float *boxes, const float *obj, const float *cls, const float *labels, const float *grids,
+                  const float *strides, int64_t A, int64_t C, int64_t G, float *out) {
+  for (int64_t a = 0; a < A; ++a) {
+    out[a * 4 + 0] = 0.f; out[a * 4 + 1] = -1.f; out[a * 4 + 2] = 0.f; out[a * 4 + 3] = 0.f;
+  }
+  int64_t n = 0;
+  for (int64_t g = 0; g < G; ++g) {
+    const float *r = labels + g * 5;
+    if (r[0] + r[1] + r[2] + r[3] + r[4] > 0.f) ++n;
+  }
+  for (int64_t g = 0; g < n; ++g)
+    if (!(labels[g * 5] >= 0.f && labels[g * 5] < static_cast<float>(C))) return false;
+  if (n == 0) return true;
+  // candidates: centre strictly inside some gt box OR within 2.5 strides of its centre
+  std::vector<int64_t> cand;
+  std::vector<uint8_t> both;  // [n, A] in box AND in centre region
+  both.assign(n * A, 0);
+  for (int64_t a = 0; a < A; ++a) {
+    const float s = strides[a];
+    const float cx = grids[a * 2] * s + 0.5f * s, cy = grids[a * 2 + 1] * s + 0.5f * s;
+    const float radius = 2.5f * s;
+    bool any = false;
+    for (int64_t g = 0; g < n; ++g) {
+      const float *r = labels + g * 5;
+      const float hw = 0.5f * r[3], hh = 0.5f * r[4];
+      const bool in_box = cx > r[1] - hw && cx < r[1] + hw && cy > r[2] - hh && cy < r[2] + hh;
+      const bool in_ctr = cx > r[1] - radius && cx < r[1] + radius && cy > r[2] - radius && cy < r[2] + radius;
+      both[g * A + a] = in_box && in_ctr;
+      any = any || in_box || in_ctr;
+    }
+    if (any) cand.push_back(a);
+  }
+  const int64_t M = static_cast<int64_t>(cand.size());
+  if (M == 0) return true;
+  // class cost: sum_c BCE(p_c, c == c_g) = S - neg(p_g) + pos(p_g), p = sqrt(sigmoid(cls) sigmoid(obj))
+  std::vector<float> S(M), sobj(M);
+  for (int64_t m = 0; m < M; ++m) {
+    const int64_t a = cand[m];
+    const float so = 1.f / (1.f + std::exp(-obj[a]));
+    sobj[m] = so;
+    double sum = 0.0;
+    const float *cr = cls + a * C;
+    for (int64_t c = 0; c < C; ++c) sum += -bce_log(1.f - std::sqrt(1.f / (1.f + std::exp(-cr[c])) * so));
+    S[m] = static_cast<float>(sum);
+  }
+  std::vector<float> cost(n * M), ious(n * M);
+  std::vector<int> ks(n);
+  for (int64_t g = 0; g < n; ++g) {
+    const float *r = labels + g * 5;
+    const int64_t cg = static_cast<int64_t>(r[0]);
+    float top[10];
+    int ntop = 0;
+    const int kmax = static_cast<int>(std::min<int64_t>(10, M));
+    for (int64_t m = 0; m < M; ++m) {
+      const int64_t a = cand[m];
+      const float iou = iou_cxcywh(r + 1, boxes + a * 4);
+      const float p = std::sqrt(1.f / (1.f + std::exp(-cls[a * C + cg])) * sobj[m]);
+      float c = S[m] + bce_log(1.f - p) - bce_log(p) + 3.f * -std::log(iou + 1e-8f);
+      if (!both[g * A + a]) c += 100000.f;
+      cost[g * M + m] = c;
+      ious[g * M + m] = iou;
+      // the kmax largest IoUs, in descending order
+      int pos = ntop < kmax ? ntop++ : kmax;
+      while (pos > 0 && top[pos - 1] < iou) {
+        if (pos < kmax) top[pos] = top[pos - 1];
+        --pos;
+      }
+      if (pos < kmax) top[pos] = iou;
+    }
+    float sum = 0.f;
+    for (int i = 0; i < ntop; ++i) sum += top[i];
+    ks[g] = std::max(1, static_cast<int>(std::floor(sum)));
+  }
+  // each gt takes its k lowest-cost candidates (first index on ties); count the claims
+  std::vector<int> claims(M, 0), owner(M, -1);
+  for (int64_t g = 0; g < n; ++g) {
+    const int k = std::min<int64_t>(ks[g], M);
+    int64_t idx[10];
+    int nk = 0;
+    const float *cg = cost.data() + g * M;
+    for (int64_t m = 0; m < M; ++m) {
+      int pos = nk < k ? nk++ : k;
+      while (pos > 0 && cg[idx[pos - 1]] > cg[m]) {
+        if (pos < k) idx[pos] = idx[pos - 1];
+        --pos;
+      }
+      if (pos < k) idx[pos] = m;
+    }
+    for (int i = 0; i < nk; ++i) {
+      ++claims[idx[i]];
+      owner[idx[i]] = static_cast<int>(g);
+    }
+  }
+  for (int64_t m = 0; m < M; ++m) {
+    if (claims[m] == 0) continue;
+    int64_t g = owner[m];
+    if (claims[m] > 1) {  // the gt of lowest cost among all (first on ties)
+      g = 0;
+      for (int64_t h = 1; h < n; ++h)
+        if (cost[h * M + m] < cost[g * M + m]) g = h;
+    }
+    float *o = out + cand[m] * 4;
+    o[0] = 1.f;
+    o[1] = static_cast<float>(g);
+    o[2] = labels[g * 5];
+    o[3] = ious[g * M + m];
+  }
+  return true;
+}
+}  // namespace
+
+extern "C" int SimOTA(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  if (nparam != 7 || ndims[0] != 3 || ndims[2] != 3 || ndims[3] != 3) return 1;
+  const float *boxes = static_cast<const float *>(params[0]);
+  const float *obj = static_cast<const float *>(params[1]);
+  const float *cls = static_cast<const float *>(params[2]);
+  const float *labels = static_cast<const float *>(params[3]);
+  const float *grids = static_cast<const float *>(params[4]);
+  const float *strides = static_cast<const float *>(params[5]);
+  float *out = static_cast<float *>(params[6]);
+  const int64_t B = shapes[0][0], A = shapes[0][1], C = shapes[2][2], G = shapes[3][1];
+  std::vector<uint8_t> ok(B, 1);
+  parallel_for(B, B * A * (C + 8 * G), [&](int64_t first, int64_t last) {
+    for (int64_t b = first; b < last; ++b)
+      ok[b] = simota_image(boxes + b * A * 4, obj + b * A, cls + b * A * C, labels + b * G * 5, grids, strides, A,
+                           C, G, out + b * A * 4);
+  });
+  return std::all_of(ok.begin(), ok.end(), [](uint8_t v) { return v != 0; }) ? 0 : 3;
 }

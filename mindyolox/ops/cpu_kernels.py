@@ -56,9 +56,15 @@ switched to the other path behind them. GPU/Ascend never use it; exports never d
 operator would bind the exported graph to this machine's library). The layers
 (:class:`~mindyolox.models.conv.Conv2d`, :class:`~mindyolox.models.blocks.SiLU`) take these
 kernels for float32 inputs only; under mixed precision their float16 inputs go the usual way.
-Threads: each call splits its planes over threads it starts (``MINDYOLOX_KERNEL_THREADS``,
-else ``OMP_NUM_THREADS``, else every CPU the process may use); not OpenMP, whose idle
-workers spin and took the cores from MindSpore's next kernels (nano 416 b8 step 25 % slower).
+Threads: each call splits its planes over a parked pool of workers (sleeping on a condition
+variable between calls; ``cpu_kernels.cc`` says how it stays safe inside MindSpore's runtime:
+never destroyed, the library pinned with ``RTLD_NODELETE``, one call at a time, a new pool
+after a fork). The count is ``MINDYOLOX_KERNEL_THREADS``, else every CPU the process may use
+(``sched_getaffinity``) -- not ``OMP_NUM_THREADS``, which MindSpore's backend sets to 1 in the
+process environment at import (``os.environ`` does not show it; a C ``getenv`` does), so the
+kernels ran on one thread (nano 416 b8: the custom kernels' time 303-336 -> 195-233 ms per
+step with 2 threads). Not OpenMP, whose idle workers spin and took the cores from MindSpore's
+next kernels (nano 416 b8 step 25 % slower).
 
 MindSpore side. ``ops.Custom(func="<lib>.so:<name>", func_type="aot")``: on CPU the
 function is called with the input and output pointers, ranks and shapes
@@ -78,7 +84,8 @@ from pathlib import Path
 from ..errors import ConfigError
 
 __all__ = ["available", "buildable", "library", "library_key", "build", "prune", "flag_set", "kernel_dir",
-           "geometry_supported", "depthwise_conv", "im2col", "batch_norm", "silu", "KernelBuildError",
+           "geometry_supported", "depthwise_conv", "im2col", "batch_norm", "silu", "bias_silu",
+           "depthwise_bias_silu", "simota", "KernelBuildError",
            "CXXFLAGS", "PORTABLE_CXXFLAGS", "KEEP", "in_use"]
 
 SOURCE = Path(__file__).with_name("cpu_kernels.cc")
@@ -411,3 +418,42 @@ def silu():
 
         _state["silu"] = _custom("SiluFwd", lambda x: x, lambda x: x, bprop)
     return _state["silu"]
+
+
+def bias_silu():
+    """The eval operator ``(x [B, C, ...], bias [C]) -> SiLU(x + bias)`` (float32), one pass:
+    the epilogue of a convolution whose BatchNorm is folded (``BaseConv``'s eval path). No
+    gradient: evaluation and prediction only."""
+    if "bias_silu" not in _state:
+        _state["bias_silu"] = _custom("BiasSilu", lambda x, b: x, lambda x, b: x)
+    return _state["bias_silu"]
+
+
+def depthwise_bias_silu(stride, padding):
+    """The eval operator ``(x [B, C, H, W], w [C, 1, k, k], bias [C]) -> SiLU(depthwise(x, w) +
+    bias)`` [B, C, Ho, Wo] (float32): :func:`depthwise_conv`'s forward, the same sums, with
+    the bias and SiLU applied to each output plane while it is in cache. No gradient."""
+    key = ("dw_bias_silu", stride, padding)
+    if key not in _state:
+        def out_shape(x, w, b):
+            return [x[0], x[1], (x[2] + 2 * padding - w[2]) // stride + 1, (x[3] + 2 * padding - w[3]) // stride + 1]
+
+        _state[key] = _custom(f"DwBiasSiluS{stride}_P{padding}", out_shape, lambda x, w, b: x)
+    return _state[key]
+
+
+def simota():
+    """The operator ``(boxes [B, A, 4] cxcywh px, obj [B, A], cls [B, A, C] logits, labels [B, G, 5],
+    grids [A, 2], strides [A]) -> out [B, A, 4]`` float32, per anchor ``(fg 0/1, gt row or -1,
+    class, IoU with that gt)``: SimOTA image by image over the real labels and the candidate
+    anchors only (``cpu_kernels.cc``; the rules of :mod:`mindyolox.losses.simota`). The
+    assignment is stop-gradient: its gradient is zero for every input. A label class outside
+    ``[0, C)`` makes the call fail."""
+    from mindspore import ops
+    if "simota" not in _state:
+        def bprop(boxes, obj, cls, labels, grids, strides, out, dout):
+            return tuple(ops.zeros_like(t) for t in (boxes, obj, cls, labels, grids, strides))
+
+        _state["simota"] = _custom("SimOTA", lambda b, o, c, lab, g, s: [b[0], b[1], 4],
+                                   lambda b, o, c, lab, g, s: b, bprop)
+    return _state["simota"]

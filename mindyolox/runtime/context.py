@@ -90,12 +90,15 @@ def build_and_load(cfg, weights, options=None, decode_in_inference=True, half=Fa
     ``options``: :class:`~mindyolox.options.DeviceOptions` (None: resolved from the recipe
     and the current device, with amp level O2 when ``half`` else O0). ``half`` (``--half``):
     float16 inference, the network :func:`~mindyolox.models.amp.mixed_precision` returns for
-    O2 (BatchNorm a float32 cell, float32 outputs). ``decode_in_inference=False`` makes the
+    O2 (BatchNorm a float32 cell, float32 outputs). With ``options.fold_bn`` (float32) every
+    BatchNorm is folded into its convolution once (:func:`~mindyolox.models.fold.fold_batchnorms`):
+    the model is for evaluation and prediction only. ``decode_in_inference=False`` makes the
     head return raw boxes (for export). Raises WeightsError (one line) when the file is
     missing or does not fit the model.
     """
     from ..convert.weights import load_weights
     from ..models import build_model
+    from ..models.fold import fold_batchnorms
     from ..options import resolve_options
     from ..models.amp import mixed_precision
     if not os.path.isfile(str(weights)):
@@ -104,6 +107,8 @@ def build_and_load(cfg, weights, options=None, decode_in_inference=True, half=Fa
         options = resolve_options(cfg, amp_level="O2" if half else "O0")
     model = build_model(cfg, options, decode_in_inference=decode_in_inference)
     report = load_weights(model, weights)
+    if options.fold_bn:   # eval only: BN folded once in numpy (no per-call arithmetic; on CPU the
+        fold_batchnorms(model)   # fused bias + SiLU kernels), models/fold.py
     net = mixed_precision(model, options.amp_level)
     net.set_train(False)
     return net, report

@@ -110,6 +110,7 @@ def build_training(cfg, options, *, rank=0, world_size=1, distributed=False, sta
     model.set_train(True)
     # on Ascend TopK/ArgMin may run in float16 (precision_mode): SimOTA's float16-safe keys
     loss = YOLOXLoss(int(cfg.model.num_classes), tuple(cfg.model.strides), tiered_keys=options.device == "Ascend")
+    loss.use_kernels(options.cpu_kernels)   # CPU: SimOTA over the real labels only, one compiled kernel
     net = YOLOXWithLoss(mixed_precision(model, options.amp_level), loss)
     workers = data_workers(num_workers, cfg.data.num_workers)
     loader = create_train_loader(cfg.data, cfg.aug, t, rank=rank, world_size=world_size, start_epoch=start_epoch,

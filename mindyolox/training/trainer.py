@@ -191,6 +191,7 @@ class Trainer:
         self.steps_per_epoch = self.per_device_batch = self.no_aug_from = 0
         self.resume_path = self.resume_meta = None
         self.best_ap, self.last_ap = 0.0, None
+        self.eval_model = None   # the BN-folded copy evaluations run (hooks/evaluation.py eval_network)
         self.prev_best, self.stale_evals = 0.0, 0   # early stopping (train.patience)
         self.stop_signal = None   # the signal of the agreed stop request (None: none, or a STOP file)
         self.stop_requests = None  # StopRequests (set up with the run folder); stop_request: the agreed one

@@ -11,7 +11,8 @@ from ...data.loader import no_aug_start
 from .base import BELOW_NORMAL, LOW, TrainHook
 from .checkpoint import agree_bn, checkpoint_meta, save
 
-__all__ = ["EvalHook", "AnalysisHook", "eval_due", "evaluate_and_save", "keep_best_detections", "BEST_DETECTIONS"]
+__all__ = ["EvalHook", "AnalysisHook", "eval_due", "evaluate_and_save", "eval_network", "keep_best_detections",
+           "BEST_DETECTIONS"]
 
 
 def eval_due(epoch, train_cfg):
@@ -23,6 +24,23 @@ def eval_due(epoch, train_cfg):
     return ei > 0 and (epoch % ei == 0 or epoch - 1 >= start or epoch == max_epoch)
 
 
+def eval_network(tr):
+    """The network trainer ``tr`` evaluates: the EMA model (the model without EMA) with its
+    BatchNorm folded as ``test.py`` folds it -- a copy built once (``tr.eval_model``, its graph
+    compiled once) whose weights are refolded from the current ones at every call
+    (:func:`~mindyolox.models.fold.refold_from`; the fused eval kernels on CPU) -- so an
+    in-training AP is the AP ``test.py`` gives that checkpoint. Without ``options.fold_bn``
+    (mixed precision) the EMA model itself, BN in float32."""
+    source = tr.ema_model if tr.ema_model is not None else tr.model
+    if not tr.options.fold_bn:
+        return source
+    from ...models import build_model
+    from ...models.fold import fold_batchnorms, refold_from
+    if tr.eval_model is None:
+        tr.eval_model = fold_batchnorms(build_model(tr.cfg, tr.options))
+    return refold_from(tr.eval_model, source)
+
+
 def evaluate_and_save(tr):
     """Evaluate the EMA weights (the model without EMA) of trainer ``tr``; write ``best.ckpt``
     on a new best. Distributed: every rank evaluates its shard and receives the AP
@@ -30,11 +48,11 @@ def evaluate_and_save(tr):
     others. Returns the evaluator's result (None without an evaluator)."""
     if tr.evaluator is None:
         return None
-    model = tr.ema_model if tr.ema_model is not None else tr.model
     if tr.timing["eval_s"] == 0 and not tr.precompile_sizes:   # its graph compiles now, in silence
         tr.log(f"evaluating epoch {tr.epoch + 1}; the first evaluation also compiles the evaluation graph "
                "(about 5-10 s for yolox-nano on a 2-core CPU)")
     t0 = time.perf_counter()
+    model = eval_network(tr)
     res = tr.evaluator.evaluate(model, progress=False)
     model.set_train(False)
     tr.model.set_train(True)

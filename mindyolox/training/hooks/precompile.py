@@ -11,6 +11,7 @@ import numpy as np
 from mindspore import Tensor
 
 from .base import TrainHook
+from .evaluation import eval_network
 
 __all__ = ["compile_notice", "PrecompileHook", "run_sizes", "example_batch", "precompile"]
 
@@ -87,7 +88,7 @@ def precompile(tr, sizes, batch_of):
             tr.step.ema.compile(tr.step.applied)
             tr.log(f"precompile: EMA update in {time.perf_counter() - t0:.1f} s")
     if tr.evaluator is not None:
-        model = tr.ema_model if tr.ema_model is not None else tr.model
+        model = eval_network(tr)   # the network evaluations run (BN folded)
         ld = tr.evaluator.loader
         size = tuple(ld.source.test_size)
         was_training = model.training

@@ -1,12 +1,14 @@
-"""The fused-convolution model variant used for every export: BatchNorm folded into the
-convolution weights once, in numpy, so that no BN / Sqrt / Div op reaches the graph.
+"""The fused-convolution model variant used for every export and for evaluation / prediction
+(``build_and_load``: test.py, predict.py, track.py): BatchNorm folded into the convolution
+weights once, in numpy, so that no BN / Sqrt / Div op reaches the graph.
 
 For each :class:`~mindyolox.models.blocks.BaseConv` (conv without bias -> BN -> act), in eval
 mode ``bn(conv(x)) = conv(x; w * s) + (beta - mean * s)`` with ``s = gamma / sqrt(var + eps)``
-per output channel. :func:`fuse_model` computes ``w * s`` and ``beta - mean * s`` in float64,
+per output channel. :func:`fold_batchnorms` computes ``w * s`` and ``beta - mean * s`` in float64,
 stores them as float32 in a new :class:`~mindyolox.models.conv.Conv2d` with a bias (same
-geometry and implementation), replaces the BN by ``nn.Identity`` and switches the block's
-in-graph folding off, so its eval ``construct`` is ``act(conv(x))`` with constant weights.
+geometry and implementation), replaces the BN by ``nn.Identity`` and marks the block ``folded``, so its eval ``construct`` is
+``act(bias_add(convolve(x, w), b))`` with constant weights (on CPU with the kernels on, the
+bias and SiLU as one compiled pass: :meth:`~mindyolox.models.blocks.BaseConv.use_fused_kernels`).
 (The in-graph folding of ``BaseConv`` recomputes the scale inside the graph on every call,
 which the MindSpore ONNX exporter writes as ``Sqrt``/``Div``/``Mul``/``Sub`` nodes: 1,208
 nodes for nano against 369 in the official ONNX.)
@@ -17,10 +19,10 @@ re-assigned from the cell tree (``backbone....conv.weight`` / ``.bias``).
 import numpy as np
 from mindspore import Parameter, Tensor, nn
 
-from ..models.blocks import BaseConv
-from ..models.conv import Conv2d
+from .blocks import BaseConv
+from .conv import Conv2d
 
-__all__ = ["fuse_model", "count_batchnorms"]
+__all__ = ["fold_batchnorms", "refold_from", "count_batchnorms"]
 
 
 def _folded(block):
@@ -37,7 +39,7 @@ def _folded(block):
     return w.astype(np.float32), b.astype(np.float32)
 
 
-def fuse_model(model):
+def fold_batchnorms(model):
     """Fold every BaseConv's BatchNorm into its convolution (module doc); returns ``model``
     (in eval mode) and leaves no :class:`BatchNorm2d` cell with an effect in it."""
     model.set_train(False)
@@ -55,7 +57,7 @@ def fuse_model(model):
         new.bias = Parameter(Tensor(b), name="bias")
         block.conv = new
         block.bn = nn.Identity()
-        block.fold_bn = False
+        block.folded = True
     for name, p in model.parameters_and_names():
         p.name = name
     model.set_train(False)
@@ -65,3 +67,26 @@ def fuse_model(model):
 def count_batchnorms(model):
     """Number of BaseConv blocks whose BatchNorm is still a separate cell (0 after fusing)."""
     return sum(isinstance(c, BaseConv) and not isinstance(c.bn, nn.Identity) for _, c in model.cells_and_names())
+
+
+def refold_from(folded, source):
+    """Put ``source``'s current weights into ``folded`` (a model of the same recipe after
+    :func:`fold_batchnorms`, its Cells and compiled graphs kept): each BaseConv's folded weight
+    and bias from ``source``'s convolution and BatchNorm, every other parameter copied by name.
+    ``source`` is not changed (the EMA model of a run: evaluation during training). Returns
+    ``folded``."""
+    pairs = list(zip((c for _, c in source.cells_and_names() if isinstance(c, BaseConv)),
+                     (c for _, c in folded.cells_and_names() if isinstance(c, BaseConv))))
+    done = set()
+    for src, dst in pairs:
+        if not dst.folded:
+            raise ValueError("refold_from: the target model is not folded (fold_batchnorms first)")
+        w, b = _folded(src)
+        dst.conv.weight.set_data(Tensor(w))
+        dst.conv.bias.set_data(Tensor(b))
+        done.update((id(dst.conv.weight), id(dst.conv.bias)))
+    params = dict(source.parameters_and_names())
+    for name, p in folded.parameters_and_names():
+        if id(p) not in done:
+            p.set_data(Tensor(params[name].asnumpy()))
+    return folded
