@@ -5,7 +5,7 @@ __version__ = "0.1.0"
 
 # MindSpore's C++ log at ERROR unless the user chose a level: its graph-compile warnings
 # ("Some side effect nodes were eliminated by mistake", ...) are noise for a user and land on
-# the progress bars. GLOG_v=2 shows them again (README, Troubleshooting). Read by MindSpore
+# the progress bars. GLOG_v=2 shows them again (docs/troubleshooting.md). Read by MindSpore
 # when it is first imported, hence before the imports below.
 os.environ.setdefault("GLOG_v", "3")
 

@@ -365,3 +365,21 @@ def test_a_run_resumes_from_a_checkpoint_written_before_the_crc(tmp_path):
     assert "note: last.ckpt has no CRC (written before checkpoint format 2): loaded unchecked" in log
     assert crc_status(run / "last.ckpt") == "ok" and read_meta(run / "last.ckpt")["global_step"] == 3
     assert (run / "last.prev.ckpt").read_bytes() == old
+
+
+def test_checkpoints_get_the_usual_file_mode(tmp_path):
+    """MindSpore's save_checkpoint leaves a file read-only (0400); ours get 0666 less the umask,
+    as any new file (last.ckpt, last.prev.ckpt, convert-weights' output)."""
+    import os
+    from mindyolox.utils.files import umask
+    old = os.umask(0o027)
+    try:
+        assert umask() == 0o027
+        last = _save(tmp_path / "last.ckpt", _net(), 1)
+        _save(tmp_path / "last.ckpt", _net(1), 2, keep_previous=True)
+        save_checkpoint(_net(), tmp_path / "w.ckpt")
+    finally:
+        os.umask(old)
+    for name in ("last.ckpt", "last.prev.ckpt", "w.ckpt"):
+        assert (os.stat(tmp_path / name).st_mode & 0o777) == 0o640, name
+    assert str(last).endswith("last.ckpt")

@@ -9,6 +9,7 @@ official evaluator's 30.52 / 47.77, which the MindSpore Cell reproduces to 0.1
 (tests/test_evaluate.py).
 """
 import json
+import os
 import subprocess
 import sys
 
@@ -119,6 +120,9 @@ def test_bn_folded_in_every_format(artifacts):
     assert artifacts["nms"][1]["graph"]["op_counts"]["NonMaxSuppression"] == 1
     blob = open(artifacts["mindir"][0], "rb").read()
     assert b"BatchNorm" not in blob and b"Sqrt" not in blob and b"Im2Col" in blob   # CPU MindIR: im2col
+    from mindyolox.utils.files import umask
+    for name in ("mindir", "onnx"):   # the usual mode, not MindSpore's read-only 0400
+        assert os.stat(artifacts[name][0]).st_mode & 0o777 == 0o666 & ~umask(), name
 
 
 def test_onnx_raw_outputs_equal_official(artifacts):
@@ -304,9 +308,13 @@ def test_batch_and_size_come_from_flags(tmp_path):
                                   "wrong_infer_size"])
 def test_errors_are_one_line(case, tmp_path, artifacts):
     export = ("deploy/export.py", "--config", "configs/yolox-nano.yaml", "--weights", WEIGHTS)
-    if case == "no_img_size":
-        p = _script(*export, "--batch", 1)
-        assert p.returncode == 2 and "--img-size" in p.stderr   # argparse: required flag
+    if case == "no_img_size":   # the recipe's data.test_size (nano: 416), said in one line; checked like --img-size
+        missing = ("deploy/export.py", "--config", "configs/yolox-nano.yaml", "--weights", tmp_path / "x.ckpt")
+        p = _script(*missing, "--output", tmp_path / "m")
+        assert p.returncode == 2 and "input size 416x416 (the recipe's data.test_size" in p.stdout, p.stdout
+        assert "not found" in p.stderr
+        p = _script(*missing, "data.test_size=[400,400]", "--output", tmp_path / "m")
+        assert p.returncode == 2 and "'data.test_size' must be two positive multiples of 32" in p.stderr, p.stderr
         return
     if case == "bad_size":
         p = _script(*export, "--img-size", 400, "--output", tmp_path / "m")

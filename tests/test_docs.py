@@ -172,14 +172,14 @@ def site(tmp_path_factory):
 
 
 def _text(site, page):
-    html = (site / page / "index.html" if page else site / "index.html").read_text()
+    html = (site / f"{page or 'index'}.html").read_text()
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
 
 def test_mkdocs_build_strict(site):
     pages = {p.relative_to(DOCS).with_suffix("").as_posix() for p in DOCS.rglob("*.md")} - {"index"}
     for page in pages:
-        assert (site / page / "index.html").is_file(), page
+        assert (site / f"{page}.html").is_file(), page   # use_directory_urls: false
     # the README's sections came in through the snippets
     assert "python train.py --config configs/demo/yolox-nano-demo.yaml" in _text(site, "getting-started")
     assert "yolox-darknet53.yaml" in _text(site, "") and "arXiv:2107.08430" in _text(site, "")
@@ -188,3 +188,73 @@ def test_mkdocs_build_strict(site):
     assert "train.accumulate" in _text(site, "configuration")
     api = _text(site, "api")
     assert "load_weights" in api and "skip_mismatched" in api and "early_stopped" in api
+
+
+ROLE = re.compile(r":(?:class|func|meth|mod|attr|exc|data|obj):")
+
+
+def test_no_raw_role_or_escaped_pipe_in_any_page(site):
+    """What a reader sees: no Sphinx role (``:class:`` etc.) left by a docstring, no ``\\|`` left
+    by a pipe escaped inside inline code in a table."""
+    pages = sorted(site.rglob("*.html"))
+    assert len(pages) > 10
+    for page in pages:
+        text = re.sub(r"<[^>]+>", "", page.read_text())
+        assert not ROLE.search(text), f"{page.relative_to(site)}: raw role {ROLE.search(text).group()}"
+        assert "\\|" not in text, f"{page.relative_to(site)}: a visible \\|"
+
+
+def test_api_page_has_parameter_tables_and_a_trainer_signature(site):
+    html = (site / "api.html").read_text()
+    trainer = html.split('id="mindyolox.training.trainer.Trainer"')[1].split('id="mindyolox.training.trainer.Trainer.train"')[0]
+    assert "compile_cache" in trainer and "Trainer(" in re.sub(r"<[^>]+>", "", trainer)  # the signature
+    params = re.search(r"<table>.*?</table>", trainer, flags=re.S).group()
+    for name in ("cfg", "resume", "weights", "compile_cache", "precompile"):  # one row per argument
+        assert f"<code>{name}</code>" in params, name
+
+
+def test_configuration_tables_fit_the_page(site):
+    """The per-recipe keys are one section per recipe (a list), not one column per recipe (10
+    columns scrolled sideways and hid the demo recipes); the key tables have 3 columns."""
+    html = (site / "configuration.html").read_text()
+    tables = re.findall(r"<table>.*?</table>", html, flags=re.S)
+    assert len(tables) >= 6   # model, data, aug, train, runtime, test
+    for table in tables:
+        header = re.search(r"<tr>(.*?)</tr>", table, flags=re.S).group(1)
+        assert header.count("<th") <= 3, header
+    assert 'id="yolox-nano-demo"' in html and 'id="yolox-nano-cpu"' in html
+    demo = html.split('id="yolox-nano-demo"')[1].split("<h4")[0]
+    assert "<code>model.num_classes</code>: <code>6</code> (default <code>80</code>)" in demo
+
+
+def test_user_pages_use_no_maintainer_paths(site):
+    """``../shared``, ``/tmp/...`` and the machine's lock file belong to Contributing, the
+    changelog and Benchmarks' "How to reproduce"; a user page says ``--weights yolox_nano``."""
+    for page in sorted(site.glob("*.html")):
+        name = page.stem
+        if name in ("contributing", "changelog"):
+            continue
+        html = page.read_text()
+        if name == "benchmarks":
+            html = html.split('id="how-to-reproduce-each-table"')[0]
+        text = re.sub(r"<[^>]+>", "", html)
+        for path in ("../shared", "/tmp/", "heavy.lock"):
+            assert path not in text, f"{name}: {path}"
+
+
+def test_benchmark_chart_reads_the_side_by_side_table():
+    """docs/img/benchmark_ratios.png is drawn from the table itself (tools/make_doc_images.py
+    --only bench): the reader finds its cases, both sittings' ratios and the goals."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import doc_charts
+    date, rows = doc_charts.read_ratios()
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", date) and len(rows) >= 3
+    section = (DOCS / "benchmarks.md").read_text().split(doc_charts.HEADING)[1].split("\n## ")[0]
+    for row in rows:
+        line = next(ln for ln in section.splitlines() if ln.startswith(f"| {row['case']} |"))
+        for k in ("before", "now"):
+            ratio, high, lo, hi = row[k]
+            assert f"{ratio:.2f}" in line and lo <= ratio <= high <= hi + 1e-9, (row["case"], k, row[k])
+        assert row["goal"] is None or f"<= {row['goal']}" in line
+    img = doc_charts.draw_ratios(date, rows)
+    assert img.shape[1] == 900 and img.shape[0] > 60 * len(rows)

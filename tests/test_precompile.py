@@ -117,3 +117,19 @@ def test_run_sizes_are_the_sizes_the_steps_use():
         assert run_sizes(t) == want, (start, max_iters)
         counts.append(len(want))
     assert counts[0] > 2 and counts[-1] == 1  # several sizes in a whole run; one for one step
+
+
+def test_compile_notice_says_what_compiles_and_how_long(tmp_path):
+    """The line before a size's first step (trainer.train_chunk; the quickstart test sees it in
+    the log): the first size with the expected time, the cache when it holds graphs, a later
+    size with the first one's measured seconds."""
+    from mindyolox.training.hooks.precompile import compile_notice
+    first = compile_notice((160, 160), {}, None)
+    assert first.startswith("compiling the train step for input 160x160 (with the EMA update)")
+    assert "20-40 s for yolox-nano" in first and "compile cache" not in first
+    assert "compile cache" not in compile_notice((160, 160), {}, tmp_path)   # an empty cache folder
+    (tmp_path / "rank_0").mkdir()
+    (tmp_path / "rank_0" / "compile_cache_0.mindir").write_bytes(b"g")
+    assert f"a few seconds when the compile cache ({tmp_path}) holds it" in compile_notice((160, 160), {}, tmp_path)
+    later = compile_notice((192, 192), {(160, 160): 31.6}, None)
+    assert later == "compiling the train step for input 192x192 (a new input size: about as long as the first, 32 s)"

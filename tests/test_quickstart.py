@@ -268,6 +268,11 @@ def test_quickstart_train_writes_checkpoints_metrics_and_evaluates(qs):
     assert train[-1]["lr"] < 0.1 * base_lr  # near min_lr_ratio (0.05) at the last step
     assert "eval epoch 2: AP50:95" in r["output"]
     assert "Some side effect nodes" not in r["output"]  # MindSpore's compile warnings stay hidden (GLOG_v)
+    # the silent first compile is announced before it starts (issue 40), then timed
+    out = r["output"]
+    assert 0 <= out.index("compiling the train step for input 160x160 (with the EMA update)") \
+        < out.index("compiled the train step for input 160x160 in"), out[-3000:]
+    assert out.index("the first evaluation also compiles the evaluation graph") < out.index("eval epoch 2: AP50:95")
     # the demo dataset came from ~/.cache (HOME = scratch), pre-made small
     manifest = json.loads((work / "home/.cache/mindyolox/demo/demo_manifest.json").read_text())
     assert manifest["images"] == {"train": 48, "val": 16}

@@ -5,9 +5,9 @@
 
 The section between ``<!-- config-reference:start -->`` and ``<!-- config-reference:end -->``
 holds (1) every key of ``configs/_base_/default.yaml`` with its default and the comment
-written beside it there, and (2) the keys each shipped recipe (``configs/*.yaml``,
-``configs/demo/*.yaml``, ``configs/custom/*.yaml``) sets differently from those defaults, resolved through
-``__base__``. A key without a comment in the schema takes its text from ``EXTRA`` below; a
+written beside it there, one table per section, and (2) one section per shipped recipe
+(``configs/*.yaml``, ``configs/demo/*.yaml``, ``configs/custom/*.yaml``; a list of key, value
+and default) with the keys it sets differently from those defaults, resolved through ``__base__``. A key without a comment in the schema takes its text from ``EXTRA`` below; a
 key with neither, or an ``EXTRA`` entry for a key the schema no longer has, is an error.
 """
 import argparse
@@ -123,7 +123,7 @@ def render():
         sec = key.split(".")[0]
         if sec != section:
             section = sec
-            lines += ["", f"**{sec}**", "", "| key | default | meaning |", "| --- | --- | --- |"]
+            lines += ["", f"### `{sec}`", "", "| key | default | meaning |", "| --- | --- | --- |"]
         desc = comment or EXTRA.get(key)
         if not desc:
             raise ConfigError(f"{SCHEMA}: key '{key}' has no comment; add one there or to EXTRA "
@@ -133,15 +133,16 @@ def render():
     paths = recipes()
     resolved = {p: _flatten(load_config(str(ROOT / p)).to_dict()) for p in paths}
     changed = [k for k, _, _ in entries if any(resolved[p][k] != defaults[k] for p in paths)]
-    names = [Path(p).stem for p in paths]
-    lines += ["", "Keys each shipped recipe sets differently from the defaults (resolved through "
-              "`__base__`; blank = default):", "",
-              "| key | " + " | ".join(f"`{n}`" for n in names) + " |",
-              "| --- |" + " --- |" * len(names)]
-    for k in changed:
-        cells = [f"`{_fmt(resolved[p][k])}`" if resolved[p][k] != defaults[k] else "" for p in paths]
-        lines.append(f"| `{k}` | " + " | ".join(cells) + " |")
-    lines += ["", "Recipes: " + ", ".join(f"`{p}`" for p in paths) + "."]
+    # one section per recipe, a list that wraps to the page (one table column per recipe scrolled
+    # sideways and hid the demo recipes), the newcomer's recipes (demo, custom) first
+    lines += ["", "### Per recipe", "",
+              "Keys each shipped recipe sets differently from the defaults (resolved through `__base__`), "
+              "one section per recipe, the demo and custom recipes first. Recipes: "
+              + ", ".join(f"`{p}`" for p in paths) + "."]
+    for p in sorted(paths, key=lambda p: p.count("/") == 1):
+        lines += ["", f"#### `{Path(p).stem}`", "", f"`{p}` sets:", ""]
+        lines += [f"- `{k}`: `{_fmt(resolved[p][k])}` (default `{_fmt(defaults[k])}`)"
+                  for k in changed if resolved[p][k] != defaults[k]]
     out = [ln for i, ln in enumerate(lines) if ln or (i and lines[i - 1])]  # no double blanks
     return "\n".join(out).strip() + "\n"
 

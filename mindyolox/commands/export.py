@@ -31,7 +31,7 @@ def main(argv=None):
     parser.add_argument("--weights", required=True, help=".ckpt (mindyolox), .pth (official), .npz, or an official name such as yolox_s (downloaded once)")
     parser.add_argument("--format", default="MINDIR", type=str.upper, choices=sorted(FORMATS),
                         help="MINDIR (default), ONNX or AIR (Ascend host only)")
-    parser.add_argument("--img-size", nargs="+", required=True, help="input size: S or H W")
+    parser.add_argument("--img-size", nargs="+", help="input size: S or H W (default: the recipe's data.test_size)")
     parser.add_argument("--batch", type=int, default=1, help="batch of the graph (default 1; ignored with --dynamic-batch)")
     parser.add_argument("--dynamic-batch", action="store_true", help="ONNX: any batch at run time")
     parser.add_argument("--target", default="cpu", choices=("cpu", "gpu", "ascend"),
@@ -54,13 +54,17 @@ def main(argv=None):
     parser.add_argument("--device", default=None, help="MindSpore device for the export (default CPU / MindSpore's)")
     args = parse_args(parser, argv)
     args.weights = resolve_weights(args.weights)
-    img_size = parse_img_size(args.img_size)
+    from ..config import load_config
+    cfg = load_config(args.config, args.overrides)
+    if args.img_size:
+        img_size = parse_img_size(args.img_size)
+    else:
+        img_size = parse_img_size(list(cfg.data.test_size), flag=f"{args.config}: data.test_size")
+        print(f"input size {img_size[0]}x{img_size[1]} (the recipe's data.test_size; --img-size sets another)")
     spec = ExportSpec(args.format, args.batch, img_size, args.target, args.conv, args.decode, args.nms,
                       args.conf, args.iou, args.topk, args.class_agnostic, args.dynamic_batch, args.opset,
                       args.half, not args.no_simplify).check()
 
-    from ..config import load_config
-    cfg = load_config(args.config, args.overrides)
     if not os.path.isfile(args.weights):
         raise WeightsError(f"weights file not found: {args.weights}")
     tag = "bN" if spec.dynamic_batch else f"b{spec.batch}"

@@ -33,6 +33,7 @@ import json
 from pathlib import Path
 
 from ..errors import WeightsError
+from ..utils.files import normal_mode
 
 __all__ = ["CheckpointDamaged", "FORMAT_VERSION", "META_KEY", "crc_status", "is_training_layout", "read_ckpt",
            "save_ckpt"]
@@ -166,7 +167,9 @@ def is_training_layout(names):
 def save_ckpt(entries, path, append_dict=None):
     """``mindspore.save_checkpoint(entries, path, append_dict=..., crc_check=True)``; MindSpore
     writes ``<path without .ckpt>.tmp`` and renames it to ``path`` (``serialization.py:380-382,
-    471-472``)."""
+    471-472``), read-only (0400); the file then gets the usual mode (``normal_mode``: 0644 under
+    umask 022)."""
     import mindspore as ms
     ms.save_checkpoint(entries, str(path), append_dict=append_dict, crc_check=True)
+    normal_mode(path)
 

@@ -36,6 +36,7 @@ import numpy as np
 from ..errors import ConfigError, MindYOLOXError
 from ..models.blocks import Focus, Upsample2x
 from ..models.fold import count_batchnorms, fold_batchnorms
+from ..utils.files import normal_mode
 from .meta import PREPROCESS, write_meta
 
 __all__ = ["FORMATS", "ExportSpec", "export"]
@@ -137,7 +138,7 @@ def _ms_export(net, spec, output):
     path = str(output) + FORMATS[spec.fmt]
     if not os.path.isfile(path):
         raise MindYOLOXError(f"{spec.fmt} export wrote no file at {path}")
-    return path
+    return normal_mode(path)   # MindSpore leaves it read-only (0400)
 
 
 def _check_batch_rows(path, img_size):

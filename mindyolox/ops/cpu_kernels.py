@@ -86,7 +86,7 @@ from ..errors import ConfigError
 __all__ = ["available", "buildable", "library", "library_key", "build", "prune", "flag_set", "kernel_dir",
            "geometry_supported", "depthwise_conv", "im2col", "batch_norm", "silu", "bias_silu",
            "depthwise_bias_silu", "simota", "KernelBuildError",
-           "CXXFLAGS", "PORTABLE_CXXFLAGS", "KEEP"]
+           "CXXFLAGS", "PORTABLE_CXXFLAGS", "KEEP", "in_use"]
 
 SOURCE = Path(__file__).with_name("cpu_kernels.cc")
 CXXFLAGS = ("-std=c++17", "-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-shared", "-fPIC", "-pthread")
@@ -240,6 +240,22 @@ def prune(folder, keep_path=None, keep=KEEP):
         except FileNotFoundError:
             continue
     return deleted
+
+
+def in_use(path):
+    """True when a process holds a lock on the library ``path`` (it has loaded it, module doc):
+    an exclusive lock is tried without waiting and released at once."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)   # closing releases the lock
 
 
 def _delete_unlocked(path):

@@ -48,6 +48,7 @@ without a cache); stale folders are never read again and can be deleted at any t
 import hashlib
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -56,7 +57,7 @@ from ..ops import cpu_kernels
 from .context import scoped_environ
 
 __all__ = ["compile_cache_in", "code_version", "recipe_key", "run_switches", "default_cache_dir", "resolve_compile_cache",
-           "NOT_IN_GRAPHS", "CACHE_ENV"]
+           "NOT_IN_GRAPHS", "CACHE_ENV", "cache_root", "cache_folders", "folder_size", "prune_cache"]
 
 CACHE_ENV = ("MS_COMPILER_CACHE_ENABLE", "MS_COMPILER_CACHE_PATH")
 
@@ -123,9 +124,52 @@ def run_switches(cfg, start=(0, 0), **switches):
     return run
 
 
+def cache_root():
+    """``$MINDYOLOX_COMPILE_CACHE`` or ``~/.cache/mindyolox/compile``: where ``auto`` keeps its
+    folders (``off`` in the variable: the default place, for listing)."""
+    env = os.environ.get("MINDYOLOX_COMPILE_CACHE")
+    return Path(env if env and env != "off" else Path.home() / ".cache" / "mindyolox" / "compile").expanduser()
+
+
+def folder_size(path):
+    """``(bytes, files)`` under ``path`` (files only; vanished files ignored)."""
+    total = count = 0
+    for p in Path(path).rglob("*"):
+        try:
+            if p.is_file():
+                total, count = total + p.stat().st_size, count + 1
+        except OSError:
+            continue
+    return total, count
+
+
+def cache_folders(root=None):
+    """The keyed folders of ``root`` (default :func:`cache_root`), newest first by the last
+    change inside them: ``[(path, bytes, files, mtime)]``."""
+    root = Path(root) if root is not None else cache_root()
+    out = []
+    for d in (root.iterdir() if root.is_dir() else []):
+        if d.is_dir():
+            size, files = folder_size(d)
+            mtime = max([d.stat().st_mtime] + [p.stat().st_mtime for p in d.rglob("*") if p.exists()])
+            out.append((d, size, files, mtime))
+    return sorted(out, key=lambda e: e[3], reverse=True)
+
+
+def prune_cache(keep, root=None):
+    """Delete all but the ``keep`` newest keyed folders of ``root`` (0: all of them). A folder
+    only holds graphs a later run may load: one deleted is compiled again by the next run that
+    needs it. Returns the deleted paths."""
+    deleted = []
+    for path, *_ in cache_folders(root)[max(keep, 0):]:
+        shutil.rmtree(path, ignore_errors=True)
+        deleted.append(path)
+    return deleted
+
+
 def default_cache_dir(cfg, options=None, run=None, root=None, name=None):
     """``<root>/<name>-<recipe_key>`` (module doc); not created here. ``root`` None:
-    ``$MINDYOLOX_COMPILE_CACHE`` or ``~/.cache/mindyolox/compile``."""
+    :func:`cache_root`."""
     root = Path(root or os.environ.get("MINDYOLOX_COMPILE_CACHE") or Path.home() / ".cache" / "mindyolox" / "compile")
     name = name or (str(cfg.get("name", "") or "recipe") if hasattr(cfg, "get") else "recipe")
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))[:48]

@@ -122,6 +122,7 @@ from .hooks.checkpoint import agree_bn, checkpoint_meta, read_resume_meta, run_f
 from .hooks.evaluation import evaluate_and_save
 from .hooks.experiment import check_loggers, loggers_of
 from .hooks.logging import new_window
+from .hooks.precompile import compile_notice
 from .lr import fit_recipe
 from .run_log import RunLog, last_logged_step
 
@@ -138,7 +139,8 @@ class Trainer:
         cfg: the loaded recipe (``mindyolox.load_config``).
         options: :class:`~mindyolox.options.DeviceOptions` (None: resolved from the recipe and
             MindSpore's device target when training starts).
-        run_dir: output folder (default ``<train.output_dir>/<name>``); name: run name.
+        run_dir: output folder (default ``<train.output_dir>/<name>``).
+        name: run name (default the recipe's ``name``, else ``exp``).
         resume: False, True (``run_dir/last.ckpt``) or a checkpoint path.
         exist_ok: allow writing into an existing non-empty run directory without resuming.
         weights: ``.ckpt``/``.pth``/``.npz`` to fine-tune from (class layers re-initialised
@@ -151,14 +153,16 @@ class Trainer:
         num_workers: data workers (default ``data.num_workers`` capped at the CPU count).
         max_iters: stop after this many iterations in this process (tests, benchmarks);
             the LR schedule still follows ``max_epoch``.
-        evaluate: run the periodic evaluation (``train.eval_interval``); hooks: list of
-            :class:`TrainHook` (``self.hooks``; appending before :meth:`train` works too);
-            progress: show tqdm bars; compile_cache: MindSpore's on-disk graph cache: None /
-            ``off`` (default), ``auto`` (a folder keyed by code version, recipe and device
-            options, for fixed-size recipes) or a folder (a keyed subfolder of it); see
-            :mod:`mindyolox.runtime.compile_cache`. precompile: compile the train step for
-            every input size the run will meet (and the EMA and evaluation graphs) before the
-            first step (:mod:`~mindyolox.training.hooks.precompile`).
+        evaluate: run the periodic evaluation (``train.eval_interval``).
+        hooks: list of :class:`TrainHook` (``self.hooks``; appending before :meth:`train`
+            works too).
+        progress: show tqdm bars.
+        compile_cache: MindSpore's on-disk graph cache: None / ``off`` (default), ``auto`` (a
+            folder keyed by code version, recipe and device options, for fixed-size recipes)
+            or a folder (a keyed subfolder of it); see :mod:`mindyolox.runtime.compile_cache`.
+        precompile: compile the train step for every input size the run will meet (and the
+            EMA and evaluation graphs) before the first step
+            (:mod:`~mindyolox.training.hooks.precompile`).
     """
 
     def __init__(self, cfg, options=None, run_dir=None, name=None, resume=False, exist_ok=False, weights=None,
@@ -175,7 +179,7 @@ class Trainer:
         self.num_workers, self.max_iters = num_workers, max_iters
         self.do_eval, self.hooks, self.progress = evaluate, list(hooks), progress
         self.builtin_hooks = builtin_hooks()
-        self.compile_cache = compile_cache
+        self.compile_cache, self.cache_path = compile_cache, None
         self.precompile_sizes = bool(precompile)
         # the run's state, all of it set here (nothing is looked up before it exists)
         for part in PARTS:
@@ -289,7 +293,8 @@ class Trainer:
         size = self.loader.size_at(self.progress_in_iter)
         self.window["steps"] += n
         data_s = 0.0
-        if size not in self.sizes_seen:  # the first step of a size compiles its graph: time it
+        if size not in self.sizes_seen:  # the first step of a size compiles its graph: say so, time it
+            self.log(compile_notice(size, self.sizes_seen, self.cache_path))
             t0 = time.perf_counter()
             data_s += self.feeder.run(1, size)
             self.step.stats.asnumpy()  # wait for it
@@ -324,6 +329,7 @@ class Trainer:
                            precompile=self.precompile_sizes)
         # (the cache folder is named by the key alone: two runs of one recipe have two run names)
         cache_path, cache_note = resolve_compile_cache(self.compile_cache, self.cfg, self.options, run)
+        self.cache_path = cache_path
         stack.enter_context(compile_cache_in(cache_path))  # before anything compiles
         if self.weights and meta is None:
             check_weights_file(self.weights)  # before the run folder exists

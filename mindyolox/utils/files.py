@@ -5,7 +5,7 @@ import os
 import shutil
 import tempfile
 
-__all__ = ["file_digest", "new_folder"]
+__all__ = ["file_digest", "new_folder", "normal_mode", "umask"]
 
 
 def file_digest(path, algorithm="sha256"):
@@ -42,3 +42,26 @@ def new_folder(out_dir, what="folder", error=ValueError, prefix=".new-"):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def umask():
+    """The process's file-creation mask (e.g. ``0o022``), read from ``/proc/self/status`` (setting
+    it to read it back would race with other threads creating files); ``0o022`` when unreadable."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
+def normal_mode(path):
+    """Give ``path`` the mode a newly created file gets (``0o666`` less the umask: ``0o644``
+    usually). MindSpore's ``save_checkpoint`` and ``export`` leave their files read-only to the
+    owner (``0o400``, its ``os.chmod(..., stat.S_IRUSR)``): a user could not overwrite, copy over
+    or share them without a ``chmod``. Returns ``path``."""
+    os.chmod(path, 0o666 & ~umask())
+    return path
+

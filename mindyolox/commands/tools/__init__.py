@@ -13,6 +13,7 @@ clone's ``tools/*.py`` are one-line launchers of the same modules:
     mindyolox-tools make-track-demo datasets/track-demo
     mindyolox-tools track-eval --gt datasets/track-demo/gt/gt.txt --pred runs/track/track-demo.txt
     mindyolox-tools build-kernels --portable
+    mindyolox-tools cache --prune 2
 
 A new tool is one module with ``run()`` (which calls ``run_cli(main)``) and one row of
 :data:`TOOLS`. Decided: the old ``python -m mindyolox.tools[.<module>]`` is gone (one front
@@ -36,6 +37,7 @@ TOOLS = {
     "make-track-demo": ("tools.make_track_demo", "write the synthetic tracking sequence (MOTChallenge layout)"),
     "track-eval": ("tools.track_eval", "MOTA, IDF1, HOTA of MOTChallenge tracks against the ground truth"),
     "build-kernels": ("tools.build_kernels", "build the compiled CPU kernels ahead of time (--portable: no -march)"),
+    "cache": ("tools.cache", "show the compile cache and kernel libraries (sizes, entries); --prune N keeps the N newest"),
 }
 
 

@@ -48,6 +48,9 @@ def evaluate_and_save(tr):
     others. Returns the evaluator's result (None without an evaluator)."""
     if tr.evaluator is None:
         return None
+    if tr.timing["eval_s"] == 0 and not tr.precompile_sizes:   # its graph compiles now, in silence
+        tr.log(f"evaluating epoch {tr.epoch + 1}; the first evaluation also compiles the evaluation graph "
+               "(about 5-10 s for yolox-nano on a 2-core CPU)")
     t0 = time.perf_counter()
     model = eval_network(tr)
     res = tr.evaluator.evaluate(model, progress=False)

@@ -5,6 +5,7 @@ line): compiles the train step of every input size the run will meet (:func:`run
 EMA update and the evaluation forward, one log line each, so that the steps time evenly.
 """
 import time
+from pathlib import Path
 
 import numpy as np
 from mindspore import Tensor
@@ -12,7 +13,7 @@ from mindspore import Tensor
 from .base import TrainHook
 from .evaluation import eval_network
 
-__all__ = ["PrecompileHook", "run_sizes", "example_batch", "precompile"]
+__all__ = ["compile_notice", "PrecompileHook", "run_sizes", "example_batch", "precompile"]
 
 
 def run_sizes(tr):
@@ -42,6 +43,20 @@ def example_batch(tr, size):
     return (Tensor(np.zeros((b, 3) + hw, np.uint8)),
             Tensor(np.zeros((b, int(tr.cfg.data.max_labels), 5), np.float32)),
             (int(size[0]), int(size[1])))
+
+
+def compile_notice(size, seen, cache_path=None):
+    """The line said before the first step of an input size ``(h, w)``, which compiles its graph
+    in silence: what compiles and roughly how long (``seen``: input size -> seconds of the sizes
+    compiled so far; ``cache_path``: the run's compile-cache folder, or None)."""
+    what = f"compiling the train step for input {size[0]}x{size[1]}"
+    if seen:
+        return f"{what} (a new input size: about as long as the first, {max(seen.values()):.0f} s)"
+    line = (f"{what} (with the EMA update): one graph per input size, about 20-40 s for yolox-nano on a "
+            "2-core CPU, minutes for the larger models; nothing is printed meanwhile")
+    if cache_path is not None and any(Path(cache_path).rglob("*.mindir")):
+        line += f"; a few seconds when the compile cache ({cache_path}) holds it"
+    return line
 
 
 def precompile(tr, sizes, batch_of):
