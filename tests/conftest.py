@@ -28,6 +28,12 @@ import pytest
 if sys.argv and sys.argv[0] == "-c":
     sys.argv[0] = str(Path(pytest.__file__).with_name("__main__.py"))
 
+# Two xdist workers share two cores: each worker's kernels (and the commands it starts) get one
+# thread, as they effectively had while the kernels read MindSpore's OMP_NUM_THREADS=1
+# (docs/devices.md, "Threads"); a test that checks the thread count sets its own.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("MINDYOLOX_KERNEL_THREADS", "1")
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MINDYOLOX_SHARED", ROOT.parent / "shared"))
 
