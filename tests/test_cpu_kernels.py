@@ -246,3 +246,21 @@ def test_kernel_pool_threads_ignore_mindspore_omp_setting_and_survive_fork(threa
     expected = (threads or out["cpus"]) - 1                     # workers beside the calling thread
     assert out["grown"] == expected, out
     assert out["err"] < 1e-5 and out["child"] == 0, out
+
+
+@pytest.mark.parametrize("b, c, o, size, k, stride, pad", [(2, 8, 16, 13, 3, 1, 1), (1, 16, 32, 20, 3, 2, 1),
+                                                          (1, 16, 8, 21, 3, 2, 1), (2, 24, 8, 9, 1, 1, 0)])
+def test_dnnl_convolution_with_bias_and_silu_equals_the_native_layers(b, c, o, size, k, stride, pad):
+    """The eval path's dense convolution through oneDNN's own primitive (blocked formats, bias
+    and SiLU as a post-op): MindSpore's Conv2D + bias + SiLU in float64 numpy to float32 rounding."""
+    assert cpu_kernels.dnnl_available()
+    rng = np.random.default_rng(size + k)
+    x = rng.standard_normal((b, c, size, size)).astype(np.float32)
+    w = (rng.standard_normal((o, c, k, k)) * 0.2).astype(np.float32)
+    bias = rng.standard_normal(o).astype(np.float32)
+    y = cpu_kernels.dnnl_conv_silu(stride, pad)(Tensor(x), Tensor(w), Tensor(bias)).asnumpy()
+    ref = ops.conv2d(Tensor(x), Tensor(w), None, stride, "pad", pad).asnumpy().astype(np.float64)
+    ref += bias[None, :, None, None]
+    ref = ref / (1 + np.exp(-ref))
+    assert y.shape == ref.shape == (b, o, (size + 2 * pad - k) // stride + 1, (size + 2 * pad - k) // stride + 1)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)

@@ -77,6 +77,7 @@ def test_fused_eval_path_gives_the_same_ap(val_results, coco_tiny_val):
     blocks = [c for _, c in model.cells_and_names() if hasattr(c, "folded")]
     assert count_batchnorms(model) == 0 and all(b.folded for b in blocks)
     assert sum(b.dw_epilogue is not None for b in blocks) > 0 and all(b.epilogue is not None for b in blocks)
+    assert sum(b.dnnl is not None for b in blocks) > 0            # dense layers: oneDNN's convolution
     loader = create_eval_loader({"test_size": [416, 416], "num_workers": 0}, 8, dataset=coco_tiny_val)
     fused = COCOEvaluator(loader, conf=0.01, nms=0.65).evaluate(model, progress=False)
     np.testing.assert_array_equal(fused["stats"], val_results[0]["stats"])

@@ -69,6 +69,7 @@ class BaseConv(nn.Cell):
         self.folded = False          # True once models.fold.fold_batchnorms put the BN into conv's weight/bias
         self.epilogue = None         # the fused eval kernels (use_fused_kernels)
         self.dw_epilogue = None
+        self.dnnl = None
         pad = (ksize - 1) // 2
         self.conv = Conv2d(in_channels, out_channels, ksize, stride, padding=pad, group=groups, has_bias=bias)
         self.bn = BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)
@@ -77,13 +78,18 @@ class BaseConv(nn.Cell):
     def use_fused_kernels(self, on):
         """The fused eval path on CPU (``on``: the CPU kernels are on; after the conv's
         ``use_impl``): with a SiLU activation the eval forward ends with one compiled
-        bias + SiLU pass instead of ``BiasAdd`` + SiLU, and a depthwise layer with a direct
-        kernel does convolution, bias and SiLU in one kernel (:mod:`mindyolox.ops.cpu_kernels`);
-        float32 only, training unchanged."""
+        bias + SiLU pass instead of ``BiasAdd`` + SiLU, a depthwise layer with a direct
+        kernel does convolution, bias and SiLU in one kernel, and a dense 1x1 / 3x3 layer runs
+        as one oneDNN convolution primitive with bias and SiLU as its post-op, in the blocked
+        formats oneDNN picks for the CPU (:func:`~mindyolox.ops.cpu_kernels.dnnl_conv_silu`,
+        when MindSpore's oneDNN is found) (:mod:`mindyolox.ops.cpu_kernels`); float32 only,
+        training unchanged."""
         fits = bool(on) and isinstance(self.act, SiLU)
         self.epilogue = cpu_kernels.bias_silu() if fits else None
         conv = self.conv
         self.dw_epilogue = cpu_kernels.depthwise_bias_silu(conv.s, conv.p) if fits and conv.direct is not None else None
+        dense = fits and conv.group == 1 and (conv.s, conv.p) in cpu_kernels.DNNL_GEOMETRIES and conv.k in (1, 3)
+        self.dnnl = cpu_kernels.dnnl_conv_silu(conv.s, conv.p) if dense and cpu_kernels.dnnl_available() else None
 
     def construct(self, x):
         if self.training or not self.fold_bn:
@@ -98,6 +104,8 @@ class BaseConv(nn.Cell):
         if self.epilogue is not None and x.dtype == mstype.float32 and weight.dtype == mstype.float32:
             if self.dw_epilogue is not None:
                 return self.dw_epilogue(x, weight, bias)
+            if self.dnnl is not None:
+                return self.dnnl(x, weight, bias)
             return self.epilogue(self.conv.convolve(x, weight), bias)
         return self.act(ops.bias_add(self.conv.convolve(x, weight), bias))
 

@@ -691,3 +691,207 @@ extern "C" int SimOTA(int nparam, void **params, int *ndims, int64_t **shapes, c
   });
   return std::all_of(ok.begin(), ok.end(), [](uint8_t v) { return v != 0; }) ? 0 : 3;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Dense k x k convolution + bias + SiLU through oneDNN's own convolution primitive (eval only).
+//
+// MindSpore 2.10's CPU Conv2D hands oneDNN plain NCHW memory, for which oneDNN has only its
+// reference k x k kernel; the Im2Col + GEMM path writes a k*k times larger column tensor.
+// PyTorch asks oneDNN for the convolution with "any" memory formats (blocked, e.g. nChw16c
+// with AVX-512) and reorders the plain tensors in and out. This does the same with the oneDNN
+// that MindSpore already loaded (lib/libdnnl.so.3, oneDNN 3.10.1, threadpool CPU runtime:
+// dnnl_version() reports cpu_runtime 8), through its C API, resolved with dlsym at first use --
+// no header or link dependency. The values below are oneDNN 3.x's ABI (include/oneapi/dnnl/
+// dnnl_types.h, dnnl_common_types.h of v3.10.1). Its threads are this library's pool (the
+// threadpool interface of dnnl_threadpool_iface.hpp: a stream made with
+// dnnl_threadpool_interop_stream_create runs every parallel region on it).
+//   DnnlConvSiluS{S}_P{P}(x [B,C,H,W], w [O,C,k,k], bias [O]) -> SiLU(conv(x, w) + bias) [B,O,Ho,Wo]
+// DnnlAvailable() -> 1 when the library and every symbol were found (Python asks before use).
+namespace dnnl {
+namespace threadpool_interop {
+struct threadpool_iface {  // the layout of oneDNN's abstract class (virtual functions in this order)
+  virtual int get_num_threads() const = 0;
+  virtual bool get_in_parallel() const = 0;
+  virtual void parallel_for(int n, const std::function<void(int, int)> &fn) = 0;
+  virtual uint64_t get_flags() const = 0;
+  virtual ~threadpool_iface() = default;
+};
+}  // namespace threadpool_interop
+}  // namespace dnnl
+
+namespace {
+using dnnl_dims = int64_t[12];
+struct dnnl_exec_arg { int arg; void *memory; };
+constexpr int kF32 = 3, kTagAny = 1, kTagA = 2, kTagAbcd = 5, kForwardInference = 96, kConvDirect = 1,
+              kEltwiseSwish = 44, kCpu = 1, kQuerySrcMd = 129, kQueryWeightsMd = 131, kQueryDstMd = 133,
+              kArgSrc = 1, kArgDst = 17, kArgWeights = 33, kArgBias = 41;
+
+struct DnnlApi {
+  bool ok = false;
+  int (*engine_create)(void **, int, size_t);
+  int (*md_create_with_tag)(void **, int, const int64_t *, int, int);
+  int (*conv_pd_create)(void **, void *, int, int, const void *, const void *, const void *, const void *,
+                        const int64_t *, const int64_t *, const int64_t *, const int64_t *, const void *);
+  const void *(*pd_query_md)(const void *, int, int);
+  int (*md_equal)(const void *, const void *);
+  int (*reorder_pd_create)(void **, const void *, void *, const void *, void *, const void *);
+  int (*primitive_create)(void **, const void *);
+  int (*memory_create)(void **, const void *, void *, void *);
+  int (*memory_set_data_handle)(void *, void *);
+  int (*primitive_execute)(const void *, void *, int, const dnnl_exec_arg *);
+  int (*stream_wait)(void *);
+  int (*attr_create)(void **);
+  int (*post_ops_create)(void **);
+  int (*post_ops_append_eltwise)(void *, int, float, float);
+  int (*attr_set_post_ops)(void *, const void *);
+  int (*tp_stream_create)(void **, void *, void *);
+  void *engine = nullptr, *stream = nullptr;
+};
+
+thread_local bool tls_in_region = false;
+
+struct PoolIface : dnnl::threadpool_interop::threadpool_iface {
+  int get_num_threads() const override { return thread_count(); }
+  bool get_in_parallel() const override { return tls_in_region; }
+  uint64_t get_flags() const override { return 0; }  // synchronous
+  void parallel_for(int n, const std::function<void(int, int)> &fn) override {
+    parallel_for_(n, fn);
+  }
+  static void parallel_for_(int n, const std::function<void(int, int)> &fn) {
+    ::parallel_for(n, int64_t{n} * kMinWork, [&](int64_t first, int64_t last) {
+      const bool was = tls_in_region;
+      tls_in_region = true;
+      for (int64_t i = first; i < last; ++i) fn(static_cast<int>(i), n);
+      tls_in_region = was;
+    });
+  }
+};
+
+template <class T>
+bool load(void *lib, const char *name, T &fn) {
+  fn = reinterpret_cast<T>(dlsym(lib, name));
+  return fn != nullptr;
+}
+
+DnnlApi &dnnl_api() {
+  static DnnlApi api = [] {
+    DnnlApi a;
+    void *lib = dlopen("libdnnl.so.3", RTLD_NOW | RTLD_NOLOAD);  // MindSpore's, already in the process
+    if (lib == nullptr) return a;
+    bool ok = load(lib, "dnnl_engine_create", a.engine_create) &&
+              load(lib, "dnnl_memory_desc_create_with_tag", a.md_create_with_tag) &&
+              load(lib, "dnnl_convolution_forward_primitive_desc_create", a.conv_pd_create) &&
+              load(lib, "dnnl_primitive_desc_query_md", a.pd_query_md) && load(lib, "dnnl_memory_desc_equal", a.md_equal) &&
+              load(lib, "dnnl_reorder_primitive_desc_create", a.reorder_pd_create) &&
+              load(lib, "dnnl_primitive_create", a.primitive_create) && load(lib, "dnnl_memory_create", a.memory_create) &&
+              load(lib, "dnnl_memory_set_data_handle", a.memory_set_data_handle) &&
+              load(lib, "dnnl_primitive_execute", a.primitive_execute) && load(lib, "dnnl_stream_wait", a.stream_wait) &&
+              load(lib, "dnnl_primitive_attr_create", a.attr_create) && load(lib, "dnnl_post_ops_create", a.post_ops_create) &&
+              load(lib, "dnnl_post_ops_append_eltwise", a.post_ops_append_eltwise) &&
+              load(lib, "dnnl_primitive_attr_set_post_ops", a.attr_set_post_ops) &&
+              load(lib, "dnnl_threadpool_interop_stream_create", a.tp_stream_create);
+    if (!ok || a.engine_create(&a.engine, kCpu, 0) != 0) return a;
+    static PoolIface iface;
+    if (a.tp_stream_create(&a.stream, a.engine, &iface) != 0) return a;
+    a.ok = true;
+    return a;
+  }();
+  return api;
+}
+
+// one shape's primitives: conv (any formats, bias, swish post-op) and the reorders around it
+struct ConvPlan {
+  void *conv = nullptr, *src_re = nullptr, *wei_re = nullptr, *dst_re = nullptr;
+  void *user_src, *user_wei, *user_dst, *bias, *src, *wei, *dst;  // memories (handles set per call)
+};
+
+void *reorder(DnnlApi &a, const void *from, const void *to) {
+  void *pd = nullptr, *prim = nullptr;
+  if (a.reorder_pd_create(&pd, from, a.engine, to, a.engine, nullptr) != 0) return nullptr;
+  if (a.primitive_create(&prim, pd) != 0) return nullptr;
+  return prim;  // (the descriptors of a plan live as long as the process, like the plan)
+}
+
+ConvPlan *make_plan(DnnlApi &a, int64_t B, int64_t C, int64_t H, int64_t W, int64_t O, int64_t K, int S, int P,
+                    int64_t Ho, int64_t Wo) {
+  const int64_t xs[4] = {B, C, H, W}, ws[4] = {O, C, K, K}, ys[4] = {B, O, Ho, Wo}, bs[1] = {O};
+  void *u_src, *u_wei, *u_dst, *md_bias, *a_src, *a_wei, *a_dst;
+  if (a.md_create_with_tag(&u_src, 4, xs, kF32, kTagAbcd) || a.md_create_with_tag(&u_wei, 4, ws, kF32, kTagAbcd) ||
+      a.md_create_with_tag(&u_dst, 4, ys, kF32, kTagAbcd) || a.md_create_with_tag(&md_bias, 1, bs, kF32, kTagA) ||
+      a.md_create_with_tag(&a_src, 4, xs, kF32, kTagAny) || a.md_create_with_tag(&a_wei, 4, ws, kF32, kTagAny) ||
+      a.md_create_with_tag(&a_dst, 4, ys, kF32, kTagAny))
+    return nullptr;
+  void *attr = nullptr, *post = nullptr;
+  if (a.attr_create(&attr) || a.post_ops_create(&post) || a.post_ops_append_eltwise(post, kEltwiseSwish, 1.f, 0.f) ||
+      a.attr_set_post_ops(attr, post))
+    return nullptr;
+  dnnl_dims strides = {S, S}, dil = {0, 0}, pad = {P, P};
+  void *pd = nullptr;
+  if (a.conv_pd_create(&pd, a.engine, kForwardInference, kConvDirect, a_src, a_wei, md_bias, a_dst, strides, dil,
+                       pad, pad, attr))
+    return nullptr;
+  auto *plan = new ConvPlan;
+  if (a.primitive_create(&plan->conv, pd)) return nullptr;
+  const void *c_src = a.pd_query_md(pd, kQuerySrcMd, 0), *c_wei = a.pd_query_md(pd, kQueryWeightsMd, 0),
+             *c_dst = a.pd_query_md(pd, kQueryDstMd, 0);
+  if (!a.md_equal(c_src, u_src) && !(plan->src_re = reorder(a, u_src, c_src))) return nullptr;
+  if (!a.md_equal(c_wei, u_wei) && !(plan->wei_re = reorder(a, u_wei, c_wei))) return nullptr;
+  if (!a.md_equal(c_dst, u_dst) && !(plan->dst_re = reorder(a, c_dst, u_dst))) return nullptr;
+  void *none = nullptr, *alloc = reinterpret_cast<void *>(static_cast<size_t>(-1));
+  if (a.memory_create(&plan->user_src, u_src, a.engine, none) || a.memory_create(&plan->user_wei, u_wei, a.engine, none) ||
+      a.memory_create(&plan->user_dst, u_dst, a.engine, none) || a.memory_create(&plan->bias, md_bias, a.engine, none) ||
+      a.memory_create(&plan->src, c_src, a.engine, plan->src_re ? alloc : none) ||
+      a.memory_create(&plan->wei, c_wei, a.engine, plan->wei_re ? alloc : none) ||
+      a.memory_create(&plan->dst, c_dst, a.engine, plan->dst_re ? alloc : none))
+    return nullptr;
+  return plan;
+}
+
+bool run(DnnlApi &a, void *prim, std::initializer_list<dnnl_exec_arg> args) {
+  return a.primitive_execute(prim, a.stream, static_cast<int>(args.size()), args.begin()) == 0 &&
+         a.stream_wait(a.stream) == 0;
+}
+
+template <int S, int P>
+int dnnl_conv_silu(int nparam, void **params, int *ndims, int64_t **shapes) {
+  if (nparam != 4 || ndims[0] != 4 || ndims[1] != 4 || ndims[2] != 1) return 1;
+  DnnlApi &a = dnnl_api();
+  if (!a.ok) return 2;
+  const int64_t B = shapes[0][0], C = shapes[0][1], H = shapes[0][2], W = shapes[0][3];
+  const int64_t O = shapes[1][0], K = shapes[1][2], Ho = shapes[3][2], Wo = shapes[3][3];
+  if (shapes[1][1] != C || shapes[2][0] != O) return 1;
+  static std::mutex guard;  // one plan table; one oneDNN call at a time (the pool is shared)
+  std::lock_guard<std::mutex> lk(guard);
+  static std::vector<std::pair<std::vector<int64_t>, ConvPlan *>> plans;
+  const std::vector<int64_t> key = {B, C, H, W, O, K, S, P};
+  ConvPlan *plan = nullptr;
+  for (auto &kv : plans)
+    if (kv.first == key) plan = kv.second;
+  if (plan == nullptr) {
+    plan = make_plan(a, B, C, H, W, O, K, S, P, Ho, Wo);
+    if (plan == nullptr) return 3;
+    plans.emplace_back(key, plan);
+  }
+  a.memory_set_data_handle(plan->user_src, params[0]);
+  a.memory_set_data_handle(plan->user_wei, params[1]);
+  a.memory_set_data_handle(plan->bias, params[2]);
+  a.memory_set_data_handle(plan->user_dst, params[3]);
+  if (!plan->src_re) a.memory_set_data_handle(plan->src, params[0]);
+  if (!plan->wei_re) a.memory_set_data_handle(plan->wei, params[1]);
+  if (!plan->dst_re) a.memory_set_data_handle(plan->dst, params[3]);
+  if (plan->src_re && !run(a, plan->src_re, {{kArgSrc, plan->user_src}, {kArgDst, plan->src}})) return 4;
+  if (plan->wei_re && !run(a, plan->wei_re, {{kArgSrc, plan->user_wei}, {kArgDst, plan->wei}})) return 4;
+  if (!run(a, plan->conv, {{kArgSrc, plan->src}, {kArgWeights, plan->wei}, {kArgBias, plan->bias}, {kArgDst, plan->dst}}))
+    return 5;
+  if (plan->dst_re && !run(a, plan->dst_re, {{kArgSrc, plan->dst}, {kArgDst, plan->user_dst}})) return 4;
+  return 0;
+}
+}  // namespace
+
+extern "C" int DnnlAvailable() { return dnnl_api().ok ? 1 : 0; }
+#define EXPORT_DNNL(S, P)                                                                              \
+  extern "C" int DnnlConvSiluS##S##_P##P(int n, void **p, int *d, int64_t **s, const char **t, void *st, \
+                                         void *e) { return dnnl_conv_silu<S, P>(n, p, d, s); }
+EXPORT_DNNL(1, 1)
+EXPORT_DNNL(2, 1)
+EXPORT_DNNL(1, 0)
