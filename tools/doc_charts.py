@@ -88,7 +88,10 @@ def draw_ratios(date, rows, width=900):
                 cv2.rectangle(img, (px(ratio), yb), (px(hi), yb + 15), COLORS[k], 1)
             cv2.line(img, (px(slo), yb + 7), (px(shi), yb + 7), INK, 1)
             label = f"{ratio:.2f}" if hi == ratio else f"{ratio:.2f}-{hi:.2f}"
-            _text(img, f"{k} {label}", (px(max(hi, shi)) + 6, yb + 13), 0.42)
+            at = max(hi, shi)
+            if r["goal"] and at < r["goal"] < at + 0.45:   # the label starts after the goal line, not under it
+                at = r["goal"]
+            _text(img, f"{k} {label}", (px(at) + 6, yb + 13), 0.42)
         if r["goal"]:
             cv2.line(img, (px(r["goal"]), y0 + 4), (px(r["goal"]), y0 + 48), GOAL, 2)
     _text(img, "ours / official", (left + span // 2 - 50, h - 14), 0.48)
