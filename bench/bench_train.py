@@ -51,7 +51,8 @@ def build_case(variant, size, batch, device, boxes=8, freeze=()):
     loss.use_kernels(model.options.cpu_kernels)   # as training/builder.py does
     net = YOLOXWithLoss(model, loss)
     opt = build_optimizer(model, cfg.train)
-    step = TrainStep(net, opt, ModelEMA(model, ema_model), loss_scale=resolve_loss_scale(str(cfg.train.loss_scale), "O0")[0])
+    scale = resolve_loss_scale(str(cfg.train.loss_scale), "O0")[0]
+    step = TrainStep(net, opt, ModelEMA(model, ema_model), loss_scale=scale)
     step.set_lr(0.01 / 64 * batch)
     rng = np.random.default_rng(0)
     images = Tensor(rng.uniform(0, 255, (batch, 3, size, size)).astype(np.float32))

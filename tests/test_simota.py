@@ -21,9 +21,9 @@ def assigner():
     return SimOTAAssigner(80)
 
 
-def run_assigner(assigner, data, max_labels, factored=False):
-    """Our assignment for a reference case, labels cut/padded to ``max_labels`` rows;
-    ``factored``: candidate tests from the anchor layout (``levels``, as the train step)."""
+def reference_case(data, max_labels):
+    """The official decoded head outputs [B, A, 85], grid [A, 2], strides [A] and labels cut /
+    padded to ``max_labels`` rows of a reference case, float32."""
     pre = "train/l1_0/"
     head = data[pre + "head_outputs"].astype(np.float32)
     grids = np.stack([data[pre + "x_shifts"][0], data[pre + "y_shifts"][0]], 1).astype(np.float32)
@@ -31,6 +31,13 @@ def run_assigner(assigner, data, max_labels, factored=False):
     labels = np.zeros((head.shape[0], max_labels, 5), np.float32)
     n = min(max_labels, data["input/labels"].shape[1])
     labels[:, :n] = data["input/labels"][:, :n]
+    return head, grids, strides, labels
+
+
+def run_assigner(assigner, data, max_labels, factored=False):
+    """Our assignment for a reference case, labels cut/padded to ``max_labels`` rows;
+    ``factored``: candidate tests from the anchor layout (``levels``, as the train step)."""
+    head, grids, strides, labels = reference_case(data, max_labels)
     valid = gt_valid_mask(Tensor(labels))
     h, w = data["input/images"].shape[2:]
     levels = tuple((h // s, w // s, s) for s in (8, 16, 32)) if factored else None
@@ -123,12 +130,7 @@ def test_cpu_kernel_assignment_matches_official(name, max_labels):
     from mindyolox.ops import cpu_kernels
     data = load_npz("reference", f"{name}_data.npz")
     pre = "train/l1_0/"
-    head = data[pre + "head_outputs"].astype(np.float32)
-    grids = np.stack([data[pre + "x_shifts"][0], data[pre + "y_shifts"][0]], 1).astype(np.float32)
-    strides = data[pre + "expanded_strides"][0].astype(np.float32)
-    labels = np.zeros((head.shape[0], max_labels, 5), np.float32)
-    n = min(max_labels, data["input/labels"].shape[1])
-    labels[:, :n] = data["input/labels"][:, :n]
+    head, grids, strides, labels = reference_case(data, max_labels)
     out = cpu_kernels.simota()(Tensor(head[..., :4]), Tensor(head[..., 4]), Tensor(head[..., 5:]), Tensor(labels),
                                Tensor(grids), Tensor(strides)).asnumpy()
     fg, gt, cls, iou = out[..., 0] > 0.5, out[..., 1].astype(np.int32), out[..., 2].astype(np.int32), out[..., 3]

@@ -6,9 +6,10 @@ For each :class:`~mindyolox.models.blocks.BaseConv` (conv without bias -> BN -> 
 mode ``bn(conv(x)) = conv(x; w * s) + (beta - mean * s)`` with ``s = gamma / sqrt(var + eps)``
 per output channel. :func:`fold_batchnorms` computes ``w * s`` and ``beta - mean * s`` in float64,
 stores them as float32 in a new :class:`~mindyolox.models.conv.Conv2d` with a bias (same
-geometry and implementation), replaces the BN by ``nn.Identity`` and marks the block ``folded``, so its eval ``construct`` is
-``act(bias_add(convolve(x, w), b))`` with constant weights (on CPU with the kernels on, the
-bias and SiLU as one compiled pass: :meth:`~mindyolox.models.blocks.BaseConv.use_fused_kernels`).
+geometry and implementation), replaces the BN by ``nn.Identity`` and marks the block
+``folded``, so its eval ``construct`` is ``act(bias_add(convolve(x, w), b))`` with constant
+weights (on CPU with the kernels on, one kernel per layer:
+:meth:`~mindyolox.models.blocks.BaseConv.use_fused_kernels`).
 (The in-graph folding of ``BaseConv`` recomputes the scale inside the graph on every call,
 which the MindSpore ONNX exporter writes as ``Sqrt``/``Div``/``Mul``/``Sub`` nodes: 1,208
 nodes for nano against 369 in the official ONNX.)

@@ -338,6 +338,12 @@ def _custom(name, out_shape, out_dtype, bprop=None):
     return ops.Custom(f"{library()}:{name}", out_shape=out_shape, out_dtype=out_dtype, func_type="aot", **kwargs)
 
 
+def _conv_shape(x, w, channels, stride, padding):
+    """Output shape [B, channels, Ho, Wo] of a convolution of x [B, C, H, W] with a k x k weight
+    ``w`` (shape list), stride and symmetric padding."""
+    return [x[0], channels, (x[2] + 2 * padding - w[2]) // stride + 1, (x[3] + 2 * padding - w[3]) // stride + 1]
+
+
 def geometry_supported(kernel, stride, padding):
     """True when the library has kernels for this convolution geometry (k x k, k <= 8)."""
     return (stride, padding) in GEOMETRIES and 1 < kernel <= 8
@@ -356,10 +362,8 @@ def depthwise_conv(stride, padding):
         def bprop(x, w, out, dout):
             return grad_x(dout, w, x), grad_w(x, dout, w)
 
-        def out_shape(x, w):
-            return [x[0], x[1], (x[2] + 2 * padding - w[2]) // stride + 1, (x[3] + 2 * padding - w[3]) // stride + 1]
-
-        _state[key] = _custom(f"DwFwd{tag}", out_shape, lambda x, w: x, bprop)
+        _state[key] = _custom(f"DwFwd{tag}", lambda x, w: _conv_shape(x, w, x[1], stride, padding), lambda x, w: x,
+                              bprop)
     return _state[key]
 
 
@@ -435,10 +439,8 @@ def depthwise_bias_silu(stride, padding):
     the bias and SiLU applied to each output plane while it is in cache. No gradient."""
     key = ("dw_bias_silu", stride, padding)
     if key not in _state:
-        def out_shape(x, w, b):
-            return [x[0], x[1], (x[2] + 2 * padding - w[2]) // stride + 1, (x[3] + 2 * padding - w[3]) // stride + 1]
-
-        _state[key] = _custom(f"DwBiasSiluS{stride}_P{padding}", out_shape, lambda x, w, b: x)
+        _state[key] = _custom(f"DwBiasSiluS{stride}_P{padding}",
+                              lambda x, w, b: _conv_shape(x, w, x[1], stride, padding), lambda x, w, b: x)
     return _state[key]
 
 
@@ -487,8 +489,6 @@ def dnnl_conv_silu(stride, padding):
     ``cpu_kernels.cc`` says how it reaches the oneDNN that MindSpore loaded. No gradient."""
     key = ("dnnl", stride, padding)
     if key not in _state:
-        def out_shape(x, w, b):
-            return [x[0], w[0], (x[2] + 2 * padding - w[2]) // stride + 1, (x[3] + 2 * padding - w[3]) // stride + 1]
-
-        _state[key] = _custom(f"DnnlConvSiluS{stride}_P{padding}", out_shape, lambda x, w, b: x)
+        _state[key] = _custom(f"DnnlConvSiluS{stride}_P{padding}",
+                              lambda x, w, b: _conv_shape(x, w, w[0], stride, padding), lambda x, w, b: x)
     return _state[key]
