@@ -79,9 +79,10 @@ class BaseConv(nn.Cell):
         """The fused eval path on CPU (``on``: the CPU kernels are on; after the conv's
         ``use_impl``): with a SiLU activation the eval forward ends with one compiled
         bias + SiLU pass instead of ``BiasAdd`` + SiLU, a depthwise layer with a direct
-        kernel does convolution, bias and SiLU in one kernel, and a dense 1x1 / 3x3 layer runs
-        as one oneDNN convolution primitive with bias and SiLU as its post-op, in the blocked
-        formats oneDNN picks for the CPU (:func:`~mindyolox.ops.cpu_kernels.dnnl_conv_silu`,
+        kernel does convolution, bias and SiLU in one kernel, and -- once the block is
+        ``folded`` (test.py, predict.py, track.py, evaluation during training) -- a dense 1x1 /
+        3x3 layer runs as one oneDNN convolution primitive with bias and SiLU as its post-op, in
+        the blocked formats oneDNN picks for the CPU (:func:`~mindyolox.ops.cpu_kernels.dnnl_conv_silu`,
         when MindSpore's oneDNN is found) (:mod:`mindyolox.ops.cpu_kernels`); float32 only,
         training unchanged."""
         fits = bool(on) and isinstance(self.act, SiLU)
@@ -104,7 +105,7 @@ class BaseConv(nn.Cell):
         if self.epilogue is not None and x.dtype == mstype.float32 and weight.dtype == mstype.float32:
             if self.dw_epilogue is not None:
                 return self.dw_epilogue(x, weight, bias)
-            if self.dnnl is not None:
+            if self.dnnl is not None and self.folded:   # (module doc of models/fold.py: why folded only)
                 return self.dnnl(x, weight, bias)
             return self.epilogue(self.conv.convolve(x, weight), bias)
         return self.act(ops.bias_add(self.conv.convolve(x, weight), bias))
