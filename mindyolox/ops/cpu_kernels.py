@@ -242,33 +242,40 @@ def prune(folder, keep_path=None, keep=KEEP):
     return deleted
 
 
+def _exclusive_fd(path):
+    """An open descriptor of ``path`` holding an exclusive lock taken without waiting, or None when
+    another process holds a lock (it uses the library; or no locks on this filesystem).
+    FileNotFoundError when the file is gone."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
 def in_use(path):
     """True when a process holds a lock on the library ``path`` (it has loaded it, module doc):
     an exclusive lock is tried without waiting and released at once."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = _exclusive_fd(path)
     except FileNotFoundError:
         return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except OSError:
+    if fd is None:
         return True
-    finally:
-        os.close(fd)   # closing releases the lock
+    os.close(fd)   # closing releases the lock
+    return False
 
 
 def _delete_unlocked(path):
     """Unlink ``path`` while holding an exclusive lock on it; False when another process holds a
     lock (it uses the library) or the file is gone."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = _exclusive_fd(path)
     except FileNotFoundError:
         return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:        # held by a live process (or no locks on this filesystem): keep it
-        os.close(fd)
+    if fd is None:         # held by a live process (or no locks on this filesystem): keep it
         return False
     try:
         if os.stat(path).st_ino != os.fstat(fd).st_ino:
