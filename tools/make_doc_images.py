@@ -65,6 +65,16 @@ def small_png(src, dst, max_width):
     return dst.stat().st_size
 
 
+def publish(rc, src, name, max_width):
+    """After a command that exited with ``rc``: its picture ``src`` made small as
+    ``docs/img/<name>`` (:func:`small_png`), its size printed; returns ``rc``."""
+    if rc:
+        return rc
+    dst = IMG / name
+    print(f"{dst}: {small_png(src, dst, max_width) // 1024} KB")
+    return 0
+
+
 def analysis(args, work):
     """The analysis pictures of docs/evaluation.md (module doc)."""
     from mindyolox.commands.evaluate import main as test_main
@@ -95,11 +105,7 @@ def tide(args, work):
                     "--weights", str(args.shared / "weights" / "yolox_nano.pth"), "--conf", "0.001",
                     "--ann", str(data / "annotations" / "instances_val2017.json"), "--images", str(data / "val2017"),
                     "--save-dir", str(run), "--workers", "0", "--no-progress"])
-    if rc:
-        return rc
-    dst = IMG / "tide_coco_tiny_nano.png"
-    print(f"{dst}: {small_png(run / 'tide.png', dst, args.max_width) // 1024} KB")
-    return 0
+    return publish(rc, run / 'tide.png', "tide_coco_tiny_nano.png", args.max_width)
 
 
 def predict(args, work):
@@ -109,11 +115,7 @@ def predict(args, work):
     rc = predict_main(["--config", str(ROOT / "configs" / "yolox-nano.yaml"),
                        "--weights", str(args.shared / "weights" / "yolox_nano.pth"),
                        "--source", str(photo), "--save-dir", str(work / "predict")])
-    if rc:
-        return rc
-    dst = IMG / "predict_dog.png"
-    print(f"{dst}: {small_png(work / 'predict' / photo.name, dst, 520) // 1024} KB")
-    return 0
+    return publish(rc, work / 'predict' / photo.name, "predict_dog.png", 520)
 
 
 def samples(args, work):
@@ -121,11 +123,7 @@ def samples(args, work):
     from mindyolox.commands.tools.visualize_dataset import main as vis_main
     out = work / "samples.png"
     rc = vis_main(["--config", "demo/yolox-nano-demo", "--n", "8", "--cols", "4", "-o", str(out)])
-    if rc:
-        return rc
-    dst = IMG / "demo_samples.png"
-    print(f"{dst}: {small_png(out, dst, args.max_width) // 1024} KB")
-    return 0
+    return publish(rc, out, "demo_samples.png", args.max_width)
 
 
 def report(args, work):
@@ -134,11 +132,7 @@ def report(args, work):
     data = args.shared / "data" / "coco128"
     rc = report_main([str(data / "annotations" / "instances_train2017.json"), "--name", "coco128",
                       "-o", str(work / "report")])
-    if rc:
-        return rc
-    dst = IMG / "dataset_report_coco128.png"
-    print(f"{dst}: {small_png(work / 'report' / 'dataset_report.png', dst, args.max_width) // 1024} KB")
-    return 0
+    return publish(rc, work / 'report' / 'dataset_report.png', "dataset_report_coco128.png", args.max_width)
 
 
 def curves(args, work):
@@ -148,11 +142,7 @@ def curves(args, work):
     rc = train_main(["--config", str(ROOT / "configs" / "demo" / "yolox-nano-demo.yaml"), "--run-dir", str(run),
                      "--exist-ok", "--no-progress", "--compile-cache", "off", "train.max_epoch=2",
                      "train.no_aug_epochs=1", "train.warmup_epochs=1", "train.eval_interval=1"])
-    if rc:
-        return rc
-    dst = IMG / "curves_demo_2epochs.png"
-    print(f"{dst}: {small_png(run / 'curves.png', dst, args.max_width) // 1024} KB")
-    return 0
+    return publish(rc, run / 'curves.png', "curves_demo_2epochs.png", args.max_width)
 
 
 def tracking(args, work):
