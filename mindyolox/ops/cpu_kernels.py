@@ -243,9 +243,8 @@ def prune(folder, keep_path=None, keep=KEEP):
 
 
 def _exclusive_fd(path):
-    """An open descriptor of ``path`` holding an exclusive lock taken without waiting, or None when
-    another process holds a lock (it uses the library; or no locks on this filesystem).
-    FileNotFoundError when the file is gone."""
+    """An open descriptor of ``path`` holding an exclusive lock taken without waiting; None when another
+    process holds a lock (or the filesystem has none); FileNotFoundError when the file is gone."""
     fd = os.open(path, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
