@@ -9,7 +9,7 @@ from mindspore import dtype as mstype
 
 from mindyolox import build_model, load_config
 from mindyolox.errors import ConfigError
-from mindyolox.ops import cpu_kernels
+from mindyolox.ops import cpu_kernels, dnnl_conv
 from mindyolox.models.batchnorm import BatchNorm2d
 from mindyolox.models.blocks import SiLU
 from mindyolox.models.conv import Conv2d
@@ -194,7 +194,7 @@ _POOL_PROBE = r"""
 import ctypes, json, os, sys
 import numpy as np
 import mindspore  # noqa: F401  (its backend sets OMP_NUM_THREADS=1, which the kernels must ignore)
-from mindyolox.ops import cpu_kernels
+from mindyolox.ops import cpu_kernels, dnnl_conv
 
 lib = ctypes.CDLL(str(cpu_kernels.library()))
 
@@ -253,14 +253,48 @@ def test_kernel_pool_threads_ignore_mindspore_omp_setting_and_survive_fork(threa
 def test_dnnl_convolution_with_bias_and_silu_equals_the_native_layers(b, c, o, size, k, stride, pad):
     """The eval path's dense convolution through oneDNN's own primitive (blocked formats, bias
     and SiLU as a post-op): MindSpore's Conv2D + bias + SiLU in float64 numpy to float32 rounding."""
-    assert cpu_kernels.dnnl_available()
+    assert dnnl_conv.available()
     rng = np.random.default_rng(size + k)
     x = rng.standard_normal((b, c, size, size)).astype(np.float32)
     w = (rng.standard_normal((o, c, k, k)) * 0.2).astype(np.float32)
     bias = rng.standard_normal(o).astype(np.float32)
-    y = cpu_kernels.dnnl_conv_silu(stride, pad)(Tensor(x), Tensor(w), Tensor(bias)).asnumpy()
+    y = dnnl_conv.conv_silu(stride, pad)(Tensor(x), Tensor(w), Tensor(bias)).asnumpy()
     ref = ops.conv2d(Tensor(x), Tensor(w), None, stride, "pad", pad).asnumpy().astype(np.float64)
     ref += bias[None, :, None, None]
     ref = ref / (1 + np.exp(-ref))
     assert y.shape == ref.shape == (b, o, (size + 2 * pad - k) // stride + 1, (size + 2 * pad - k) // stride + 1)
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("b, c, o, size, stride, pad", [(2, 8, 16, 13, 1, 1), (2, 16, 8, 21, 2, 1), (1, 3, 4, 7, 1, 1)])
+def test_dnnl_training_convolution_and_its_gradients_equal_float64(b, c, o, size, stride, pad):
+    """The training path of a dense 3x3 layer (oneDNN forward_training, backward-data and
+    backward-weights primitives in blocked formats): y, dx and dw equal a float64 numpy
+    convolution and its two gradients, written from the definition, to float32 rounding."""
+    assert dnnl_conv.available()
+    layer = Conv2d(c, o, 3, stride, padding=pad, impl="im2col")
+    layer.use_impl("im2col", kernels=True)
+    assert layer.dnnl is not None
+    layer.set_train(True)
+    rng = np.random.default_rng(size * stride)
+    x = rng.standard_normal((b, c, size, size)).astype(np.float32)
+    w = (rng.standard_normal((o, c, 3, 3)) * 0.3).astype(np.float32)
+    layer.weight.set_data(Tensor(w))
+    ho = (size + 2 * pad - 3) // stride + 1
+    dy = rng.standard_normal((b, o, ho, ho)).astype(np.float32)
+    y, dx, (dw,) = _run(layer, x, dy)
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    # taps[b, c, i, j, p, q] = xp[b, c, p*stride + i, q*stride + j]
+    taps = np.stack([np.stack([xp[:, :, i:i + stride * ho:stride, j:j + stride * ho:stride] for j in range(3)], 2)
+                     for i in range(3)], 2)
+    ref_y = np.einsum("bcijpq,ocij->bopq", taps, w.astype(np.float64))
+    ref_dw = np.einsum("bcijpq,bopq->ocij", taps, dy.astype(np.float64))
+    dtaps = np.einsum("ocij,bopq->bcijpq", w.astype(np.float64), dy.astype(np.float64))
+    ref_dxp = np.zeros_like(xp)
+    for i in range(3):
+        for j in range(3):
+            ref_dxp[:, :, i:i + stride * ho:stride, j:j + stride * ho:stride] += dtaps[:, :, i, j]
+    ref_dx = ref_dxp[:, :, pad:pad + size, pad:pad + size]
+    np.testing.assert_allclose(y, ref_y, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dw, ref_dw, rtol=1e-5, atol=2e-5)

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from mindspore import dtype as mstype
 from mindspore import nn, ops
 
-from ..ops import cpu_kernels
+from ..ops import cpu_kernels, dnnl_conv
 from .batchnorm import BatchNorm2d
 from .conv import Conv2d
 
@@ -82,15 +82,15 @@ class BaseConv(nn.Cell):
         kernel does convolution, bias and SiLU in one kernel, and -- once the block is
         ``folded`` (test.py, predict.py, track.py, evaluation during training) -- a dense 1x1 /
         3x3 layer runs as one oneDNN convolution primitive with bias and SiLU as its post-op, in
-        the blocked formats oneDNN picks for the CPU (:func:`~mindyolox.ops.cpu_kernels.dnnl_conv_silu`,
+        the blocked formats oneDNN picks for the CPU (:func:`~mindyolox.ops.dnnl_conv.conv_silu`,
         when MindSpore's oneDNN is found) (:mod:`mindyolox.ops.cpu_kernels`); float32 only,
         training unchanged."""
         fits = bool(on) and isinstance(self.act, SiLU)
         self.epilogue = cpu_kernels.bias_silu() if fits else None
         conv = self.conv
         self.dw_epilogue = cpu_kernels.depthwise_bias_silu(conv.s, conv.p) if fits and conv.direct is not None else None
-        dense = fits and conv.group == 1 and (conv.s, conv.p) in cpu_kernels.DNNL_GEOMETRIES and conv.k in (1, 3)
-        self.dnnl = cpu_kernels.dnnl_conv_silu(conv.s, conv.p) if dense and cpu_kernels.dnnl_available() else None
+        dense = fits and dnnl_conv.fits(conv.k, conv.s, conv.p, conv.group)
+        self.dnnl = dnnl_conv.conv_silu(conv.s, conv.p) if dense and dnnl_conv.available() else None
 
     def construct(self, x):
         if self.training or not self.fold_bn:

@@ -37,7 +37,7 @@ exported graphs hold standard ``Conv2D`` ops for ONNX, MindSpore Lite and Ascend
 from mindspore import dtype as mstype
 from mindspore import nn, ops
 
-from ..ops import cpu_kernels
+from ..ops import cpu_kernels, dnnl_conv
 
 __all__ = ["Conv2d", "IMPLS"]
 
@@ -84,6 +84,8 @@ class Conv2d(nn.Conv2d):
         fits = kernels and cpu_kernels.geometry_supported(self.k, self.s, self.p)
         self.direct = cpu_kernels.depthwise_conv(self.s, self.p) if fits and self.depthwise else None
         self.columns = cpu_kernels.im2col(self.k, self.s, self.p) if fits and self.im2col and self.group == 1 else None
+        dense = kernels and self.im2col and dnnl_conv.fits(self.k, self.s, self.p, self.group)
+        self.dnnl = dnnl_conv.conv(self.s, self.p) if dense and dnnl_conv.available() else None
 
     def construct(self, x):
         weight, bias = self.weight, self.bias
@@ -101,6 +103,8 @@ class Conv2d(nn.Conv2d):
 
     def convolve(self, x, weight):
         """The convolution of ``x`` with ``weight`` (this layer's geometry), without bias."""
+        if self.dnnl is not None and self.training and x.dtype == mstype.float32 and weight.dtype == mstype.float32:
+            return self.dnnl(x, weight)
         if self.direct is not None and x.dtype == mstype.float32 and weight.dtype == mstype.float32:
             return self.direct(x, weight)
         if not self.im2col:

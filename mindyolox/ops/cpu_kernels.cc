@@ -722,9 +722,11 @@ struct threadpool_iface {  // the layout of oneDNN's abstract class (virtual fun
 namespace {
 using dnnl_dims = int64_t[12];
 struct dnnl_exec_arg { int arg; void *memory; };
-constexpr int kF32 = 3, kTagAny = 1, kTagA = 2, kTagAbcd = 5, kForwardInference = 96, kConvDirect = 1,
-              kEltwiseSwish = 44, kCpu = 1, kQuerySrcMd = 129, kQueryWeightsMd = 131, kQueryDstMd = 133,
-              kArgSrc = 1, kArgDst = 17, kArgWeights = 33, kArgBias = 41;
+constexpr int kF32 = 3, kTagAny = 1, kTagA = 2, kTagAbcd = 5, kForwardTraining = 64, kForwardInference = 96,
+              kConvDirect = 1, kEltwiseSwish = 44, kCpu = 1, kQuerySrcMd = 129, kQueryDiffSrcMd = 130,
+              kQueryWeightsMd = 131, kQueryDiffWeightsMd = 132, kQueryDstMd = 133, kQueryDiffDstMd = 134,
+              kArgSrc = 1, kArgDst = 17, kArgWeights = 33, kArgBias = 41, kArgDiffSrc = 129, kArgDiffDst = 145,
+              kArgDiffWeights = 161;
 
 struct DnnlApi {
   bool ok = false;
@@ -732,6 +734,11 @@ struct DnnlApi {
   int (*md_create_with_tag)(void **, int, const int64_t *, int, int);
   int (*conv_pd_create)(void **, void *, int, int, const void *, const void *, const void *, const void *,
                         const int64_t *, const int64_t *, const int64_t *, const int64_t *, const void *);
+  int (*conv_bwd_data_pd_create)(void **, void *, int, const void *, const void *, const void *, const int64_t *,
+                                 const int64_t *, const int64_t *, const int64_t *, const void *, const void *);
+  int (*conv_bwd_weights_pd_create)(void **, void *, int, const void *, const void *, const void *, const void *,
+                                    const int64_t *, const int64_t *, const int64_t *, const int64_t *, const void *,
+                                    const void *);
   const void *(*pd_query_md)(const void *, int, int);
   int (*md_equal)(const void *, const void *);
   int (*reorder_pd_create)(void **, const void *, void *, const void *, void *, const void *);
@@ -781,6 +788,8 @@ DnnlApi &dnnl_api() {
     bool ok = load(lib, "dnnl_engine_create", a.engine_create) &&
               load(lib, "dnnl_memory_desc_create_with_tag", a.md_create_with_tag) &&
               load(lib, "dnnl_convolution_forward_primitive_desc_create", a.conv_pd_create) &&
+              load(lib, "dnnl_convolution_backward_data_primitive_desc_create", a.conv_bwd_data_pd_create) &&
+              load(lib, "dnnl_convolution_backward_weights_primitive_desc_create", a.conv_bwd_weights_pd_create) &&
               load(lib, "dnnl_primitive_desc_query_md", a.pd_query_md) && load(lib, "dnnl_memory_desc_equal", a.md_equal) &&
               load(lib, "dnnl_reorder_primitive_desc_create", a.reorder_pd_create) &&
               load(lib, "dnnl_primitive_create", a.primitive_create) && load(lib, "dnnl_memory_create", a.memory_create) &&
@@ -799,10 +808,17 @@ DnnlApi &dnnl_api() {
   return api;
 }
 
-// one shape's primitives: conv (any formats, bias, swish post-op) and the reorders around it
-struct ConvPlan {
-  void *conv = nullptr, *src_re = nullptr, *wei_re = nullptr, *dst_re = nullptr;
-  void *user_src, *user_wei, *user_dst, *bias, *src, *wei, *dst;  // memories (handles set per call)
+// One primitive for one shape, with the reorders between the caller's plain NCHW / OIHW tensors
+// and the formats the primitive chose ("any" asked; blocked on AVX-512/AVX2 CPUs).
+struct Plan {
+  struct Arg {
+    int id;                     // DNNL_ARG_*
+    int param;                  // index into the custom op's params (inputs first, then the output)
+    bool out;                   // written by the primitive (reordered to the caller afterwards)
+    void *user = nullptr, *mem = nullptr, *re = nullptr;  // plain memory, the primitive's, reorder
+  };
+  void *prim = nullptr;
+  std::vector<Arg> args;
 };
 
 void *reorder(DnnlApi &a, const void *from, const void *to) {
@@ -812,39 +828,18 @@ void *reorder(DnnlApi &a, const void *from, const void *to) {
   return prim;  // (the descriptors of a plan live as long as the process, like the plan)
 }
 
-ConvPlan *make_plan(DnnlApi &a, int64_t B, int64_t C, int64_t H, int64_t W, int64_t O, int64_t K, int S, int P,
-                    int64_t Ho, int64_t Wo) {
-  const int64_t xs[4] = {B, C, H, W}, ws[4] = {O, C, K, K}, ys[4] = {B, O, Ho, Wo}, bs[1] = {O};
-  void *u_src, *u_wei, *u_dst, *md_bias, *a_src, *a_wei, *a_dst;
-  if (a.md_create_with_tag(&u_src, 4, xs, kF32, kTagAbcd) || a.md_create_with_tag(&u_wei, 4, ws, kF32, kTagAbcd) ||
-      a.md_create_with_tag(&u_dst, 4, ys, kF32, kTagAbcd) || a.md_create_with_tag(&md_bias, 1, bs, kF32, kTagA) ||
-      a.md_create_with_tag(&a_src, 4, xs, kF32, kTagAny) || a.md_create_with_tag(&a_wei, 4, ws, kF32, kTagAny) ||
-      a.md_create_with_tag(&a_dst, 4, ys, kF32, kTagAny))
-    return nullptr;
-  void *attr = nullptr, *post = nullptr;
-  if (a.attr_create(&attr) || a.post_ops_create(&post) || a.post_ops_append_eltwise(post, kEltwiseSwish, 1.f, 0.f) ||
-      a.attr_set_post_ops(attr, post))
-    return nullptr;
-  dnnl_dims strides = {S, S}, dil = {0, 0}, pad = {P, P};
-  void *pd = nullptr;
-  if (a.conv_pd_create(&pd, a.engine, kForwardInference, kConvDirect, a_src, a_wei, md_bias, a_dst, strides, dil,
-                       pad, pad, attr))
-    return nullptr;
-  auto *plan = new ConvPlan;
-  if (a.primitive_create(&plan->conv, pd)) return nullptr;
-  const void *c_src = a.pd_query_md(pd, kQuerySrcMd, 0), *c_wei = a.pd_query_md(pd, kQueryWeightsMd, 0),
-             *c_dst = a.pd_query_md(pd, kQueryDstMd, 0);
-  if (!a.md_equal(c_src, u_src) && !(plan->src_re = reorder(a, u_src, c_src))) return nullptr;
-  if (!a.md_equal(c_wei, u_wei) && !(plan->wei_re = reorder(a, u_wei, c_wei))) return nullptr;
-  if (!a.md_equal(c_dst, u_dst) && !(plan->dst_re = reorder(a, c_dst, u_dst))) return nullptr;
+// binds one argument of primitive descriptor ``pd``: its plain descriptor ``user``, the one the
+// primitive chose (query ``query``, ``index``: the bias is weights #1), a reorder when they differ
+bool bind(DnnlApi &a, Plan &plan, const void *pd, int id, int query, int param, bool out, const void *user,
+          int index = 0) {
+  Plan::Arg arg{id, param, out};
+  const void *chosen = a.pd_query_md(pd, query, index);
   void *none = nullptr, *alloc = reinterpret_cast<void *>(static_cast<size_t>(-1));
-  if (a.memory_create(&plan->user_src, u_src, a.engine, none) || a.memory_create(&plan->user_wei, u_wei, a.engine, none) ||
-      a.memory_create(&plan->user_dst, u_dst, a.engine, none) || a.memory_create(&plan->bias, md_bias, a.engine, none) ||
-      a.memory_create(&plan->src, c_src, a.engine, plan->src_re ? alloc : none) ||
-      a.memory_create(&plan->wei, c_wei, a.engine, plan->wei_re ? alloc : none) ||
-      a.memory_create(&plan->dst, c_dst, a.engine, plan->dst_re ? alloc : none))
-    return nullptr;
-  return plan;
+  if (chosen == nullptr || a.memory_create(&arg.user, user, a.engine, none)) return false;
+  if (!a.md_equal(chosen, user) && !(arg.re = out ? reorder(a, chosen, user) : reorder(a, user, chosen))) return false;
+  if (a.memory_create(&arg.mem, chosen, a.engine, arg.re ? alloc : none)) return false;
+  plan.args.push_back(arg);
+  return true;
 }
 
 bool run(DnnlApi &a, void *prim, std::initializer_list<dnnl_exec_arg> args) {
@@ -852,46 +847,127 @@ bool run(DnnlApi &a, void *prim, std::initializer_list<dnnl_exec_arg> args) {
          a.stream_wait(a.stream) == 0;
 }
 
-template <int S, int P>
-int dnnl_conv_silu(int nparam, void **params, int *ndims, int64_t **shapes) {
-  if (nparam != 4 || ndims[0] != 4 || ndims[1] != 4 || ndims[2] != 1) return 1;
+// runs ``plan`` on the custom op's pointers: inputs reordered in, the primitive, outputs out
+int execute(DnnlApi &a, Plan &plan, void **params) {
+  std::vector<dnnl_exec_arg> args;
+  for (auto &g : plan.args) {
+    a.memory_set_data_handle(g.user, params[g.param]);
+    if (!g.re) a.memory_set_data_handle(g.mem, params[g.param]);
+    if (g.re && !g.out && !run(a, g.re, {{kArgSrc, g.user}, {kArgDst, g.mem}})) return 4;
+    args.push_back({g.id, g.mem});
+  }
+  if (a.primitive_execute(plan.prim, a.stream, static_cast<int>(args.size()), args.data()) != 0 ||
+      a.stream_wait(a.stream) != 0)
+    return 5;
+  for (auto &g : plan.args)
+    if (g.re && g.out && !run(a, g.re, {{kArgSrc, g.mem}, {kArgDst, g.user}})) return 4;
+  return 0;
+}
+
+// what a call computes: the eval forward with bias + SiLU, or the training forward and gradients
+enum Kind { kEvalSilu, kTrainFwd, kBwdData, kBwdWeights };
+
+// the primitive of ``kind`` for x [B,C,H,W], w [O,C,K,K], y [B,O,Ho,Wo]; param indices of the
+// custom ops: EvalSilu (x, w, bias, y), TrainFwd (x, w, y), BwdData (dy, w, x, dx),
+// BwdWeights (x, dy, w, dw)
+Plan *make_plan(DnnlApi &a, Kind kind, int64_t B, int64_t C, int64_t H, int64_t W, int64_t O, int64_t K, int S,
+                int P, int64_t Ho, int64_t Wo) {
+  const int64_t xs[4] = {B, C, H, W}, ws[4] = {O, C, K, K}, ys[4] = {B, O, Ho, Wo}, bs[1] = {O};
+  void *u_x, *u_w, *u_y, *u_b, *a_x, *a_w, *a_y;
+  if (a.md_create_with_tag(&u_x, 4, xs, kF32, kTagAbcd) || a.md_create_with_tag(&u_w, 4, ws, kF32, kTagAbcd) ||
+      a.md_create_with_tag(&u_y, 4, ys, kF32, kTagAbcd) || a.md_create_with_tag(&u_b, 1, bs, kF32, kTagA) ||
+      a.md_create_with_tag(&a_x, 4, xs, kF32, kTagAny) || a.md_create_with_tag(&a_w, 4, ws, kF32, kTagAny) ||
+      a.md_create_with_tag(&a_y, 4, ys, kF32, kTagAny))
+    return nullptr;
+  dnnl_dims strides = {S, S}, dil = {0, 0}, pad = {P, P};
+  void *attr = nullptr, *post = nullptr, *fwd = nullptr, *pd = nullptr;
+  if (kind == kEvalSilu && (a.attr_create(&attr) || a.post_ops_create(&post) ||
+                            a.post_ops_append_eltwise(post, kEltwiseSwish, 1.f, 0.f) || a.attr_set_post_ops(attr, post)))
+    return nullptr;
+  const int prop = kind == kEvalSilu ? kForwardInference : kForwardTraining;
+  if (a.conv_pd_create(&fwd, a.engine, prop, kConvDirect, a_x, a_w, kind == kEvalSilu ? u_b : nullptr, a_y, strides,
+                       dil, pad, pad, attr))
+    return nullptr;
+  pd = fwd;
+  if (kind == kBwdData && a.conv_bwd_data_pd_create(&pd, a.engine, kConvDirect, a_x, a_w, a_y, strides, dil, pad, pad,
+                                                    fwd, nullptr))
+    return nullptr;
+  if (kind == kBwdWeights && a.conv_bwd_weights_pd_create(&pd, a.engine, kConvDirect, a_x, a_w, nullptr, a_y, strides,
+                                                          dil, pad, pad, fwd, nullptr))
+    return nullptr;
+  auto *plan = new Plan;
+  bool ok = a.primitive_create(&plan->prim, pd) == 0;
+  switch (kind) {
+    case kEvalSilu:
+      ok = ok && bind(a, *plan, pd, kArgSrc, kQuerySrcMd, 0, false, u_x) &&
+           bind(a, *plan, pd, kArgWeights, kQueryWeightsMd, 1, false, u_w) &&
+           bind(a, *plan, pd, kArgBias, kQueryWeightsMd, 2, false, u_b, 1) && bind(a, *plan, pd, kArgDst, kQueryDstMd, 3, true, u_y);
+      break;
+    case kTrainFwd:
+      ok = ok && bind(a, *plan, pd, kArgSrc, kQuerySrcMd, 0, false, u_x) &&
+           bind(a, *plan, pd, kArgWeights, kQueryWeightsMd, 1, false, u_w) && bind(a, *plan, pd, kArgDst, kQueryDstMd, 2, true, u_y);
+      break;
+    case kBwdData:
+      ok = ok && bind(a, *plan, pd, kArgDiffDst, kQueryDiffDstMd, 0, false, u_y) &&
+           bind(a, *plan, pd, kArgWeights, kQueryWeightsMd, 1, false, u_w) &&
+           bind(a, *plan, pd, kArgDiffSrc, kQueryDiffSrcMd, 3, true, u_x);
+      break;
+    case kBwdWeights:
+      ok = ok && bind(a, *plan, pd, kArgSrc, kQuerySrcMd, 0, false, u_x) &&
+           bind(a, *plan, pd, kArgDiffDst, kQueryDiffDstMd, 1, false, u_y) &&
+           bind(a, *plan, pd, kArgDiffWeights, kQueryDiffWeightsMd, 3, true, u_w);
+      break;
+  }
+  if (!ok) return nullptr;  // (a failed plan is not cached; the call fails)
+  return plan;
+}
+
+// one oneDNN call at a time in the process: one stream, and the pool is shared
+std::mutex &dnnl_guard() {
+  static std::mutex guard;
+  return guard;
+}
+
+// the custom op of ``kind``: shapes checked, the plan of these shapes made once, then run
+template <Kind kind, int S, int P>
+int dnnl_conv(int nparam, void **params, int *ndims, int64_t **shapes) {
+  const int xi = kind == kBwdData ? 2 : 0, wi = kind == kBwdWeights ? 2 : 1;   // x and w among the params
+  const int yi = kind == kEvalSilu ? 3 : kind == kTrainFwd ? 2 : kind == kBwdData ? 0 : 1;  // y / dy
+  const int expect = kind == kTrainFwd ? 3 : 4;
+  if (nparam != expect) return 1;
+  for (int i = 0; i < nparam; ++i)
+    if (ndims[i] != (kind == kEvalSilu && i == 2 ? 1 : 4)) return 1;
   DnnlApi &a = dnnl_api();
   if (!a.ok) return 2;
-  const int64_t B = shapes[0][0], C = shapes[0][1], H = shapes[0][2], W = shapes[0][3];
-  const int64_t O = shapes[1][0], K = shapes[1][2], Ho = shapes[3][2], Wo = shapes[3][3];
-  if (shapes[1][1] != C || shapes[2][0] != O) return 1;
-  static std::mutex guard;  // one plan table; one oneDNN call at a time (the pool is shared)
-  std::lock_guard<std::mutex> lk(guard);
-  static std::vector<std::pair<std::vector<int64_t>, ConvPlan *>> plans;
-  const std::vector<int64_t> key = {B, C, H, W, O, K, S, P};
-  ConvPlan *plan = nullptr;
+  const int64_t B = shapes[xi][0], C = shapes[xi][1], H = shapes[xi][2], W = shapes[xi][3];
+  const int64_t O = shapes[wi][0], K = shapes[wi][2], Ho = shapes[yi][2], Wo = shapes[yi][3];
+  if (shapes[wi][1] != C || shapes[yi][0] != B || shapes[yi][1] != O || (kind == kEvalSilu && shapes[2][0] != O))
+    return 1;
+  std::lock_guard<std::mutex> lk(dnnl_guard());
+  static std::vector<std::pair<std::vector<int64_t>, Plan *>> plans;  // this kind's and geometry's
+  const std::vector<int64_t> key = {B, C, H, W, O, K};
+  Plan *plan = nullptr;
   for (auto &kv : plans)
     if (kv.first == key) plan = kv.second;
   if (plan == nullptr) {
-    plan = make_plan(a, B, C, H, W, O, K, S, P, Ho, Wo);
+    plan = make_plan(a, kind, B, C, H, W, O, K, S, P, Ho, Wo);
     if (plan == nullptr) return 3;
     plans.emplace_back(key, plan);
   }
-  a.memory_set_data_handle(plan->user_src, params[0]);
-  a.memory_set_data_handle(plan->user_wei, params[1]);
-  a.memory_set_data_handle(plan->bias, params[2]);
-  a.memory_set_data_handle(plan->user_dst, params[3]);
-  if (!plan->src_re) a.memory_set_data_handle(plan->src, params[0]);
-  if (!plan->wei_re) a.memory_set_data_handle(plan->wei, params[1]);
-  if (!plan->dst_re) a.memory_set_data_handle(plan->dst, params[3]);
-  if (plan->src_re && !run(a, plan->src_re, {{kArgSrc, plan->user_src}, {kArgDst, plan->src}})) return 4;
-  if (plan->wei_re && !run(a, plan->wei_re, {{kArgSrc, plan->user_wei}, {kArgDst, plan->wei}})) return 4;
-  if (!run(a, plan->conv, {{kArgSrc, plan->src}, {kArgWeights, plan->wei}, {kArgBias, plan->bias}, {kArgDst, plan->dst}}))
-    return 5;
-  if (plan->dst_re && !run(a, plan->dst_re, {{kArgSrc, plan->dst}, {kArgDst, plan->user_dst}})) return 4;
-  return 0;
+  return execute(a, *plan, params);
 }
 }  // namespace
 
 extern "C" int DnnlAvailable() { return dnnl_api().ok ? 1 : 0; }
-#define EXPORT_DNNL(S, P)                                                                              \
-  extern "C" int DnnlConvSiluS##S##_P##P(int n, void **p, int *d, int64_t **s, const char **t, void *st, \
-                                         void *e) { return dnnl_conv_silu<S, P>(n, p, d, s); }
+#define EXPORT_DNNL(S, P)                                                                                 \
+  extern "C" int DnnlConvSiluS##S##_P##P(int n, void **p, int *d, int64_t **s, const char **t, void *st,    \
+                                         void *e) { return dnnl_conv<kEvalSilu, S, P>(n, p, d, s); }        \
+  extern "C" int DnnlConvS##S##_P##P(int n, void **p, int *d, int64_t **s, const char **t, void *st,        \
+                                     void *e) { return dnnl_conv<kTrainFwd, S, P>(n, p, d, s); }            \
+  extern "C" int DnnlConvBwdDataS##S##_P##P(int n, void **p, int *d, int64_t **s, const char **t, void *st,  \
+                                            void *e) { return dnnl_conv<kBwdData, S, P>(n, p, d, s); }      \
+  extern "C" int DnnlConvBwdWeightsS##S##_P##P(int n, void **p, int *d, int64_t **s, const char **t,         \
+                                               void *st, void *e) { return dnnl_conv<kBwdWeights, S, P>(n, p, d, s); }
 EXPORT_DNNL(1, 1)
 EXPORT_DNNL(2, 1)
 EXPORT_DNNL(1, 0)

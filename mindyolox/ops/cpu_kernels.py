@@ -85,7 +85,7 @@ from ..errors import ConfigError
 
 __all__ = ["available", "buildable", "library", "library_key", "build", "prune", "flag_set", "kernel_dir",
            "geometry_supported", "depthwise_conv", "im2col", "batch_norm", "silu", "bias_silu",
-           "depthwise_bias_silu", "simota", "dnnl_available", "dnnl_conv_silu", "KernelBuildError",
+           "depthwise_bias_silu", "simota", "KernelBuildError",
            "CXXFLAGS", "PORTABLE_CXXFLAGS", "KEEP", "in_use"]
 
 SOURCE = Path(__file__).with_name("cpu_kernels.cc")
@@ -465,36 +465,3 @@ def simota():
         _state["simota"] = _custom("SimOTA", lambda b, o, c, lab, g, s: [b[0], b[1], 4],
                                    lambda b, o, c, lab, g, s: b, bprop)
     return _state["simota"]
-
-
-# (stride, padding) pairs the library exports oneDNN convolutions for (EXPORT_DNNL in the source)
-DNNL_GEOMETRIES = ((1, 1), (2, 1), (1, 0))
-
-
-def dnnl_available():
-    """True when the library finds oneDNN in this process (MindSpore's ``lib/libdnnl.so.3``,
-    loaded here first if MindSpore has not yet) with every function it calls; the outcome is
-    kept for the process."""
-    if "dnnl" not in _state:
-        import ctypes
-        import mindspore
-        dnnl = Path(mindspore.__file__).parent / "lib" / "libdnnl.so.3"
-        try:
-            ctypes.CDLL(str(dnnl), mode=ctypes.RTLD_GLOBAL)
-            _state["dnnl"] = bool(ctypes.CDLL(str(library())).DnnlAvailable())
-        except OSError:
-            _state["dnnl"] = False
-    return _state["dnnl"]
-
-
-def dnnl_conv_silu(stride, padding):
-    """The eval operator ``(x [B, C, H, W], w [O, C, k, k], bias [O]) -> SiLU(conv(x, w) + bias)``
-    [B, O, Ho, Wo] (float32, symmetric ``padding``) as ONE oneDNN convolution primitive with
-    the formats oneDNN picks for this CPU (blocked) and reorders of the plain tensors in and
-    out -- what PyTorch runs -- the bias and SiLU applied by the convolution (a post-op);
-    ``cpu_kernels.cc`` says how it reaches the oneDNN that MindSpore loaded. No gradient."""
-    key = ("dnnl", stride, padding)
-    if key not in _state:
-        _state[key] = _custom(f"DnnlConvSiluS{stride}_P{padding}",
-                              lambda x, w, b: _conv_shape(x, w, w[0], stride, padding), lambda x, w, b: x)
-    return _state[key]
