@@ -266,33 +266,34 @@ def test_dnnl_convolution_with_bias_and_silu_equals_the_native_layers(b, c, o, s
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("b, c, o, size, stride, pad", [(2, 8, 16, 13, 1, 1), (2, 16, 8, 21, 2, 1), (1, 3, 4, 7, 1, 1)])
-def test_dnnl_training_convolution_and_its_gradients_equal_float64(b, c, o, size, stride, pad):
-    """The training path of a dense 3x3 layer (oneDNN forward_training, backward-data and
+@pytest.mark.parametrize("b, c, o, size, k, stride, pad", [(2, 8, 16, 13, 3, 1, 1), (2, 16, 8, 21, 3, 2, 1),
+                                                          (1, 3, 4, 7, 3, 1, 1), (2, 24, 8, 9, 1, 1, 0)])
+def test_dnnl_training_convolution_and_its_gradients_equal_float64(b, c, o, size, k, stride, pad):
+    """The training path of a dense 3x3 or 1x1 layer (oneDNN forward_training, backward-data and
     backward-weights primitives in blocked formats): y, dx and dw equal a float64 numpy
     convolution and its two gradients, written from the definition, to float32 rounding."""
     assert dnnl_conv.available()
-    layer = Conv2d(c, o, 3, stride, padding=pad, impl="im2col")
+    layer = Conv2d(c, o, k, stride, padding=pad, impl="im2col")
     layer.use_impl("im2col", kernels=True)
     assert layer.dnnl is not None
     layer.set_train(True)
     rng = np.random.default_rng(size * stride)
     x = rng.standard_normal((b, c, size, size)).astype(np.float32)
-    w = (rng.standard_normal((o, c, 3, 3)) * 0.3).astype(np.float32)
+    w = (rng.standard_normal((o, c, k, k)) * 0.3).astype(np.float32)
     layer.weight.set_data(Tensor(w))
-    ho = (size + 2 * pad - 3) // stride + 1
+    ho = (size + 2 * pad - k) // stride + 1
     dy = rng.standard_normal((b, o, ho, ho)).astype(np.float32)
     y, dx, (dw,) = _run(layer, x, dy)
     xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
     # taps[b, c, i, j, p, q] = xp[b, c, p*stride + i, q*stride + j]
-    taps = np.stack([np.stack([xp[:, :, i:i + stride * ho:stride, j:j + stride * ho:stride] for j in range(3)], 2)
-                     for i in range(3)], 2)
+    taps = np.stack([np.stack([xp[:, :, i:i + stride * ho:stride, j:j + stride * ho:stride] for j in range(k)], 2)
+                     for i in range(k)], 2)
     ref_y = np.einsum("bcijpq,ocij->bopq", taps, w.astype(np.float64))
     ref_dw = np.einsum("bcijpq,bopq->ocij", taps, dy.astype(np.float64))
     dtaps = np.einsum("ocij,bopq->bcijpq", w.astype(np.float64), dy.astype(np.float64))
     ref_dxp = np.zeros_like(xp)
-    for i in range(3):
-        for j in range(3):
+    for i in range(k):
+        for j in range(k):
             ref_dxp[:, :, i:i + stride * ho:stride, j:j + stride * ho:stride] += dtaps[:, :, i, j]
     ref_dx = ref_dxp[:, :, pad:pad + size, pad:pad + size]
     np.testing.assert_allclose(y, ref_y, rtol=1e-5, atol=1e-5)

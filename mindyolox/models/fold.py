@@ -17,7 +17,9 @@ is harmless on trained weights (coco_tiny AP identical to the last digit, ``test
 but on the ill-conditioned reference networks of ``tests/test_model_parity.py`` (random
 BatchNorm, where one float32 ULP of input moves a box by up to ~1 px) put yolox-s's junk-anchor
 boxes 5.2e-3 (relative) from the official ones, 5.7x the float32 floor that test allows; the
-unfolded model, which those parity tests check, keeps the Im2Col + GEMM path.
+unfolded model, which those parity tests check, keeps the Im2Col + GEMM path. (Training runs
+oneDNN's convolutions, :mod:`mindyolox.ops.dnnl_conv`: its train-mode BatchNorm renormalises
+every layer, and ``tests/test_loss.py`` holds its losses and gradients to the official ones.)
 (The in-graph folding of ``BaseConv`` recomputes the scale inside the graph on every call,
 which the MindSpore ONNX exporter writes as ``Sqrt``/``Div``/``Mul``/``Sub`` nodes: 1,208
 nodes for nano against 369 in the official ONNX.)
