@@ -112,6 +112,37 @@ def test_batch_norm_kernel_equals_the_exact_two_pass_batch_norm():
     np.testing.assert_allclose(results[0][5], 0.97 * (0.97 * 1 + 0.03 * var) + 0.03 * var, rtol=1e-5)
 
 
+def test_batch_norm_with_silu_in_one_kernel_equals_the_two_kernels():
+    """A train-mode BaseConv with BN + SiLU as one kernel each way (the backward recomputes the
+    normalised input from x): output, gradients of x and of every parameter, and the running
+    statistics equal BN's kernel followed by SiLU's."""
+    from mindyolox.models.blocks import BaseConv
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((2, 5, 9, 8)) * 2 + 1).astype(np.float32)
+    dy = rng.standard_normal((2, 6, 9, 8)).astype(np.float32)
+    results = []
+    for fused in (True, False):
+        block = BaseConv(5, 6, 3, 1)
+        block.conv.use_impl("im2col", kernels=True)
+        block.bn.use_kernels(True)
+        block.act.use_kernels(True)
+        block.use_fused_kernels(True)
+        assert block.train_bn_silu
+        block.train_bn_silu = fused
+        block.conv.weight.set_data(Tensor((rng.standard_normal((6, 5, 3, 3)) * 0.2).astype(np.float32)) if fused
+                                   else Tensor(results[0][-1]))
+        block.bn.gamma.set_data(Tensor(np.linspace(0.5, 1.5, 6).astype(np.float32)))
+        block.bn.beta.set_data(Tensor(np.linspace(-0.3, 0.4, 6).astype(np.float32)))
+        block.set_train(True)
+        y, dx, grads = _run(block, x, dy)
+        results.append((y, dx, *grads, block.bn.moving_mean.asnumpy(), block.bn.moving_variance.asnumpy(),
+                        block.conv.weight.asnumpy()))
+    assert len(results[0]) == 2 + 3 + 3                   # y, dx, (dw, dgamma, dbeta), stats, weight
+    assert results[0][0].min() > -0.2785                 # SiLU applied (its minimum is -0.2785)
+    for got, want in zip(results[0], results[1]):
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+
+
 def test_silu_kernel_equals_native_silu_forward_and_gradient():
     rng = np.random.default_rng(3)
     x = np.concatenate([rng.standard_normal(997) * 6, [0.0, -0.0, 88.0, -88.0, 100.0, -100.0, 1e-30]])

@@ -59,11 +59,22 @@ class BatchNorm2d(nn.Cell):
         self.cast_output = None
         self.frozen = False     # train.freeze: eval-mode normalisation in training too
         self.kernel = None
+        self.kernel_silu = None
         self.kernel_cfg = Tensor([eps, momentum], dtype=mstype.float32)
 
     def use_kernels(self, on):
         """Train mode through the compiled CPU kernel (float32 inputs; module doc)."""
         self.kernel = cpu_kernels.batch_norm() if on else None
+        self.kernel_silu = cpu_kernels.batch_norm_silu() if on else None
+
+    def fused_silu(self, x):
+        """``SiLU(self(x))`` in train mode through one compiled kernel each way
+        (:func:`~mindyolox.ops.cpu_kernels.batch_norm_silu`; x [B, C, H, W] float32, ``use_kernels``
+        on, not frozen): the running statistics move as :meth:`normalize` moves them."""
+        y, _, _, mean, var = self.kernel_silu(x, self.gamma, self.beta, self.moving_mean, self.moving_variance,
+                                              self.kernel_cfg)
+        y = ops.depend(y, ops.assign(self.moving_mean, mean))
+        return ops.depend(y, ops.assign(self.moving_variance, var))
 
     def construct(self, x):
         y = self.normalize(x)

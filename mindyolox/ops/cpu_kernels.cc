@@ -442,7 +442,15 @@ extern "C" int SiluBwd(int nparam, void **params, int *ndims, int64_t **shapes, 
 //   BnBwd(dy, x, gamma, mean, var, cfg)          -> (dx, dgamma [C], dbeta [C])
 // dbeta = sum dy, dgamma = sum dy * xhat, dx = gamma * invstd * (dy - dbeta / N - xhat * dgamma / N),
 // xhat = (x - mean) * invstd, invstd = 1 / sqrt(var + eps).
-extern "C" int BnFwd(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+// The same with SiLU after the normalisation (a train-mode BaseConv's BN + SiLU as one kernel
+// each way; only x is kept for the backward, which recomputes z = BN(x) from it):
+//   BnSiluFwd(x, gamma, beta, running_mean, running_var, cfg) -> (SiLU(z), mean, var, new stats)
+//   BnSiluBwd(dy, x, gamma, beta, mean, var, cfg)              -> (dx, dgamma, dbeta)
+// The forward is BnFwd's then SiluFwd's to the bit; the backward's z uses the float var (the
+// forward's scale came from the double one: z within an ulp or two).
+namespace {
+template <bool Silu>
+int bn_fwd(int nparam, void **params, int *ndims, int64_t **shapes) {
   if (nparam != 11 || ndims[0] != 4) return 1;
   const float *x = static_cast<const float *>(params[0]);
   const float *gamma = static_cast<const float *>(params[1]);
@@ -458,7 +466,7 @@ extern "C" int BnFwd(int nparam, void **params, int *ndims, int64_t **shapes, co
   float *new_var = static_cast<float *>(params[10]);
   const int64_t B = shapes[0][0], C = shapes[0][1], HW = shapes[0][2] * shapes[0][3];
   const double n = static_cast<double>(B * HW);
-  parallel_for(C, B * C * HW * 3, [&](int64_t first, int64_t last) {
+  parallel_for(C, B * C * HW * (Silu ? 8 : 3), [&](int64_t first, int64_t last) {
     for (int64_t c = first; c < last; ++c) {
       double sum = 0.0;
       for (int64_t b = 0; b < B; ++b) {
@@ -484,7 +492,10 @@ extern "C" int BnFwd(int nparam, void **params, int *ndims, int64_t **shapes, co
         const float *xp = x + (b * C + c) * HW;
         float *yp = y + (b * C + c) * HW;
 #pragma omp simd
-        for (int64_t i = 0; i < HW; ++i) yp[i] = (xp[i] - m) * scale + shift;
+        for (int64_t i = 0; i < HW; ++i) {
+          const float z = (xp[i] - m) * scale + shift;
+          yp[i] = Silu ? z / (1.0f + expf(-z)) : z;
+        }
       }
       mean_out[c] = static_cast<float>(mean);
       var_out[c] = static_cast<float>(var);
@@ -496,31 +507,50 @@ extern "C" int BnFwd(int nparam, void **params, int *ndims, int64_t **shapes, co
   return 0;
 }
 
-extern "C" int BnBwd(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
-  if (nparam != 9 || ndims[0] != 4) return 1;
+template <bool Silu>
+int bn_bwd(int nparam, void **params, int *ndims, int64_t **shapes) {
+  const int in = Silu ? 7 : 6;  // BnSiluBwd has beta among its inputs
+  if (nparam != in + 3 || ndims[0] != 4) return 1;
   const float *dy = static_cast<const float *>(params[0]);
   const float *x = static_cast<const float *>(params[1]);
   const float *gamma = static_cast<const float *>(params[2]);
-  const float *mean_in = static_cast<const float *>(params[3]);
-  const float *var_in = static_cast<const float *>(params[4]);
-  const float eps = static_cast<const float *>(params[5])[0];
-  float *dx = static_cast<float *>(params[6]);
-  float *dgamma = static_cast<float *>(params[7]);
-  float *dbeta = static_cast<float *>(params[8]);
+  const float *beta = Silu ? static_cast<const float *>(params[3]) : nullptr;
+  const float *mean_in = static_cast<const float *>(params[in - 3]);
+  const float *var_in = static_cast<const float *>(params[in - 2]);
+  const float eps = static_cast<const float *>(params[in - 1])[0];
+  float *dx = static_cast<float *>(params[in]);
+  float *dgamma = static_cast<float *>(params[in + 1]);
+  float *dbeta = static_cast<float *>(params[in + 2]);
   const int64_t B = shapes[0][0], C = shapes[0][1], HW = shapes[0][2] * shapes[0][3];
   const double n = static_cast<double>(B * HW);
-  parallel_for(C, B * C * HW * 3, [&](int64_t first, int64_t last) {
+  parallel_for(C, B * C * HW * (Silu ? 8 : 3), [&](int64_t first, int64_t last) {
     for (int64_t c = first; c < last; ++c) {
       const double mean = mean_in[c];
-      const double invstd = 1.0 / std::sqrt(static_cast<double>(var_in[c]) + eps);
+      const double var = var_in[c];
+      const double invstd = 1.0 / std::sqrt(var + eps);
+      const float m = static_cast<float>(mean);
       double sdy = 0.0, sdyx = 0.0;
       for (int64_t b = 0; b < B; ++b) {
         const float *gp = dy + (b * C + c) * HW;
         const float *xp = x + (b * C + c) * HW;
+        if (Silu) {  // the gradient at z = BN(x) (the forward's z), kept in dx for the second pass
+          const float scale = static_cast<float>(gamma[c] / std::sqrt(var + eps)), shift = beta[c];
+          float *dp = dx + (b * C + c) * HW;
 #pragma omp simd reduction(+ : sdy, sdyx)
-        for (int64_t i = 0; i < HW; ++i) {
-          sdy += gp[i];
-          sdyx += gp[i] * (xp[i] - mean);
+          for (int64_t i = 0; i < HW; ++i) {
+            const float z = (xp[i] - m) * scale + shift;
+            const float s = 1.0f / (1.0f + expf(-z));
+            const float g = gp[i] * s * (1.0f + z * (1.0f - s));
+            dp[i] = g;
+            sdy += g;
+            sdyx += g * (xp[i] - mean);
+          }
+        } else {
+#pragma omp simd reduction(+ : sdy, sdyx)
+          for (int64_t i = 0; i < HW; ++i) {
+            sdy += gp[i];
+            sdyx += gp[i] * (xp[i] - mean);
+          }
         }
       }
       const double dg = sdyx * invstd;  // sum dy * xhat
@@ -528,9 +558,8 @@ extern "C" int BnBwd(int nparam, void **params, int *ndims, int64_t **shapes, co
       const float k_dy = static_cast<float>(g);
       const float k_x = static_cast<float>(-g * invstd * dg / n);
       const float k_0 = static_cast<float>(-g * sdy / n);
-      const float m = static_cast<float>(mean);
       for (int64_t b = 0; b < B; ++b) {
-        const float *gp = dy + (b * C + c) * HW;
+        const float *gp = Silu ? dx + (b * C + c) * HW : dy + (b * C + c) * HW;
         const float *xp = x + (b * C + c) * HW;
         float *dp = dx + (b * C + c) * HW;
 #pragma omp simd
@@ -542,6 +571,14 @@ extern "C" int BnBwd(int nparam, void **params, int *ndims, int64_t **shapes, co
   });
   return 0;
 }
+}  // namespace
+
+#define EXPORT_BN(NAME, F)                                                                            \
+  extern "C" int NAME(int n, void **p, int *d, int64_t **s, const char **, void *, void *) { return F(n, p, d, s); }
+EXPORT_BN(BnFwd, bn_fwd<false>)
+EXPORT_BN(BnBwd, bn_bwd<false>)
+EXPORT_BN(BnSiluFwd, bn_fwd<true>)
+EXPORT_BN(BnSiluBwd, bn_bwd<true>)
 
 // SimOTA label assignment (official YOLOX 0.3.0 rules, mindyolox/losses/simota.py's module doc)
 // image by image over the REAL labels only -- the first nlabel rows, nlabel = the number of

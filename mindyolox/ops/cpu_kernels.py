@@ -84,7 +84,7 @@ from pathlib import Path
 from ..errors import ConfigError
 
 __all__ = ["available", "buildable", "library", "library_key", "build", "prune", "flag_set", "kernel_dir",
-           "geometry_supported", "depthwise_conv", "im2col", "batch_norm", "silu", "bias_silu",
+           "geometry_supported", "depthwise_conv", "im2col", "batch_norm", "batch_norm_silu", "silu", "bias_silu",
            "depthwise_bias_silu", "simota", "KernelBuildError",
            "CXXFLAGS", "PORTABLE_CXXFLAGS", "KEEP", "in_use"]
 
@@ -415,6 +415,26 @@ def batch_norm():
         _state["bn"] = _custom("BnFwd", lambda x, g, b, m, v, cfg: (x, g, g, g, g),
                                lambda x, g, b, m, v, cfg: (x, x, x, x, x), bprop)
     return _state["bn"]
+
+
+def batch_norm_silu():
+    """:func:`batch_norm` with SiLU applied to its output, one kernel each way: ``(x, gamma, beta,
+    running_mean, running_var, cfg) -> (SiLU(y), mean, var, new running_mean, new running_var)``.
+    The gradient kernel recomputes ``y`` from ``x`` (the only activation kept, where BN then
+    SiLU keep two) and takes SiLU's gradient there. The forward equals the two kernels' to the
+    bit; the recomputed ``y`` uses the float variance (within an ulp or two of the forward's)."""
+    from mindspore import ops
+    if "bn_silu" not in _state:
+        grad = _custom("BnSiluBwd", lambda dy, x, g, b, m, v, cfg: (x, g, g), lambda dy, x, g, b, m, v, cfg: (x, x, x))
+
+        def bprop(x, gamma, beta, running_mean, running_var, cfg, out, dout):
+            dx, dgamma, dbeta = grad(dout[0], x, gamma, beta, out[1], out[2], cfg)
+            return (dx, dgamma, dbeta, ops.zeros_like(running_mean), ops.zeros_like(running_var),
+                    ops.zeros_like(cfg))
+
+        _state["bn_silu"] = _custom("BnSiluFwd", lambda x, g, b, m, v, cfg: (x, g, g, g, g),
+                                    lambda x, g, b, m, v, cfg: (x, x, x, x, x), bprop)
+    return _state["bn_silu"]
 
 
 def silu():
