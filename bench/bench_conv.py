@@ -1,6 +1,8 @@
 """Microbenchmark of the model's own k x k convolutions on CPU: the model's path
-(:class:`mindyolox.models.conv.Conv2d` with ``im2col``; ``kernel``: its depthwise layers with
-the compiled CPU kernel of :mod:`mindyolox.ops.cpu_kernels`, the model's default on CPU),
+(:class:`mindyolox.models.conv.Conv2d` with ``im2col``; ``kernel``: the model's default
+training path on CPU -- its depthwise layers with the compiled CPU kernel of
+:mod:`mindyolox.ops.cpu_kernels`, its dense layers through oneDNN's convolution primitives,
+:mod:`mindyolox.ops.dnnl_conv`),
 the candidates of
 ``bench/conv_candidates.py`` (``winograd``, ``winograd_mm``, ``im2col_bprop``, ``shift``) and,
 on request, MindSpore's native CPU ``Conv2D`` (``native``), against PyTorch's direct
@@ -130,6 +132,7 @@ class Timer:
         cin, cout, k, s, g, h, w = shape
         conv = Conv2d(cin, cout, k, s, padding=(k - 1) // 2, group=g)
         conv.use_impl("native" if path == "native" else "im2col", kernels=path == "kernel")
+        conv.set_train(True)   # the training path (``kernel``: a dense layer through oneDNN's primitives)
         if path not in ("im2col", "native", "kernel"):
             conv = CandidateConv(conv, path)
         rng = np.random.default_rng(0)

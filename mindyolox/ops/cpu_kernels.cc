@@ -22,6 +22,10 @@
 //   SiluFwd(x) -> y;  SiluBwd(x, dy) -> dx = dy * s * (1 + x * (1 - s)), s = sigmoid(x)
 // expf is glibc's vector variant (libmvec, <= 4 ulp).
 //
+// Further down: train-mode batch norm (BnFwd / BnBwd) and batch norm + SiLU (BnSiluFwd /
+// BnSiluBwd), the SimOTA assignment, and dense convolutions through oneDNN's own primitives
+// (DnnlConv*: the training forward and both gradients, and the eval forward with bias + SiLU).
+//
 // Loops over (b, c) planes (or channels, or elements) are split over a parked pool of
 // worker threads (Pool below) when a call has enough work (kMinWork). The thread count is
 // MINDYOLOX_KERNEL_THREADS, else the CPUs this process may run on (sched_getaffinity) --
@@ -730,7 +734,7 @@ extern "C" int SimOTA(int nparam, void **params, int *ndims, int64_t **shapes, c
 }
 
 // ---------------------------------------------------------------------------------------------
-// Dense k x k convolution + bias + SiLU through oneDNN's own convolution primitive (eval only).
+// Dense k x k convolutions through oneDNN's own convolution primitives (mindyolox/ops/dnnl_conv.py).
 //
 // MindSpore 2.10's CPU Conv2D hands oneDNN plain NCHW memory, for which oneDNN has only its
 // reference k x k kernel; the Im2Col + GEMM path writes a k*k times larger column tensor.
@@ -743,6 +747,11 @@ extern "C" int SimOTA(int nparam, void **params, int *ndims, int64_t **shapes, c
 // threadpool interface of dnnl_threadpool_iface.hpp: a stream made with
 // dnnl_threadpool_interop_stream_create runs every parallel region on it).
 //   DnnlConvSiluS{S}_P{P}(x [B,C,H,W], w [O,C,k,k], bias [O]) -> SiLU(conv(x, w) + bias) [B,O,Ho,Wo]
+//     (eval: forward_inference with the SiLU as a post-op)
+//   DnnlConvS{S}_P{P}(x, w) -> y;  DnnlConvBwdDataS{S}_P{P}(dy, w, x (shape only)) -> dx;
+//   DnnlConvBwdWeightsS{S}_P{P}(x, dy, w (shape only)) -> dw   (training, no bias)
+// Each kind makes one plan per shape at its first call (the primitive in the formats it chose
+// and the reorders from and to the caller's plain NCHW / OIHW tensors) and keeps it.
 // DnnlAvailable() -> 1 when the library and every symbol were found (Python asks before use).
 namespace dnnl {
 namespace threadpool_interop {
@@ -979,7 +988,10 @@ Plan *make_plan(DnnlApi &a, Kind kind, int64_t B, int64_t C, int64_t H, int64_t 
            bind(a, *plan, pd, kArgDiffWeights, kQueryDiffWeightsMd, 3, true, u_w);
       break;
   }
-  if (!ok) return nullptr;  // (a failed plan is not cached; the call fails)
+  if (!ok) {  // (not cached: the call fails, and so would a retry)
+    delete plan;
+    return nullptr;
+  }
   return plan;
 }
 

@@ -1,5 +1,5 @@
-"""Compiled CPU kernels: depthwise convolution, Im2Col / Col2Im and SiLU as MindSpore AOT
-custom operators.
+"""Compiled CPU kernels: depthwise convolution, Im2Col / Col2Im, SiLU, batch norm (+ SiLU),
+SimOTA, and the route to oneDNN's convolution primitives, as MindSpore AOT custom operators.
 
 MindSpore 2.10's CPU backend has no fast kernel for these: a k x k convolution runs oneDNN's
 reference kernel, so the model computes it as ``Im2Col`` + GEMM (:mod:`.conv`), whose
@@ -7,8 +7,10 @@ reference kernel, so the model computes it as ``Im2Col`` + GEMM (:mod:`.conv`), 
 layer that way writes and reads a 9x column tensor for nine MACs per output; SiLU and its
 gradient are expanded into 3-5 element-wise kernels each way. ``cpu_kernels.cc`` beside this
 file has a direct depthwise convolution (tap by tap over the rows of each (image, channel)
-plane, no columns), a threaded Im2Col / Col2Im of the same column layout, and SiLU in one
-pass each way (the gradient from the saved input). ``bench/bench_conv.py`` (path ``kernel``)
+plane, no columns), a threaded Im2Col / Col2Im of the same column layout, SiLU in one
+pass each way (the gradient from the saved input), train-mode batch norm alone or followed by
+SiLU, the SimOTA assignment, and oneDNN's convolutions (:mod:`.dnnl_conv` wraps those: the
+dense layers' training path and the folded eval path). ``bench/bench_conv.py`` (path ``kernel``)
 and ``bench/bench_fusion.py silu`` measure them against the other paths and PyTorch.
 
 Build. When a model first asks for a kernel (:func:`library`, never while options resolve),
