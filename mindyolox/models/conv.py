@@ -24,11 +24,11 @@ calls of a compiled graph on MindSpore 2.10 CPU, and Python slicing (``StridedSl
 With ``cpu_kernels`` on (the CPU default) and float32 inputs, layers take the compiled
 kernels of :mod:`mindyolox.ops`: a depthwise k x k layer of stride 1 or 2 and padding 1 its
 direct convolution (:mod:`~mindyolox.ops.cpu_kernels`; no column tensor; 5-10x faster than
-``Im2Col`` forward and backward, the same forward sums); a dense 3x3 or 1x1 layer *in training*
+``Im2Col`` forward and backward, the same forward sums); a dense 3x3 layer *in training*
 oneDNN's own convolution primitives, forward and both gradients, in the blocked formats oneDNN
-picks (:mod:`~mindyolox.ops.dnnl_conv`; yolox-s 640 b2 train step on AMD EPYC 1.18x -> 0.96x
-the official time, and 4-5 s less graph compile than ``Im2Col`` + ``Conv2D`` with its two
-backprops); *in evaluation* a dense layer keeps the ``Im2Col`` + GEMM sums, with the columns
+picks (:mod:`~mindyolox.ops.dnnl_conv`; yolox-s 640 b2 train step on AMD EPYC 1.21x -> 0.96x
+the official time); 1x1 layers stay MindSpore's ``Conv2D`` (a GEMM on plain tensors, faster
+than oneDNN's primitive with its reorders at the quickstart's small shapes); *in evaluation* a dense layer keeps the ``Im2Col`` + GEMM sums, with the columns
 built by a compiled ``Im2Col`` (the parity tests check this unfolded eval model against the
 official outputs on ill-conditioned networks, where oneDNN's differently ordered sums drift
 past their tolerance: :mod:`mindyolox.models.fold`), and a folded model (test.py, predict.py)
@@ -85,14 +85,16 @@ class Conv2d(nn.Conv2d):
         caller checked :func:`cpu_kernels.available`), for float32 inputs: a depthwise layer of
         a supported geometry takes the compiled direct kernel; a dense ``im2col`` layer the
         compiled Im2Col / Col2Im in eval mode and, when MindSpore's oneDNN is found, oneDNN's
-        convolution in training (3x3 and 1x1, :func:`dnnl_conv.fits`)."""
+        convolution in training (3x3)."""
         if impl not in IMPLS:
             raise ValueError(f"conv implementation must be one of {IMPLS}, got {impl!r}")
         self.im2col = impl == "im2col" and self.k > 1 and (self.group == 1 or self.depthwise)
         fits = kernels and cpu_kernels.geometry_supported(self.k, self.s, self.p)
         self.direct = cpu_kernels.depthwise_conv(self.s, self.p) if fits and self.depthwise else None
         self.columns = cpu_kernels.im2col(self.k, self.s, self.p) if fits and self.im2col and self.group == 1 else None
-        dense = kernels and impl == "im2col" and dnnl_conv.fits(self.k, self.s, self.p, self.group)
+        # 3x3 only: a 1x1 layer through oneDNN (its reorders in and out) made the quickstart's
+        # nano 160 b8 step 15 % slower than MindSpore's plain 1x1 Conv2D (AMD EPYC, 2 runs each)
+        dense = kernels and self.im2col and self.k == 3 and dnnl_conv.fits(self.k, self.s, self.p, self.group)
         self.dnnl = dnnl_conv.conv(self.s, self.p) if dense and dnnl_conv.available() else None
 
     def construct(self, x):

@@ -357,6 +357,20 @@ def geometry_supported(kernel, stride, padding):
     return (stride, padding) in GEOMETRIES and 1 < kernel <= 8
 
 
+def _conv_with_grads(fwd, grad_x, grad_w, stride, padding, depthwise):
+    """The operator ``(x [B, C, H, W], w) -> y [B, O, Ho, Wo]`` of library function ``fwd`` with
+    its gradient as two more: ``grad_x(dy, w, x (shape only)) -> dx`` and ``grad_w(x, dy, w
+    (shape only)) -> dw``; O is C (``depthwise``) or w's first dimension."""
+    gx = _custom(grad_x, lambda dy, w, x: x, lambda dy, w, x: dy)
+    gw = _custom(grad_w, lambda x, dy, w: w, lambda x, dy, w: x)
+
+    def bprop(x, w, out, dout):
+        return gx(dout, w, x), gw(x, dout, w)
+
+    return _custom(fwd, lambda x, w: _conv_shape(x, w, x[1] if depthwise else w[0], stride, padding),
+                   lambda x, w: x, bprop)
+
+
 def depthwise_conv(stride, padding):
     """The operator ``(x [B, C, H, W], w [C, 1, k, k]) -> y [B, C, Ho, Wo]`` (float32,
     Ho = (H + 2 padding - k) // stride + 1), with its gradient (dx, dw) as two more kernels.
@@ -364,14 +378,7 @@ def depthwise_conv(stride, padding):
     key = ("dw", stride, padding)
     if key not in _state:
         tag = f"S{stride}_P{padding}"
-        grad_x = _custom(f"DwBwdX{tag}", lambda dy, w, x: x, lambda dy, w, x: dy)
-        grad_w = _custom(f"DwBwdW{tag}", lambda x, dy, w: w, lambda x, dy, w: x)
-
-        def bprop(x, w, out, dout):
-            return grad_x(dout, w, x), grad_w(x, dout, w)
-
-        _state[key] = _custom(f"DwFwd{tag}", lambda x, w: _conv_shape(x, w, x[1], stride, padding), lambda x, w: x,
-                              bprop)
+        _state[key] = _conv_with_grads(f"DwFwd{tag}", f"DwBwdX{tag}", f"DwBwdW{tag}", stride, padding, True)
     return _state[key]
 
 

@@ -15,7 +15,8 @@ Two uses, chosen per layer by :class:`~mindyolox.models.conv.Conv2d` and
 :class:`~mindyolox.models.blocks.BaseConv` when the CPU kernels are on (float32 only):
 
 * :func:`conv`: the training convolution (forward_training) with its two gradients as
-  oneDNN's backward-data and backward-weights primitives -- no column tensor either way;
+  oneDNN's backward-data and backward-weights primitives -- no column tensor either way (3x3
+  layers: :class:`~mindyolox.models.conv.Conv2d` keeps MindSpore's ``Conv2D`` for 1x1);
 * :func:`conv_silu`: the eval convolution with bias and SiLU as a post-op, for *folded*
   models only (:mod:`mindyolox.models.fold` says why: the unfolded eval model, which the
   parity tests check against the official outputs, keeps the ``Im2Col`` + GEMM sums).
@@ -25,7 +26,7 @@ GPU/Ascend never use these (the kernels are CPU-only); exports never do.
 from pathlib import Path
 
 from . import cpu_kernels
-from .cpu_kernels import _conv_shape, _custom, _state
+from .cpu_kernels import _conv_shape, _conv_with_grads, _custom, _state
 
 __all__ = ["GEOMETRIES", "available", "conv", "conv_silu", "fits"]
 
@@ -63,14 +64,8 @@ def conv(stride, padding):
     key = ("dnnl_train", stride, padding)
     if key not in _state:
         tag = f"S{stride}_P{padding}"
-        grad_x = _custom(f"DnnlConvBwdData{tag}", lambda dy, w, x: x, lambda dy, w, x: dy)
-        grad_w = _custom(f"DnnlConvBwdWeights{tag}", lambda x, dy, w: w, lambda x, dy, w: x)
-
-        def bprop(x, w, out, dout):
-            return grad_x(dout, w, x), grad_w(x, dout, w)
-
-        _state[key] = _custom(f"DnnlConv{tag}", lambda x, w: _conv_shape(x, w, w[0], stride, padding),
-                              lambda x, w: x, bprop)
+        _state[key] = _conv_with_grads(f"DnnlConv{tag}", f"DnnlConvBwdData{tag}", f"DnnlConvBwdWeights{tag}",
+                                       stride, padding, False)
     return _state[key]
 
 
