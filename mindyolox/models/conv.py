@@ -28,11 +28,12 @@ direct convolution (:mod:`~mindyolox.ops.cpu_kernels`; no column tensor; 5-10x f
 oneDNN's own convolution primitives, forward and both gradients, in the blocked formats oneDNN
 picks (:mod:`~mindyolox.ops.dnnl_conv`; yolox-s 640 b2 train step on AMD EPYC 1.21x -> 0.96x
 the official time); 1x1 layers stay MindSpore's ``Conv2D`` (a GEMM on plain tensors, faster
-than oneDNN's primitive with its reorders at the quickstart's small shapes); *in evaluation* a dense layer keeps the ``Im2Col`` + GEMM sums, with the columns
-built by a compiled ``Im2Col`` (the parity tests check this unfolded eval model against the
-official outputs on ill-conditioned networks, where oneDNN's differently ordered sums drift
-past their tolerance: :mod:`mindyolox.models.fold`), and a folded model (test.py, predict.py)
-runs oneDNN with bias and SiLU fused (:class:`~mindyolox.models.blocks.BaseConv`).
+than oneDNN's primitive with its reorders at the quickstart's small shapes); *in evaluation* a
+dense layer keeps the ``Im2Col`` + GEMM sums, with the columns built by a compiled ``Im2Col``
+(the parity tests check this unfolded eval model against the official outputs on
+ill-conditioned networks, where oneDNN's differently ordered sums drift past their tolerance:
+:mod:`mindyolox.models.fold`), and a folded model (test.py, predict.py) runs oneDNN with bias
+and SiLU fused (:class:`~mindyolox.models.blocks.BaseConv`).
 ``bench/bench_conv.py`` measures the paths.
 
 The implementation is a per-layer choice made when the model is built: ``impl`` of the
