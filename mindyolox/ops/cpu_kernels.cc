@@ -533,12 +533,13 @@ int bn_bwd(int nparam, void **params, int *ndims, int64_t **shapes) {
       const double var = var_in[c];
       const double invstd = 1.0 / std::sqrt(var + eps);
       const float m = static_cast<float>(mean);
+      const float scale = Silu ? static_cast<float>(gamma[c] / std::sqrt(var + eps)) : 0.f;  // z = BN(x), Silu
+      const float shift = Silu ? beta[c] : 0.f;
       double sdy = 0.0, sdyx = 0.0;
       for (int64_t b = 0; b < B; ++b) {
         const float *gp = dy + (b * C + c) * HW;
         const float *xp = x + (b * C + c) * HW;
         if (Silu) {  // the gradient at z = BN(x) (the forward's z), kept in dx for the second pass
-          const float scale = static_cast<float>(gamma[c] / std::sqrt(var + eps)), shift = beta[c];
           float *dp = dx + (b * C + c) * HW;
 #pragma omp simd reduction(+ : sdy, sdyx)
           for (int64_t i = 0; i < HW; ++i) {
@@ -868,6 +869,7 @@ struct Plan {
   };
   void *prim = nullptr;
   std::vector<Arg> args;
+  std::vector<dnnl_exec_arg> exec;  // (id, primitive's memory) of every arg: fixed, only data handles change
   size_t workspace = 0;         // bytes of reordered copies
 };
 
@@ -907,6 +909,7 @@ bool bind(DnnlApi &a, Plan &plan, const void *pd, int id, int query, int param, 
     plan.workspace += (a.md_get_size(chosen) + 63) / 64 * 64;
   }
   plan.args.push_back(arg);
+  plan.exec.push_back({id, arg.mem});
   return true;
 }
 
@@ -919,14 +922,12 @@ bool run(DnnlApi &a, void *prim, std::initializer_list<dnnl_exec_arg> args) {
 int execute(DnnlApi &a, Plan &plan, void **params) {
   char *space = workspace(plan.workspace);
   if (plan.workspace && space == nullptr) return 6;
-  std::vector<dnnl_exec_arg> args;
   for (auto &g : plan.args) {
     a.memory_set_data_handle(g.user, params[g.param]);
     a.memory_set_data_handle(g.mem, g.re ? space + g.offset : params[g.param]);
     if (g.re && !g.out && !run(a, g.re, {{kArgSrc, g.user}, {kArgDst, g.mem}})) return 4;
-    args.push_back({g.id, g.mem});
   }
-  if (a.primitive_execute(plan.prim, a.stream, static_cast<int>(args.size()), args.data()) != 0 ||
+  if (a.primitive_execute(plan.prim, a.stream, static_cast<int>(plan.exec.size()), plan.exec.data()) != 0 ||
       a.stream_wait(a.stream) != 0)
     return 5;
   for (auto &g : plan.args)
