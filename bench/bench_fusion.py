@@ -180,7 +180,7 @@ def _ema_variants():
         class Variant(ModelEMA):
             UPDATE = fn
         return Variant
-    return {"Sub + ApplyGradientDescent (in place)": make(sub_agd), "Sub, Mul, Add + Assign": make(mul_add)}
+    return {"per tensor, Sub + ApplyGradientDescent (in place)": make(sub_agd), "per tensor, Sub, Mul, Add + Assign": make(mul_add)}
 
 
 def bench_update(steps, variants):
@@ -202,6 +202,7 @@ def bench_update(steps, variants):
         model = build_model(cfg)
         ema = ModelEMA(model, build_model(cfg))
         others = {k: cls(model, build_model(cfg)) for k, cls in _ema_variants().items()}
+        others["one CPU function over all tensors (EmaLerp via ctypes, in place)"] = ModelEMA(model, build_model(cfg)).use_kernel()
         opt = build_optimizer(model, cfg.train)
         n_ema = sum(int(np.prod(p.shape)) for p in ema.src)
         n_opt = sum(int(np.prod(p.shape)) for p in opt.params)
@@ -242,10 +243,10 @@ def bench_update(steps, variants):
         # its depth limit on a list of ~300 reshapes)
         flat_ema, flat_sgd, opt_call = FlatEMA(n_ema), FlatSGD(n_opt), OptCall(opt)
         g_flat = Tensor(np.full(n_opt, 1e-3, np.float32))
-        fns = {f"EMA per tensor, Lerp + Assign ({len(ema.src)} tensors, {n_ema / 1e6:.2f} M values)":
+        fns = {f"EMA per tensor, the graph ({len(ema.src)} tensors, {n_ema / 1e6:.2f} M values)":
                lambda: ema(on).asnumpy()}
         for k, cell in others.items():
-            fns[f"EMA per tensor, {k}"] = lambda c=cell: c(on).asnumpy()
+            fns[f"EMA {k}"] = lambda c=cell: c(on).asnumpy()
         fns.update({
             "EMA one flat tensor (same size), Lerp + Assign": lambda: flat_ema(Tensor(0.1, ms.float32)).asnumpy(),
             f"SGD per tensor ({len(opt.params)} tensors, {n_opt / 1e6:.2f} M values)":

@@ -52,7 +52,8 @@ def build_case(variant, size, batch, device, boxes=8, freeze=()):
     net = YOLOXWithLoss(model, loss)
     opt = build_optimizer(model, cfg.train)
     scale = resolve_loss_scale(str(cfg.train.loss_scale), "O0")[0]
-    step = TrainStep(net, opt, ModelEMA(model, ema_model), loss_scale=scale)
+    ema = ModelEMA(model, ema_model).use_kernel(model.options.cpu_kernels)   # as training/builder.py does
+    step = TrainStep(net, opt, ema, loss_scale=scale)
     step.set_lr(0.01 / 64 * batch)
     rng = np.random.default_rng(0)
     images = Tensor(rng.uniform(0, 255, (batch, 3, size, size)).astype(np.float32))

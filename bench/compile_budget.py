@@ -5,7 +5,8 @@ costs (issue 24, deliverable 9).
     python -m bench.compile_budget --variant nano --sizes 320 416 --batch 2
 
 A multiscale run compiles one train-step graph per input size it meets (MindSpore caches a
-graph per input shape), plus one EMA-update graph (shape-independent) and one evaluation
+graph per input shape), plus one EMA-update graph (shape-independent; none with the CPU
+kernels, ``mindyolox/training/ema.py``) and one evaluation
 graph per test size. This builds the step once (:func:`bench.bench_train.build_case`, synthetic
 inputs) and, at each size of the recipe's multiscale range, compiles it (``Cell.compile``,
 as ``train.py --precompile`` does: nothing runs), then calls it twice, printing per size the
@@ -60,7 +61,8 @@ def main(argv=None):
         print(f"  {size}x{size}: compile {comp:.1f} s, first step {first:.2f} s, next step {again:.2f} s "
               f"({step.compiled_graphs} step graph(s))", flush=True)
     total = sum(r["compile_s"] for r in rows)
-    print(f"total: {len(rows)} step graphs + 1 EMA graph, ~{total:.0f} s of compiling "
+    ema = "" if step.ema is None or step.ema.kernel is not None else " + 1 EMA graph"
+    print(f"total: {len(rows)} step graphs{ema}, ~{total:.0f} s of compiling "
           f"(model build {build_s:.1f} s)", flush=True)
     if args.json:
         harness.write_json(args.json, harness.record(f"compile:{args.variant}:b{args.batch}", None, variant=args.variant,

@@ -270,7 +270,7 @@ def test_quickstart_train_writes_checkpoints_metrics_and_evaluates(qs):
     assert "Some side effect nodes" not in r["output"]  # MindSpore's compile warnings stay hidden (GLOG_v)
     # the silent first compile is announced before it starts (issue 40), then timed
     out = r["output"]
-    assert 0 <= out.index("compiling the train step for input 160x160 (with the EMA update)") \
+    assert 0 <= out.index("compiling the train step for input 160x160: one graph") \
         < out.index("compiled the train step for input 160x160 in"), out[-3000:]
     assert out.index("the first evaluation also compiles the evaluation graph") < out.index("eval epoch 2: AP50:95")
     # the demo dataset came from ~/.cache (HOME = scratch), pre-made small

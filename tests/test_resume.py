@@ -110,7 +110,7 @@ def test_precompiled_run_compiles_first_and_equals_the_run_without(runs):
     log = [x.split(" | ", 1)[-1] for x in (runs["base"] / "P" / "train_log.txt").read_text().splitlines()]
     start = next(i for i, x in enumerate(log) if x.startswith("training 3 epochs"))
     assert [x.split(" in ")[0] for x in log[:start] if "precompile" in x] == [
-        "precompile 1/1: train step 160x160", "precompile: EMA update", "precompiled 1 train-step size(s) + EMA"]
+        "precompile 1/1: train step 160x160", "precompiled 1 train-step size(s)"]   # CPU: the EMA has no graph
     assert not any("compiled the train step for input" in x for x in log)  # no compile among the steps
     assert runs["p"].step.compiled_graphs == 1
     ca = load_checkpoint(str(runs["base"] / "A" / "last.ckpt"))

@@ -734,6 +734,25 @@ extern "C" int SimOTA(int nparam, void **params, int *ndims, int64_t **shapes, c
   return std::all_of(ok.begin(), ok.end(), [](uint8_t v) { return v != 0; }) ? 0 : 3;
 }
 
+// EmaLerp(n, ema[n], src[n], sizes[n], alpha): ema_i -= alpha * (ema_i - src_i) for n float32
+// tensors given by their addresses -- the model EMA's update (mindyolox/training/ema.py, which
+// calls it through ctypes on the Parameters' storage). Not an AOT operator. The tensors are
+// one sequence of elements split evenly over the pool.
+extern "C" void EmaLerp(int64_t n, float *const *ema, const float *const *src, const int64_t *sizes, float alpha) {
+  std::vector<int64_t> start(n + 1, 0);
+  for (int64_t i = 0; i < n; ++i) start[i + 1] = start[i] + sizes[i];
+  parallel_for(start[n], start[n], [&](int64_t first, int64_t last) {
+    int64_t i = std::upper_bound(start.begin(), start.end(), first) - start.begin() - 1;
+    for (; i < n && start[i] < last; ++i) {
+      float *e = ema[i];
+      const float *s = src[i];
+      const int64_t lo = std::max(first, start[i]) - start[i], hi = std::min(last, start[i + 1]) - start[i];
+#pragma omp simd
+      for (int64_t j = lo; j < hi; ++j) e[j] -= alpha * (e[j] - s[j]);
+    }
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Dense k x k convolutions through oneDNN's own convolution primitives (mindyolox/ops/dnnl_conv.py).
 //

@@ -87,7 +87,7 @@ from ..errors import ConfigError
 
 __all__ = ["available", "buildable", "library", "library_key", "build", "prune", "flag_set", "kernel_dir",
            "geometry_supported", "depthwise_conv", "im2col", "batch_norm", "batch_norm_silu", "silu", "bias_silu",
-           "depthwise_bias_silu", "simota", "KernelBuildError",
+           "depthwise_bias_silu", "simota", "custom_op", "KernelBuildError",
            "CXXFLAGS", "PORTABLE_CXXFLAGS", "KEEP", "in_use"]
 
 SOURCE = Path(__file__).with_name("cpu_kernels.cc")
@@ -340,7 +340,9 @@ def available():
         return False, str(e)
 
 
-def _custom(name, out_shape, out_dtype, bprop=None):
+def custom_op(name, out_shape, out_dtype, bprop=None):
+    """The ``ops.Custom`` AOT operator of library function ``name`` (builds the library on first
+    use); ``out_shape`` / ``out_dtype``: MindSpore's inference callables; ``bprop``: its gradient."""
     from mindspore import ops
     kwargs = {"bprop": bprop} if bprop is not None else {}
     return ops.Custom(f"{library()}:{name}", out_shape=out_shape, out_dtype=out_dtype, func_type="aot", **kwargs)
@@ -361,13 +363,13 @@ def _conv_with_grads(fwd, grad_x, grad_w, stride, padding, depthwise):
     """The operator ``(x [B, C, H, W], w) -> y [B, O, Ho, Wo]`` of library function ``fwd`` with
     its gradient as two more: ``grad_x(dy, w, x (shape only)) -> dx`` and ``grad_w(x, dy, w
     (shape only)) -> dw``; O is C (``depthwise``) or w's first dimension."""
-    gx = _custom(grad_x, lambda dy, w, x: x, lambda dy, w, x: dy)
-    gw = _custom(grad_w, lambda x, dy, w: w, lambda x, dy, w: x)
+    gx = custom_op(grad_x, lambda dy, w, x: x, lambda dy, w, x: dy)
+    gw = custom_op(grad_w, lambda x, dy, w: w, lambda x, dy, w: x)
 
     def bprop(x, w, out, dout):
         return gx(dout, w, x), gw(x, dout, w)
 
-    return _custom(fwd, lambda x, w: _conv_shape(x, w, x[1] if depthwise else w[0], stride, padding),
+    return custom_op(fwd, lambda x, w: _conv_shape(x, w, x[1] if depthwise else w[0], stride, padding),
                    lambda x, w: x, bprop)
 
 
@@ -389,7 +391,7 @@ def im2col(kernel, stride, padding):
     key = ("im2col", kernel, stride, padding)
     if key not in _state:
         tag = f"S{stride}_P{padding}"
-        grad = _custom(f"Col2Im{tag}", lambda dcols, x: x, lambda dcols, x: dcols)
+        grad = custom_op(f"Col2Im{tag}", lambda dcols, x: x, lambda dcols, x: dcols)
 
         def bprop(x, out, dout):
             return (grad(dout, x),)
@@ -398,7 +400,7 @@ def im2col(kernel, stride, padding):
             return [x[0], x[1] * kernel * kernel, (x[2] + 2 * padding - kernel) // stride + 1,
                     (x[3] + 2 * padding - kernel) // stride + 1]
 
-        op = _custom(f"Im2Col{tag}", out_shape, lambda x: x, bprop)
+        op = custom_op(f"Im2Col{tag}", out_shape, lambda x: x, bprop)
         # recomputed in the backward rather than kept, as conv.py does with ops.Im2Col
         _state[key] = op.recompute()
     return _state[key]
@@ -414,14 +416,14 @@ def batch_norm():
     per 60 layers."""
     from mindspore import ops
     if "bn" not in _state:
-        grad = _custom("BnBwd", lambda dy, x, g, m, v, cfg: (x, g, g), lambda dy, x, g, m, v, cfg: (x, x, x))
+        grad = custom_op("BnBwd", lambda dy, x, g, m, v, cfg: (x, g, g), lambda dy, x, g, m, v, cfg: (x, x, x))
 
         def bprop(x, gamma, beta, running_mean, running_var, cfg, out, dout):
             dx, dgamma, dbeta = grad(dout[0], x, gamma, out[1], out[2], cfg)
             return (dx, dgamma, dbeta, ops.zeros_like(running_mean), ops.zeros_like(running_var),
                     ops.zeros_like(cfg))
 
-        _state["bn"] = _custom("BnFwd", lambda x, g, b, m, v, cfg: (x, g, g, g, g),
+        _state["bn"] = custom_op("BnFwd", lambda x, g, b, m, v, cfg: (x, g, g, g, g),
                                lambda x, g, b, m, v, cfg: (x, x, x, x, x), bprop)
     return _state["bn"]
 
@@ -434,14 +436,14 @@ def batch_norm_silu():
     bit; the recomputed ``y`` uses the float variance (within an ulp or two of the forward's)."""
     from mindspore import ops
     if "bn_silu" not in _state:
-        grad = _custom("BnSiluBwd", lambda dy, x, g, b, m, v, cfg: (x, g, g), lambda dy, x, g, b, m, v, cfg: (x, x, x))
+        grad = custom_op("BnSiluBwd", lambda dy, x, g, b, m, v, cfg: (x, g, g), lambda dy, x, g, b, m, v, cfg: (x, x, x))
 
         def bprop(x, gamma, beta, running_mean, running_var, cfg, out, dout):
             dx, dgamma, dbeta = grad(dout[0], x, gamma, beta, out[1], out[2], cfg)
             return (dx, dgamma, dbeta, ops.zeros_like(running_mean), ops.zeros_like(running_var),
                     ops.zeros_like(cfg))
 
-        _state["bn_silu"] = _custom("BnSiluFwd", lambda x, g, b, m, v, cfg: (x, g, g, g, g),
+        _state["bn_silu"] = custom_op("BnSiluFwd", lambda x, g, b, m, v, cfg: (x, g, g, g, g),
                                     lambda x, g, b, m, v, cfg: (x, x, x, x, x), bprop)
     return _state["bn_silu"]
 
@@ -450,12 +452,12 @@ def silu():
     """The operator ``x -> x * sigmoid(x)`` (float32, any shape) with its gradient
     ``dy * s * (1 + x (1 - s))`` from the saved input as one more kernel."""
     if "silu" not in _state:
-        grad = _custom("SiluBwd", lambda x, dy: x, lambda x, dy: x)
+        grad = custom_op("SiluBwd", lambda x, dy: x, lambda x, dy: x)
 
         def bprop(x, out, dout):
             return (grad(x, dout),)
 
-        _state["silu"] = _custom("SiluFwd", lambda x: x, lambda x: x, bprop)
+        _state["silu"] = custom_op("SiluFwd", lambda x: x, lambda x: x, bprop)
     return _state["silu"]
 
 
@@ -464,7 +466,7 @@ def bias_silu():
     the epilogue of a convolution whose BatchNorm is folded (``BaseConv``'s eval path). No
     gradient: evaluation and prediction only."""
     if "bias_silu" not in _state:
-        _state["bias_silu"] = _custom("BiasSilu", lambda x, b: x, lambda x, b: x)
+        _state["bias_silu"] = custom_op("BiasSilu", lambda x, b: x, lambda x, b: x)
     return _state["bias_silu"]
 
 
@@ -474,7 +476,7 @@ def depthwise_bias_silu(stride, padding):
     the bias and SiLU applied to each output plane while it is in cache. No gradient."""
     key = ("dw_bias_silu", stride, padding)
     if key not in _state:
-        _state[key] = _custom(f"DwBiasSiluS{stride}_P{padding}",
+        _state[key] = custom_op(f"DwBiasSiluS{stride}_P{padding}",
                               lambda x, w, b: _conv_shape(x, w, x[1], stride, padding), lambda x, w, b: x)
     return _state[key]
 
@@ -491,6 +493,6 @@ def simota():
         def bprop(boxes, obj, cls, labels, grids, strides, out, dout):
             return tuple(ops.zeros_like(t) for t in (boxes, obj, cls, labels, grids, strides))
 
-        _state["simota"] = _custom("SimOTA", lambda b, o, c, lab, g, s: [b[0], b[1], 4],
+        _state["simota"] = custom_op("SimOTA", lambda b, o, c, lab, g, s: [b[0], b[1], 4],
                                    lambda b, o, c, lab, g, s: b, bprop)
     return _state["simota"]

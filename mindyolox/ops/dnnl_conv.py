@@ -26,7 +26,7 @@ GPU/Ascend never use these (the kernels are CPU-only); exports never do.
 from pathlib import Path
 
 from . import cpu_kernels
-from .cpu_kernels import _conv_shape, _conv_with_grads, _custom, _state
+from .cpu_kernels import _conv_shape, _conv_with_grads, custom_op, _state
 
 __all__ = ["GEOMETRIES", "available", "conv", "conv_silu", "fits"]
 
@@ -76,6 +76,6 @@ def conv_silu(stride, padding):
     gradient."""
     key = ("dnnl", stride, padding)
     if key not in _state:
-        _state[key] = _custom(f"DnnlConvSiluS{stride}_P{padding}",
+        _state[key] = custom_op(f"DnnlConvSiluS{stride}_P{padding}",
                               lambda x, w, b: _conv_shape(x, w, w[0], stride, padding), lambda x, w, b: x)
     return _state[key]

@@ -122,7 +122,9 @@ def build_training(cfg, options, *, rank=0, world_size=1, distributed=False, sta
                           f"{cfg.model.num_classes}: set model.num_classes={loader.dataset.num_classes}")
     lr_schedule = build_lr_schedule(t, loader.steps_per_epoch)
     optimizer = build_optimizer(model, t)
-    ema = ModelEMA(model, ema_model, decay=float(t.ema_decay), tau=float(t.ema_tau)) if ema_model is not None else None
+    ema = None
+    if ema_model is not None:  # CPU: one kernel after the step, no EMA graph (training/ema.py)
+        ema = ModelEMA(model, ema_model, decay=float(t.ema_decay), tau=float(t.ema_tau)).use_kernel(options.cpu_kernels)
     scale_mode, scale_value = resolve_loss_scale(str(t.loss_scale), options.amp_level, options.device,
                                                  float(t.loss_scale_value))
     step = TrainStep(net, optimizer, ema, loss_scale=scale_mode,

@@ -29,7 +29,8 @@ whole ``construct`` is one compiled graph). Per call ``step(images, labels, size
    ~10 s more compile time on CPU (nano 416 b8: first step 41 -> 28 s, the EMA graph
    compiling in 3 s of it) and 0.2 GB more memory; on its own it takes about as long per
    step (yolox-s: 89 ms against 127 ms of its kernels inside the step graph; nano: 30 ms
-   against ~20 ms), and in data-sink mode it is one more launch per step.
+   against ~20 ms), and in data-sink mode it is one more launch per step. With the CPU
+   kernels it is no graph but one compiled function over all tensors (``ema.py``).
 
 Device-resident state, so that a run of steps needs nothing from the host:
 

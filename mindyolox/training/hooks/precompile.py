@@ -45,14 +45,15 @@ def example_batch(tr, size):
             (int(size[0]), int(size[1])))
 
 
-def compile_notice(size, seen, cache_path=None):
+def compile_notice(size, seen, cache_path=None, ema_graph=True):
     """The line said before the first step of an input size ``(h, w)``, which compiles its graph
     in silence: what compiles and roughly how long (``seen``: input size -> seconds of the sizes
-    compiled so far; ``cache_path``: the run's compile-cache folder, or None)."""
+    compiled so far; ``cache_path``: the run's compile-cache folder, or None; ``ema_graph``: the
+    EMA update compiles with the first size -- not with the CPU kernels)."""
     what = f"compiling the train step for input {size[0]}x{size[1]}"
     if seen:
         return f"{what} (a new input size: about as long as the first, {max(seen.values()):.0f} s)"
-    line = (f"{what} (with the EMA update): one graph per input size, about 20-40 s for yolox-nano on a "
+    line = (f"{what}{' (with the EMA update)' if ema_graph else ''}: one graph per input size, about 20-40 s for yolox-nano on a "
             "2-core CPU, minutes for the larger models; nothing is printed meanwhile")
     if cache_path is not None and any(Path(cache_path).rglob("*.mindir")):
         line += f"; a few seconds when the compile cache ({cache_path}) holds it"
@@ -62,7 +63,8 @@ def compile_notice(size, seen, cache_path=None):
 def precompile(tr, sizes, batch_of):
     """Compile, before the first step, the train-step graph of every size in ``sizes``, the
     EMA-update graph and the evaluation forward of trainer ``tr``, one log line per graph with
-    its time (``batch_of(size)``: the example inputs of a size, :func:`example_batch`). They
+    its time (``batch_of(size)``: the example inputs of a size, :func:`example_batch`; with the
+    CPU kernels the EMA has no graph, :mod:`~mindyolox.training.ema`). They
     compile in the order a run without it meets them (first size, EMA, the other sizes,
     evaluation); ``tr.sizes_seen`` gets each size's seconds, ``tr.timing["compile_s"]`` the total.
 
@@ -78,12 +80,13 @@ def precompile(tr, sizes, batch_of):
     more (``step.compiled_graphs`` would show it).
     """
     t_all = time.perf_counter()
+    ema_graph = tr.step.use_ema and tr.step.ema.kernel is None
     for i, size in enumerate(sizes):
         t0 = time.perf_counter()
         tr.step.compile(*batch_of(size))
         tr.sizes_seen[size] = time.perf_counter() - t0
         tr.log(f"precompile {i + 1}/{len(sizes)}: train step {size[0]}x{size[1]} in {tr.sizes_seen[size]:.1f} s")
-        if i == 0 and tr.step.use_ema:  # the order a run without precompile meets them in
+        if i == 0 and ema_graph:  # the order a run without precompile meets them in
             t0 = time.perf_counter()
             tr.step.ema.compile(tr.step.applied)
             tr.log(f"precompile: EMA update in {time.perf_counter() - t0:.1f} s")
@@ -101,7 +104,7 @@ def precompile(tr, sizes, batch_of):
         tr.log(f"precompile: evaluation forward {size[0]}x{size[1]} in {time.perf_counter() - t0:.1f} s")
     spent = time.perf_counter() - t_all
     tr.timing["compile_s"] += spent
-    tr.log(f"precompiled {len(sizes)} train-step size(s){' + EMA' if tr.step.use_ema else ''}"
+    tr.log(f"precompiled {len(sizes)} train-step size(s){' + EMA' if ema_graph else ''}"
            f"{' + evaluation' if tr.evaluator is not None else ''} in {spent:.1f} s")
 
 
