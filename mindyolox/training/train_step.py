@@ -97,6 +97,7 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore import dtype as mstype
 
+from ..runtime.heap import release_free_memory
 from .preprocess import BatchPreprocess
 
 __all__ = ["TrainStep", "ScaledLoss", "LOSS_SCALES", "resolve_loss_scale", "STAT_NAMES"]
@@ -239,6 +240,7 @@ class TrainStep(nn.Cell):
         self.preprocess = BatchPreprocess()
         # 1.0 when this call ran the optimizer (always, without accumulation): gates the EMA
         self.applied = Parameter(Tensor(1.0, mstype.float32), name="accum.applied", requires_grad=False)
+        self.compiled_keys = set()   # the arguments' shapes / dtypes / constants compiled (__call__)
         if self.accumulate > 1:
             self.acc_grads = self.weights.clone(prefix="accum", init="zeros")
             self.acc_fg = Parameter(Tensor(0.0, mstype.float32), name="accum.fg", requires_grad=False)
@@ -246,6 +248,11 @@ class TrainStep(nn.Cell):
 
     # ------------------------------------------------------------------ host-side setters
     def __call__(self, *args, **kwargs):
+        key = tuple((tuple(a.shape), a.dtype) if isinstance(a, Tensor) else a for a in args)
+        if key not in self.compiled_keys:   # a new input shape: compile, then free the compile's heap
+            self.compile(*args, **kwargs)
+            self.compiled_keys.add(key)
+            release_free_memory()
         out = super().__call__(*args, **kwargs)
         if self.use_ema:
             self.ema(self.applied)
