@@ -180,7 +180,8 @@ def _ema_variants():
         class Variant(ModelEMA):
             UPDATE = fn
         return Variant
-    return {"per tensor, Sub + ApplyGradientDescent (in place)": make(sub_agd), "per tensor, Sub, Mul, Add + Assign": make(mul_add)}
+    return {"per tensor, Sub + ApplyGradientDescent (in place)": make(sub_agd),
+            "per tensor, Sub, Mul, Add + Assign": make(mul_add)}
 
 
 def bench_update(steps, variants):
@@ -202,7 +203,8 @@ def bench_update(steps, variants):
         model = build_model(cfg)
         ema = ModelEMA(model, build_model(cfg))
         others = {k: cls(model, build_model(cfg)) for k, cls in _ema_variants().items()}
-        others["one CPU function over all tensors (EmaLerp via ctypes, in place)"] = ModelEMA(model, build_model(cfg)).use_kernel()
+        others["one CPU function over all tensors (EmaLerp via ctypes, in place)"] = \
+            ModelEMA(model, build_model(cfg)).use_kernel()
         opt = build_optimizer(model, cfg.train)
         n_ema = sum(int(np.prod(p.shape)) for p in ema.src)
         n_opt = sum(int(np.prod(p.shape)) for p in opt.params)

@@ -12,8 +12,9 @@ and 1.59 without (``python -m bench.bench_train --cases s:320:4``).
 the heap are returned with ``madvise``, the blocks in use are not touched), a few ms; on a C
 library without it (musl, macOS) it does nothing. Same peak cut for yolox-s 640 b2 (2.09 ->
 1.75 GB) and nano 416 b8 (2.16 -> 1.91). An evaluation forward gains nothing: its peak is the
-compile itself (yolox-s 640: 0.49 GB built, 0.64 compiled; ``import mindspore`` alone 0.39). :class:`~mindyolox.training.train_step.
-TrainStep` calls it after compiling a graph for a new input shape.
+compile itself (yolox-s 640: 0.49 GB built, 0.64 compiled; ``import mindspore`` alone 0.39).
+:class:`~mindyolox.training.train_step.TrainStep` calls it after compiling a graph for a new
+input shape.
 """
 import ctypes
 import ctypes.util

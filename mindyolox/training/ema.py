@@ -23,8 +23,9 @@ pass, in place, at the Parameters' addresses (``Tensor.data_ptr()``: "for CPU is
 address", ``mindspore/common/tensor.py:4116-4131``; the compiled graphs read and write that
 same memory, and a ``set_data`` -- a checkpoint load -- moves it, so the addresses are read at
 every call). The EMA graph's compile (nano 2.9 s, yolox-s 3.5-5.5 s of the first call: ~1,080
-nodes through the front end and one backend kernel each) is gone, and an update costs 0.7 ms (nano) / 4.2 ms (yolox-s) instead of the graph's 9 / 15 ms
-(``python -m bench.bench_fusion update``, AMD EPYC). Sound because a compiled graph's
+nodes through the front end and one backend kernel each) is gone, and an update costs 0.7 ms
+(nano) / 4.2 ms (yolox-s) instead of the graph's 9 / 15 ms (``python -m bench.bench_fusion
+update``, AMD EPYC). Sound because a compiled graph's
 call on CPU returns after its last kernel ran (a 1.8 s graph blocks its call for 1.8 s), so the
 step has finished writing the model when the update reads it, and the update has finished
 when anything else runs. ``tests/test_ema_update.py`` runs both paths against the exact update
@@ -108,7 +109,7 @@ class ModelEMA(nn.Cell):
         if self.kernel is None:
             return super().__call__(on)
         fn, addresses, sizes = self.kernel
-        on = 1.0 if on is None else float(on.asnumpy())
+        on = 1.0 if on is None else float(on.asnumpy() if isinstance(on, Tensor) else on)
         updates = float(self.updates.asnumpy()) + on
         d = ema_decay(updates, self.decay, self.tau)
         if on:
