@@ -28,8 +28,18 @@ Train mode, statistics per channel over [B, H, W]:
 * compiled kernel (``use_kernels(True)``: ``runtime.cpu_kernels``, the CPU default), float32
   inputs, either ``exact``: :func:`mindyolox.ops.cpu_kernels.batch_norm`, two passes in
   double (the ``exact`` numerics, at a fraction of the fused kernel's time: one read for the
-  mean, one for the variance, one write) and the analytic backward in one more kernel; the
-  kernel also returns the moved running statistics (as the ``exact`` path computes them).
+  mean, one for the variance, one write) and the analytic backward in one more kernel. The
+  kernel moves the running statistics (as the ``exact`` path computes them) IN PLACE: it
+  writes its inputs ``moving_mean`` / ``moving_variance``, which in a compiled CPU graph are
+  the Parameters' own memory (``tests/test_cpu_kernels.py`` reads them back through
+  ``asnumpy`` against the float64 update; the EMA reads the same memory, ``training/ema.py``).
+  Returning them and writing them with ``Assign`` took 2 outputs, 2 ``Assign`` and 2
+  ``Depend`` per layer, side-effect nodes that cost the nano train step's compile 4-5 s of
+  15-17 (alternated runs, AMD EPYC). Sound because MindSpore sees a pure operator: it runs it
+  once per call of the layer as long as its output is used (a train-mode forward always
+  uses it) and could only merge two calls with identical inputs (the same layer twice in
+  one graph on the same input: then the statistics move once, not twice). No other kernel
+  of a train graph reads the running statistics (the eval path is another graph).
 """
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
@@ -71,10 +81,7 @@ class BatchNorm2d(nn.Cell):
         """``SiLU(self(x))`` in train mode through one compiled kernel each way
         (:func:`~mindyolox.ops.cpu_kernels.batch_norm_silu`; x [B, C, H, W] float32, ``use_kernels``
         on, not frozen): the running statistics move as :meth:`normalize` moves them."""
-        y, _, _, mean, var = self.kernel_silu(x, self.gamma, self.beta, self.moving_mean, self.moving_variance,
-                                              self.kernel_cfg)
-        y = ops.depend(y, ops.assign(self.moving_mean, mean))
-        return ops.depend(y, ops.assign(self.moving_variance, var))
+        return self.kernel_silu(x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.kernel_cfg)[0]
 
     def construct(self, x):
         y = self.normalize(x)
@@ -87,10 +94,7 @@ class BatchNorm2d(nn.Cell):
         if not self.training or self.frozen:
             return self.infer(x, self.gamma, self.beta, self.moving_mean, self.moving_variance)[0]
         if self.kernel is not None and x.dtype == mstype.float32:
-            y, _, _, mean, var = self.kernel(x, self.gamma, self.beta, self.moving_mean, self.moving_variance,
-                                             self.kernel_cfg)
-            y = ops.depend(y, ops.assign(self.moving_mean, mean))
-            return ops.depend(y, ops.assign(self.moving_variance, var))
+            return self.kernel(x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.kernel_cfg)[0]
         if not self.exact:
             centre = ops.stop_gradient(self.moving_mean * 1.0)   # read before the kernel updates it
             # centred by a per-channel bias add: a broadcast ``x - centre[1, C, 1, 1]`` costs as

@@ -441,33 +441,34 @@ extern "C" int SiluBwd(int nparam, void **params, int *ndims, int64_t **shapes, 
 // two passes in double (mean, then the mean of squared deviations: PyTorch's biased
 // variance, exact where E[x^2] - E[x]^2 cancels); cfg = (eps, keep), keep the running
 // statistics' momentum (MindSpore's: the weight of the old value):
-//   BnFwd(x, gamma [C], beta [C], running_mean [C], running_var [C], cfg [2])
-//     -> (y, mean [C], var [C] (biased), new running_mean, new running_var (unbiased var))
+//   BnFwd(x, gamma [C], beta [C], running_mean [C], running_var [C], cfg [2]) -> (y, mean [C], var [C])
+// mean and var are the batch's (biased); the kernel WRITES ITS INPUTS running_mean and
+// running_var, moved by the batch (the variance's unbiased): in a compiled graph those inputs
+// are the BN Parameters' own memory, and an update through outputs and Assign nodes cost the
+// nano train step's compile 4 s of 16 (mindyolox/models/batchnorm.py says why it is sound).
 //   BnBwd(dy, x, gamma, mean, var, cfg)          -> (dx, dgamma [C], dbeta [C])
 // dbeta = sum dy, dgamma = sum dy * xhat, dx = gamma * invstd * (dy - dbeta / N - xhat * dgamma / N),
 // xhat = (x - mean) * invstd, invstd = 1 / sqrt(var + eps).
 // The same with SiLU after the normalisation (a train-mode BaseConv's BN + SiLU as one kernel
 // each way; only x is kept for the backward, which recomputes z = BN(x) from it):
-//   BnSiluFwd(x, gamma, beta, running_mean, running_var, cfg) -> (SiLU(z), mean, var, new stats)
+//   BnSiluFwd(x, gamma, beta, running_mean, running_var, cfg) -> (SiLU(z), mean, var), stats in place
 //   BnSiluBwd(dy, x, gamma, beta, mean, var, cfg)              -> (dx, dgamma, dbeta)
 // The forward is BnFwd's then SiluFwd's to the bit; the backward's z uses the float var (the
 // forward's scale came from the double one: z within an ulp or two).
 namespace {
 template <bool Silu>
 int bn_fwd(int nparam, void **params, int *ndims, int64_t **shapes) {
-  if (nparam != 11 || ndims[0] != 4) return 1;
+  if (nparam != 9 || ndims[0] != 4) return 1;
   const float *x = static_cast<const float *>(params[0]);
   const float *gamma = static_cast<const float *>(params[1]);
   const float *beta = static_cast<const float *>(params[2]);
-  const float *running_mean = static_cast<const float *>(params[3]);
-  const float *running_var = static_cast<const float *>(params[4]);
+  float *running_mean = static_cast<float *>(params[3]);  // updated in place
+  float *running_var = static_cast<float *>(params[4]);
   const float eps = static_cast<const float *>(params[5])[0];
   const float keep = static_cast<const float *>(params[5])[1];
   float *y = static_cast<float *>(params[6]);
   float *mean_out = static_cast<float *>(params[7]);
   float *var_out = static_cast<float *>(params[8]);
-  float *new_mean = static_cast<float *>(params[9]);
-  float *new_var = static_cast<float *>(params[10]);
   const int64_t B = shapes[0][0], C = shapes[0][1], HW = shapes[0][2] * shapes[0][3];
   const double n = static_cast<double>(B * HW);
   parallel_for(C, B * C * HW * (Silu ? 8 : 3), [&](int64_t first, int64_t last) {
@@ -504,8 +505,8 @@ int bn_fwd(int nparam, void **params, int *ndims, int64_t **shapes) {
       mean_out[c] = static_cast<float>(mean);
       var_out[c] = static_cast<float>(var);
       const float unbiased = static_cast<float>(n > 1 ? var * n / (n - 1) : var);
-      new_mean[c] = running_mean[c] * keep + static_cast<float>(mean) * (1.0f - keep);
-      new_var[c] = running_var[c] * keep + unbiased * (1.0f - keep);
+      running_mean[c] = running_mean[c] * keep + static_cast<float>(mean) * (1.0f - keep);
+      running_var[c] = running_var[c] * keep + unbiased * (1.0f - keep);
     }
   });
   return 0;

@@ -408,12 +408,11 @@ def im2col(kernel, stride, padding):
 
 def batch_norm():
     """The train-mode operator ``(x [B, C, H, W], gamma [C], beta [C], running_mean [C],
-    running_var [C], cfg [2] = (eps, keep)) -> (y, mean [C], var [C], new running_mean, new
-    running_var)`` (float32; biased batch variance from two passes in double; the running
-    statistics move by the momentum ``keep``, the variance's unbiased) with its gradient
-    ``(dx, dgamma, dbeta)`` as one more kernel. Only ``y`` carries a gradient; the running
-    statistics are computed here rather than by graph arithmetic, which compiled 1.3 s slower
-    per 60 layers."""
+    running_var [C], cfg [2] = (eps, keep)) -> (y, mean [C], var [C])`` (float32; biased batch
+    variance from two passes in double) that moves the running statistics IN PLACE by the
+    momentum ``keep`` (the variance's unbiased; :mod:`mindyolox.models.batchnorm` says why and
+    when that is sound), with its gradient ``(dx, dgamma, dbeta)`` as one more kernel. Only
+    ``y`` carries a gradient."""
     from mindspore import ops
     if "bn" not in _state:
         grad = custom_op("BnBwd", lambda dy, x, g, m, v, cfg: (x, g, g), lambda dy, x, g, m, v, cfg: (x, x, x))
@@ -423,14 +422,14 @@ def batch_norm():
             return (dx, dgamma, dbeta, ops.zeros_like(running_mean), ops.zeros_like(running_var),
                     ops.zeros_like(cfg))
 
-        _state["bn"] = custom_op("BnFwd", lambda x, g, b, m, v, cfg: (x, g, g, g, g),
-                               lambda x, g, b, m, v, cfg: (x, x, x, x, x), bprop)
+        _state["bn"] = custom_op("BnFwd", lambda x, g, b, m, v, cfg: (x, g, g), lambda x, g, b, m, v, cfg: (x, x, x),
+                                 bprop)
     return _state["bn"]
 
 
 def batch_norm_silu():
     """:func:`batch_norm` with SiLU applied to its output, one kernel each way: ``(x, gamma, beta,
-    running_mean, running_var, cfg) -> (SiLU(y), mean, var, new running_mean, new running_var)``.
+    running_mean, running_var, cfg) -> (SiLU(y), mean, var)``, the running statistics in place.
     The gradient kernel recomputes ``y`` from ``x`` (the only activation kept, where BN then
     SiLU keep two) and takes SiLU's gradient there. The forward equals the two kernels' to the
     bit; the recomputed ``y`` uses the float variance (within an ulp or two of the forward's)."""
@@ -443,8 +442,8 @@ def batch_norm_silu():
             return (dx, dgamma, dbeta, ops.zeros_like(running_mean), ops.zeros_like(running_var),
                     ops.zeros_like(cfg))
 
-        _state["bn_silu"] = custom_op("BnSiluFwd", lambda x, g, b, m, v, cfg: (x, g, g, g, g),
-                                    lambda x, g, b, m, v, cfg: (x, x, x, x, x), bprop)
+        _state["bn_silu"] = custom_op("BnSiluFwd", lambda x, g, b, m, v, cfg: (x, g, g),
+                                      lambda x, g, b, m, v, cfg: (x, x, x), bprop)
     return _state["bn_silu"]
 
 
