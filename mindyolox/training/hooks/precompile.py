@@ -54,7 +54,7 @@ def compile_notice(size, seen, cache_path=None, ema_graph=True):
     if seen:
         return f"{what} (a new input size: about as long as the first, {max(seen.values()):.0f} s)"
     what += " (with the EMA update)" if ema_graph else ""
-    line = (f"{what}: one graph per input size, about 20-40 s for yolox-nano on a 2-core CPU, minutes for the "
+    line = (f"{what}: one graph per input size, about 10-20 s for yolox-nano on a 2-core CPU, minutes for the "
             "larger models; nothing is printed meanwhile")
     if cache_path is not None and any(Path(cache_path).rglob("*.mindir")):
         line += f"; a few seconds when the compile cache ({cache_path}) holds it"
