@@ -35,11 +35,12 @@ Train mode, statistics per channel over [B, H, W]:
   ``asnumpy`` against the float64 update; the EMA reads the same memory, ``training/ema.py``).
   Returning them and writing them with ``Assign`` took 2 outputs, 2 ``Assign`` and 2
   ``Depend`` per layer, side-effect nodes inside the differentiated forward that cost the
-  nano train step's compile 4-6 s of 15-17 (alternated runs, AMD EPYC). Sound because MindSpore sees a pure operator: it runs it
-  once per call of the layer as long as its output is used (a train-mode forward always
-  uses it) and could only merge two calls with identical inputs (the same layer twice in
-  one graph on the same input: then the statistics move once, not twice). No other kernel
-  of a train graph reads the running statistics (the eval path is another graph).
+  nano train step's compile 4-6 s of 15-17 (alternated runs, AMD EPYC). Sound because
+  MindSpore sees a pure operator: it runs it once per call of the layer as long as its
+  output is used (a train-mode forward always uses it) and could only merge two calls with
+  identical inputs (the same layer twice in one graph on the same input: then the statistics
+  move once, not twice). No other kernel of a train graph reads the running statistics (the
+  eval path is another graph).
 """
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops

@@ -435,7 +435,8 @@ def batch_norm_silu():
     bit; the recomputed ``y`` uses the float variance (within an ulp or two of the forward's)."""
     from mindspore import ops
     if "bn_silu" not in _state:
-        grad = custom_op("BnSiluBwd", lambda dy, x, g, b, m, v, cfg: (x, g, g), lambda dy, x, g, b, m, v, cfg: (x, x, x))
+        grad = custom_op("BnSiluBwd", lambda dy, x, g, b, m, v, cfg: (x, g, g),
+                         lambda dy, x, g, b, m, v, cfg: (x, x, x))
 
         def bprop(x, gamma, beta, running_mean, running_var, cfg, out, dout):
             dx, dgamma, dbeta = grad(dout[0], x, gamma, beta, out[1], out[2], cfg)
