@@ -61,8 +61,7 @@ def main(argv=None):
         print(f"  {size}x{size}: compile {comp:.1f} s, first step {first:.2f} s, next step {again:.2f} s "
               f"({step.compiled_graphs} step graph(s))", flush=True)
     total = sum(r["compile_s"] for r in rows)
-    ema = "" if step.ema is None or step.ema.kernel is not None else " + 1 EMA graph"
-    print(f"total: {len(rows)} step graphs{ema}, ~{total:.0f} s of compiling "
+    print(f"total: {len(rows)} step graphs{' + 1 EMA graph' if step.ema_graph else ''}, ~{total:.0f} s of compiling "
           f"(model build {build_s:.1f} s)", flush=True)
     if args.json:
         harness.write_json(args.json, harness.record(f"compile:{args.variant}:b{args.batch}", None, variant=args.variant,

@@ -25,10 +25,9 @@ same memory, and a ``set_data`` -- a checkpoint load -- moves it, so the address
 every call). The EMA graph's compile (nano 2.9 s, yolox-s 3.5-5.5 s of the first call: ~1,080
 nodes through the front end and one backend kernel each) is gone, and an update costs 0.7 ms
 (nano) / 4.2 ms (yolox-s) instead of the graph's 9 / 15 ms (``python -m bench.bench_fusion
-update``, AMD EPYC). Sound because a compiled graph's
-call on CPU returns after its last kernel ran (a 1.8 s graph blocks its call for 1.8 s), so the
-step has finished writing the model when the update reads it, and the update has finished
-when anything else runs. ``tests/test_ema_update.py`` runs both paths against the exact update
+update``, AMD EPYC). Sound because a compiled graph's call on CPU returns after its last kernel
+ran (a 1.8 s graph blocks its call for 1.8 s), so the step has finished writing the model when
+the update reads it, and the update has finished when anything else runs. ``tests/test_ema_update.py`` runs both paths against the exact update
 and reads the kernel's result back through ``asnumpy`` and through a compiled graph.
 GPU/Ascend keep the graph (``cpu_kernels`` is off there; their memory is the device's).
 

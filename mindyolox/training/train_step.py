@@ -287,6 +287,12 @@ class TrainStep(nn.Cell):
         self.use_l1.set_data(Tensor(1.0 if on else 0.0, mstype.float32))
 
     @property
+    def ema_graph(self):
+        """True when the EMA update is a graph of its own to compile (not on CPU with the kernels,
+        where it is one compiled function: :mod:`~mindyolox.training.ema`)."""
+        return self.use_ema and self.ema.kernel is None
+
+    @property
     def compiled_graphs(self):
         """Number of graphs compiled for this cell so far (one per multiscale size / input shape)."""
         return len(self.compile_cache)

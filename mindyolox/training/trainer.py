@@ -294,8 +294,7 @@ class Trainer:
         self.window["steps"] += n
         data_s = 0.0
         if size not in self.sizes_seen:  # the first step of a size compiles its graph: say so, time it
-            ema_graph = self.step.use_ema and self.step.ema.kernel is None
-            self.log(compile_notice(size, self.sizes_seen, self.cache_path, ema_graph))
+            self.log(compile_notice(size, self.sizes_seen, self.cache_path, self.step.ema_graph))
             t0 = time.perf_counter()
             data_s += self.feeder.run(1, size)
             self.step.stats.asnumpy()  # wait for it

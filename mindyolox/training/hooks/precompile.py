@@ -81,7 +81,7 @@ def precompile(tr, sizes, batch_of):
     more (``step.compiled_graphs`` would show it).
     """
     t_all = time.perf_counter()
-    ema_graph = tr.step.use_ema and tr.step.ema.kernel is None
+    ema_graph = tr.step.ema_graph
     for i, size in enumerate(sizes):
         t0 = time.perf_counter()
         tr.step.compile(*batch_of(size))
