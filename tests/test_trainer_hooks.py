@@ -89,7 +89,7 @@ class _Feeder:
 def _parts():
     from types import SimpleNamespace as NS
     stats = NS(asnumpy=lambda: None)
-    step = NS(set_use_l1=lambda on: None, stats=stats, use_ema=False)
+    step = NS(set_use_l1=lambda on: None, stats=stats, use_ema=False, ema_graph=False)
     loader = NS(steps_per_epoch=3, batch_size=2, interval=10, size_at=lambda k: (64, 64), dataset=None)
     return NS(model=None, net=None, ema_model=None, loader=loader, lr_schedule=None, optimizer=NS(params=[]),
               step=step, evaluator=None, weights_report=None, bn_note=None, frozen=None)
